@@ -1,0 +1,93 @@
+# leaklab: top-level build. `make run` and `make test` are the two commands a
+# newcomer needs; everything else is a step they depend on.
+#
+#   make setup                  install what is missing (idempotent)
+#   make kernel  [ARCH=...]     build or reuse the cached Rust+kmemleak kernel
+#   make module  [ARCH=...]     build leaklab.ko   (KDIR=... for your own tree)
+#   make tool    [ARCH=...]     build the host tool and the static guest binary
+#   make run     [ARCH=...]     boot QEMU and run the main job
+#   make test                   unit tests, both module builds, VM tests on both ARCHs
+#   make check                  rustfmt and the kernel's CLIPPY=1 on the module
+#   make rust-analyzer          rust-project.json for the module
+#
+# ARCH is x86_64 (default) or arm64; LLVM=1 builds with clang/lld instead of gcc.
+
+ARCH ?= x86_64
+override ARCH := $(patsubst aarch64,arm64,$(ARCH))
+ifeq ($(filter x86_64 arm64,$(ARCH)),)
+$(error ARCH must be x86_64 or arm64, not '$(ARCH)')
+endif
+
+# Expensive builds (kernels, cargo's target dir) live outside the clone.
+LEAKLAB_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/leaklab
+export LEAKLAB_CACHE
+export CARGO_TARGET_DIR ?= $(LEAKLAB_CACHE)/target
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER ?= aarch64-linux-gnu-gcc
+export CARGO_TERM_QUIET ?= true
+
+BUILD := $(CURDIR)/build
+OUT := $(BUILD)/$(ARCH)
+RESULTS := $(BUILD)/results
+HOST_TOOL := $(CARGO_TARGET_DIR)/release/leaklab
+
+musl_x86_64 := x86_64-unknown-linux-musl
+musl_arm64 := aarch64-unknown-linux-musl
+cross_arm64 := aarch64-linux-gnu-
+
+# What kbuild gets: ARCH, and CROSS_COMPILE or LLVM.
+KBUILD_ARGS = ARCH=$(ARCH) $(if $(LLVM),LLVM=$(LLVM),$(if $(cross_$(ARCH)),CROSS_COMPILE=$(cross_$(ARCH))))
+# A user's own kernel tree (KDIR=...) wins over the cached one.
+KDIR_OF = $(or $(KDIR),$(shell cat $(OUT)/kdir 2>/dev/null))
+
+.PHONY: all setup kernel module tool run test check rust-analyzer clean
+all: module tool
+
+setup:
+	@bash scripts/setup.sh
+
+kernel: setup
+ifeq ($(KDIR),)
+	@mkdir -p $(OUT)
+	@kdir=$$(LLVM=$(LLVM) bash qemu/build-kernel.sh $(ARCH)) && \
+	echo "$$kdir" > $(OUT)/kdir && \
+	ln -sfn "$$kdir/leaklab-image" $(OUT)/kernel-image && \
+	cp "$$kdir/samples/kmemleak/kmemleak-test.ko" "$$kdir/samples/rust/rust_minimal.ko" $(OUT)/ && \
+	echo "kernel: $(ARCH) ready in $$kdir"
+else
+	@echo "kernel: using KDIR=$(KDIR)"
+endif
+
+module: kernel
+	@test -n "$(KDIR_OF)" || { echo "module: no kernel tree: run 'make kernel' or pass KDIR=" >&2; exit 2; }
+	$(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) modules
+	@mkdir -p $(OUT) && cp leaklab.ko $(OUT)/leaklab.ko
+
+tool: setup
+	cd userspace && cargo build --release
+	cd userspace && cargo build --release --target $(musl_$(ARCH)) \
+		--config 'target.$(musl_$(ARCH)).rustflags=["-C","target-feature=+crt-static"]'
+	@mkdir -p $(OUT) && cp $(CARGO_TARGET_DIR)/$(musl_$(ARCH))/release/leaklab $(OUT)/leaklab
+
+run: module tool
+	@mkdir -p $(RESULTS)
+	$(HOST_TOOL) vm --arch $(ARCH) --build-dir $(BUILD) -- census
+
+test: setup
+	cd userspace && cargo build --release
+	$(MAKE) --no-print-directory module tool ARCH=x86_64
+	$(MAKE) --no-print-directory module tool ARCH=arm64
+	$(MAKE) --no-print-directory check ARCH=x86_64
+	cd userspace && LEAKLAB_BUILD_DIR=$(BUILD) cargo test --release -- --include-ignored
+
+check: kernel
+	rustfmt --edition 2021 --check --config-path $(KDIR_OF)/source/.rustfmt.toml module/leaklab.rs
+	cd userspace && cargo fmt --check
+	touch module/leaklab.rs && $(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) CLIPPY=1 modules 2>&1 | tee $(BUILD)/clippy.log
+	@! grep -q '^warning\|^error' $(BUILD)/clippy.log || { echo "check: the module is not clippy-clean" >&2; exit 1; }
+
+rust-analyzer: kernel
+	$(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) rust-analyzer
+
+clean:
+	-$(if $(KDIR_OF),$(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) clean)
+	rm -rf $(BUILD)

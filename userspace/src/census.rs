@@ -1,0 +1,314 @@
+//! The first main job: load and unload modules, let kmemleak look, and count
+//! the unreferenced objects each module left behind.
+//!
+//! Each module is loaded, its section addresses and debugfs entries are
+//! recorded, and it is unloaded. Then kmemleak scans: once at once (so every
+//! new object gets its first checksum), and again once the youngest
+//! allocation is older than kmemleak's minimum age, repeating until two scans
+//! in a row report the same set. Reports are attributed to a module by their
+//! frames: a `[module]` tag, or a bare address inside a recorded section.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::{
+    kmemleak::{Kmemleak, DEBUGFS},
+    kmod,
+    layout::ModuleLayout,
+    report::{self, Report},
+};
+
+/// kmemleak reports an object only once it is this old (MSECS_MIN_AGE in
+/// mm/kmemleak.c, 5000 ms), plus a margin for jiffies rounding.
+pub const MIN_AGE: Duration = Duration::from_millis(5500);
+
+/// The most scans after the age window before the set is taken as it is.
+const MAX_SCANS: usize = 6;
+
+/// What happened to one module.
+#[derive(Debug, Serialize)]
+pub struct ModuleResult {
+    /// The `.ko` file.
+    pub path: PathBuf,
+    /// The module's name, once known.
+    pub name: Option<String>,
+    /// Whether it loaded.
+    pub loaded: bool,
+    /// Whether it unloaded.
+    pub unloaded: bool,
+    /// The files of `/sys/kernel/debug/<name>/` while it was loaded.
+    pub debugfs: BTreeMap<String, DebugfsFile>,
+    /// What a loading or unloading error said.
+    pub error: Option<String>,
+    /// Reports attributed to the module.
+    pub leaks: LeakCount,
+}
+
+/// One file of a module's debugfs directory.
+#[derive(Debug, Serialize)]
+pub struct DebugfsFile {
+    /// Permission bits, e.g. `0o400` (as a number).
+    pub mode: u32,
+    /// Content read while the module was loaded, when readable and short.
+    pub content: Option<String>,
+}
+
+/// A count of leaked objects.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LeakCount {
+    /// Unreferenced objects.
+    pub objects: usize,
+    /// Their total size.
+    pub bytes: u64,
+}
+
+impl LeakCount {
+    fn add(&mut self, r: &Report) {
+        self.objects += 1;
+        self.bytes += r.size;
+    }
+}
+
+/// The whole census.
+#[derive(Debug, Serialize)]
+pub struct Census {
+    /// Schema name and version of this JSON document.
+    pub schema: &'static str,
+    /// The running kernel's release.
+    pub kernel: String,
+    /// One entry per module, in the order given.
+    pub modules: Vec<ModuleResult>,
+    /// Reports that no module's frames explain (the kernel's own).
+    pub unattributed: LeakCount,
+    /// Scans run after the modules were unloaded.
+    pub scans: usize,
+}
+
+impl Census {
+    /// Whether every module loaded and unloaded.
+    pub fn ok(&self) -> bool {
+        self.modules.iter().all(|m| m.loaded && m.unloaded)
+    }
+
+    /// A short table for people.
+    pub fn human(&self) -> String {
+        let mut s = format!(
+            "kmemleak census on {} ({} scans after unload)\n{:<20} {:>6} {:>8} {:>8} {:>8}  {}\n",
+            self.kernel, self.scans, "module", "loaded", "unloaded", "objects", "bytes", "debugfs"
+        );
+        for m in &self.modules {
+            let name = m
+                .name
+                .clone()
+                .unwrap_or_else(|| m.path.display().to_string());
+            s += &format!(
+                "{:<20} {:>6} {:>8} {:>8} {:>8}  {}\n",
+                name,
+                yes(m.loaded),
+                yes(m.unloaded),
+                m.leaks.objects,
+                m.leaks.bytes,
+                if m.debugfs.is_empty() {
+                    "-".to_string()
+                } else {
+                    m.debugfs.keys().cloned().collect::<Vec<_>>().join(",")
+                }
+            );
+            if let Some(e) = &m.error {
+                s += &format!("  error: {e}\n");
+            }
+        }
+        s += &format!(
+            "{:<20} {:>6} {:>8} {:>8} {:>8}\n",
+            "(not a module)", "", "", self.unattributed.objects, self.unattributed.bytes
+        );
+        s
+    }
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "NO"
+    }
+}
+
+/// Loads and unloads each of `modules`, then counts kmemleak's reports per module.
+pub fn run(modules: &[PathBuf]) -> Result<Census> {
+    let kmemleak = Kmemleak::open()?;
+    // Flush what boot left behind, so the count starts from here.
+    kmemleak.scan()?;
+    kmemleak.clear()?;
+
+    let mut results = Vec::new();
+    let mut layouts = Vec::new();
+    let mut last_load = Instant::now();
+    for path in modules {
+        let mut m = ModuleResult {
+            path: path.clone(),
+            name: None,
+            loaded: false,
+            unloaded: false,
+            debugfs: BTreeMap::new(),
+            error: None,
+            leaks: LeakCount::default(),
+        };
+        match kmod::load(path) {
+            Ok(name) => {
+                last_load = Instant::now();
+                m.loaded = true;
+                m.debugfs = debugfs_entries(&name);
+                match ModuleLayout::record(&name, path) {
+                    Ok(l) => layouts.push(l),
+                    Err(e) => m.error = Some(format!("{e:#}")),
+                }
+                match kmod::unload(&name) {
+                    Ok(()) => m.unloaded = true,
+                    Err(e) => m.error = Some(format!("{e:#}")),
+                }
+                m.name = Some(name);
+            }
+            Err(e) => m.error = Some(format!("{e:#}")),
+        }
+        results.push(m);
+    }
+
+    let (reports, scans) = settle(&kmemleak, last_load)?;
+    let mut unattributed = LeakCount::default();
+    for r in &reports {
+        match attribute(r, &layouts) {
+            Some(name) => {
+                if let Some(m) = results.iter_mut().find(|m| m.name.as_deref() == Some(name)) {
+                    m.leaks.add(r);
+                }
+            }
+            None => unattributed.add(r),
+        }
+    }
+    Ok(Census {
+        schema: "leaklab.census/1",
+        kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        modules: results,
+        unattributed,
+        scans,
+    })
+}
+
+/// Scans until the reported set is stable, waiting out the minimum age of
+/// objects allocated up to `youngest`. Returns the reports and the number of
+/// scans run.
+fn settle(kmemleak: &Kmemleak, youngest: Instant) -> Result<(Vec<Report>, usize)> {
+    // The first scan gives new objects their checksum; they can be reported
+    // from the next one on, once old enough.
+    kmemleak.scan()?;
+    let mut scans = 1;
+    let ripe = youngest + MIN_AGE;
+    if let Some(wait) = ripe.checked_duration_since(Instant::now()) {
+        thread::sleep(wait);
+    }
+    let mut previous: Option<BTreeSet<u64>> = None;
+    loop {
+        kmemleak.scan()?;
+        scans += 1;
+        let reports = report::parse(&kmemleak.read()?);
+        let set: BTreeSet<u64> = reports.iter().map(|r| r.address).collect();
+        if previous.as_ref() == Some(&set) || scans >= MAX_SCANS {
+            return Ok((reports, scans));
+        }
+        previous = Some(set);
+    }
+}
+
+/// Returns the module a report's frames point into, if any.
+pub fn attribute<'a>(r: &Report, layouts: &'a [ModuleLayout]) -> Option<&'a str> {
+    r.frames.iter().find_map(|f| {
+        if let Some(tag) = &f.module {
+            return layouts
+                .iter()
+                .find(|l| &l.name == tag)
+                .map(|l| l.name.as_str());
+        }
+        let addr = f.address?;
+        layouts
+            .iter()
+            .find(|l| l.section_of(addr).is_some())
+            .map(|l| l.name.as_str())
+    })
+}
+
+fn debugfs_entries(name: &str) -> BTreeMap<String, DebugfsFile> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Path::new(DEBUGFS).join(name);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return BTreeMap::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let mode = e.metadata().map_or(0, |m| m.permissions().mode() & 0o7777);
+            let content = fs::read(e.path())
+                .ok()
+                .filter(|c| c.len() <= 4096)
+                .map(|c| String::from_utf8_lossy(&c).into_owned());
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                DebugfsFile { mode, content },
+            )
+        })
+        .collect()
+}
+
+/// The `.ko` files in `dir`, sorted by name.
+pub fn modules_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ko"))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::Section;
+
+    #[test]
+    fn bare_addresses_and_tags_are_attributed() {
+        let layouts = vec![ModuleLayout {
+            name: "kmemleak_test".into(),
+            sections: vec![Section {
+                name: ".init.text".into(),
+                address: 0xffffffffa0000000,
+                size: 0x300,
+            }],
+        }];
+        let text = "unreferenced object 0xffff888003a8e000 (size 32):\n  backtrace (crc 1):\n    __kmalloc_cache_noprof+0x1a2/0x2a0\n    0xffffffffa000023a\n";
+        let r = &report::parse(text)[0];
+        assert_eq!(attribute(r, &layouts), Some("kmemleak_test"));
+        let outside = text.replace("0xffffffffa000023a", "0xffffffffa0000300");
+        assert_eq!(attribute(&report::parse(&outside)[0], &layouts), None);
+        let tagged = text.replace(
+            "0xffffffffa000023a",
+            "kmemleak_test_init+0x2a/0x100 [kmemleak_test]",
+        );
+        assert_eq!(
+            attribute(&report::parse(&tagged)[0], &layouts),
+            Some("kmemleak_test")
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! leaklab: drive the leaklab kernel module, harvest kmemleak, and say what
+//! leaked, where, and whether it was expected.
+//!
+//! The same binary runs on the host (building an initramfs and booting QEMU)
+//! and inside the guest, where it is `/init` and the command it was asked to
+//! run.
+
+pub mod census;
+pub mod cli;
+pub mod init;
+pub mod initramfs;
+pub mod kmemleak;
+pub mod kmod;
+pub mod layout;
+pub mod report;
+pub mod vm;
