@@ -8,6 +8,7 @@
 #   make run     [ARCH=...]     boot QEMU and run the main job
 #   make test                   unit tests, both module builds, VM tests on both ARCHs
 #   make check                  rustfmt and the kernel's CLIPPY=1 on the module
+#   make recall  [ARCH=...]     measure kmemleak's recall on the leaky samples
 #   make rust-analyzer          rust-project.json for the module
 #
 # ARCH is x86_64 (default) or arm64; LLVM=1 builds with clang/lld instead of gcc.
@@ -39,7 +40,7 @@ KBUILD_ARGS = ARCH=$(ARCH) $(if $(LLVM),LLVM=$(LLVM),$(if $(cross_$(ARCH)),CROSS
 # A user's own kernel tree (KDIR=...) wins over the cached one.
 KDIR_OF = $(or $(KDIR),$(shell cat $(OUT)/kdir 2>/dev/null))
 
-.PHONY: all setup kernel module tool run test check rust-analyzer clean
+.PHONY: all setup kernel module tool run test check recall rust-analyzer clean
 all: module tool
 
 setup:
@@ -64,6 +65,7 @@ module: kernel
 
 tool: setup
 	cd userspace && cargo build --release
+	@mkdir -p $(BUILD) && cp $(HOST_TOOL) $(BUILD)/leaklab
 	cd userspace && cargo build --release --target $(musl_$(ARCH)) \
 		--config 'target.$(musl_$(ARCH)).rustflags=["-C","target-feature=+crt-static"]'
 	@mkdir -p $(OUT) && cp $(CARGO_TARGET_DIR)/$(musl_$(ARCH))/release/leaklab $(OUT)/leaklab
@@ -84,6 +86,12 @@ check: kernel
 	cd userspace && cargo fmt --check
 	touch module/leaklab.rs && $(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) CLIPPY=1 modules 2>&1 | tee $(BUILD)/clippy.log
 	@! grep -q '^warning\|^error' $(BUILD)/clippy.log || { echo "check: the module is not clippy-clean" >&2; exit 1; }
+
+# kmemleak's recall on the leaky samples over BOOTS fresh boots (a
+# measurement, not a test): make recall [ARCH=] [BOOTS=20]
+BOOTS ?= 20
+recall: module tool
+	bash scripts/recall.sh $(BUILD)/leaklab $(BUILD) $(ARCH) $(BOOTS)
 
 rust-analyzer: kernel
 	$(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) rust-analyzer

@@ -86,6 +86,11 @@ impl Dir {
         Self::create(name, None)
     }
 
+    /// Creates the directory `name` inside this one.
+    pub(crate) fn subdir(&self, name: &CStr) -> Result<Self> {
+        Self::create(name, Some(self.0.clone()))
+    }
+
     fn create(name: &CStr, parent: Option<Arc<Entry>>) -> Result<Self> {
         // SAFETY: `name` is NUL-terminated; the parent pointer is null or a
         // live dentry (invariant of `Entry`).

@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! leaklab: driver-style kernel memory leaks, each in a leaky and a fixed
-//! variant, driven from `/sys/kernel/debug/leaklab/`.
+//! variant, driven from `/sys/kernel/debug/leaklab/` (see [`control`]).
 
-use core::fmt::Write;
-use kernel::{c_str, prelude::*};
+use kernel::prelude::*;
 
+mod catalogue;
+mod control;
 mod debugfs;
+#[path = "../samples/mod.rs"]
+mod samples;
 
 module! {
     type: LeakLab,
@@ -17,36 +20,23 @@ module! {
 }
 
 /// The module's version, as `leaklab/version` reports it.
-const VERSION: &str = "0.1.0";
-
-/// `leaklab/version`: the module's name and version.
-struct Version;
-
-impl debugfs::FileOps for Version {
-    fn show(&self, out: &mut debugfs::SeqFile) -> Result {
-        writeln!(out, "leaklab {VERSION}").map_err(|_| EINVAL)
-    }
-}
+const VERSION: &str = "0.2.0";
 
 struct LeakLab {
-    _version: debugfs::File<Version>,
-    _root: debugfs::Dir,
+    // Dropped first: no trigger can run once the files are gone.
+    _control: control::Control,
+    // Frees what the fixed module_exit variant kept.
+    _module_exit: samples::module_exit::Owner,
 }
 
 impl kernel::Module for LeakLab {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let root = debugfs::Dir::new(c_str!("leaklab"))?;
-        let version = root.file(c_str!("version"), Version, module)?;
+        let module_exit = samples::module_exit::Owner;
+        let control = control::Control::new(module)?;
         pr_info!("leaklab {VERSION} loaded: /sys/kernel/debug/leaklab/\n");
         Ok(LeakLab {
-            _version: version,
-            _root: root,
+            _control: control,
+            _module_exit: module_exit,
         })
-    }
-}
-
-impl Drop for LeakLab {
-    fn drop(&mut self) {
-        pr_info!("leaklab unloading\n");
     }
 }

@@ -9,11 +9,10 @@
 //! frames: a `[module]` tag, or a bare address inside a recorded section.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     fs,
     path::{Path, PathBuf},
-    thread,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use anyhow::{Context, Result};
@@ -23,15 +22,8 @@ use crate::{
     kmemleak::{Kmemleak, DEBUGFS},
     kmod,
     layout::ModuleLayout,
-    report::{self, Report},
+    report::Report,
 };
-
-/// kmemleak reports an object only once it is this old (MSECS_MIN_AGE in
-/// mm/kmemleak.c, 5000 ms), plus a margin for jiffies rounding.
-pub const MIN_AGE: Duration = Duration::from_millis(5500);
-
-/// The most scans after the age window before the set is taken as it is.
-const MAX_SCANS: usize = 6;
 
 /// What happened to one module.
 #[derive(Debug, Serialize)]
@@ -182,7 +174,7 @@ pub fn run(modules: &[PathBuf]) -> Result<Census> {
         results.push(m);
     }
 
-    let (reports, scans) = settle(&kmemleak, last_load)?;
+    let (reports, scans) = kmemleak.settle(last_load)?;
     let mut unattributed = LeakCount::default();
     for r in &reports {
         match attribute(r, &layouts) {
@@ -204,31 +196,6 @@ pub fn run(modules: &[PathBuf]) -> Result<Census> {
         unattributed,
         scans,
     })
-}
-
-/// Scans until the reported set is stable, waiting out the minimum age of
-/// objects allocated up to `youngest`. Returns the reports and the number of
-/// scans run.
-fn settle(kmemleak: &Kmemleak, youngest: Instant) -> Result<(Vec<Report>, usize)> {
-    // The first scan gives new objects their checksum; they can be reported
-    // from the next one on, once old enough.
-    kmemleak.scan()?;
-    let mut scans = 1;
-    let ripe = youngest + MIN_AGE;
-    if let Some(wait) = ripe.checked_duration_since(Instant::now()) {
-        thread::sleep(wait);
-    }
-    let mut previous: Option<BTreeSet<u64>> = None;
-    loop {
-        kmemleak.scan()?;
-        scans += 1;
-        let reports = report::parse(&kmemleak.read()?);
-        let set: BTreeSet<u64> = reports.iter().map(|r| r.address).collect();
-        if previous.as_ref() == Some(&set) || scans >= MAX_SCANS {
-            return Ok((reports, scans));
-        }
-        previous = Some(set);
-    }
 }
 
 /// Returns the module a report's frames point into, if any.
@@ -285,7 +252,7 @@ pub fn modules_in(dir: &Path) -> Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::Section;
+    use crate::{layout::Section, report};
 
     #[test]
     fn bare_addresses_and_tags_are_attributed() {

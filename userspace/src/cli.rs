@@ -7,7 +7,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::{
     census,
+    control::{Control, Variant},
+    cycle,
     initramfs::{self, Contents},
+    selftest,
     vm::{self, Accel, Arch, VmSpec},
 };
 
@@ -35,6 +38,69 @@ pub enum Cmd {
     /// Boot the project's kernel in QEMU with leaklab as /init and run a
     /// leaklab command there; exits with that command's status.
     Vm(VmArgs),
+    /// List the leak patterns of the loaded leaklab.ko.
+    Patterns {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Run a pattern's leaky or fixed variant N times in the loaded leaklab.ko.
+    Trigger {
+        /// Pattern name (see `leaklab patterns`).
+        pattern: String,
+        /// Which variant.
+        #[arg(value_enum)]
+        variant: Variant,
+        /// How many runs.
+        #[arg(short, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        n: u32,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Load leaklab.ko, run samples, unload it, harvest kmemleak, and check
+    /// every pattern and variant against what the module said it leaks.
+    Cycle {
+        /// The module (default: /lib/modules/leaklab.ko, as in the VM).
+        #[arg(long)]
+        module: Option<PathBuf>,
+        /// Pattern to run (repeatable; default: all).
+        #[arg(long = "pattern")]
+        patterns: Vec<String>,
+        /// Variant to run (repeatable; default: both).
+        #[arg(long = "variant", value_enum)]
+        variants: Vec<Variant>,
+        /// Runs per pattern and variant.
+        #[arg(short, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        n: u32,
+        /// Load/run/unload cycles.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        cycles: u32,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Check leaklab.ko's control interface against its contract (bad
+    /// input refused without side effects, the leak cap, reads).
+    Selftest {
+        /// The module (default: /lib/modules/leaklab.ko, as in the VM).
+        #[arg(long)]
+        module: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Find where kernel memory still holds the given addresses, to see why
+    /// a leak is not reported. Scans all RAM through /proc/kcore: hits in free
+    /// pages and user memory, which kmemleak does not scan, show up too.
+    Refs {
+        /// Addresses, in hex (0x...).
+        #[arg(required = true)]
+        addresses: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
     /// Load and unload kernel modules, scan kmemleak, and count the
     /// unreferenced objects each module left behind.
     Census {
@@ -97,6 +163,137 @@ pub struct VmArgs {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Cmd::Vm(args) => run_vm(args),
+        Cmd::Patterns { format } => {
+            let patterns = Control::open()?.patterns()?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&patterns)?),
+                Format::Human => {
+                    println!(
+                        "{:<18} {:>7} {:>7}  {}",
+                        "pattern", "objects", "bytes", "leaks"
+                    );
+                    for p in &patterns {
+                        println!(
+                            "{:<18} {:>7} {:>7}  {}",
+                            p.name,
+                            p.objects,
+                            p.bytes,
+                            if p.after_unload {
+                                "after rmmod"
+                            } else {
+                                "at once"
+                            }
+                        );
+                        println!("    {}", p.description);
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Trigger {
+            pattern,
+            variant,
+            n,
+            format,
+        } => {
+            let ctl = Control::open()?;
+            ctl.trigger(&pattern, variant, n)?;
+            let stats = ctl
+                .stats()?
+                .into_iter()
+                .find(|s| s.pattern == pattern && s.variant == variant.name());
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&stats)?),
+                Format::Human => {
+                    if let Some(s) = stats {
+                        println!(
+                            "{pattern} {}: {n} run(s); totals: runs={} leaked={} ({} bytes)",
+                            variant.name(),
+                            s.runs,
+                            s.leaked,
+                            s.leaked_bytes
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Cycle {
+            module,
+            patterns,
+            variants,
+            n,
+            cycles,
+            format,
+        } => {
+            let plan = cycle::Plan {
+                module: cycle::default_module(module),
+                patterns,
+                variants: if variants.is_empty() {
+                    vec![Variant::Leaky, Variant::Fixed]
+                } else {
+                    variants
+                },
+                runs: n,
+                cycles,
+            };
+            let run = cycle::run(&plan, |_| {})?;
+            match format {
+                Format::Human => print!("{}", run.human()),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&run)?),
+            }
+            Ok(if run.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Selftest { module, format } => {
+            let t = selftest::run(&cycle::default_module(module))?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&t)?),
+                Format::Human => {
+                    for c in &t.cases {
+                        println!(
+                            "{} {}: expected {}, got {}",
+                            if c.ok { "ok  " } else { "FAIL" },
+                            c.name,
+                            c.expected,
+                            c.actual
+                        );
+                    }
+                }
+            }
+            Ok(if t.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Refs { addresses, format } => {
+            let targets = addresses
+                .iter()
+                .map(|a| {
+                    u64::from_str_radix(a.trim_start_matches("0x"), 16)
+                        .with_context(|| format!("{a:?} is not a hex address"))
+                })
+                .collect::<Result<Vec<u64>>>()?;
+            let hits = crate::refs::find(&targets)?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&hits)?),
+                Format::Human => {
+                    for h in &hits {
+                        println!(
+                            "{} held at {} {}",
+                            h.target,
+                            h.at,
+                            h.symbol.as_deref().unwrap_or("(heap)")
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Census { format, modules } => {
             let modules = if modules.is_empty() {
                 census::modules_in(std::path::Path::new(initramfs::MODULE_DIR))?

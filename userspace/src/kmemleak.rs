@@ -1,12 +1,24 @@
 //! The kmemleak control file: commands, scans and the report text.
 
 use std::{
+    collections::BTreeSet,
     fs::{self, OpenOptions},
     io::{ErrorKind, Write},
     path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
+
+use crate::report::{self, Report};
+
+/// kmemleak reports an object only once it is this old (MSECS_MIN_AGE in
+/// mm/kmemleak.c, 5000 ms), plus a margin for jiffies rounding.
+pub const MIN_AGE: Duration = Duration::from_millis(5500);
+
+/// The most scans after the age window before the set is taken as it is.
+const MAX_SCANS: usize = 6;
 
 /// Where debugfs is mounted.
 pub const DEBUGFS: &str = "/sys/kernel/debug";
@@ -48,6 +60,10 @@ impl Kmemleak {
 
     /// Sends one command (`scan`, `clear`, `scan=off`, ...).
     pub fn command(&self, cmd: &str) -> Result<()> {
+        in_fresh_thread(|| self.command_here(cmd))
+    }
+
+    fn command_here(&self, cmd: &str) -> Result<()> {
         let mut f = OpenOptions::new()
             .write(true)
             .open(&self.path)
@@ -71,8 +87,37 @@ impl Kmemleak {
         self.command("clear")
     }
 
+    /// Scans until the reported set is stable, waiting out the minimum age of
+    /// objects allocated up to `youngest`. Returns the reports and the number of
+    /// scans run.
+    pub fn settle(&self, youngest: Instant) -> Result<(Vec<Report>, usize)> {
+        // The first scan gives new objects their checksum; they can be reported
+        // from the next one on, once old enough.
+        self.scan()?;
+        let mut scans = 1;
+        let ripe = youngest + MIN_AGE;
+        if let Some(wait) = ripe.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        let mut previous: Option<BTreeSet<u64>> = None;
+        loop {
+            self.scan()?;
+            scans += 1;
+            let reports = report::parse(&self.read()?);
+            let set: BTreeSet<u64> = reports.iter().map(|r| r.address).collect();
+            if previous.as_ref() == Some(&set) || scans >= MAX_SCANS {
+                return Ok((reports, scans));
+            }
+            previous = Some(set);
+        }
+    }
+
     /// Reads the current reports (reading does not scan).
     pub fn read(&self) -> Result<String> {
+        in_fresh_thread(|| self.read_here())
+    }
+
+    fn read_here(&self) -> Result<String> {
         let bytes =
             fs::read(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
@@ -86,5 +131,21 @@ pub fn is_debugfs_mounted(dir: &Path) -> bool {
             let f: Vec<&str> = l.split_whitespace().collect();
             f.len() > 2 && Path::new(f[1]) == dir && f[2] == "debugfs"
         })
+    })
+}
+
+/// Runs `f` in a thread that ends before this returns.
+///
+/// kmemleak scans the kernel stack of every task, the scanning one included,
+/// and a scan or a read of the report file leaves the addresses of the
+/// objects it went through in dead frames of the stack of the task that did
+/// it. A later scan would find them there and take them for references, and
+/// the leak would stay hidden. A thread's kernel stack is freed when it ends,
+/// so every kmemleak operation runs in a thread of its own.
+fn in_fresh_thread<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    thread::scope(|s| {
+        s.spawn(f)
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the kmemleak thread panicked")))
     })
 }

@@ -7,10 +7,16 @@
 
 pub mod census;
 pub mod cli;
+pub mod control;
+pub mod cycle;
 pub mod init;
 pub mod initramfs;
 pub mod kmemleak;
 pub mod kmod;
 pub mod layout;
+pub mod monitor;
+pub mod refs;
 pub mod report;
+pub mod selftest;
+pub mod symbolize;
 pub mod vm;

@@ -28,11 +28,12 @@ fn log_path(name: &str) -> String {
     build_dir().join("results").join(name).display().to_string()
 }
 
-/// Boots `arch`, runs the census as JSON, and returns it.
-fn census(arch: &str) -> Value {
+/// Boots `arch`, runs `leaklab <command> --format json` there, and returns
+/// the exit status and the parsed output.
+fn guest_json(arch: &str, name: &str, command: &[&str]) -> (Option<i32>, Value) {
     let dir = build_dir();
-    let log = log_path(&format!("test-census-{arch}.log"));
-    let out = leaklab(&[
+    let log = log_path(&format!("test-{name}-{arch}.log"));
+    let mut args = vec![
         "vm",
         "--arch",
         arch,
@@ -41,18 +42,25 @@ fn census(arch: &str) -> Value {
         "--log",
         &log,
         "--",
-        "census",
-        "--format",
-        "json",
-    ]);
+    ];
+    args.extend_from_slice(command);
+    args.extend_from_slice(&["--format", "json"]);
+    let out = leaklab(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "leaklab vm failed: {stderr}");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
-            "guest output is not JSON ({e}): {}",
+            "guest output is not JSON ({e}): {}\nstderr: {stderr}",
             String::from_utf8_lossy(&out.stdout)
         )
-    })
+    });
+    (out.status.code(), json)
+}
+
+/// Boots `arch`, runs the census as JSON, and returns it.
+fn census(arch: &str) -> Value {
+    let (status, json) = guest_json(arch, "census", &["census"]);
+    assert_eq!(status, Some(0), "census failed: {json}");
+    json
 }
 
 fn module<'a>(census: &'a Value, name: &str) -> &'a Value {
@@ -81,7 +89,19 @@ fn check_census(arch: &str) {
     let leaklab = module(&c, "leaklab");
     let version = &leaklab["debugfs"]["version"];
     assert_eq!(version["mode"], 0o400, "{leaklab}");
-    assert_eq!(version["content"], "leaklab 0.1.0\n");
+    let v = version["content"].as_str().unwrap();
+    let number = v
+        .strip_prefix("leaklab ")
+        .and_then(|r| r.strip_suffix('\n'))
+        .unwrap_or("");
+    assert!(
+        number.split('.').count() == 3 && number.split('.').all(|p| p.parse::<u32>().is_ok()),
+        "version file says {v:?}"
+    );
+    // The control interface: root-only files, the catalogue under patterns/.
+    assert_eq!(leaklab["debugfs"]["stats"]["mode"], 0o400, "{leaklab}");
+    assert_eq!(leaklab["debugfs"]["leak_cap"]["mode"], 0o600, "{leaklab}");
+    assert!(leaklab["debugfs"]["patterns"].is_object(), "{leaklab}");
     assert_eq!(
         leaklab["leaks"]["objects"], 0,
         "leaklab leaked by itself: {leaklab}"
@@ -94,8 +114,8 @@ fn check_census(arch: &str) {
         .as_u64()
         .unwrap();
     assert!(
-        (20..=25).contains(&kt),
-        "kmemleak_test: {kt} leaks, expected 20 to 25"
+        (18..=25).contains(&kt),
+        "kmemleak_test: {kt} leaks, expected 18 to 25"
     );
 }
 
@@ -206,4 +226,207 @@ fn guest_command_status_is_returned() {
         stdout.contains("error: reading /lib/modules/missing.ko"),
         "{stdout}"
     );
+}
+
+/// Sizes each sample's documentation states for one leaky run, where they do
+/// not depend on the architecture (device_ref and arc_cycle do).
+fn stated_sizes(pattern: &str) -> Option<Vec<u64>> {
+    Some(match pattern {
+        "error_path" => vec![256],
+        "module_exit" => vec![512],
+        "conditional_free" => vec![128],
+        "slab_cache" => vec![96],
+        "rust_forget" => vec![64, 128],
+        _ => return None,
+    })
+}
+
+fn check_leaky_and_fixed(arch: &str) {
+    const RUNS: u64 = 3;
+    let (status, run) = guest_json(arch, "cycle", &["cycle", "-n", "3"]);
+    // The tool's verdict and its exit status agree.
+    assert_eq!(
+        status,
+        Some(if run["ok"] == true { 0 } else { 1 }),
+        "{run:#}"
+    );
+    let patterns = run["patterns"].as_array().unwrap();
+    assert_eq!(patterns.len(), 7, "{run}");
+    let cycle = &run["cycles"][0];
+    assert_eq!(
+        cycle["unexpected"].as_array().unwrap().len(),
+        0,
+        "{cycle:#}"
+    );
+    assert_eq!(
+        cycle["kernel_log"].as_array().unwrap().len(),
+        0,
+        "{cycle:#}"
+    );
+    for p in patterns {
+        let name = p["name"].as_str().unwrap();
+        let per_run = p["objects"].as_u64().unwrap();
+        assert!(per_run > 0, "{name} states no leak per run");
+        let verdict = |variant: &str| {
+            cycle["verdicts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["pattern"] == name && v["variant"] == variant)
+                .unwrap_or_else(|| panic!("no verdict for {name} {variant}"))
+                .clone()
+        };
+        let leaky = verdict("leaky");
+        // The module's own accounting: exactly the stated leak per run.
+        assert_eq!(
+            leaky["stats_leaked"]["objects"].as_u64(),
+            Some(per_run * RUNS),
+            "{name}: {leaky:#}"
+        );
+        assert_eq!(
+            leaky["stats_leaked"]["bytes"],
+            p["bytes"].as_u64().unwrap() * RUNS,
+            "{name}: {leaky:#}"
+        );
+        // kmemleak caught the pattern, never more than it leaked. (It does
+        // not yet catch every object every time: stale pointer copies hide
+        // some; `make bench` measures how often. See issue 3's note.)
+        let found = leaky["found"]["objects"].as_u64().unwrap();
+        assert!((1..=per_run * RUNS).contains(&found), "{name}: {leaky:#}");
+        if found == per_run * RUNS {
+            assert_eq!(leaky["found"], leaky["stats_leaked"], "{name}: {leaky:#}");
+        }
+        let sizes: Vec<u64> = leaky["sizes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_u64().unwrap())
+            .collect();
+        if let Some(stated) = stated_sizes(name) {
+            assert!(
+                sizes.iter().all(|s| stated.contains(s)),
+                "{name}: sizes {sizes:?}, stated {stated:?}"
+            );
+        }
+        // Every culprit frame is in this pattern's sample code.
+        let culprits = leaky["culprits"].as_object().unwrap();
+        assert!(!culprits.is_empty(), "{name}: no culprit frames");
+        for c in culprits.keys() {
+            assert!(
+                c.contains(&format!("leaklab::samples::{name}::")),
+                "{name}: culprit {c}"
+            );
+        }
+        let fixed = verdict("fixed");
+        assert_eq!(fixed["found"]["objects"], 0, "{name}: {fixed:#}");
+        assert_eq!(fixed["stats_leaked"]["objects"], 0, "{name}: {fixed:#}");
+    }
+    // The slab_cache leak is the one that makes the kernel warn, once a run.
+    let warned = cycle["expected_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "slab_still_has_objects")
+        .count();
+    assert_eq!(warned as u64, RUNS, "{cycle:#}");
+}
+
+#[test]
+#[ignore = "boots QEMU: run through 'make test'"]
+fn leaky_and_fixed_x86_64() {
+    check_leaky_and_fixed("x86_64");
+}
+
+#[test]
+#[ignore = "boots QEMU: run through 'make test'"]
+fn leaky_and_fixed_arm64() {
+    check_leaky_and_fixed("arm64");
+}
+
+fn check_fixed_hundred(arch: &str) {
+    let (status, run) = guest_json(
+        arch,
+        "fixed100",
+        &["cycle", "--variant", "fixed", "-n", "100"],
+    );
+    assert_eq!(status, Some(0), "{run:#}");
+    let cycle = &run["cycles"][0];
+    for v in cycle["verdicts"].as_array().unwrap() {
+        assert_eq!(v["runs"], 100);
+        assert_eq!(v["found"]["objects"], 0, "{v:#}");
+    }
+    assert_eq!(
+        cycle["unexpected"].as_array().unwrap().len(),
+        0,
+        "kmemleak not empty: {cycle:#}"
+    );
+    // Slab counts (after a shrink of every cache) back where they were: no
+    // leaklab cache survives, and no cache moved by anything near the 100
+    // objects one leaked object per run would add. The tool's own process
+    // (its mappings, sysfs and debugfs inodes) moves a few caches a little.
+    for (cache, delta) in cycle["slab_delta"].as_object().unwrap() {
+        if cache == "kmemleak_object" {
+            // kmemleak's own metadata, one per tracked object, freed after an
+            // RCU grace period: it lags behind every free of the 100 runs.
+            continue;
+        }
+        assert!(
+            !cache.contains("leaklab"),
+            "cache {cache} survived the unload"
+        );
+        assert!(
+            delta.as_i64().unwrap() < 32,
+            "{cache} grew by {delta}: {cycle:#}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "boots QEMU: run through 'make test'"]
+fn fixed_hundred_times_x86_64() {
+    check_fixed_hundred("x86_64");
+}
+
+#[test]
+#[ignore = "boots QEMU: run through 'make test'"]
+fn fixed_hundred_times_arm64() {
+    check_fixed_hundred("arm64");
+}
+
+fn check_selftest(arch: &str) {
+    let (status, t) = guest_json(arch, "selftest", &["selftest"]);
+    let cases = t["cases"].as_array().unwrap();
+    let failed: Vec<&Value> = cases.iter().filter(|c| c["ok"] != true).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert_eq!(status, Some(0));
+    let find = |name: &str| {
+        cases
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("case {name} missing"))
+    };
+    for (name, errno) in [
+        ("leaky <- word", "EINVAL"),
+        ("leaky <- negative", "EINVAL"),
+        ("leaky <- u64 overflow", "EINVAL"),
+        ("leaky <- 65 bytes", "EINVAL"),
+        ("leaky <- binary", "EINVAL"),
+        ("fixed <- second write on one open file", "EINVAL"),
+        ("leaky <- 1 over a 100-byte cap", "ENOSPC"),
+    ] {
+        assert_eq!(find(name)["actual"], errno, "{name}");
+    }
+    assert_eq!(find("stats read 1 byte at a time")["actual"], "same");
+}
+
+#[test]
+#[ignore = "boots QEMU: run through 'make test'"]
+fn control_interface_contract_x86_64() {
+    check_selftest("x86_64");
+}
+
+#[test]
+#[ignore = "boots QEMU: run through 'make test'"]
+fn control_interface_contract_arm64() {
+    check_selftest("arm64");
 }

@@ -1,0 +1,551 @@
+//! `leaklab cycle`: load leaklab.ko, drive its samples, unload it, harvest
+//! kmemleak, and judge every pattern and variant against what the module said
+//! it would leak.
+//!
+//! All triggers of a cycle run in one kmemleak window: each report is tied to
+//! its pattern and variant by its symbolized frames (the sample's module path
+//! and the `_leaky`/`_fixed` function that allocated), not by timing.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::{
+    control::{Control, PatternInfo, StatRecord, Variant},
+    kmemleak::Kmemleak,
+    kmod,
+    layout::ModuleLayout,
+    monitor::{self, Finding, KmsgWatch, MemInfo},
+    report::Report,
+    symbolize::{Resolved, Symbolizer},
+};
+
+/// What to run in each cycle.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The module file.
+    pub module: PathBuf,
+    /// Patterns to drive (empty: all).
+    pub patterns: Vec<String>,
+    /// Variants to drive.
+    pub variants: Vec<Variant>,
+    /// Runs per pattern and variant.
+    pub runs: u32,
+    /// Load/drive/unload cycles.
+    pub cycles: u32,
+}
+
+/// Where a report came from, by its frames.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attribution {
+    /// The sample pattern, when a frame is in `samples::<pattern>`.
+    pub pattern: Option<String>,
+    /// The variant, from the `_leaky`/`_fixed` function on the stack.
+    pub variant: Option<Variant>,
+    /// The module the first non-allocator frame is in (`None`: the kernel).
+    pub module: Option<String>,
+    /// The culprit: the first frame outside the allocator wrappers, in a
+    /// module where the stack has one.
+    pub culprit: Option<String>,
+}
+
+/// Frames of allocator and library wrappers, skipped when looking for the
+/// culprit (prefix match on the demangled function name).
+pub const SKIP: &[&str] = &[
+    "kmemleak_",
+    "__kmalloc",
+    "kmalloc",
+    "__kmem_cache_alloc",
+    "kmem_cache_alloc",
+    "krealloc",
+    "__vmalloc",
+    "vmalloc",
+    "kvmalloc",
+    "kstrdup",
+    "kvasprintf",
+    "kzalloc",
+    "pcpu_alloc",
+    "__alloc_percpu",
+    "slab_post_alloc_hook",
+    "<kernel::alloc::",
+    "kernel::alloc::",
+    "<kernel::sync::arc::",
+    "<kernel::init::",
+    "kernel::init::",
+    "<alloc::",
+];
+
+fn skipped(function: &str) -> bool {
+    SKIP.iter().any(|p| function.starts_with(p))
+}
+
+/// Ties a report to a module, a sample pattern and a variant.
+pub fn attribute(r: &Report, sym: &Symbolizer) -> Attribution {
+    let frames: Vec<Option<Resolved>> = r.frames.iter().map(|f| sym.frame(f)).collect();
+    let mut a = Attribution {
+        pattern: None,
+        variant: None,
+        module: None,
+        culprit: None,
+    };
+    // The culprit: the first frame outside the allocator wrappers that lies
+    // in a module (the driver's own code, not the driver core it called);
+    // for a leak with no module frame, the first frame outside the wrappers.
+    let outside = |(res, _): &(&Option<Resolved>, &crate::report::Frame)| match res {
+        Some(res) => !skipped(&res.function),
+        None => true,
+    };
+    let culprit = frames
+        .iter()
+        .zip(&r.frames)
+        .filter(outside)
+        .find(|(res, _)| res.as_ref().is_some_and(|r| r.module.is_some()))
+        .or_else(|| frames.iter().zip(&r.frames).find(outside));
+    if let Some((res, raw)) = culprit {
+        a.culprit = Some(match res {
+            Some(res) => format!("{}+{:#x}", res.function, res.offset.unwrap_or(0)),
+            None => raw.raw.clone(),
+        });
+    }
+    // Generic allocator frames (`<Box<T>>::new`) may carry another sample's
+    // type: identical instantiations are merged. Only the caller's frames count.
+    for res in frames.iter().flatten().filter(|r| !skipped(&r.function)) {
+        if a.module.is_none() && res.module.is_some() {
+            a.module = res.module.clone();
+        }
+        if let Some(rest) = res.function.split("::samples::").nth(1) {
+            if a.pattern.is_none() {
+                a.pattern = rest.split("::").next().map(str::to_string);
+            }
+            let fname = rest.rsplit("::").next().unwrap_or("");
+            if a.variant.is_none() {
+                a.variant = if fname.ends_with("_leaky") {
+                    Some(Variant::Leaky)
+                } else if fname.ends_with("_fixed") {
+                    Some(Variant::Fixed)
+                } else {
+                    None
+                };
+            }
+        }
+    }
+    a
+}
+
+/// A count of objects and bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Count {
+    /// Objects.
+    pub objects: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// The verdict on one pattern and variant in one cycle.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// Pattern name.
+    pub pattern: String,
+    /// Variant.
+    pub variant: Variant,
+    /// Runs asked for.
+    pub runs: u32,
+    /// What kmemleak should report.
+    pub expected: Count,
+    /// What it reported, attributed to this pattern and variant.
+    pub found: Count,
+    /// Sizes of the reported objects, sorted.
+    pub sizes: Vec<u64>,
+    /// Addresses of the reported objects.
+    pub addresses: Vec<String>,
+    /// What the module's stats say it leaked.
+    pub stats_leaked: Count,
+    /// Culprit frames of the reports, with counts.
+    pub culprits: BTreeMap<String, u64>,
+    /// One of the reports, as kmemleak printed it and as symbolized.
+    pub example: Option<Example>,
+    /// Whether everything matched.
+    pub ok: bool,
+    /// Why not, when not.
+    pub reason: Option<String>,
+}
+
+/// One report's backtrace, raw and symbolized.
+#[derive(Debug, Clone, Serialize)]
+pub struct Example {
+    /// Object size.
+    pub size: u64,
+    /// The frames as kmemleak printed them (bare addresses after unload).
+    pub raw: Vec<String>,
+    /// The same frames as `function+offset [module]`.
+    pub symbolized: Vec<String>,
+}
+
+impl Example {
+    fn of(r: &Report, sym: &Symbolizer) -> Self {
+        Self {
+            size: r.size,
+            raw: r.frames.iter().map(|f| f.raw.clone()).collect(),
+            symbolized: r
+                .frames
+                .iter()
+                .map(|f| match sym.frame(f) {
+                    Some(res) => format!(
+                        "{}+{:#x}{}",
+                        res.function,
+                        res.offset.unwrap_or(0),
+                        res.module.map(|m| format!(" [{m}]")).unwrap_or_default()
+                    ),
+                    None => f.raw.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A report nobody asked for.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unexpected {
+    /// The report.
+    pub report: Report,
+    /// Where its frames point.
+    pub attribution: Attribution,
+}
+
+/// One load/drive/unload cycle.
+#[derive(Debug, Serialize)]
+pub struct CycleRecord {
+    /// 1-based.
+    pub cycle: u32,
+    /// One per pattern and variant driven.
+    pub verdicts: Vec<Verdict>,
+    /// Reports not explained by a driven pattern and variant.
+    pub unexpected: Vec<Unexpected>,
+    /// Notable kernel log lines, with those a pattern explains removed.
+    pub kernel_log: Vec<Finding>,
+    /// Kernel log lines a driven pattern explains (e.g. slab_cache's warning).
+    pub expected_log: Vec<Finding>,
+    /// Scans run after the unload.
+    pub scans: usize,
+    /// /proc/meminfo change over the cycle (KiB).
+    pub meminfo_delta: MemInfo,
+    /// /proc/slabinfo active-object changes over the cycle.
+    pub slab_delta: BTreeMap<String, i64>,
+    /// Whether this cycle went as expected.
+    pub ok: bool,
+}
+
+/// The whole run.
+#[derive(Debug, Serialize)]
+pub struct CycleRun {
+    /// Schema name and version.
+    pub schema: &'static str,
+    /// The running kernel.
+    pub kernel: String,
+    /// The catalogue as the module described it.
+    pub patterns: Vec<PatternInfo>,
+    /// Per cycle.
+    pub cycles: Vec<CycleRecord>,
+    /// Whether every cycle went as expected.
+    pub ok: bool,
+}
+
+/// Whether a driven pattern and variant explains a kernel log finding.
+fn explains(pattern: &str, variant: Variant, f: &Finding) -> bool {
+    match (pattern, variant) {
+        // Destroying a cache with live objects: SLUB's "BUG <cache>: Objects
+        // remaining" report and the "Slab cache still has objects" WARN, each
+        // with its WARNING line.
+        ("slab_cache", Variant::Leaky) => [
+            "leaklab_slab_",
+            "kmem_cache_destroy",
+            "__slab_err",
+            "Slab cache still has objects",
+        ]
+        .iter()
+        .any(|w| f.line.contains(w)),
+        _ => false,
+    }
+}
+
+/// Runs the plan.
+pub fn run(plan: &Plan, mut progress: impl FnMut(&str)) -> Result<CycleRun> {
+    let kmemleak = Kmemleak::open()?;
+    let mut cycles = Vec::new();
+    let mut catalogue = Vec::new();
+    for cycle in 1..=plan.cycles {
+        progress(&format!("cycle {cycle}/{}", plan.cycles));
+        let (record, patterns) = one_cycle(plan, &kmemleak, cycle)?;
+        catalogue = patterns;
+        cycles.push(record);
+    }
+    let ok = cycles.iter().all(|c| c.ok);
+    Ok(CycleRun {
+        schema: "leaklab.cycle/1",
+        kernel: fs_trim("/proc/sys/kernel/osrelease"),
+        patterns: catalogue,
+        cycles,
+        ok,
+    })
+}
+
+fn fs_trim(p: &str) -> String {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Unloads the module when dropped, unless told it is gone already: a failed
+/// cycle never leaves the module loaded.
+struct Loaded {
+    name: String,
+    loaded: bool,
+}
+
+impl Loaded {
+    fn unload(&mut self) -> Result<()> {
+        self.loaded = false;
+        kmod::unload(&self.name)
+    }
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        if self.loaded {
+            let _ = kmod::unload(&self.name);
+        }
+    }
+}
+
+fn one_cycle(
+    plan: &Plan,
+    kmemleak: &Kmemleak,
+    cycle: u32,
+) -> Result<(CycleRecord, Vec<PatternInfo>)> {
+    // Flush: what happened before this cycle is not counted.
+    kmemleak.scan()?;
+    kmemleak.clear()?;
+    let mem_before = MemInfo::read()?;
+    let slab_before = monitor::read_slabinfo().unwrap_or_default();
+    let mut kmsg = KmsgWatch::start()?;
+
+    let name = kmod::load(&plan.module)?;
+    let mut loaded = Loaded { name, loaded: true };
+    let control = Control::open()?;
+    let catalogue = control.patterns()?;
+    let selected: Vec<&PatternInfo> = if plan.patterns.is_empty() {
+        catalogue.iter().collect()
+    } else {
+        plan.patterns
+            .iter()
+            .map(|p| {
+                catalogue.iter().find(|c| &c.name == p).with_context(|| {
+                    format!("no pattern named {p:?}: 'leaklab patterns' lists them")
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    // The samples run in a thread that ends before the scans: stale copies
+    // of the pointers they dropped, left on its kernel stack, go with it.
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<()> {
+            for p in &selected {
+                for &v in &plan.variants {
+                    control.trigger(&p.name, v, plan.runs)?;
+                }
+            }
+            Ok(())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the trigger thread panicked")))
+    })?;
+    let youngest = Instant::now();
+    let stats = control.stats()?;
+    let layout = ModuleLayout::record(&loaded.name, &plan.module)?;
+    let mut sym = Symbolizer::default();
+    sym.add(&layout, &plan.module)?;
+    drop(control);
+    loaded.unload()?;
+
+    let (reports, scans) = kmemleak.settle(youngest)?;
+    let log = kmsg.drain();
+    let mem_after = MemInfo::read()?;
+    let slab_after = monitor::read_slabinfo().unwrap_or_default();
+
+    let mut verdicts: Vec<Verdict> = Vec::new();
+    for p in &selected {
+        for &v in &plan.variants {
+            let st = stats
+                .iter()
+                .find(|s| s.pattern == p.name && s.variant == v.name())
+                .cloned()
+                .unwrap_or_default();
+            verdicts.push(new_verdict(p, v, plan.runs, &st));
+        }
+    }
+    let mut unexpected = Vec::new();
+    for r in reports {
+        let a = attribute(&r, &sym);
+        let slot = verdicts
+            .iter_mut()
+            .find(|x| Some(&x.pattern) == a.pattern.as_ref() && Some(x.variant) == a.variant);
+        match slot {
+            Some(v) => {
+                v.found.objects += 1;
+                v.found.bytes += r.size;
+                v.sizes.push(r.size);
+                v.addresses.push(format!("{:#x}", r.address));
+                if let Some(c) = &a.culprit {
+                    *v.culprits.entry(c.clone()).or_default() += 1;
+                }
+                if v.example.is_none() {
+                    v.example = Some(Example::of(&r, &sym));
+                }
+            }
+            None => unexpected.push(Unexpected {
+                report: r,
+                attribution: a,
+            }),
+        }
+    }
+    for v in &mut verdicts {
+        v.sizes.sort_unstable();
+        judge(v);
+    }
+
+    let (expected_log, findings): (Vec<Finding>, Vec<Finding>) =
+        monitor::findings(&log).into_iter().partition(|f| {
+            verdicts
+                .iter()
+                .any(|v| v.runs > 0 && explains(&v.pattern, v.variant, f))
+        });
+    let ok = verdicts.iter().all(|v| v.ok) && unexpected.is_empty() && findings.is_empty();
+    Ok((
+        CycleRecord {
+            cycle,
+            verdicts,
+            unexpected,
+            kernel_log: findings,
+            expected_log,
+            scans,
+            meminfo_delta: mem_before.delta(&mem_after),
+            slab_delta: monitor::slab_delta(&slab_before, &slab_after),
+            ok,
+        },
+        catalogue,
+    ))
+}
+
+fn new_verdict(p: &PatternInfo, v: Variant, runs: u32, st: &StatRecord) -> Verdict {
+    let expected = match v {
+        Variant::Leaky => Count {
+            objects: p.objects * u64::from(runs),
+            bytes: p.bytes * u64::from(runs),
+        },
+        Variant::Fixed => Count::default(),
+    };
+    Verdict {
+        pattern: p.name.clone(),
+        variant: v,
+        runs,
+        expected,
+        found: Count::default(),
+        sizes: Vec::new(),
+        addresses: Vec::new(),
+        stats_leaked: Count {
+            objects: st.leaked,
+            bytes: st.leaked_bytes,
+        },
+        culprits: BTreeMap::new(),
+        example: None,
+        ok: false,
+        reason: None,
+    }
+}
+
+fn judge(v: &mut Verdict) {
+    v.reason = if v.found.objects != v.expected.objects {
+        Some(format!(
+            "kmemleak reported {} objects, expected {}",
+            v.found.objects, v.expected.objects
+        ))
+    } else if v.found.bytes != v.expected.bytes {
+        Some(format!(
+            "kmemleak reported {} bytes, expected {}",
+            v.found.bytes, v.expected.bytes
+        ))
+    } else if v.stats_leaked != v.found {
+        Some(format!(
+            "the module's stats say {} objects / {} bytes leaked, kmemleak found {} / {}",
+            v.stats_leaked.objects, v.stats_leaked.bytes, v.found.objects, v.found.bytes
+        ))
+    } else {
+        None
+    };
+    v.ok = v.reason.is_none();
+}
+
+impl CycleRun {
+    /// A compact table, then what went wrong.
+    pub fn human(&self) -> String {
+        let mut s = String::new();
+        for c in &self.cycles {
+            s += &format!(
+                "cycle {} ({} scans)\n{:<18} {:<6} {:>5} {:>9} {:>9}  {}\n",
+                c.cycle, c.scans, "pattern", "variant", "runs", "expected", "found", "verdict"
+            );
+            for v in &c.verdicts {
+                s += &format!(
+                    "{:<18} {:<6} {:>5} {:>9} {:>9}  {}\n",
+                    v.pattern,
+                    v.variant.name(),
+                    v.runs,
+                    format!("{}/{}B", v.expected.objects, v.expected.bytes),
+                    format!("{}/{}B", v.found.objects, v.found.bytes),
+                    match &v.reason {
+                        None => "ok".to_string(),
+                        Some(r) => format!("FAIL: {r}"),
+                    }
+                );
+                for (culprit, n) in &v.culprits {
+                    s += &format!("    {n} x {culprit}\n");
+                }
+                if let Some(e) = &v.example {
+                    s += &format!("    e.g. {} bytes, allocated at:\n", e.size);
+                    for f in &e.symbolized {
+                        s += &format!("      {f}\n");
+                    }
+                }
+            }
+            for u in &c.unexpected {
+                s += &format!(
+                    "unexpected: {} bytes at {:#x}, culprit {}\n",
+                    u.report.size,
+                    u.report.address,
+                    u.attribution.culprit.as_deref().unwrap_or("?")
+                );
+            }
+            for f in &c.kernel_log {
+                s += &format!("kernel log ({}): {}\n", f.kind, f.line);
+            }
+        }
+        s += if self.ok {
+            "result: as expected\n"
+        } else {
+            "result: NOT as expected\n"
+        };
+        s
+    }
+}
+
+/// Resolves the module path for `cycle`: as given, or `leaklab.ko` in the
+/// guest's module directory.
+pub fn default_module(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| Path::new(crate::initramfs::MODULE_DIR).join("leaklab.ko"))
+}
