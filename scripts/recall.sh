@@ -7,7 +7,7 @@
 set -euo pipefail
 tool=$1 build=$2 arch=$3 boots=${4:-20} n=${5:-3}
 out=$build/results/recall-$arch
-mkdir -p "$out"
+rm -rf "$out" && mkdir -p "$out"
 for i in $(seq 1 "$boots"); do
 	"$tool" vm --arch "$arch" --build-dir "$build" --log "$out/console-$i.log" \
 		-- cycle --variant leaky -n "$n" --format json >"$out/cycle-$i.json" 2>"$out/stderr-$i.txt" || true
