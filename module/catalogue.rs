@@ -39,6 +39,8 @@ pub(crate) struct Tally {
     pub(crate) allocated_bytes: usize,
     pub(crate) leaked: usize,
     pub(crate) leaked_bytes: usize,
+    /// The first leaked objects: (address, size), kept inverted (see [`Recent`]).
+    lost: [(usize, usize); 4],
 }
 
 fn ksize<T: ?Sized>(p: *const T) -> usize {
@@ -57,8 +59,12 @@ impl Tally {
     /// Counts the live object `p` points into as leaked: the last pointer to
     /// it is about to be lost.
     pub(crate) fn leaked<T: ?Sized>(&mut self, p: *const T) {
+        let size = ksize(p);
+        if let Some(slot) = self.lost.get_mut(self.leaked) {
+            *slot = (!(p.cast::<u8>() as usize), size);
+        }
         self.leaked += 1;
-        self.leaked_bytes += ksize(p);
+        self.leaked_bytes += size;
     }
 }
 
@@ -79,6 +85,52 @@ pub(crate) struct Pattern {
     pub(crate) disarm: Option<fn() -> (usize, usize)>,
 }
 
+/// The addresses of the most recently leaked objects of one pattern, so that
+/// the tool can say which ones kmemleak did not report, and ask it why.
+///
+/// Addresses are stored bitwise inverted: an inverted kernel address is not a
+/// kernel address, so this record is not itself a reference that would hide
+/// the leak from kmemleak while the module is loaded.
+pub(crate) struct Recent {
+    slots: [AtomicUsize; RECENT],
+    sizes: [AtomicUsize; RECENT],
+    next: AtomicUsize,
+}
+
+/// How many leaked objects [`Recent`] remembers.
+const RECENT: usize = 64;
+
+impl Recent {
+    const fn new() -> Self {
+        Self {
+            slots: [const { AtomicUsize::new(0) }; RECENT],
+            sizes: [const { AtomicUsize::new(0) }; RECENT],
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn push(&self, inverted: usize, size: usize) {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % RECENT;
+        self.slots[i].store(inverted, Ordering::Relaxed);
+        self.sizes[i].store(size, Ordering::Relaxed);
+    }
+
+    /// Writes one `0xADDRESS SIZE` line per remembered object.
+    pub(crate) fn write(&self, out: &mut impl core::fmt::Write) -> core::fmt::Result {
+        let n = self.next.load(Ordering::Relaxed).min(RECENT);
+        for i in 0..n {
+            let inverted = self.slots[i].load(Ordering::Relaxed);
+            writeln!(
+                out,
+                "{:#x} {}",
+                !inverted,
+                self.sizes[i].load(Ordering::Relaxed)
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Counters of one pattern and variant, updated by concurrent runs.
 pub(crate) struct Stats {
     runs: AtomicUsize,
@@ -89,6 +141,8 @@ pub(crate) struct Stats {
     freed_bytes: AtomicUsize,
     leaked: AtomicUsize,
     leaked_bytes: AtomicUsize,
+    /// The most recently leaked objects.
+    pub(crate) recent: Recent,
 }
 
 impl Stats {
@@ -102,6 +156,7 @@ impl Stats {
             freed_bytes: AtomicUsize::new(0),
             leaked: AtomicUsize::new(0),
             leaked_bytes: AtomicUsize::new(0),
+            recent: Recent::new(),
         }
     }
 
@@ -118,6 +173,9 @@ impl Stats {
             .fetch_add(t.allocated_bytes - t.leaked_bytes, r);
         self.leaked.fetch_add(t.leaked, r);
         self.leaked_bytes.fetch_add(t.leaked_bytes, r);
+        for &(inverted, size) in t.lost.iter().take(t.leaked) {
+            self.recent.push(inverted, size);
+        }
     }
 
     /// Moves objects that a later action freed from leaked to freed.
@@ -226,7 +284,12 @@ impl Expect {
     /// Runs the fixed variant of `pattern` once and measures it.
     pub(crate) fn calibrate(pattern: &Pattern) -> Result<Self> {
         let mut t = Tally::default();
-        (pattern.fixed)(&mut t)?;
+        let r = (pattern.fixed)(&mut t);
+        // The objects just freed are the first the next run allocates (slab
+        // freelists are LIFO): stale pointers to them on the loading task's
+        // stack would hide the leaky variant's first leak.
+        scrub_stack();
+        r?;
         Ok(Self {
             objects: t.allocated,
             bytes: t.allocated_bytes,

@@ -10,6 +10,7 @@
 //! patterns/<name>/expect       read: "objects=N bytes=B after_unload=0|1" per leaky run
 //! patterns/<name>/leaky        write N (1..=10000): run the leaky variant N times
 //! patterns/<name>/fixed        write N (1..=10000): run the fixed variant N times
+//! patterns/<name>/leaked       read: "0xADDRESS SIZE" per object the leaky variant lost (last 64)
 //! patterns/module_exit/disarm  write 1: free the buffers armed by leaky runs now
 //! ```
 //!
@@ -120,6 +121,18 @@ impl FileOps for ExpectFile {
     }
 }
 
+/// `patterns/<name>/leaked`: the objects the leaky variant lost last.
+struct Leaked(usize);
+
+impl FileOps for Leaked {
+    fn show(&self, out: &mut SeqFile) -> Result {
+        STATS[self.0][Variant::Leaky as usize]
+            .recent
+            .write(out)
+            .map_err(fmt_err)
+    }
+}
+
 /// `patterns/<name>/leaky` and `fixed`.
 struct Trigger {
     index: usize,
@@ -182,6 +195,7 @@ struct PatternFiles {
     _expect: File<ExpectFile>,
     _leaky: File<Trigger>,
     _fixed: File<Trigger>,
+    _leaked: File<Leaked>,
     _disarm: Option<File<Disarm>>,
     _dir: Dir,
 }
@@ -225,6 +239,7 @@ impl Control {
                     )?,
                     _leaky: dir.file(c_str!("leaky"), trigger(Variant::Leaky), module)?,
                     _fixed: dir.file(c_str!("fixed"), trigger(Variant::Fixed), module)?,
+                    _leaked: dir.file(c_str!("leaked"), Leaked(index), module)?,
                     _disarm: disarm,
                     _dir: dir,
                 },

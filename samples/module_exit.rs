@@ -34,7 +34,7 @@ impl Chain {
         Self(AtomicPtr::new(ptr::null_mut()))
     }
 
-    fn push(&self, t: &mut Tally) -> Result {
+    fn push(&self, t: &mut Tally) -> Result<*mut Buffer> {
         let b = KBox::into_raw(KBox::new(
             Buffer {
                 next: ptr::null_mut(),
@@ -51,7 +51,7 @@ impl Chain {
                 .0
                 .compare_exchange(head, b, Ordering::Release, Ordering::Relaxed)
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(b),
                 Err(now) => head = now,
             }
         }
@@ -81,18 +81,17 @@ static OWNED: Chain = Chain::new();
 /// Leaky: keep a buffer for the module's lifetime, in a global no exit path frees.
 #[inline(never)]
 fn arm_leaky(t: &mut Tally) -> Result {
-    ARMED.push(t)?;
+    let b = ARMED.push(t)?;
     // BUG: at `rmmod` the module's memory, `ARMED` included, is freed and
-    // the buffers with no pointer left to them leak.
-    t.leaked = t.allocated;
-    t.leaked_bytes = t.allocated_bytes;
+    // the buffer, with no pointer left to it, leaks.
+    t.leaked(b);
     Ok(())
 }
 
 /// Fixed: the same buffer, owned by the module's state.
 #[inline(never)]
 fn arm_fixed(t: &mut Tally) -> Result {
-    OWNED.push(t)
+    OWNED.push(t).map(|_| ())
 }
 
 /// Frees the armed buffers now, so that unloading leaks nothing; returns how

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Recall of kmemleak on leaklab's leaky samples: boots ARCH RUNS times, runs
-# every pattern's leaky variant N times per boot, and prints per pattern how
-# many of the objects the module leaked kmemleak reported.
+# Recall of kmemleak on leaklab's leaky samples: boots ARCH BOOTS times, runs
+# every pattern, leaky then fixed, N times per boot (leaklab cycle), and prints
+# per pattern how many of the objects the leaky variant lost kmemleak reported.
 #
 #   scripts/recall.sh TOOL BUILD_DIR ARCH [BOOTS] [N]
 set -euo pipefail
@@ -10,7 +10,7 @@ out=$build/results/recall-$arch
 rm -rf "$out" && mkdir -p "$out"
 for i in $(seq 1 "$boots"); do
 	"$tool" vm --arch "$arch" --build-dir "$build" --log "$out/console-$i.log" \
-		-- cycle --variant leaky -n "$n" --format json >"$out/cycle-$i.json" 2>"$out/stderr-$i.txt" || true
+		-- cycle -n "$n" --format json >"$out/cycle-$i.json" 2>"$out/stderr-$i.txt" || true
 	printf '.' >&2
 done
 echo >&2
@@ -24,7 +24,7 @@ for f in sorted(glob.glob(f"{out}/cycle-*.json")):
     except ValueError:
         print(f"{f}: no result (see the console log beside it)")
         continue
-    for v in run["cycles"][0]["verdicts"]:
+    for v in [v for v in run["cycles"][0]["verdicts"] if v["variant"] == "leaky"]:
         t = tot.setdefault(v["pattern"], [0, 0, 0, 0])
         t[0] += v["found"]["objects"]
         t[1] += v["expected"]["objects"]

@@ -218,6 +218,23 @@ impl Control {
         )
     }
 
+    /// The objects the leaky variant of `pattern` lost last, as
+    /// `(address, size)`; the address may point inside its object.
+    pub fn leaked(&self, pattern: &str) -> Result<Vec<(u64, u64)>> {
+        let text = self.read(&format!("patterns/{pattern}/leaked"))?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let (a, s) = l
+                    .split_once(' ')
+                    .with_context(|| format!("leaked line {l:?}"))?;
+                let addr = u64::from_str_radix(a.trim_start_matches("0x"), 16)
+                    .with_context(|| format!("leaked line {l:?}"))?;
+                Ok((addr, number(s.trim(), "size")?))
+            })
+            .collect()
+    }
+
     /// Frees what leaky runs of `pattern` armed, if it has a `disarm` file.
     pub fn disarm(&self, pattern: &str) -> Result<()> {
         self.write(&format!("patterns/{pattern}/disarm"), "1\n")

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::{
     control::{Control, PatternInfo, StatRecord, Variant},
-    kmemleak::Kmemleak,
+    kmemleak::{in_fresh_thread, Kmemleak},
     kmod,
     layout::ModuleLayout,
     monitor::{self, Finding, KmsgWatch, MemInfo},
@@ -169,6 +169,10 @@ pub struct Verdict {
     pub culprits: BTreeMap<String, u64>,
     /// One of the reports, as kmemleak printed it and as symbolized.
     pub example: Option<Example>,
+    /// Objects the module lost that kmemleak did not report, with what
+    /// kmemleak knows of each (`dump=`): `count` > 0 means it found a
+    /// reference to the object somewhere.
+    pub missed: Vec<Missed>,
     /// Whether everything matched.
     pub ok: bool,
     /// Why not, when not.
@@ -205,6 +209,61 @@ impl Example {
                 })
                 .collect(),
         }
+    }
+}
+
+/// A leaked object kmemleak did not report, and kmemleak's view of it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Missed {
+    /// The object's address.
+    pub address: String,
+    /// References kmemleak counted in its last scan.
+    pub count: Option<i64>,
+    /// kmemleak's object flags.
+    pub flags: Option<String>,
+    /// Checksum of the contents at the last scan.
+    pub checksum: Option<u64>,
+}
+
+/// Asks kmemleak (`dump=`) about each of `objects` and reads its answers
+/// from the kernel log.
+fn explain_missed(kmemleak: &Kmemleak, kmsg: &mut KmsgWatch, objects: &[u64]) -> Vec<Missed> {
+    for o in objects {
+        let _ = kmemleak.command(&format!("dump={o:#x}"));
+    }
+    let log = kmsg.drain();
+    objects
+        .iter()
+        .map(|&o| {
+            let mut m = Missed {
+                address: format!("{o:#x}"),
+                ..Missed::default()
+            };
+            let head = format!("kmemleak: Object {o:#010x} ");
+            if let Some(i) = log.iter().position(|l| l.starts_with(&head)) {
+                for l in log[i + 1..].iter().take(6) {
+                    let l = l.trim_start_matches("kmemleak:").trim();
+                    if let Some(v) = l.strip_prefix("count = ") {
+                        m.count = v.trim().parse().ok();
+                    } else if let Some(v) = l.strip_prefix("flags = ") {
+                        m.flags = Some(v.trim().to_string());
+                    } else if let Some(v) = l.strip_prefix("checksum = ") {
+                        m.checksum = v.trim().parse().ok();
+                    }
+                }
+            }
+            m
+        })
+        .collect()
+}
+
+/// The start of the kmalloc object that `addr` points into: power-of-two
+/// caches align objects to their size.
+fn object_start(addr: u64, size: u64) -> u64 {
+    if size.is_power_of_two() {
+        addr & !(size - 1)
+    } else {
+        addr
     }
 }
 
@@ -335,7 +394,7 @@ fn one_cycle(
     let slab_before = monitor::read_slabinfo().unwrap_or_default();
     let mut kmsg = KmsgWatch::start()?;
 
-    let name = kmod::load(&plan.module)?;
+    let name = in_fresh_thread(|| kmod::load(&plan.module))?;
     let mut loaded = Loaded { name, loaded: true };
     let control = Control::open()?;
     let catalogue = control.patterns()?;
@@ -353,17 +412,22 @@ fn one_cycle(
     };
     // The samples run in a thread that ends before the scans: stale copies
     // of the pointers they dropped, left on its kernel stack, go with it.
-    std::thread::scope(|s| {
-        s.spawn(|| -> Result<()> {
+    // All leaky runs first: slab freelists are LIFO, so an object a fixed run
+    // frees is the next one of its size to be allocated, and any stale
+    // pointer to it that the kernel keeps would hide a leak placed there.
+    let lost = in_fresh_thread(|| {
+        for &v in &plan.variants {
             for p in &selected {
-                for &v in &plan.variants {
-                    control.trigger(&p.name, v, plan.runs)?;
-                }
+                control.trigger(&p.name, v, plan.runs)?;
             }
-            Ok(())
-        })
-        .join()
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("the trigger thread panicked")))
+        }
+        let mut lost = BTreeMap::new();
+        if plan.variants.contains(&Variant::Leaky) {
+            for p in &selected {
+                lost.insert(p.name.clone(), control.leaked(&p.name)?);
+            }
+        }
+        Ok(lost)
     })?;
     let youngest = Instant::now();
     let stats = control.stats()?;
@@ -389,6 +453,7 @@ fn one_cycle(
             verdicts.push(new_verdict(p, v, plan.runs, &st));
         }
     }
+    let reported: Vec<(u64, u64)> = reports.iter().map(|r| (r.address, r.size)).collect();
     let mut unexpected = Vec::new();
     for r in reports {
         let a = attribute(&r, &sym);
@@ -417,6 +482,20 @@ fn one_cycle(
     for v in &mut verdicts {
         v.sizes.sort_unstable();
         judge(v);
+        if v.variant == Variant::Leaky && v.found.objects < v.expected.objects {
+            let missed: Vec<u64> = lost
+                .get(&v.pattern)
+                .into_iter()
+                .flatten()
+                .filter(|&&(a, _)| {
+                    !reported
+                        .iter()
+                        .any(|&(start, size)| a >= start && a < start + size)
+                })
+                .map(|&(a, size)| object_start(a, size))
+                .collect();
+            v.missed = explain_missed(kmemleak, &mut kmsg, &missed);
+        }
     }
 
     let (expected_log, findings): (Vec<Finding>, Vec<Finding>) =
@@ -464,6 +543,7 @@ fn new_verdict(p: &PatternInfo, v: Variant, runs: u32, st: &StatRecord) -> Verdi
         },
         culprits: BTreeMap::new(),
         example: None,
+        missed: Vec::new(),
         ok: false,
         reason: None,
     }
@@ -515,6 +595,15 @@ impl CycleRun {
                 );
                 for (culprit, n) in &v.culprits {
                     s += &format!("    {n} x {culprit}\n");
+                }
+                for m in &v.missed {
+                    s += &format!(
+                        "    not reported: {} (kmemleak: references counted {}, flags {}, checksum {})\n",
+                        m.address,
+                        m.count.map_or("?".into(), |c| c.to_string()),
+                        m.flags.as_deref().unwrap_or("?"),
+                        m.checksum.map_or("?".into(), |c| c.to_string())
+                    );
                 }
                 if let Some(e) = &v.example {
                     s += &format!("    e.g. {} bytes, allocated at:\n", e.size);
