@@ -8,7 +8,7 @@
 //! descriptor. The kernel refuses to destroy a cache with live objects: it
 //! prints `kmem_cache_destroy <name>: Slab cache still has objects` with a
 //! WARN (and, with SLUB debugging, a `BUG <name>: Objects remaining` report),
-//! keeps the cache, and the descriptor leaks.
+//! gives up on the cache, and the descriptor leaks.
 //!
 //! Fixed: a `Cache` owns the `kmem_cache` and an `Object` borrows the cache
 //! it came from. The borrow checker refuses to drop the cache while an
@@ -65,7 +65,7 @@ fn probe_remove_leaky(t: &mut Tally) -> Result {
     // BUG: remove() destroys the cache without kmem_cache_free(desc) first.
     t.leaked(desc);
     // SAFETY: `cache` is live; destroying a cache with objects is allowed
-    // (the kernel warns and keeps the cache).
+    // (the kernel warns and gives up on the cache without freeing it).
     unsafe { bindings::kmem_cache_destroy(cache.as_ptr()) };
     Ok(())
 }
@@ -135,8 +135,8 @@ pub(crate) const PATTERN: Pattern = Pattern {
     name: kernel::c_str!("slab_cache"),
     description:
         "A driver allocates a 96-byte descriptor from its own kmem_cache and destroys the \
-cache at remove without freeing the descriptor: the kernel warns 'Slab cache still has objects', \
-keeps the cache, and the descriptor leaks. Fixed: an RAII cache and object handle; the object \
+cache at remove without freeing the descriptor: the kernel warns 'Slab cache still has objects' \
+and the descriptor leaks. Fixed: an RAII cache and object handle; the object \
 borrows the cache, so it is freed before the cache is destroyed.",
     leaky: probe_remove_leaky,
     fixed: probe_remove_fixed,
