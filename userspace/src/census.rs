@@ -188,10 +188,7 @@ pub fn run(modules: &[PathBuf]) -> Result<Census> {
     }
     Ok(Census {
         schema: "leaklab.census/1",
-        kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
+        kernel: crate::monitor::kernel_release(),
         modules: results,
         unattributed,
         scans,

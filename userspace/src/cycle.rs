@@ -346,18 +346,11 @@ pub fn run(plan: &Plan, mut progress: impl FnMut(&str)) -> Result<CycleRun> {
     let ok = cycles.iter().all(|c| c.ok);
     Ok(CycleRun {
         schema: "leaklab.cycle/1",
-        kernel: fs_trim("/proc/sys/kernel/osrelease"),
+        kernel: monitor::kernel_release(),
         patterns: catalogue,
         cycles,
         ok,
     })
-}
-
-fn fs_trim(p: &str) -> String {
-    std::fs::read_to_string(p)
-        .unwrap_or_default()
-        .trim()
-        .to_string()
 }
 
 /// Unloads the module when dropped, unless told it is gone already: a failed

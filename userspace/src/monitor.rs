@@ -11,6 +11,14 @@ use std::{
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+/// The running kernel's release, e.g. `6.12.117` (empty if unknown).
+pub fn kernel_release() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
 /// Something notable in the kernel log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {

@@ -6,7 +6,7 @@
 //! This scans the kernel's memory through `/proc/kcore` (CONFIG_PROC_KCORE)
 //! for the addresses given and names the symbol each hit lies in, if any.
 
-use std::{collections::BTreeMap, fs::File, io::Read, os::unix::fs::FileExt};
+use std::{collections::BTreeSet, fs::File, os::unix::fs::FileExt};
 
 use anyhow::{bail, Context, Result};
 use object::{
@@ -70,8 +70,8 @@ pub fn find(targets: &[u64]) -> Result<Vec<Hit>> {
     if segments.is_empty() {
         bail!("/proc/kcore has no memory segments");
     }
-    let mut file = File::open("/proc/kcore")?;
-    let wanted: BTreeMap<u64, ()> = targets.iter().map(|&t| (t, ())).collect();
+    let file = File::open("/proc/kcore")?;
+    let wanted: BTreeSet<u64> = targets.iter().copied().collect();
     let syms = kallsyms();
     // The kernel image is also mapped in the linear map: a hit there is
     // named through the image's own segment (the one holding `_text`).
@@ -92,7 +92,7 @@ pub fn find(targets: &[u64]) -> Result<Vec<Hit>> {
             };
             for (i, w) in buf[..got].chunks_exact(8).enumerate() {
                 let word = u64::from_ne_bytes(w.try_into().expect("8 bytes"));
-                if wanted.contains_key(&word) {
+                if wanted.contains(&word) {
                     let at = vaddr + done + (i as u64) * 8;
                     let phys = paddr.wrapping_add(at - vaddr);
                     let image_va = match image {
@@ -114,6 +114,5 @@ pub fn find(targets: &[u64]) -> Result<Vec<Hit>> {
             done += got as u64;
         }
     }
-    let _ = file.read(&mut []);
     Ok(hits)
 }
