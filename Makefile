@@ -79,7 +79,8 @@ test: setup
 	$(MAKE) --no-print-directory module tool ARCH=x86_64
 	$(MAKE) --no-print-directory module tool ARCH=arm64
 	$(MAKE) --no-print-directory check ARCH=x86_64
-	cd userspace && LEAKLAB_BUILD_DIR=$(BUILD) cargo test --release -- --include-ignored
+	cd userspace && LEAKLAB_BUILD_DIR=$(BUILD) LEAKLAB_KSRC=$$(cat $(BUILD)/x86_64/kdir)/source \
+		cargo test --release -- --include-ignored
 
 check: kernel
 	rustfmt --edition 2021 --check --config-path $(KDIR_OF)/source/.rustfmt.toml module/leaklab.rs

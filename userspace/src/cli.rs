@@ -23,6 +23,17 @@ pub enum Format {
     Json,
 }
 
+/// Output format of `cycle`, which also speaks KTAP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CycleFormat {
+    /// For people.
+    Human,
+    /// For machines.
+    Json,
+    /// KTAP version 1 test results, as kernel CI expects them.
+    Ktap,
+}
+
 /// leaklab: see kernel memory leaks happen, catch them, and prove the fix.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -78,7 +89,7 @@ pub enum Cmd {
         cycles: u32,
         /// Output format.
         #[arg(long, value_enum, default_value = "human")]
-        format: Format,
+        format: CycleFormat,
     },
     /// Check leaklab.ko's control interface against its contract (bad
     /// input refused without side effects, the leak cap, reads).
@@ -239,8 +250,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             };
             let run = cycle::run(&plan, |_| {})?;
             match format {
-                Format::Human => print!("{}", run.human()),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&run)?),
+                CycleFormat::Human => print!("{}", run.human()),
+                CycleFormat::Json => println!("{}", serde_json::to_string_pretty(&run)?),
+                CycleFormat::Ktap => print!("{}", run.ktap()),
             }
             Ok(if run.ok {
                 ExitCode::SUCCESS

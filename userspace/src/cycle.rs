@@ -565,6 +565,54 @@ fn judge(v: &mut Verdict) {
 }
 
 impl CycleRun {
+    /// KTAP version 1, as kselftest prints it: one test per cycle, pattern
+    /// and variant (`cycle1.error_path.leaky`), plus per cycle one for
+    /// unexpected leaks and one for the kernel log.
+    pub fn ktap(&self) -> String {
+        let mut tests: Vec<(bool, String, Option<String>)> = Vec::new();
+        for c in &self.cycles {
+            for v in &c.verdicts {
+                tests.push((
+                    v.ok,
+                    format!("cycle{}.{}.{}", c.cycle, v.pattern, v.variant.name()),
+                    v.reason.clone(),
+                ));
+            }
+            tests.push((
+                c.unexpected.is_empty(),
+                format!("cycle{}.unexpected_leaks", c.cycle),
+                (!c.unexpected.is_empty())
+                    .then(|| format!("{} reports outside the driven samples", c.unexpected.len())),
+            ));
+            tests.push((
+                c.kernel_log.is_empty(),
+                format!("cycle{}.kernel_log", c.cycle),
+                c.kernel_log
+                    .first()
+                    .map(|f| format!("{}: {}", f.kind, f.line)),
+            ));
+        }
+        let mut s = format!(
+            "KTAP version 1\n# leaklab cycle on {}\n1..{}\n",
+            self.kernel,
+            tests.len()
+        );
+        for (i, (ok, name, why)) in tests.iter().enumerate() {
+            // '#' starts the directive field: keep it out of names and reasons.
+            let why = why.as_deref().map(|w| w.replace('#', "No."));
+            s += &format!(
+                "{}ok {} {}{}\n",
+                if *ok { "" } else { "not " },
+                i + 1,
+                name.replace('#', "No."),
+                why.map(|w| format!(" # {w}")).unwrap_or_default()
+            );
+        }
+        let passed = tests.iter().filter(|t| t.0).count();
+        s += &format!("# Totals: pass:{} fail:{}\n", passed, tests.len() - passed);
+        s
+    }
+
     /// A compact table, then what went wrong.
     pub fn human(&self) -> String {
         let mut s = String::new();
