@@ -112,11 +112,23 @@ pub fn parse(text: &str) -> Vec<Report> {
         Head,
         Hex,
         Trace,
+        Done,
     }
     let mut out: Vec<Report> = Vec::new();
     let mut part = Part::Head;
-    for line in text.lines() {
+    // A last line with no newline was cut short (a truncated read or file).
+    let cut_short = !text.is_empty() && !text.ends_with('\n');
+    let last = text.lines().count().saturating_sub(1);
+    for (i, line) in text.lines().enumerate() {
         let t = line.trim();
+        if cut_short && i == last && !t.starts_with("unreferenced object") {
+            if let Some(r) = out.last_mut() {
+                if !"unreferenced object".starts_with(t) {
+                    r.garbled = true;
+                }
+            }
+            break;
+        }
         if t.starts_with("unreferenced object") {
             let (address, size, garbled) = match parse_header(t) {
                 Some((a, s)) => (a, s, false),
@@ -160,9 +172,12 @@ pub fn parse(text: &str) -> Vec<Report> {
             if let Some(crc) = t.strip_prefix("backtrace (crc ") {
                 r.crc = crc.strip_suffix("):").map(str::to_string);
             }
-        } else if part == Part::Trace {
+        } else if part == Part::Trace && line.starts_with(char::is_whitespace) {
             r.frames.push(parse_frame(t));
-        } else if part != Part::Hex {
+        } else if part == Part::Trace {
+            // Report lines are indented; anything else ends the report.
+            part = Part::Done;
+        } else if part == Part::Head {
             r.garbled = true;
         }
     }
@@ -213,6 +228,58 @@ mod tests {
         assert_eq!(f.address, Some(0xffffffffc0010024));
         assert_eq!(f.symbol.as_deref(), Some("kmemleak_test_init"));
         assert_eq!(f.module.as_deref(), Some("kmemleak_test"));
+    }
+
+    #[test]
+    fn truncated_input_keeps_every_whole_report() {
+        let text = format!("{V612}{V612}");
+        let full = parse(&text);
+        assert_eq!(full.len(), 2);
+        let second = text.len() - V612.len();
+        for cut in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
+            let part = parse(&text[..cut]);
+            assert!(part.len() <= full.len());
+            if cut >= second {
+                // The first report was whole: it must come back unchanged.
+                assert_eq!(part[0], full[0], "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_report_cut_mid_line_is_kept_and_marked() {
+        let cut = &V612[..V612.len() - 5];
+        let r = parse(cut);
+        assert_eq!(r.len(), 1);
+        assert!(r[0].garbled);
+        assert_eq!(r[0].frames.len(), 3, "the cut frame is not taken as whole");
+        assert!(!parse(V612)[0].garbled);
+    }
+
+    #[test]
+    fn random_input_never_panics() {
+        // xorshift64*: deterministic, no dependency.
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let mut next = || {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            x.wrapping_mul(0x2545f4914f6cdd1d)
+        };
+        let alphabet: Vec<char> = "unreferenced object 0x(size )comm\"pid, jiffies backtrace (crc ):[<>]+/ \n\t0123456789abcdefxyz\u{fffd}é"
+            .chars()
+            .collect();
+        for _ in 0..5000 {
+            let len = (next() % 300) as usize;
+            let s: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let _ = parse(&s);
+            let _ = parse(&format!("{V612}{s}"));
+            for line in s.lines() {
+                let _ = parse_frame(line);
+            }
+        }
     }
 
     #[test]
