@@ -23,6 +23,7 @@ use crate::{
     kmod,
     layout::ModuleLayout,
     report::Report,
+    symbolize::Symbolizer,
 };
 
 /// What happened to one module.
@@ -142,7 +143,7 @@ pub fn run(modules: &[PathBuf]) -> Result<Census> {
     kmemleak.clear()?;
 
     let mut results = Vec::new();
-    let mut layouts = Vec::new();
+    let mut symbols = Symbolizer::default();
     let mut last_load = Instant::now();
     for path in modules {
         let mut m = ModuleResult {
@@ -159,9 +160,10 @@ pub fn run(modules: &[PathBuf]) -> Result<Census> {
                 last_load = Instant::now();
                 m.loaded = true;
                 m.debugfs = debugfs_entries(&name);
-                match ModuleLayout::record(&name, path) {
-                    Ok(l) => layouts.push(l),
-                    Err(e) => m.error = Some(format!("{e:#}")),
+                if let Err(e) =
+                    ModuleLayout::record(&name, path).and_then(|l| symbols.add(&l, path))
+                {
+                    m.error = Some(format!("{e:#}"));
                 }
                 match kmod::unload(&name) {
                     Ok(()) => m.unloaded = true,
@@ -177,7 +179,7 @@ pub fn run(modules: &[PathBuf]) -> Result<Census> {
     let (reports, scans) = kmemleak.settle(last_load)?;
     let mut unattributed = LeakCount::default();
     for r in &reports {
-        match attribute(r, &layouts) {
+        match attribute(r, &symbols) {
             Some(name) => {
                 if let Some(m) = results.iter_mut().find(|m| m.name.as_deref() == Some(name)) {
                     m.leaks.add(r);
@@ -196,20 +198,8 @@ pub fn run(modules: &[PathBuf]) -> Result<Census> {
 }
 
 /// Returns the module a report's frames point into, if any.
-pub fn attribute<'a>(r: &Report, layouts: &'a [ModuleLayout]) -> Option<&'a str> {
-    r.frames.iter().find_map(|f| {
-        if let Some(tag) = &f.module {
-            return layouts
-                .iter()
-                .find(|l| &l.name == tag)
-                .map(|l| l.name.as_str());
-        }
-        let addr = f.address?;
-        layouts
-            .iter()
-            .find(|l| l.section_of(addr).is_some())
-            .map(|l| l.name.as_str())
-    })
+pub fn attribute<'a>(r: &Report, symbols: &'a Symbolizer) -> Option<&'a str> {
+    r.frames.iter().find_map(|f| symbols.module_of(f))
 }
 
 fn debugfs_entries(name: &str) -> BTreeMap<String, DebugfsFile> {
@@ -253,25 +243,26 @@ mod tests {
 
     #[test]
     fn bare_addresses_and_tags_are_attributed() {
-        let layouts = vec![ModuleLayout {
+        let mut symbols = Symbolizer::default();
+        symbols.add_layout(ModuleLayout {
             name: "kmemleak_test".into(),
             sections: vec![Section {
                 name: ".init.text".into(),
                 address: 0xffffffffa0000000,
                 size: 0x300,
             }],
-        }];
+        });
         let text = "unreferenced object 0xffff888003a8e000 (size 32):\n  backtrace (crc 1):\n    __kmalloc_cache_noprof+0x1a2/0x2a0\n    0xffffffffa000023a\n";
         let r = &report::parse(text)[0];
-        assert_eq!(attribute(r, &layouts), Some("kmemleak_test"));
+        assert_eq!(attribute(r, &symbols), Some("kmemleak_test"));
         let outside = text.replace("0xffffffffa000023a", "0xffffffffa0000300");
-        assert_eq!(attribute(&report::parse(&outside)[0], &layouts), None);
+        assert_eq!(attribute(&report::parse(&outside)[0], &symbols), None);
         let tagged = text.replace(
             "0xffffffffa000023a",
             "kmemleak_test_init+0x2a/0x100 [kmemleak_test]",
         );
         assert_eq!(
-            attribute(&report::parse(&tagged)[0], &layouts),
+            attribute(&report::parse(&tagged)[0], &symbols),
             Some("kmemleak_test")
         );
     }

@@ -39,7 +39,7 @@ struct Sym {
 
 #[derive(Debug, Clone)]
 struct ModuleSyms {
-    name: String,
+    layout: ModuleLayout,
     syms: Vec<Sym>,
 }
 
@@ -79,28 +79,59 @@ impl Symbolizer {
                 name: demangle(name),
             });
         }
-        syms.sort_by_key(|s| s.start);
-        self.modules.push(ModuleSyms {
-            name: layout.name.clone(),
-            syms,
-        });
+        self.add_symbols(layout.clone(), syms);
         Ok(())
     }
 
-    /// Resolves an address inside one of the added modules.
+    fn add_symbols(&mut self, layout: ModuleLayout, mut syms: Vec<Sym>) {
+        syms.sort_by_key(|s| s.start);
+        self.modules.push(ModuleSyms { layout, syms });
+    }
+
+    /// Adds a module by its layout alone (no symbols: frames resolve to
+    /// `section+offset`).
+    #[cfg(test)]
+    pub(crate) fn add_layout(&mut self, layout: ModuleLayout) {
+        self.add_symbols(layout, Vec::new());
+    }
+
+    /// Resolves an address inside one of the added modules' sections: to the
+    /// symbol that covers it, or to `section+offset` when none does.
     pub fn resolve(&self, addr: u64) -> Option<Resolved> {
-        self.modules.iter().find_map(|m| {
-            let i = m.syms.partition_point(|s| s.start <= addr);
-            let s = m.syms[..i]
-                .iter()
-                .rev()
-                .find(|s| s.size == 0 || addr < s.start + s.size)?;
-            (addr - s.start < s.size.max(1 << 16)).then(|| Resolved {
-                module: Some(m.name.clone()),
-                function: s.name.clone(),
-                offset: Some(addr - s.start),
-            })
+        let (m, section) = self
+            .modules
+            .iter()
+            .find_map(|m| Some((m, m.layout.section_of(addr)?)))?;
+        let i = m.syms.partition_point(|s| s.start <= addr);
+        let sym = m.syms[..i]
+            .iter()
+            .rev()
+            .find(|s| s.size == 0 || addr < s.start + s.size)
+            .filter(|s| addr - s.start < s.size.max(1 << 16));
+        let (function, start) = match sym {
+            Some(s) => (s.name.clone(), s.start),
+            None => (section.name.clone(), section.address),
+        };
+        Some(Resolved {
+            module: Some(m.layout.name.clone()),
+            function,
+            offset: Some(addr - start),
         })
+    }
+
+    /// The added module a frame lies in: by its `[module]` tag, or by its
+    /// address.
+    pub fn module_of(&self, f: &Frame) -> Option<&str> {
+        let m = match &f.module {
+            Some(tag) => self.modules.iter().find(|m| &m.layout.name == tag),
+            None => {
+                let addr = f.address?;
+                self.modules
+                    .iter()
+                    .find(|m| m.layout.section_of(addr).is_some())
+            }
+        }?;
+        Some(m.layout.name.as_str())
     }
 
     /// Resolves a parsed frame: by its symbol when the kernel printed one,
