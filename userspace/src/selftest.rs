@@ -1,19 +1,27 @@
 //! `leaklab selftest`: checks leaklab.ko's control interface against its
 //! documented contract (see `module/control.rs`): every malformed write is
 //! refused with the documented error and changes nothing, reads of any size
-//! and offset agree, and the leak cap holds.
+//! and offset agree, the leak cap holds, writers in several processes are
+//! each counted once, and the module cannot be unloaded while a control file
+//! is open.
 
 use std::{
+    collections::BTreeMap,
+    ffi::CString,
     fs::{self, OpenOptions},
     io::Read,
     os::unix::fs::FileExt,
     path::Path,
+    process::{Command, Stdio},
+    thread,
 };
 
 use anyhow::{Context, Result};
+use nix::kmod::{delete_module, DeleteModuleFlags};
 use serde::Serialize;
 
-use crate::{control::Control, kmod};
+use crate::control::{parse_stats, Control, StatRecord};
+use crate::kmod;
 
 /// One checked case.
 #[derive(Debug, Clone, Serialize)]
@@ -85,7 +93,7 @@ fn write_once(file: &Path, before: &[&[u8]], data: &[u8], at: At) -> String {
 /// Loads `module`, runs every case, unloads it.
 pub fn run(module: &Path) -> Result<Selftest> {
     let name = kmod::load(module)?;
-    let result = cases();
+    let result = cases(&name);
     let unloaded = kmod::unload(&name);
     let cases = result?;
     unloaded?;
@@ -97,7 +105,7 @@ pub fn run(module: &Path) -> Result<Selftest> {
     })
 }
 
-fn cases() -> Result<Vec<Case>> {
+fn cases(module: &str) -> Result<Vec<Case>> {
     let ctl = Control::open()?;
     let dir = Path::new(crate::control::DIR);
     let leaky = dir.join("patterns/error_path/leaky");
@@ -241,7 +249,140 @@ fn cases() -> Result<Vec<Case>> {
     let mut past = [0u8; 8];
     let n = fs::File::open(dir.join("stats"))?.read_at(&mut past, whole.len() as u64 + 100)?;
     check("stats read past the end".into(), "0", n.to_string());
+
+    for (name, expected, actual) in concurrent_writers(dir)? {
+        check(name, &expected, actual);
+    }
+
+    // Last: if this unloads the module, nothing after it could run.
+    let open = fs::File::open(dir.join("stats"))?;
+    let cname = CString::new(module).context("module name contains NUL")?;
+    let actual = match delete_module(&cname, DeleteModuleFlags::O_NONBLOCK) {
+        Ok(()) => "unloaded".to_string(),
+        Err(e) => format!("{e:?}"),
+    };
+    drop(open);
+    check("rmmod while stats is open".into(), "EAGAIN", actual);
     Ok(cases)
+}
+
+/// Processes each driving one pattern through `leaklab trigger`, and the
+/// exit-time leak armed by one of them while a thread disarms it, all while
+/// threads read `stats`: `(case, expected, actual)` for each check.
+fn concurrent_writers(dir: &Path) -> Result<Vec<(String, String, String)>> {
+    const JOBS: [(&str, &str, u32); 5] = [
+        ("error_path", "fixed", 300),
+        ("conditional_free", "fixed", 300),
+        ("arc_cycle", "fixed", 300),
+        ("device_ref", "fixed", 40),
+        ("module_exit", "leaky", 100),
+    ];
+    let key = |r: &StatRecord| (r.pattern.clone(), r.variant.clone());
+    let runs = |text: &str| -> Result<BTreeMap<(String, String), u64>> {
+        Ok(parse_stats(text)?
+            .iter()
+            .map(|r| (key(r), r.runs))
+            .collect())
+    };
+    let before = runs(&fs::read_to_string(dir.join("stats"))?)?;
+    let exe = fs::read_link("/proc/self/exe").context("finding this program")?;
+    let mut children = Vec::new();
+    for (pattern, variant, n) in JOBS {
+        let child = Command::new(&exe)
+            .args(["trigger", pattern, variant, "-n", &n.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        children.push((format!("{pattern} {variant} -n {n}"), child));
+    }
+    let stats = dir.join("stats");
+    let disarm = dir.join("patterns/module_exit/disarm");
+    let (torn, disarm_errors) = thread::scope(|s| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..200)
+                        .filter(|_| {
+                            let shape = fs::read_to_string(&stats)
+                                .ok()
+                                .and_then(|t| parse_stats(&t).ok())
+                                .map(|r| r.len());
+                            shape != Some(before.len())
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        let disarmer = s.spawn(|| (0..50).filter(|_| fs::write(&disarm, "1").is_err()).count());
+        (
+            readers
+                .into_iter()
+                .map(|r| r.join().unwrap_or(usize::MAX))
+                .sum::<usize>(),
+            disarmer.join().unwrap_or(usize::MAX),
+        )
+    });
+    let mut failed = Vec::new();
+    for (what, child) in children {
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            failed.push(format!(
+                "{what}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    // Whatever the races left armed is freed now, so nothing leaks at rmmod.
+    fs::write(&disarm, "1").context("disarming module_exit")?;
+    let after_text = fs::read_to_string(dir.join("stats"))?;
+    let after = runs(&after_text)?;
+    let miscounted: Vec<String> = JOBS
+        .iter()
+        .filter_map(|&(p, v, n)| {
+            let k = (p.to_string(), v.to_string());
+            let delta = after.get(&k).copied().unwrap_or(0) - before.get(&k).copied().unwrap_or(0);
+            (delta != u64::from(n)).then(|| format!("{p} {v}: {delta} runs, {n} asked"))
+        })
+        .collect();
+    let still_leaked = parse_stats(&after_text)?
+        .iter()
+        .find(|r| r.pattern == "module_exit" && r.variant == "leaky")
+        .map_or(u64::MAX, |r| r.leaked);
+    let text = |v: Vec<String>| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join("; ")
+        }
+    };
+    Ok(vec![
+        (
+            "concurrent writers: failed".into(),
+            "none".into(),
+            text(failed),
+        ),
+        (
+            "concurrent writers: miscounted".into(),
+            "none".into(),
+            text(miscounted),
+        ),
+        (
+            "concurrent stats reads: torn".into(),
+            "0".into(),
+            torn.to_string(),
+        ),
+        (
+            "concurrent disarms: refused".into(),
+            "0".into(),
+            disarm_errors.to_string(),
+        ),
+        (
+            "module_exit leaked after disarm".into(),
+            "0".into(),
+            still_leaked.to_string(),
+        ),
+    ])
 }
 
 fn same(a: &[u8], b: &[u8]) -> String {

@@ -434,6 +434,14 @@ fn check_selftest(arch: &str) {
         assert_eq!(find(name)["actual"], errno, "{name}");
     }
     assert_eq!(find("stats read 1 byte at a time")["actual"], "same");
+    assert_eq!(find("rmmod while stats is open")["actual"], "EAGAIN");
+    for name in [
+        "concurrent writers: failed",
+        "concurrent writers: miscounted",
+    ] {
+        assert_eq!(find(name)["actual"], "none", "{name}");
+    }
+    assert_eq!(find("concurrent stats reads: torn")["actual"], "0");
 }
 
 #[test]
