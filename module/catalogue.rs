@@ -279,6 +279,22 @@ pub(crate) fn scrub_stack() {
     core::hint::black_box(&area);
 }
 
+/// Lets the frees the kernel has deferred happen now: objects queued with
+/// `call_rcu` (maple tree nodes of every `mmap`, which share `kmalloc-256`
+/// when slab caches merge) and `kfree_rcu`.
+///
+/// Such a free that lands after [`launder`] and before a leaky run's
+/// allocation puts a slot that other code pointed to back on top of the
+/// freelist, which the run then takes.
+fn settle_deferred_frees() {
+    // SAFETY: Both only wait (they may sleep); this runs in process context,
+    // from a debugfs write, with no lock held.
+    unsafe {
+        bindings::rcu_barrier();
+        bindings::kvfree_rcu_barrier();
+    }
+}
+
 /// How many slots of each size [`launder`] cycles.
 const LAUNDER_DEPTH: usize = 8;
 
@@ -349,6 +365,9 @@ pub(crate) fn run(
         0
     };
     budget.reserve(reserve)?;
+    if variant == Variant::Leaky {
+        settle_deferred_frees();
+    }
     let mut leaked_bytes = 0;
     let mut result = Ok(());
     for _ in 0..n {

@@ -135,12 +135,18 @@ fn yes(b: bool) -> &'static str {
     }
 }
 
-/// Loads and unloads each of `modules`, then counts kmemleak's reports per module.
-pub fn run(modules: &[PathBuf]) -> Result<Census> {
+/// Loads and unloads each of `modules`, then counts kmemleak's reports per
+/// module: harvested with the scan protocol, or `naive`ly (`clear`, the work,
+/// `scan` twice, read), as a baseline to measure the protocol against.
+pub fn run(modules: &[PathBuf], naive: bool) -> Result<Census> {
     let kmemleak = Kmemleak::open()?;
     // Flush what boot left behind, so the count starts from here.
-    kmemleak.scan()?;
-    kmemleak.clear()?;
+    let window = if naive {
+        kmemleak.clear()?;
+        None
+    } else {
+        Some(crate::scan::Window::open(&kmemleak)?)
+    };
 
     let mut results = Vec::new();
     let mut symbols = Symbolizer::default();
@@ -176,7 +182,17 @@ pub fn run(modules: &[PathBuf]) -> Result<Census> {
         results.push(m);
     }
 
-    let (reports, scans) = kmemleak.settle(last_load)?;
+    let (reports, scans) = match window {
+        Some(w) => {
+            let settled = w.close(last_load)?;
+            (settled.reports, settled.scans)
+        }
+        None => {
+            kmemleak.scan()?;
+            kmemleak.scan()?;
+            (crate::report::parse(&kmemleak.read()?), 2)
+        }
+    };
     let mut unattributed = LeakCount::default();
     for r in &reports {
         match attribute(r, &symbols) {

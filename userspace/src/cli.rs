@@ -101,6 +101,45 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
     },
+    /// Parse kmemleak reports from a saved kmemleak file or a kernel log
+    /// (dmesg, journal, serial console) and print them grouped by backtrace,
+    /// symbolized against a module's .ko when given. Exits 1 when there are
+    /// reports.
+    Parse {
+        /// The input file; `-` or nothing reads standard input.
+        input: Option<PathBuf>,
+        /// A module's object file, to name its frames and their source lines.
+        #[arg(long, requires = "sections")]
+        ko: Option<PathBuf>,
+        /// The module's section addresses, as `leaklab layout` saved them
+        /// while it was loaded.
+        #[arg(long, requires = "ko")]
+        sections: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Run the scan protocol (auto-scan paused and restored, old reports
+    /// flushed, the minimum age waited out from the command's end, scans
+    /// until the set is stable) around COMMAND, or, with none, on what
+    /// kmemleak holds now; print the reports grouped. Exits 1 when there are
+    /// reports.
+    Scan {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        /// The work to measure, e.g. `insmod foo.ko` (after leaklab's own options).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Save a loaded module's section addresses (JSON), for `leaklab parse
+    /// --sections` after the module is gone.
+    Layout {
+        /// The module's name, as in /sys/module.
+        name: String,
+        /// Its object file (for the section sizes).
+        ko: PathBuf,
+    },
     /// Find where kernel memory still holds the given addresses, to see why
     /// a leak is not reported. Scans all RAM through /proc/kcore: hits in free
     /// pages and user memory, which kmemleak does not scan, show up too.
@@ -118,6 +157,11 @@ pub enum Cmd {
         /// Output format.
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
+        /// Harvest as public load/unload tests do, for comparison: `clear`
+        /// before, `scan` twice and read right after the last unload, instead
+        /// of the scan protocol.
+        #[arg(long)]
+        naive: bool,
         /// Module files (default: every .ko in /lib/modules).
         modules: Vec<PathBuf>,
     },
@@ -170,8 +214,184 @@ pub struct VmArgs {
     pub command: Vec<String>,
 }
 
+/// `leaklab parse`: reads reports as they stream in, then prints them grouped.
+fn run_parse(
+    input: Option<PathBuf>,
+    module: Option<(PathBuf, PathBuf)>,
+    format: Format,
+) -> Result<ExitCode> {
+    use crate::{layout::ModuleLayout, report, symbolize::Symbolizer};
+    let mut sym = Symbolizer::default();
+    if let Some((ko, sections)) = module {
+        let text = std::fs::read_to_string(&sections)
+            .with_context(|| format!("reading {}", sections.display()))?;
+        let layout: ModuleLayout = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a section layout saved by `leaklab layout`",
+                sections.display()
+            )
+        })?;
+        sym.add(&layout, &ko)?;
+    }
+    let mut reports = Vec::new();
+    let source = match input.as_deref() {
+        None => "standard input".to_string(),
+        Some(p) if p == std::path::Path::new("-") => "standard input".to_string(),
+        Some(p) => p.display().to_string(),
+    };
+    let read: Box<dyn std::io::BufRead> = match input {
+        Some(p) if p != std::path::Path::new("-") => Box::new(std::io::BufReader::new(
+            std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?,
+        )),
+        _ => Box::new(std::io::stdin().lock()),
+    };
+    report::parse_stream(read, |r| reports.push(r)).with_context(|| format!("reading {source}"))?;
+    print_reports(
+        &reports,
+        &sym,
+        format,
+        serde_json::json!({"schema": "leaklab.parse/1"}),
+    )
+}
+
+/// Prints reports grouped by backtrace, human or JSON (`head`'s fields
+/// first); exits 1 when there are any.
+fn print_reports(
+    reports: &[crate::report::Report],
+    sym: &crate::symbolize::Symbolizer,
+    format: Format,
+    mut head: serde_json::Value,
+) -> Result<ExitCode> {
+    let groups = crate::group::group(reports, sym);
+    match format {
+        Format::Json => {
+            head["reports"] = serde_json::to_value(reports)?;
+            head["groups"] = serde_json::to_value(&groups)?;
+            println!("{}", serde_json::to_string_pretty(&head)?);
+        }
+        Format::Human => {
+            let garbled = reports.iter().filter(|r| r.garbled).count();
+            println!(
+                "{} reports in {} groups{}",
+                reports.len(),
+                groups.len(),
+                if garbled > 0 {
+                    format!(" ({garbled} cut short or garbled)")
+                } else {
+                    String::new()
+                }
+            );
+            for g in &groups {
+                let owner = g
+                    .sample
+                    .clone()
+                    .or_else(|| g.module.clone())
+                    .unwrap_or_else(|| "kernel".into());
+                println!(
+                    "\n{} x, {} bytes, {owner}: {}{}",
+                    g.count,
+                    g.bytes,
+                    g.culprit.as_deref().unwrap_or("?"),
+                    g.culprit_line
+                        .as_ref()
+                        .map(|l| format!(" at {l}"))
+                        .unwrap_or_default()
+                );
+                for f in &g.frames {
+                    println!("      {f}");
+                }
+            }
+        }
+    }
+    Ok(if reports.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `leaklab scan`: the scan protocol around `command` (or around nothing).
+fn run_scan(command: &[String], format: Format) -> Result<ExitCode> {
+    use crate::{kmemleak::Kmemleak, scan::Window, symbolize::Symbolizer};
+    let kmemleak = Kmemleak::open()?;
+    let (window, youngest) = match command.split_first() {
+        None => {
+            let w = Window::open_keeping_reports(&kmemleak)?;
+            // Nothing was just allocated: no age to wait for.
+            let long_ago = std::time::Instant::now()
+                .checked_sub(crate::kmemleak::MIN_AGE)
+                .unwrap_or_else(std::time::Instant::now);
+            (w, long_ago)
+        }
+        Some((program, args)) => {
+            let w = Window::open(&kmemleak)?;
+            // Its output goes to stderr: stdout is for leaklab's answer.
+            let status = std::process::Command::new(program)
+                .args(args)
+                .stdout(std::io::stderr())
+                .status()
+                .with_context(|| format!("running {program}"))?;
+            if !status.success() {
+                eprintln!("leaklab: note: {program} exited with {status}");
+            }
+            (w, std::time::Instant::now())
+        }
+    };
+    let spinner = progress_spinner();
+    let settled = window.close_with(youngest, &mut |m| spinner.set_message(m.to_string()));
+    spinner.finish_and_clear();
+    let settled = settled?;
+    print_reports(
+        &settled.reports,
+        &Symbolizer::default(),
+        format,
+        serde_json::json!({
+            "schema": "leaklab.scan/1",
+            "scans": settled.scans,
+            "stable": settled.stable,
+        }),
+    )
+}
+
+/// A spinner with a message on stderr when it is a terminal; hidden (and
+/// without its ticking thread) in logs and pipes.
+fn progress_spinner() -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// Refuses to go on without root: loading modules, debugfs and kmemleak all
+/// need it, and a half-done run would be worse than none.
+fn require_root(command: &str) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!(
+            "leaklab {command} needs root (it loads modules and reads debugfs): run it as root or with sudo"
+        );
+    }
+    Ok(())
+}
+
 /// Runs the parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    let privileged = match &cli.command {
+        Cmd::Patterns { .. } => Some("patterns"),
+        Cmd::Trigger { .. } => Some("trigger"),
+        Cmd::Cycle { .. } => Some("cycle"),
+        Cmd::Selftest { .. } => Some("selftest"),
+        Cmd::Census { .. } => Some("census"),
+        Cmd::Refs { .. } => Some("refs"),
+        Cmd::Layout { .. } => Some("layout"),
+        Cmd::Scan { .. } => Some("scan"),
+        _ => None,
+    };
+    if let Some(command) = privileged {
+        require_root(command)?;
+    }
     match cli.command {
         Cmd::Vm(args) => run_vm(args),
         Cmd::Patterns { format } => {
@@ -248,7 +468,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 runs: n,
                 cycles,
             };
-            let run = cycle::run(&plan, |_| {})?;
+            let spinner = progress_spinner();
+            let run = cycle::run(&plan, |m| spinner.set_message(m.to_string()));
+            spinner.finish_and_clear();
+            let run = run?;
             match format {
                 CycleFormat::Human => print!("{}", run.human()),
                 CycleFormat::Json => println!("{}", serde_json::to_string_pretty(&run)?),
@@ -282,6 +505,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+        Cmd::Parse {
+            input,
+            ko,
+            sections,
+            format,
+        } => run_parse(input, ko.zip(sections), format),
+        Cmd::Scan { format, command } => run_scan(&command, format),
+        Cmd::Layout { name, ko } => {
+            let layout = crate::layout::ModuleLayout::record(&name, &ko)?;
+            println!("{}", serde_json::to_string_pretty(&layout)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Refs { addresses, format } => {
             let targets = addresses
                 .iter()
@@ -306,7 +541,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Census { format, modules } => {
+        Cmd::Census {
+            format,
+            naive,
+            modules,
+        } => {
             let modules = if modules.is_empty() {
                 census::modules_in(std::path::Path::new(initramfs::MODULE_DIR))?
             } else {
@@ -317,7 +556,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 "no modules given and none in {}",
                 initramfs::MODULE_DIR
             );
-            let c = census::run(&modules)?;
+            let c = census::run(&modules, naive)?;
             match format {
                 Format::Human => print!("{}", c.human()),
                 Format::Json => println!("{}", serde_json::to_string_pretty(&c)?),
@@ -332,6 +571,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn run_vm(a: VmArgs) -> Result<ExitCode> {
+    // The kernel ends init's arguments at a second `--`: it would be lost.
+    anyhow::ensure!(
+        !a.command.iter().any(|w| w == "--"),
+        "the guest command cannot contain '--' (the kernel command line ends init's arguments there): give the command's words without it"
+    );
     let dir = a.build_dir.join(a.arch.name());
     let modules = if a.modules.is_empty() {
         census::modules_in(&dir)

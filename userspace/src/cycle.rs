@@ -52,6 +52,9 @@ pub struct Attribution {
     /// The culprit: the first frame outside the allocator wrappers, in a
     /// module where the stack has one.
     pub culprit: Option<String>,
+    /// The culprit's source line (`samples/error_path.rs:31`), from the
+    /// module's DWARF.
+    pub culprit_line: Option<String>,
 }
 
 /// Frames of allocator and library wrappers, skipped when looking for the
@@ -92,6 +95,7 @@ pub fn attribute(r: &Report, sym: &Symbolizer) -> Attribution {
         variant: None,
         module: None,
         culprit: None,
+        culprit_line: None,
     };
     // The culprit: the first frame outside the allocator wrappers that lies
     // in a module (the driver's own code, not the driver core it called);
@@ -111,6 +115,7 @@ pub fn attribute(r: &Report, sym: &Symbolizer) -> Attribution {
             Some(res) => format!("{}+{:#x}", res.function, res.offset.unwrap_or(0)),
             None => raw.raw.clone(),
         });
+        a.culprit_line = res.as_ref().and_then(|r| r.location.clone());
     }
     // Generic allocator frames (`<Box<T>>::new`) may carry another sample's
     // type: identical instantiations are merged. Only the caller's frames count.
@@ -198,15 +203,7 @@ impl Example {
             symbolized: r
                 .frames
                 .iter()
-                .map(|f| match sym.frame(f) {
-                    Some(res) => format!(
-                        "{}+{:#x}{}",
-                        res.function,
-                        res.offset.unwrap_or(0),
-                        res.module.map(|m| format!(" [{m}]")).unwrap_or_default()
-                    ),
-                    None => f.raw.clone(),
-                })
+                .map(|f| sym.frame(f).map_or_else(|| f.raw.clone(), |r| r.display()))
                 .collect(),
         }
     }
@@ -289,6 +286,9 @@ pub struct CycleRecord {
     pub kernel_log: Vec<Finding>,
     /// Kernel log lines a driven pattern explains (e.g. slab_cache's warning).
     pub expected_log: Vec<Finding>,
+    /// Where the module's sections were loaded in this cycle, for
+    /// `leaklab parse --ko --sections` later.
+    pub layout: ModuleLayout,
     /// Scans run after the unload.
     pub scans: usize,
     /// /proc/meminfo change over the cycle (KiB).
@@ -339,7 +339,7 @@ pub fn run(plan: &Plan, mut progress: impl FnMut(&str)) -> Result<CycleRun> {
     let mut catalogue = Vec::new();
     for cycle in 1..=plan.cycles {
         progress(&format!("cycle {cycle}/{}", plan.cycles));
-        let (record, patterns) = one_cycle(plan, &kmemleak, cycle)?;
+        let (record, patterns) = one_cycle(plan, &kmemleak, cycle, &mut progress)?;
         catalogue = patterns;
         cycles.push(record);
     }
@@ -379,14 +379,19 @@ fn one_cycle(
     plan: &Plan,
     kmemleak: &Kmemleak,
     cycle: u32,
+    progress: &mut dyn FnMut(&str),
 ) -> Result<(CycleRecord, Vec<PatternInfo>)> {
+    let of = plan.cycles;
     // Flush: what happened before this cycle is not counted.
-    kmemleak.scan()?;
-    kmemleak.clear()?;
+    let window = crate::scan::Window::open(kmemleak)?;
     let mem_before = MemInfo::read()?;
     let slab_before = monitor::read_slabinfo().unwrap_or_default();
     let mut kmsg = KmsgWatch::start()?;
 
+    progress(&format!(
+        "cycle {cycle}/{of}: loading {}",
+        plan.module.display()
+    ));
     let name = in_fresh_thread(|| kmod::load(&plan.module))?;
     let mut loaded = Loaded { name, loaded: true };
     let control = Control::open()?;
@@ -430,7 +435,10 @@ fn one_cycle(
     drop(control);
     loaded.unload()?;
 
-    let (reports, scans) = kmemleak.settle(youngest)?;
+    let settled = window.close_with(youngest, &mut |phase| {
+        progress(&format!("cycle {cycle}/{of}: {phase}"))
+    })?;
+    let (reports, scans) = (settled.reports, settled.scans);
     let log = kmsg.drain();
     let mem_after = MemInfo::read()?;
     let slab_after = monitor::read_slabinfo().unwrap_or_default();
@@ -460,7 +468,11 @@ fn one_cycle(
                 v.sizes.push(r.size);
                 v.addresses.push(format!("{:#x}", r.address));
                 if let Some(c) = &a.culprit {
-                    *v.culprits.entry(c.clone()).or_default() += 1;
+                    let key = match &a.culprit_line {
+                        Some(line) => format!("{c} at {line}"),
+                        None => c.clone(),
+                    };
+                    *v.culprits.entry(key).or_default() += 1;
                 }
                 if v.example.is_none() {
                     v.example = Some(Example::of(&r, &sym));
@@ -505,6 +517,7 @@ fn one_cycle(
             unexpected,
             kernel_log: findings,
             expected_log,
+            layout,
             scans,
             meminfo_delta: mem_before.delta(&mem_after),
             slab_delta: monitor::slab_delta(&slab_before, &slab_after),

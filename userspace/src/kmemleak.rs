@@ -1,24 +1,18 @@
 //! The kmemleak control file: commands, scans and the report text.
 
 use std::{
-    collections::BTreeSet,
     fs::{self, OpenOptions},
     io::{ErrorKind, Write},
     path::{Path, PathBuf},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{bail, Context, Result};
 
-use crate::report::{self, Report};
-
 /// kmemleak reports an object only once it is this old (MSECS_MIN_AGE in
 /// mm/kmemleak.c, 5000 ms), plus a margin for jiffies rounding.
 pub const MIN_AGE: Duration = Duration::from_millis(5500);
-
-/// The most scans after the age window before the set is taken as it is.
-const MAX_SCANS: usize = 6;
 
 /// Where debugfs is mounted.
 pub const DEBUGFS: &str = "/sys/kernel/debug";
@@ -87,31 +81,6 @@ impl Kmemleak {
         self.command("clear")
     }
 
-    /// Scans until the reported set is stable, waiting out the minimum age of
-    /// objects allocated up to `youngest`. Returns the reports and the number of
-    /// scans run.
-    pub fn settle(&self, youngest: Instant) -> Result<(Vec<Report>, usize)> {
-        // The first scan gives new objects their checksum; they can be reported
-        // from the next one on, once old enough.
-        self.scan()?;
-        let mut scans = 1;
-        let ripe = youngest + MIN_AGE;
-        if let Some(wait) = ripe.checked_duration_since(Instant::now()) {
-            thread::sleep(wait);
-        }
-        let mut previous: Option<BTreeSet<u64>> = None;
-        loop {
-            self.scan()?;
-            scans += 1;
-            let reports = report::parse(&self.read()?);
-            let set: BTreeSet<u64> = reports.iter().map(|r| r.address).collect();
-            if previous.as_ref() == Some(&set) || scans >= MAX_SCANS {
-                return Ok((reports, scans));
-            }
-            previous = Some(set);
-        }
-    }
-
     /// Reads the current reports (reading does not scan).
     pub fn read(&self) -> Result<String> {
         in_fresh_thread(|| self.read_here())
@@ -150,4 +119,26 @@ pub fn in_fresh_thread<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_without_debugfs_is_named_with_the_fix() {
+        let dir = std::env::temp_dir().join(format!("leaklab-nodebugfs-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let e = Kmemleak::at(&dir).err().expect("no kmemleak file there");
+        fs::remove_dir(&dir).unwrap();
+        let msg = format!("{e:#}");
+        assert!(
+            msg.starts_with(&format!(
+                "debugfs is not mounted at {}: mount -t debugfs",
+                dir.display()
+            )),
+            "{msg}"
+        );
+        assert_eq!(msg.lines().count(), 1);
+    }
 }

@@ -11,6 +11,43 @@ use nix::{
 
 use crate::layout::modinfo;
 
+/// The machine name `uname -m` gives for an ELF machine.
+fn machine_name(m: object::Architecture) -> &'static str {
+    match m {
+        object::Architecture::X86_64 => "x86_64",
+        object::Architecture::Aarch64 => "aarch64",
+        _ => "another architecture",
+    }
+}
+
+/// Checks that `ko` was built for the running kernel, as far as the file
+/// tells: its architecture and its vermagic's release.
+pub fn check_built_for_running_kernel(ko: &Path) -> Result<()> {
+    use object::Object;
+    let uts = nix::sys::utsname::uname().context("uname")?;
+    let release = uts.release().to_string_lossy();
+    let machine = uts.machine().to_string_lossy();
+    let data = std::fs::read(ko).with_context(|| format!("reading {}", ko.display()))?;
+    let file = object::File::parse(&*data)
+        .with_context(|| format!("{} is not an ELF object", ko.display()))?;
+    let built = machine_name(file.architecture());
+    if built != machine {
+        bail!(
+            "{} is built for {built}, this machine is {machine}: build it with ARCH set for this machine",
+            ko.display()
+        );
+    }
+    let vermagic = modinfo(ko, "vermagic")?.unwrap_or_default();
+    let built_release = vermagic.split_whitespace().next().unwrap_or("");
+    if built_release != release {
+        bail!(
+            "{} is built for kernel {built_release:?}, this kernel is {release}: build it against this kernel (make module KDIR=<its build directory>)",
+            ko.display()
+        );
+    }
+    Ok(())
+}
+
 /// Loads the module at `ko` and returns its name.
 pub fn load(ko: &Path) -> Result<String> {
     let name = modinfo(ko, "name")?.with_context(|| {
@@ -19,6 +56,7 @@ pub fn load(ko: &Path) -> Result<String> {
             ko.display()
         )
     })?;
+    check_built_for_running_kernel(ko)?;
     let file = File::open(ko).with_context(|| format!("opening {}", ko.display()))?;
     match finit_module(&file, c"", ModuleInitFlags::empty()) {
         Ok(()) => Ok(name),

@@ -1,7 +1,8 @@
 //! Parsing kmemleak reports.
 //!
-//! Takes the text of `/sys/kernel/debug/kmemleak` (or a saved copy) and
-//! returns one [`Report`] per `unreferenced object` block. It accepts the
+//! Takes the text of `/sys/kernel/debug/kmemleak` (or a saved copy), or a
+//! kernel log with the reports `kmemleak.verbose=1` prints there, and
+//! returns one [`Report`] per `unreferenced object` block, streaming. It accepts the
 //! shapes printed from 6.1 to 6.12: frames with or without the `[<addr>]`
 //! column, `backtrace:` or `backtrace (crc ...):`, `(age ...)` after the
 //! jiffies, module tags such as `[kmemleak_test]`, and bare `0xffff...`
@@ -105,36 +106,64 @@ fn parse_header(line: &str) -> Option<(u64, u64)> {
     Some((hex(addr)?, size.trim().parse().ok()?))
 }
 
-/// Parses all reports in `text`.
-pub fn parse(text: &str) -> Vec<Report> {
-    #[derive(PartialEq)]
-    enum Part {
-        Head,
-        Hex,
-        Trace,
-        Done,
+/// Where the parser is inside a report block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Head,
+    Hex,
+    Trace,
+    Done,
+}
+
+/// A streaming parser: feed it lines, it hands out each report when the
+/// next one begins or the input ends, so memory stays bounded by one report.
+///
+/// It reads the kmemleak file as it is and kernel logs alike (`dmesg`,
+/// `/dev/kmsg` records, syslog or journal lines, a serial console): lines with
+/// a log prefix count only when the message is kmemleak's, as
+/// `kmemleak.verbose=1` prints reports, and other messages are skipped.
+#[derive(Debug)]
+pub struct Parser {
+    current: Option<Report>,
+    part: Part,
+    log: bool,
+}
+
+impl Default for Parser {
+    fn default() -> Self {
+        Self::new()
     }
-    let mut out: Vec<Report> = Vec::new();
-    let mut part = Part::Head;
-    // A last line with no newline was cut short (a truncated read or file).
-    let cut_short = !text.is_empty() && !text.ends_with('\n');
-    let last = text.lines().count().saturating_sub(1);
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if cut_short && i == last && !t.starts_with("unreferenced object") {
-            if let Some(r) = out.last_mut() {
-                if !"unreferenced object".starts_with(t) {
-                    r.garbled = true;
-                }
-            }
-            break;
+}
+
+impl Parser {
+    /// A parser at the start of its input.
+    pub fn new() -> Self {
+        Self {
+            current: None,
+            part: Part::Head,
+            log: false,
         }
+    }
+
+    /// Feeds one line (without its newline); returns the report it completed.
+    pub fn line(&mut self, line: &str) -> Option<Report> {
+        let line = match log_body(line) {
+            Some(body) => {
+                self.log = true;
+                body.strip_prefix("kmemleak: ")?
+            }
+            // Console lines around a log (a program's own output) are not reports.
+            None if self.log => return None,
+            None => line.strip_prefix("kmemleak: ").unwrap_or(line),
+        };
+        let t = line.trim();
         if t.starts_with("unreferenced object") {
             let (address, size, garbled) = match parse_header(t) {
                 Some((a, s)) => (a, s, false),
                 None => (0, 0, true),
             };
-            out.push(Report {
+            self.part = Part::Head;
+            return self.current.replace(Report {
                 address,
                 size,
                 comm: None,
@@ -144,12 +173,10 @@ pub fn parse(text: &str) -> Vec<Report> {
                 frames: Vec::new(),
                 garbled,
             });
-            part = Part::Head;
-            continue;
         }
-        let Some(r) = out.last_mut() else { continue };
-        if t.is_empty() {
-            continue;
+        let r = self.current.as_mut()?;
+        if t.is_empty() || self.part == Part::Done {
+            return None;
         }
         if let Some(rest) = t.strip_prefix("comm \"") {
             if let Some((comm, tail)) = rest.split_once('"') {
@@ -166,22 +193,164 @@ pub fn parse(text: &str) -> Vec<Report> {
                 r.garbled = true;
             }
         } else if t.starts_with("hex dump") {
-            part = Part::Hex;
+            self.part = Part::Hex;
         } else if t.starts_with("backtrace") {
-            part = Part::Trace;
+            self.part = Part::Trace;
             if let Some(crc) = t.strip_prefix("backtrace (crc ") {
                 r.crc = crc.strip_suffix("):").map(str::to_string);
             }
-        } else if part == Part::Trace && line.starts_with(char::is_whitespace) {
+        } else if self.part == Part::Trace && line.starts_with(char::is_whitespace) {
             r.frames.push(parse_frame(t));
-        } else if part == Part::Trace {
+        } else if self.part == Part::Trace {
             // Report lines are indented; anything else ends the report.
-            part = Part::Done;
-        } else if part == Part::Head {
+            self.part = Part::Done;
+        } else if self.part == Part::Head {
             r.garbled = true;
         }
+        None
     }
+
+    /// Notes that the input ended in the middle of `line` (no newline after
+    /// it): the report it belongs to is kept, marked garbled.
+    pub fn cut(&mut self, line: &str) {
+        let t = log_body(line).unwrap_or(line).trim();
+        let t = t.strip_prefix("kmemleak:").map_or(t, str::trim);
+        // A cut header begins a report that is lost; the one before was whole.
+        let header = t.starts_with("unreferenced object") || "unreferenced object".starts_with(t);
+        if let Some(r) = self.current.as_mut() {
+            if !header && self.part != Part::Done {
+                r.garbled = true;
+            }
+        }
+    }
+
+    /// Ends the input and returns the last report.
+    pub fn finish(self) -> Option<Report> {
+        self.current
+    }
+}
+
+/// The message of a kernel log line with its prefixes taken off (a
+/// `/dev/kmsg` record header, `<level>`, a syslog or journal
+/// `... kernel: `, `[timestamp]` and `[T123]` caller fields), or `None` when
+/// the line has none of them.
+pub fn log_body(line: &str) -> Option<&str> {
+    let mut s = line;
+    let mut prefixed = false;
+    // /dev/kmsg: "level,seq,usec,flags;message".
+    if let Some((head, rest)) = s.split_once(';') {
+        let f: Vec<&str> = head.split(',').collect();
+        if f.len() >= 3
+            && f[..3]
+                .iter()
+                .all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+        {
+            s = rest;
+            prefixed = true;
+        }
+    }
+    if let Some(rest) = s.strip_prefix('<') {
+        if let Some((level, tail)) = rest.split_once('>') {
+            if (1..=3).contains(&level.len()) && level.bytes().all(|b| b.is_ascii_digit()) {
+                s = tail;
+                prefixed = true;
+            }
+        }
+    }
+    loop {
+        let t = s.trim_start();
+        if !line.starts_with(char::is_whitespace) || prefixed {
+            if let Some(i) = t
+                .find(" kernel: ")
+                .filter(|&i| i < 80 && !t[..i].contains("kmemleak"))
+            {
+                s = &t[i + " kernel: ".len()..];
+                prefixed = true;
+                continue;
+            }
+        }
+        let Some(inner) = t.strip_prefix('[').and_then(|x| x.split_once(']')) else {
+            break;
+        };
+        if !is_stamp(inner.0) {
+            break;
+        }
+        s = inner.1.strip_prefix(' ').unwrap_or(inner.1);
+        prefixed = true;
+    }
+    prefixed.then_some(s)
+}
+
+/// A `[...]` field a kernel log puts before the message: a timestamp
+/// (`12.345678`, or `dmesg -T`'s `Sun Nov 22 05:00:00 2026`) or a caller
+/// id (`T123`, `C0`).
+fn is_stamp(inner: &str) -> bool {
+    let t = inner.trim();
+    let seconds = t.split_once('.').is_some_and(|(a, b)| {
+        !a.is_empty()
+            && a.bytes().all(|c| c.is_ascii_digit())
+            && b.bytes().all(|c| c.is_ascii_digit())
+    });
+    let caller = t.len() > 1
+        && (t.starts_with('T') || t.starts_with('C'))
+        && t[1..].bytes().all(|c| c.is_ascii_digit());
+    let date = t.len() >= 20
+        && t.len() <= 32
+        && t.contains(':')
+        && t.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b' ' || c == b':');
+    seconds || caller || date
+}
+
+/// Parses all reports in `text` (a kmemleak file or a kernel log).
+pub fn parse(text: &str) -> Vec<Report> {
+    let mut out = Vec::new();
+    let mut p = Parser::new();
+    // A last line with no newline was cut short (a truncated read or file).
+    let (body, tail) = match text.rfind('\n') {
+        Some(i) => (&text[..=i], &text[i + 1..]),
+        None => ("", text),
+    };
+    for line in body.lines() {
+        out.extend(p.line(line));
+    }
+    if !tail.is_empty() {
+        p.cut(tail);
+    }
+    out.extend(p.finish());
     out
+}
+
+/// Parses reports from `input` as it arrives, handing each to `each` as soon
+/// as it is complete; returns how many there were.
+pub fn parse_stream(
+    mut input: impl std::io::BufRead,
+    mut each: impl FnMut(Report),
+) -> std::io::Result<usize> {
+    let mut p = Parser::new();
+    let mut n = 0;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        let line = String::from_utf8_lossy(&buf);
+        match line.strip_suffix('\n') {
+            Some(l) => {
+                if let Some(r) = p.line(l.strip_suffix('\r').unwrap_or(l)) {
+                    n += 1;
+                    each(r);
+                }
+            }
+            None => p.cut(&line),
+        }
+    }
+    if let Some(r) = p.finish() {
+        n += 1;
+        each(r);
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -228,6 +397,53 @@ mod tests {
         assert_eq!(f.address, Some(0xffffffffc0010024));
         assert_eq!(f.symbol.as_deref(), Some("kmemleak_test_init"));
         assert_eq!(f.module.as_deref(), Some("kmemleak_test"));
+    }
+
+    /// `V612` as a kernel log prints it with `kmemleak.verbose=1`, each line
+    /// behind `prefix` and "kmemleak: ", with another message in between.
+    fn as_log(prefix: &str) -> String {
+        let mut out = format!("{prefix}virtio_blk virtio0: [vda] 8 512-byte logical blocks\n");
+        for (i, l) in V612.lines().enumerate() {
+            out += &format!("{prefix}kmemleak: {l}\n");
+            if i == 2 {
+                out += &format!("{prefix}random: crng init done\n");
+            }
+        }
+        out += &format!(
+            "{prefix}kmemleak: 1 new suspected memory leaks (see /sys/kernel/debug/kmemleak)\n"
+        );
+        out + "@1 a line of a program's own output\n"
+    }
+
+    #[test]
+    fn reads_reports_from_kernel_logs() {
+        let want = parse(V612);
+        for prefix in [
+            "[   18.123456] ",
+            "[   18.123456] [    T42] ",
+            "<4>[   18.123456] ",
+            "4,1203,18123456,-;",
+            "Nov 22 05:00:01 rock5b kernel: [   18.123456] ",
+            "Nov 22 05:00:01 rock5b kernel: ",
+            "[Sun Nov 22 05:00:01 2026] ",
+            "",
+        ] {
+            let log = as_log(prefix);
+            assert_eq!(parse(&log), want, "prefix {prefix:?}");
+            let mut streamed = Vec::new();
+            parse_stream(log.as_bytes(), |r| streamed.push(r)).unwrap();
+            assert_eq!(streamed, want, "streamed, prefix {prefix:?}");
+        }
+    }
+
+    #[test]
+    fn streaming_hands_out_a_report_when_the_next_begins() {
+        let mut p = Parser::new();
+        let mut lines = V612.lines();
+        assert!(lines.by_ref().all(|l| p.line(l).is_none()));
+        let first = p.line("unreferenced object 0xffff888003a8f000 (size 64):");
+        assert_eq!(first.map(|r| r.frames.len()), Some(4));
+        assert_eq!(p.finish().map(|r| r.size), Some(64));
     }
 
     #[test]

@@ -1,12 +1,15 @@
-//! Turning module frames back into function names, also after the module is
-//! gone: a bare address is looked up in the recorded section addresses of the
-//! module ([`ModuleLayout`]) and the symbol table of its `.ko`. Rust names are
-//! demangled (v0 and legacy), kernel frames too.
+//! Turning module frames back into function names and source lines, also
+//! after the module is gone: a bare address is looked up in the recorded
+//! section addresses of the module ([`ModuleLayout`]), the symbol table of its
+//! `.ko`, and its DWARF line tables (relocated as the module was loaded). Rust
+//! names are demangled (v0 and legacy), kernel frames too.
 
-use std::{fs, path::Path};
+use std::{borrow::Cow, collections::HashMap, fs, path::Path, sync::Arc};
 
 use anyhow::{Context, Result};
-use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+use object::{
+    Object, ObjectSection, ObjectSymbol, RelocationKind, RelocationTarget, SectionIndex, SymbolKind,
+};
 use serde::Serialize;
 
 use crate::{layout::ModuleLayout, report::Frame};
@@ -28,23 +31,125 @@ pub struct Resolved {
     pub function: String,
     /// The offset into it, when known.
     pub offset: Option<u64>,
+    /// The source line of the call, `file:line`, from the module's DWARF.
+    pub location: Option<String>,
+}
+
+impl Resolved {
+    /// `function+0xoff [module] at file:line`, as the human output prints it.
+    pub fn display(&self) -> String {
+        let mut s = format!("{}+{:#x}", self.function, self.offset.unwrap_or(0));
+        if let Some(m) = &self.module {
+            s += &format!(" [{m}]");
+        }
+        if let Some(l) = &self.location {
+            s += &format!(" at {l}");
+        }
+        s
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Sym {
     start: u64,
     size: u64,
+    /// As in the symbol table (kmemleak prints this one).
+    raw: String,
     name: String,
 }
 
-#[derive(Debug, Clone)]
+/// A `.ko`'s DWARF, read with its relocations applied for the addresses its
+/// sections were loaded at.
+type Dwarf = addr2line::Context<Reader>;
+type Reader = gimli::RelocateReader<gimli::EndianArcSlice<gimli::RunTimeEndian>, Relocs>;
+
+/// The relocations of one debug section: offset in the section to the value
+/// (symbol address plus addend) and whether the section's bytes add to it.
+#[derive(Debug, Clone, Default)]
+struct Relocs(Arc<HashMap<usize, (u64, bool)>>);
+
+impl gimli::read::Relocate for Relocs {
+    fn relocate_address(&self, offset: usize, value: u64) -> gimli::Result<u64> {
+        Ok(match self.0.get(&offset) {
+            Some(&(v, true)) => v.wrapping_add(value),
+            Some(&(v, false)) => v,
+            None => value,
+        })
+    }
+
+    fn relocate_offset(&self, offset: usize, value: usize) -> gimli::Result<usize> {
+        let v = self.relocate_address(offset, value as u64)?;
+        usize::try_from(v).map_err(|_| gimli::Error::OffsetOutOfBounds)
+    }
+}
+
+/// Reads the DWARF of `file`, relocating addresses into sections to where
+/// `layout` says they were loaded.
+fn load_dwarf(file: &object::File<'_>, layout: &ModuleLayout) -> Result<Dwarf> {
+    let base = |index: Option<SectionIndex>| -> u64 {
+        index
+            .and_then(|i| file.section_by_index(i).ok())
+            .and_then(|s| s.name().ok().map(str::to_string))
+            .and_then(|n| layout.sections.iter().find(|x| x.name == n))
+            .map_or(0, |x| x.address)
+    };
+    let endian = if file.is_little_endian() {
+        gimli::RunTimeEndian::Little
+    } else {
+        gimli::RunTimeEndian::Big
+    };
+    let load = |id: gimli::SectionId| -> Result<Reader> {
+        let Some(section) = file.section_by_name(id.name()) else {
+            let empty = gimli::EndianArcSlice::new(Arc::from(&[][..]), endian);
+            return Ok(gimli::RelocateReader::new(empty, Relocs::default()));
+        };
+        let data: Cow<[u8]> = section.uncompressed_data()?;
+        let mut relocs = HashMap::new();
+        for (offset, r) in section.relocations() {
+            if r.kind() != RelocationKind::Absolute {
+                continue;
+            }
+            let target = match r.target() {
+                RelocationTarget::Symbol(i) => {
+                    let sym = file.symbol_by_index(i)?;
+                    base(sym.section_index()).wrapping_add(sym.address())
+                }
+                RelocationTarget::Section(i) => base(Some(i)),
+                _ => continue,
+            };
+            let value = target.wrapping_add(r.addend() as u64);
+            relocs.insert(offset as usize, (value, r.has_implicit_addend()));
+        }
+        let reader = gimli::EndianArcSlice::new(Arc::from(&*data), endian);
+        Ok(gimli::RelocateReader::new(reader, Relocs(Arc::new(relocs))))
+    };
+    let dwarf = gimli::Dwarf::load(load)?;
+    Ok(addr2line::Context::from_dwarf(dwarf)?)
+}
+
+/// `file:line` of the code at `addr`, the innermost inlined call first.
+fn location(dwarf: &Dwarf, addr: u64) -> Option<String> {
+    let loc = dwarf.find_location(addr).ok()??;
+    Some(format!("{}:{}", short_path(loc.file?), loc.line?))
+}
+
+/// A source path as the project names it: from `samples/`, `module/` or
+/// `rust/` on, else as DWARF gives it.
+fn short_path(path: &str) -> &str {
+    ["/samples/", "/module/", "/rust/"]
+        .iter()
+        .find_map(|d| path.rfind(d).map(|i| &path[i + 1..]))
+        .unwrap_or(path)
+}
+
 struct ModuleSyms {
     layout: ModuleLayout,
     syms: Vec<Sym>,
+    dwarf: Option<Dwarf>,
 }
 
 /// Resolves addresses inside modules that were loaded (and maybe unloaded).
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct Symbolizer {
     modules: Vec<ModuleSyms>,
 }
@@ -76,23 +181,30 @@ impl Symbolizer {
             syms.push(Sym {
                 start: base.address + s.address(),
                 size: s.size(),
+                raw: name.to_string(),
                 name: demangle(name),
             });
         }
-        self.add_symbols(layout.clone(), syms);
+        // A module built without debug information still resolves to functions.
+        let dwarf = load_dwarf(&file, layout).ok();
+        self.add_symbols(layout.clone(), syms, dwarf);
         Ok(())
     }
 
-    fn add_symbols(&mut self, layout: ModuleLayout, mut syms: Vec<Sym>) {
+    fn add_symbols(&mut self, layout: ModuleLayout, mut syms: Vec<Sym>, dwarf: Option<Dwarf>) {
         syms.sort_by_key(|s| s.start);
-        self.modules.push(ModuleSyms { layout, syms });
+        self.modules.push(ModuleSyms {
+            layout,
+            syms,
+            dwarf,
+        });
     }
 
     /// Adds a module by its layout alone (no symbols: frames resolve to
     /// `section+offset`).
     #[cfg(test)]
     pub(crate) fn add_layout(&mut self, layout: ModuleLayout) {
-        self.add_symbols(layout, Vec::new());
+        self.add_symbols(layout, Vec::new(), None);
     }
 
     /// Resolves an address inside one of the added modules' sections: to the
@@ -116,6 +228,7 @@ impl Symbolizer {
             module: Some(m.layout.name.clone()),
             function,
             offset: Some(addr - start),
+            location: m.line_of(addr),
         })
     }
 
@@ -134,17 +247,33 @@ impl Symbolizer {
         Some(m.layout.name.as_str())
     }
 
-    /// Resolves a parsed frame: by its symbol when the kernel printed one,
-    /// else by its address.
+    /// Resolves a parsed frame: by its address when the kernel printed one,
+    /// else by its symbol (with the source line when the symbol is in an
+    /// added module).
     pub fn frame(&self, f: &Frame) -> Option<Resolved> {
-        match &f.symbol {
-            Some(sym) => Some(Resolved {
-                module: f.module.clone(),
-                function: demangle(sym),
-                offset: f.offset,
-            }),
-            None => self.resolve(f.address?),
+        if let Some(r) = f.address.and_then(|a| self.resolve(a)) {
+            return Some(r);
         }
+        let sym = f.symbol.as_ref()?;
+        let location = f.module.as_ref().and_then(|tag| {
+            let m = self.modules.iter().find(|m| &m.layout.name == tag)?;
+            let s = m.syms.iter().find(|s| &s.raw == sym)?;
+            m.line_of(s.start + f.offset?)
+        });
+        Some(Resolved {
+            module: f.module.clone(),
+            function: demangle(sym),
+            offset: f.offset,
+            location,
+        })
+    }
+}
+
+impl ModuleSyms {
+    /// The source line of the call that returns to `addr` (a stack frame's
+    /// address is the instruction after the call: look one byte before it).
+    fn line_of(&self, addr: u64) -> Option<String> {
+        location(self.dwarf.as_ref()?, addr.checked_sub(1)?)
     }
 }
 

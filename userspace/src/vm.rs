@@ -342,6 +342,11 @@ fn boot(
         // to a neighbour, which kmemleak takes for a reference (a leak that
         // is never reported).
         "init_on_alloc=1".into(),
+        // Keep each slab cache to itself. Merged, the maple tree nodes of
+        // every mmap share kmalloc-256 with drivers' buffers: a leak then
+        // lands in a slot a maple node left, and the stale pointers to that
+        // node (dead frames of tasks that mapped memory) hide the leak.
+        "slab_nomerge".into(),
     ];
     cmdline.extend(spec.append.iter().cloned());
     cmdline.push("--".into());

@@ -11,6 +11,7 @@ use std::{
 use leaklab::{
     control::Variant,
     cycle::{Count, CycleRecord, CycleRun, Verdict},
+    layout::ModuleLayout,
     monitor::{Finding, MemInfo},
 };
 
@@ -66,6 +67,10 @@ fn kunit_parser_reads_cycle_ktap() {
                 line: "WARNING: CPU: 0 PID: 1 at x.c:1 f+0x0/0x1".into(),
             }],
             expected_log: Vec::new(),
+            layout: ModuleLayout {
+                name: "leaklab".into(),
+                sections: Vec::new(),
+            },
             scans: 3,
             meminfo_delta: MemInfo::default(),
             slab_delta: BTreeMap::new(),
