@@ -58,6 +58,8 @@ pub fn load(ko: &Path) -> Result<String> {
     })?;
     check_built_for_running_kernel(ko)?;
     let file = File::open(ko).with_context(|| format!("opening {}", ko.display()))?;
+    // The kernel names missing symbols only in its log.
+    let mut log = crate::monitor::KmsgWatch::start().ok();
     match finit_module(&file, c"", ModuleInitFlags::empty()) {
         Ok(()) => Ok(name),
         Err(Errno::EPERM) => bail!("loading {name}: not permitted: run as root (CAP_SYS_MODULE)"),
@@ -65,7 +67,20 @@ pub fn load(ko: &Path) -> Result<String> {
         Err(Errno::ENOEXEC) => bail!(
             "loading {name}: the kernel rejected the file (wrong architecture or vermagic): build it against the running kernel"
         ),
-        Err(Errno::ENOENT) => bail!("loading {name}: unknown symbol: the kernel lacks a symbol it needs (see the kernel log)"),
+        Err(Errno::ENOENT) => {
+            let lines = log.as_mut().map(|l| l.drain()).unwrap_or_default();
+            let missing: Vec<&str> = lines
+                .iter()
+                .filter_map(|l| l.split_once("Unknown symbol ")?.1.split_whitespace().next())
+                .collect();
+            if missing.is_empty() {
+                bail!("loading {name}: unknown symbol: the kernel lacks a symbol it needs (see the kernel log)")
+            }
+            bail!(
+                "loading {name}: the kernel lacks {}: build the module against this kernel's tree, with the options that export them",
+                missing.join(", ")
+            )
+        }
         Err(Errno::EINVAL) => bail!(
             "loading {name}: invalid module (vermagic or format mismatch with the running kernel): build it against this kernel"
         ),

@@ -415,6 +415,74 @@ mod tests {
         out + "@1 a line of a program's own output\n"
     }
 
+    /// A console log of a real run (x86_64 guest, `kmemleak.verbose=1`,
+    /// error_path and conditional_free leaky twice each, read after rmmod).
+    const CAPTURE_SAMPLES: &str = include_str!("../tests/data/leaklab-samples-x86_64.log");
+    /// A console log of a real run (arm64 guest, `kmemleak.verbose=1`, the
+    /// kernel's kmemleak-test.ko loaded and unloaded once, with its own
+    /// `kmemleak: kmalloc(32) = ...` lines and other modules' messages).
+    const CAPTURE_KMEMLEAK_TEST: &str = include_str!("../tests/data/kmemleak-test-arm64.log");
+
+    #[test]
+    fn parses_a_captured_console_log_of_the_samples() {
+        let r = parse(CAPTURE_SAMPLES);
+        let sizes: Vec<u64> = r.iter().map(|r| r.size).collect();
+        assert_eq!(sizes, [256, 256, 128, 128]);
+        for r in &r {
+            assert!(!r.garbled, "{r:?}");
+            assert_eq!(r.comm.as_deref(), Some("exe"));
+            // The module was unloaded before the scan: its frames are bare.
+            assert!(r
+                .frames
+                .iter()
+                .any(|f| f.raw.starts_with("0xffffffffa") && f.address.is_some()));
+            // Rust frames of the kernel crate come mangled, and demangle.
+            let rust = r
+                .frames
+                .iter()
+                .find_map(|f| f.symbol.as_deref().filter(|s| s.starts_with("_R")));
+            assert_eq!(
+                rust.map(crate::symbolize::demangle).as_deref(),
+                Some("<kernel::alloc::allocator::ReallocFunc>::call")
+            );
+            assert_eq!(
+                r.frames.last().and_then(|f| f.symbol.as_deref()),
+                Some("entry_SYSCALL_64_after_hwframe")
+            );
+        }
+    }
+
+    #[test]
+    fn parses_a_captured_console_log_of_kmemleak_test() {
+        let r = parse(CAPTURE_KMEMLEAK_TEST);
+        // kmemleak-test.c on one CPU: kmalloc 32, 32, 1024, 1024, 2048, 2048,
+        // 4096, 4096; vmalloc(64) five times (a page each); ten 512-byte list
+        // elements; kmalloc(129) (192) for the CPU; __alloc_percpu(64).
+        let mut sizes: Vec<u64> = r.iter().map(|r| r.size).collect();
+        sizes.sort_unstable();
+        let mut want = vec![32, 32, 64, 192, 1024, 1024, 2048, 2048];
+        want.extend([512; 10]);
+        want.extend([4096; 7]);
+        want.sort_unstable();
+        assert_eq!(sizes, want);
+        // All allocated by the module's init, which a bare address names now.
+        for r in &r {
+            assert!(!r.garbled, "{r:?}");
+            assert!(
+                r.frames
+                    .iter()
+                    .any(|f| f.symbol.as_deref() == Some("do_one_initcall")),
+                "{r:?}"
+            );
+            assert!(
+                r.frames
+                    .iter()
+                    .any(|f| f.symbol.is_none() && f.address.is_some()),
+                "{r:?}"
+            );
+        }
+    }
+
     #[test]
     fn reads_reports_from_kernel_logs() {
         let want = parse(V612);

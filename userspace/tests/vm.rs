@@ -240,7 +240,32 @@ fn ko_for_another_kernel(arch: &str) -> PathBuf {
     ko
 }
 
+/// A copy of `arch`'s leaklab.ko that needs a symbol no kernel has.
+fn ko_with_missing_symbol(arch: &str) -> PathBuf {
+    let mut data = std::fs::read(build_dir().join(arch).join("leaklab.ko")).unwrap();
+    let name = b"\0kvfree_rcu_barrier\0";
+    let at = data
+        .windows(name.len())
+        .position(|w| w == name)
+        .expect("symbol name in .strtab");
+    data[at + name.len() - 2] = b'z';
+    let dir = build_dir()
+        .join("results")
+        .join(format!("missing-symbol-{arch}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ko = dir.join("leaklab.ko");
+    std::fs::write(&ko, data).unwrap();
+    ko
+}
+
 fn check_environment_errors(arch: &str) {
+    check_cycle_refuses(
+        arch,
+        "missing-symbol",
+        &[],
+        &ko_with_missing_symbol(arch),
+        "the kernel lacks kvfree_rcu_barriez",
+    );
     let ko = build_dir().join(arch).join("leaklab.ko");
     check_cycle_refuses(
         arch,
