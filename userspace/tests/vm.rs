@@ -10,6 +10,24 @@ use std::{
 
 use serde_json::Value;
 
+/// The x86_64 and the arm64 test of one check (they boot QEMU: `make test`
+/// runs them).
+macro_rules! on_both_arches {
+    ($check:ident: $x86:ident, $arm:ident) => {
+        #[test]
+        #[ignore = "boots QEMU: run through 'make test'"]
+        fn $x86() {
+            $check("x86_64");
+        }
+
+        #[test]
+        #[ignore = "boots QEMU: run through 'make test'"]
+        fn $arm() {
+            $check("arm64");
+        }
+    };
+}
+
 fn build_dir() -> PathBuf {
     PathBuf::from(
         std::env::var_os("LEAKLAB_BUILD_DIR")
@@ -162,17 +180,7 @@ fn check_census(arch: &str) {
     );
 }
 
-#[test]
-#[ignore = "boots QEMU: run through 'make test'"]
-fn census_x86_64() {
-    check_census("x86_64");
-}
-
-#[test]
-#[ignore = "boots QEMU: run through 'make test'"]
-fn census_arm64() {
-    check_census("arm64");
-}
+on_both_arches!(check_census: census_x86_64, census_arm64);
 
 /// A failure must be one line on stderr, naming the console log where there is one.
 fn assert_one_line_error(out: &Output, needle: &str) {
@@ -286,17 +294,7 @@ fn check_environment_errors(arch: &str) {
     check_cycle_refuses(arch, "foreign-arch", &[], &foreign, "this machine is");
 }
 
-#[test]
-#[ignore = "boots QEMU: run through 'make test'"]
-fn cycle_refuses_a_bad_environment_x86_64() {
-    check_environment_errors("x86_64");
-}
-
-#[test]
-#[ignore = "boots QEMU: run through 'make test'"]
-fn cycle_refuses_a_bad_environment_arm64() {
-    check_environment_errors("arm64");
-}
+on_both_arches!(check_environment_errors: cycle_refuses_a_bad_environment_x86_64, cycle_refuses_a_bad_environment_arm64);
 
 /// As an unprivileged user (nobody), every command that needs root says so
 /// in one line before touching anything.
@@ -510,17 +508,7 @@ fn check_parse_offline(arch: &str) {
     }
 }
 
-#[test]
-#[ignore = "boots QEMU: run through 'make test'"]
-fn parse_of_a_console_log_names_sample_lines_x86_64() {
-    check_parse_offline("x86_64");
-}
-
-#[test]
-#[ignore = "boots QEMU: run through 'make test'"]
-fn parse_of_a_console_log_names_sample_lines_arm64() {
-    check_parse_offline("arm64");
-}
+on_both_arches!(check_parse_offline: parse_of_a_console_log_names_sample_lines_x86_64, parse_of_a_console_log_names_sample_lines_arm64);
 
 /// `leaklab scan COMMAND`: the protocol around a real workload (the census
 /// loads and unloads kmemleak-test.ko, whose source leaks 25 objects on a
@@ -545,17 +533,7 @@ fn check_scan_around_a_command(arch: &str) {
     assert_eq!(grouped, reports.len() as u64);
 }
 
-#[test]
-#[ignore = "boots QEMU: run through 'make test'"]
-fn scan_around_a_command_x86_64() {
-    check_scan_around_a_command("x86_64");
-}
-
-#[test]
-#[ignore = "boots QEMU: run through 'make test'"]
-fn scan_around_a_command_arm64() {
-    check_scan_around_a_command("arm64");
-}
+on_both_arches!(check_scan_around_a_command: scan_around_a_command_x86_64, scan_around_a_command_arm64);
 
 fn check_leaky_and_fixed(arch: &str) {
     const RUNS: u64 = 5;
@@ -655,17 +633,7 @@ fn check_leaky_and_fixed(arch: &str) {
     assert_eq!(warned as u64, RUNS, "{cycle:#}");
 }
 
-#[test]
-#[ignore = "boots QEMU: run through 'make test'"]
-fn leaky_and_fixed_x86_64() {
-    check_leaky_and_fixed("x86_64");
-}
-
-#[test]
-#[ignore = "boots QEMU: run through 'make test'"]
-fn leaky_and_fixed_arm64() {
-    check_leaky_and_fixed("arm64");
-}
+on_both_arches!(check_leaky_and_fixed: leaky_and_fixed_x86_64, leaky_and_fixed_arm64);
 
 fn check_fixed_hundred(arch: &str) {
     let (status, run) = guest_json(
@@ -705,17 +673,7 @@ fn check_fixed_hundred(arch: &str) {
     }
 }
 
-#[test]
-#[ignore = "boots QEMU: run through 'make test'"]
-fn fixed_hundred_times_x86_64() {
-    check_fixed_hundred("x86_64");
-}
-
-#[test]
-#[ignore = "boots QEMU: run through 'make test'"]
-fn fixed_hundred_times_arm64() {
-    check_fixed_hundred("arm64");
-}
+on_both_arches!(check_fixed_hundred: fixed_hundred_times_x86_64, fixed_hundred_times_arm64);
 
 fn check_selftest(arch: &str) {
     let (status, t) = guest_json(arch, "selftest", &["selftest"]);
@@ -751,14 +709,4 @@ fn check_selftest(arch: &str) {
     assert_eq!(find("concurrent stats reads: torn")["actual"], "0");
 }
 
-#[test]
-#[ignore = "boots QEMU: run through 'make test'"]
-fn control_interface_contract_x86_64() {
-    check_selftest("x86_64");
-}
-
-#[test]
-#[ignore = "boots QEMU: run through 'make test'"]
-fn control_interface_contract_arm64() {
-    check_selftest("arm64");
-}
+on_both_arches!(check_selftest: control_interface_contract_x86_64, control_interface_contract_arm64);
