@@ -70,9 +70,17 @@ tool: setup
 		--config 'target.$(musl_$(ARCH)).rustflags=["-C","target-feature=+crt-static"]'
 	@mkdir -p $(OUT) && cp $(CARGO_TARGET_DIR)/$(musl_$(ARCH))/release/leaklab $(OUT)/leaklab
 
+# The main job: leaklab matrix in a fresh VM. The console log, the JSON and
+# the KTAP land in $(RESULTS); the table is printed; the status is the matrix's.
 run: module tool
 	@mkdir -p $(RESULTS)
-	$(HOST_TOOL) vm --arch $(ARCH) --build-dir $(BUILD) -- census
+	@$(HOST_TOOL) vm --arch $(ARCH) --build-dir $(BUILD) --log $(RESULTS)/matrix-$(ARCH).log \
+		-- matrix --format json > $(RESULTS)/matrix-$(ARCH).json; status=$$?; \
+	if [ -s $(RESULTS)/matrix-$(ARCH).json ]; then \
+		$(HOST_TOOL) show $(RESULTS)/matrix-$(ARCH).json; \
+		$(HOST_TOOL) show --format ktap $(RESULTS)/matrix-$(ARCH).json > $(RESULTS)/matrix-$(ARCH).ktap; \
+		echo "results: $(RESULTS)/matrix-$(ARCH).{log,json,ktap}"; \
+	fi; exit $$status
 
 test: setup
 	cd userspace && cargo build --release

@@ -161,14 +161,16 @@ pub fn run(modules: &[PathBuf], naive: bool) -> Result<Census> {
             error: None,
             leaks: LeakCount::default(),
         };
-        match kmod::load(path) {
-            Ok(name) => {
+        match kmod::load_in_own_thread(path) {
+            Ok((name, loader)) => {
                 last_load = Instant::now();
                 m.loaded = true;
                 m.debugfs = debugfs_entries(&name);
-                if let Err(e) =
-                    ModuleLayout::record(&name, path).and_then(|l| symbols.add(&l, path))
-                {
+                let recorded = ModuleLayout::record(&name, path).and_then(|mut l| {
+                    l.loader = Some(loader);
+                    symbols.add(&l, path)
+                });
+                if let Err(e) = recorded {
                     m.error = Some(format!("{e:#}"));
                 }
                 match kmod::unload(&name) {
@@ -215,7 +217,7 @@ pub fn run(modules: &[PathBuf], naive: bool) -> Result<Census> {
 
 /// Returns the module a report's frames point into, if any.
 pub fn attribute<'a>(r: &Report, symbols: &'a Symbolizer) -> Option<&'a str> {
-    r.frames.iter().find_map(|f| symbols.module_of(f))
+    symbols.owner_of(r)
 }
 
 fn debugfs_entries(name: &str) -> BTreeMap<String, DebugfsFile> {
@@ -258,6 +260,30 @@ mod tests {
     use crate::{layout::Section, report};
 
     #[test]
+    fn reused_init_sections_are_told_apart_by_the_loading_thread() {
+        // Two modules loaded one after the other, each from its own thread:
+        // the second one's init text lands where the first one's was freed.
+        let mut symbols = Symbolizer::default();
+        for (name, loader) in [("kmemleak_test", 18), ("rust_minimal", 40)] {
+            symbols.add_layout(ModuleLayout {
+                name: name.into(),
+                sections: vec![Section {
+                    name: ".init.text".into(),
+                    address: 0xffffffffa001c000,
+                    size: 0x100,
+                }],
+                loader: Some(loader),
+            });
+        }
+        let report = |pid: u32| {
+            let text = format!("unreferenced object 0xffff888003a8e000 (size 32):\n  comm \"exe\", pid {pid}, jiffies 4294892816\n  backtrace (crc 1):\n    __kmalloc_cache_noprof+0x104/0x114\n    0xffffffffa001c029\n    do_one_initcall+0x72/0x153\n");
+            report::parse(&text).remove(0)
+        };
+        assert_eq!(attribute(&report(18), &symbols), Some("kmemleak_test"));
+        assert_eq!(attribute(&report(40), &symbols), Some("rust_minimal"));
+    }
+
+    #[test]
     fn bare_addresses_and_tags_are_attributed() {
         let mut symbols = Symbolizer::default();
         symbols.add_layout(ModuleLayout {
@@ -267,6 +293,7 @@ mod tests {
                 address: 0xffffffffa0000000,
                 size: 0x300,
             }],
+            loader: Some(18),
         });
         let text = "unreferenced object 0xffff888003a8e000 (size 32):\n  backtrace (crc 1):\n    __kmalloc_cache_noprof+0x1a2/0x2a0\n    0xffffffffa000023a\n";
         let r = &report::parse(text)[0];

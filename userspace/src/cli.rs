@@ -91,6 +91,40 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value = "human")]
         format: CycleFormat,
     },
+    /// The main job: every pattern, leaky and fixed, the exit-time leak, the
+    /// kernel's kmemleak-test.ko as a calibration and rust_minimal.ko as a
+    /// negative control, all in one kmemleak window; one verdict table.
+    /// Exits 0 only when everything is as expected.
+    Matrix {
+        /// The module (default: /lib/modules/leaklab.ko, as in the VM).
+        #[arg(long)]
+        module: Option<PathBuf>,
+        /// Pattern to run (repeatable; default: all).
+        #[arg(long = "pattern")]
+        patterns: Vec<String>,
+        /// Runs per pattern and variant.
+        #[arg(short, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        n: u32,
+        /// Load/run/unload cycles.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        cycles: u32,
+        /// A reference module and the objects it leaks, `KO=N` (repeatable;
+        /// default: kmemleak-test.ko and rust_minimal.ko beside the module).
+        #[arg(long = "reference", value_parser = parse_reference)]
+        references: Vec<cycle::Reference>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: CycleFormat,
+    },
+    /// Print a saved `cycle`/`matrix --format json` result as the table or as
+    /// KTAP; exits as the run did (0 as expected, 1 not).
+    Show {
+        /// The JSON file.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: CycleFormat,
+    },
     /// Check leaklab.ko's control interface against its contract (bad
     /// input refused without side effects, the leak cap, reads).
     Selftest {
@@ -282,11 +316,18 @@ fn print_reports(
                 }
             );
             for g in &groups {
+                let bare = g.culprit.as_deref().is_some_and(|c| c.starts_with("0x"));
                 let owner = g
                     .sample
                     .clone()
                     .or_else(|| g.module.clone())
-                    .unwrap_or_else(|| "kernel".into());
+                    .unwrap_or_else(|| {
+                        if bare {
+                            "a module no longer loaded (--ko/--sections name it)".into()
+                        } else {
+                            "kernel".into()
+                        }
+                    });
                 println!(
                     "\n{} x, {} bytes, {owner}: {}{}",
                     g.count,
@@ -337,6 +378,7 @@ fn run_scan(command: &[String], format: Format) -> Result<ExitCode> {
             (w, std::time::Instant::now())
         }
     };
+    let before = window.auto_scan_was_running();
     let spinner = progress_spinner();
     let settled = window.close_with(youngest, &mut |m| spinner.set_message(m.to_string()));
     spinner.finish_and_clear();
@@ -349,6 +391,10 @@ fn run_scan(command: &[String], format: Format) -> Result<ExitCode> {
             "schema": "leaklab.scan/1",
             "scans": settled.scans,
             "stable": settled.stable,
+            "auto_scan": {
+                "before": before,
+                "after": crate::scan::auto_scan_running(),
+            },
         }),
     )
 }
@@ -363,6 +409,41 @@ fn progress_spinner() -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new_spinner();
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
+}
+
+/// Runs a cycle plan and prints it; exit 0 only when all was as expected.
+fn run_cycle(plan: &cycle::Plan, format: CycleFormat) -> Result<ExitCode> {
+    let spinner = progress_spinner();
+    let run = cycle::run(plan, |m| spinner.set_message(m.to_string()));
+    spinner.finish_and_clear();
+    print_run(&run?, format)
+}
+
+/// Prints a cycle result; exit 0 only when all was as expected.
+fn print_run(run: &cycle::CycleRun, format: CycleFormat) -> Result<ExitCode> {
+    match format {
+        CycleFormat::Human => print!("{}", run.human()),
+        CycleFormat::Json => println!("{}", serde_json::to_string_pretty(run)?),
+        CycleFormat::Ktap => print!("{}", run.ktap()),
+    }
+    Ok(if run.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Parses `--reference KO=N`.
+fn parse_reference(s: &str) -> std::result::Result<cycle::Reference, String> {
+    let (ko, n) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{s:?}: expected KO=N, e.g. kmemleak-test.ko=25"))?;
+    Ok(cycle::Reference {
+        module: PathBuf::from(ko),
+        leaks: n
+            .parse()
+            .map_err(|_| format!("{n:?} is not a number of objects"))?,
+    })
 }
 
 /// Refuses to go on without root: loading modules, debugfs and kmemleak all
@@ -382,6 +463,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Patterns { .. } => Some("patterns"),
         Cmd::Trigger { .. } => Some("trigger"),
         Cmd::Cycle { .. } => Some("cycle"),
+        Cmd::Matrix { .. } => Some("matrix"),
         Cmd::Selftest { .. } => Some("selftest"),
         Cmd::Census { .. } => Some("census"),
         Cmd::Refs { .. } => Some("refs"),
@@ -467,21 +549,44 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 },
                 runs: n,
                 cycles,
+                references: Vec::new(),
             };
-            let spinner = progress_spinner();
-            let run = cycle::run(&plan, |m| spinner.set_message(m.to_string()));
-            spinner.finish_and_clear();
-            let run = run?;
-            match format {
-                CycleFormat::Human => print!("{}", run.human()),
-                CycleFormat::Json => println!("{}", serde_json::to_string_pretty(&run)?),
-                CycleFormat::Ktap => print!("{}", run.ktap()),
-            }
-            Ok(if run.ok {
-                ExitCode::SUCCESS
+            run_cycle(&plan, format)
+        }
+        Cmd::Show { file, format } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let run: cycle::CycleRun = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not a leaklab cycle or matrix result (--format json)",
+                    file.display()
+                )
+            })?;
+            print_run(&run, format)
+        }
+        Cmd::Matrix {
+            module,
+            patterns,
+            n,
+            cycles,
+            references,
+            format,
+        } => {
+            let module = cycle::default_module(module);
+            let references = if references.is_empty() {
+                cycle::Reference::defaults_in(module.parent().unwrap_or(std::path::Path::new(".")))
             } else {
-                ExitCode::from(1)
-            })
+                references
+            };
+            let plan = cycle::Plan {
+                module,
+                patterns,
+                variants: vec![Variant::Leaky, Variant::Fixed],
+                runs: n,
+                cycles,
+                references,
+            };
+            run_cycle(&plan, format)
         }
         Cmd::Selftest { module, format } => {
             let t = selftest::run(&cycle::default_module(module))?;

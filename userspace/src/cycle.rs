@@ -13,7 +13,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     control::{Control, PatternInfo, StatRecord, Variant},
@@ -38,10 +38,79 @@ pub struct Plan {
     pub runs: u32,
     /// Load/drive/unload cycles.
     pub cycles: u32,
+    /// Other modules loaded and unloaded in the same window, each with the
+    /// number of objects it is known to leak: a calibration (the kernel's
+    /// kmemleak-test) and a negative control (rust_minimal, none).
+    pub references: Vec<Reference>,
+}
+
+/// A module with a known leak, run beside the samples to check the harvest.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    /// The module file.
+    pub module: PathBuf,
+    /// Objects it leaks from one load and unload.
+    pub leaks: u64,
+}
+
+/// What kmemleak found of a reference module.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReferenceVerdict {
+    /// Its name.
+    pub module: String,
+    /// Objects it is known to leak.
+    pub expected: u64,
+    /// Reports attributed to it (a frame in its recorded sections).
+    pub found: Count,
+    /// Expected and found agree.
+    pub ok: bool,
+    /// Why not.
+    pub reason: Option<String>,
+}
+
+impl Reference {
+    /// The calibration and the negative control when `dir` has them:
+    /// kmemleak-test.ko (8 kmalloc, 5 vmalloc, 10 list elements, a per-CPU
+    /// allocation, and a kmalloc for each possible CPU) and rust_minimal.ko
+    /// (nothing).
+    pub fn defaults_in(dir: &std::path::Path) -> Vec<Reference> {
+        let mut v = Vec::new();
+        let test = dir.join("kmemleak-test.ko");
+        if test.exists() {
+            v.push(Reference {
+                module: test,
+                leaks: 24 + possible_cpus(),
+            });
+        }
+        let minimal = dir.join("rust_minimal.ko");
+        if minimal.exists() {
+            v.push(Reference {
+                module: minimal,
+                leaks: 0,
+            });
+        }
+        v
+    }
+}
+
+/// The number of possible CPUs (`/sys/devices/system/cpu/possible`, e.g. `0-3`).
+fn possible_cpus() -> u64 {
+    std::fs::read_to_string("/sys/devices/system/cpu/possible")
+        .ok()
+        .map(|s| {
+            s.trim()
+                .split(',')
+                .filter_map(|r| {
+                    let (a, b) = r.split_once('-').unwrap_or((r, r));
+                    Some(b.trim().parse::<u64>().ok()? - a.trim().parse::<u64>().ok()? + 1)
+                })
+                .sum()
+        })
+        .unwrap_or(1)
 }
 
 /// Where a report came from, by its frames.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attribution {
     /// The sample pattern, when a frame is in `samples::<pattern>`.
     pub pattern: Option<String>,
@@ -89,7 +158,7 @@ fn skipped(function: &str) -> bool {
 
 /// Ties a report to a module, a sample pattern and a variant.
 pub fn attribute(r: &Report, sym: &Symbolizer) -> Attribution {
-    let frames: Vec<Option<Resolved>> = r.frames.iter().map(|f| sym.frame(f)).collect();
+    let frames: Vec<Option<Resolved>> = r.frames.iter().map(|f| sym.frame(f, r.pid)).collect();
     let mut a = Attribution {
         pattern: None,
         variant: None,
@@ -143,7 +212,7 @@ pub fn attribute(r: &Report, sym: &Symbolizer) -> Attribution {
 }
 
 /// A count of objects and bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Count {
     /// Objects.
     pub objects: u64,
@@ -152,7 +221,7 @@ pub struct Count {
 }
 
 /// The verdict on one pattern and variant in one cycle.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verdict {
     /// Pattern name.
     pub pattern: String,
@@ -185,7 +254,7 @@ pub struct Verdict {
 }
 
 /// One report's backtrace, raw and symbolized.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Example {
     /// Object size.
     pub size: u64,
@@ -203,14 +272,17 @@ impl Example {
             symbolized: r
                 .frames
                 .iter()
-                .map(|f| sym.frame(f).map_or_else(|| f.raw.clone(), |r| r.display()))
+                .map(|f| {
+                    sym.frame(f, r.pid)
+                        .map_or_else(|| f.raw.clone(), |x| x.display())
+                })
                 .collect(),
         }
     }
 }
 
 /// A leaked object kmemleak did not report, and kmemleak's view of it.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Missed {
     /// The object's address.
     pub address: String,
@@ -265,7 +337,7 @@ fn object_start(addr: u64, size: u64) -> u64 {
 }
 
 /// A report nobody asked for.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Unexpected {
     /// The report.
     pub report: Report,
@@ -274,7 +346,7 @@ pub struct Unexpected {
 }
 
 /// One load/drive/unload cycle.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct CycleRecord {
     /// 1-based.
     pub cycle: u32,
@@ -286,6 +358,9 @@ pub struct CycleRecord {
     pub kernel_log: Vec<Finding>,
     /// Kernel log lines a driven pattern explains (e.g. slab_cache's warning).
     pub expected_log: Vec<Finding>,
+    /// The reference modules (calibration, negative control), when run.
+    #[serde(default)]
+    pub references: Vec<ReferenceVerdict>,
     /// Where the module's sections were loaded in this cycle, for
     /// `leaklab parse --ko --sections` later.
     pub layout: ModuleLayout,
@@ -300,10 +375,10 @@ pub struct CycleRecord {
 }
 
 /// The whole run.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct CycleRun {
     /// Schema name and version.
-    pub schema: &'static str,
+    pub schema: String,
     /// The running kernel.
     pub kernel: String,
     /// The catalogue as the module described it.
@@ -345,7 +420,7 @@ pub fn run(plan: &Plan, mut progress: impl FnMut(&str)) -> Result<CycleRun> {
     }
     let ok = cycles.iter().all(|c| c.ok);
     Ok(CycleRun {
-        schema: "leaklab.cycle/1",
+        schema: "leaklab.cycle/1".into(),
         kernel: monitor::kernel_release(),
         patterns: catalogue,
         cycles,
@@ -392,7 +467,7 @@ fn one_cycle(
         "cycle {cycle}/{of}: loading {}",
         plan.module.display()
     ));
-    let name = in_fresh_thread(|| kmod::load(&plan.module))?;
+    let (name, loader) = kmod::load_in_own_thread(&plan.module)?;
     let mut loaded = Loaded { name, loaded: true };
     let control = Control::open()?;
     let catalogue = control.patterns()?;
@@ -427,13 +502,37 @@ fn one_cycle(
         }
         Ok(lost)
     })?;
-    let youngest = Instant::now();
     let stats = control.stats()?;
-    let layout = ModuleLayout::record(&loaded.name, &plan.module)?;
+    let mut layout = ModuleLayout::record(&loaded.name, &plan.module)?;
+    layout.loader = Some(loader);
     let mut sym = Symbolizer::default();
     sym.add(&layout, &plan.module)?;
     drop(control);
+    // The reference modules load while leaklab.ko is still there, so that no
+    // two of the modules ever share addresses: a bare frame names one module.
+    let mut references = Vec::new();
+    for r in &plan.references {
+        progress(&format!(
+            "cycle {cycle}/{of}: loading {}",
+            r.module.display()
+        ));
+        let (name, loader) = kmod::load_in_own_thread(&r.module)?;
+        let mut held = Loaded { name, loaded: true };
+        let mut layout = ModuleLayout::record(&held.name, &r.module)?;
+        layout.loader = Some(loader);
+        sym.add(&layout, &r.module)?;
+        held.unload()?;
+        references.push(ReferenceVerdict {
+            module: held.name.clone(),
+            expected: r.leaks,
+            found: Count::default(),
+            ok: false,
+            reason: None,
+        });
+    }
+    // The exit-time leak happens here.
     loaded.unload()?;
+    let youngest = Instant::now();
 
     let settled = window.close_with(youngest, &mut |phase| {
         progress(&format!("cycle {cycle}/{of}: {phase}"))
@@ -461,6 +560,14 @@ fn one_cycle(
         let slot = verdicts
             .iter_mut()
             .find(|x| Some(&x.pattern) == a.pattern.as_ref() && Some(x.variant) == a.variant);
+        let reference = sym
+            .owner_of(&r)
+            .and_then(|m| references.iter_mut().find(|x| x.module == m));
+        if let Some(x) = reference {
+            x.found.objects += 1;
+            x.found.bytes += r.size;
+            continue;
+        }
         match slot {
             Some(v) => {
                 v.found.objects += 1;
@@ -509,7 +616,19 @@ fn one_cycle(
                 .iter()
                 .any(|v| v.runs > 0 && explains(&v.pattern, v.variant, f))
         });
-    let ok = verdicts.iter().all(|v| v.ok) && unexpected.is_empty() && findings.is_empty();
+    for x in &mut references {
+        x.ok = x.found.objects == x.expected;
+        x.reason = (!x.ok).then(|| {
+            format!(
+                "kmemleak reported {} objects of {}, expected {}",
+                x.found.objects, x.module, x.expected
+            )
+        });
+    }
+    let ok = verdicts.iter().all(|v| v.ok)
+        && references.iter().all(|x| x.ok)
+        && unexpected.is_empty()
+        && findings.is_empty();
     Ok((
         CycleRecord {
             cycle,
@@ -517,6 +636,7 @@ fn one_cycle(
             unexpected,
             kernel_log: findings,
             expected_log,
+            references,
             layout,
             scans,
             meminfo_delta: mem_before.delta(&mem_after),
@@ -589,6 +709,13 @@ impl CycleRun {
                     v.ok,
                     format!("cycle{}.{}.{}", c.cycle, v.pattern, v.variant.name()),
                     v.reason.clone(),
+                ));
+            }
+            for x in &c.references {
+                tests.push((
+                    x.ok,
+                    format!("cycle{}.reference.{}", c.cycle, x.module),
+                    x.reason.clone(),
                 ));
             }
             tests.push((
@@ -665,6 +792,20 @@ impl CycleRun {
                         s += &format!("      {f}\n");
                     }
                 }
+            }
+            for x in &c.references {
+                s += &format!(
+                    "{:<18} {:<6} {:>5} {:>9} {:>9}  {}\n",
+                    x.module,
+                    if x.expected > 0 { "calib" } else { "none" },
+                    1,
+                    x.expected,
+                    format!("{}/{}B", x.found.objects, x.found.bytes),
+                    match &x.reason {
+                        None => "ok".to_string(),
+                        Some(r) => format!("FAIL: {r}"),
+                    }
+                );
             }
             for u in &c.unexpected {
                 s += &format!(

@@ -63,7 +63,7 @@ pub fn group(reports: &[Report], sym: &Symbolizer) -> Vec<Group> {
         let frames: Vec<String> = r
             .frames
             .iter()
-            .map(|f| frame_text(sym.frame(f), &f.raw))
+            .map(|f| frame_text(sym.frame(f, r.pid), &f.raw))
             .collect();
         let fp = fingerprint(&frames);
         let g = groups.entry(fp.clone()).or_insert_with(|| {

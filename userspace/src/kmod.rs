@@ -88,6 +88,16 @@ pub fn load(ko: &Path) -> Result<String> {
     }
 }
 
+/// Loads `ko` from a thread of its own (see `kmemleak::in_fresh_thread`);
+/// returns the module's name and that thread's id, which kmemleak gives as
+/// the `pid` of every object the module's init allocates.
+pub fn load_in_own_thread(ko: &Path) -> Result<(String, u32)> {
+    crate::kmemleak::in_fresh_thread(|| {
+        let tid = nix::unistd::gettid().as_raw() as u32;
+        Ok((load(ko)?, tid))
+    })
+}
+
 /// Unloads the module `name` without waiting for its users.
 pub fn unload(name: &str) -> Result<()> {
     let cname = std::ffi::CString::new(name).context("module name contains NUL")?;

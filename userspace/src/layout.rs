@@ -29,6 +29,11 @@ pub struct ModuleLayout {
     pub name: String,
     /// Its allocated sections.
     pub sections: Vec<Section>,
+    /// The thread that loaded it, when known: kmemleak's `pid` of an object
+    /// its init allocated. Init sections are freed after init and reused by
+    /// the next module, so this tells whose init a frame there was.
+    #[serde(default)]
+    pub loader: Option<u32>,
 }
 
 impl ModuleLayout {
@@ -63,6 +68,7 @@ impl ModuleLayout {
         Ok(Self {
             name: name.to_string(),
             sections,
+            loader: None,
         })
     }
 

@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The running kernel's release, e.g. `6.12.117` (empty if unknown).
 pub fn kernel_release() -> String {
@@ -20,10 +20,10 @@ pub fn kernel_release() -> String {
 }
 
 /// Something notable in the kernel log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     /// `warning`, `bug`, `oops`, `slab_still_has_objects` or `kmemleak`.
-    pub kind: &'static str,
+    pub kind: String,
     /// The log line.
     pub line: String,
 }
@@ -103,7 +103,7 @@ pub fn findings(lines: &[String]) -> Vec<Finding> {
         .iter()
         .filter_map(|l| {
             classify(l).map(|kind| Finding {
-                kind,
+                kind: kind.to_string(),
                 line: l.clone(),
             })
         })
@@ -111,7 +111,7 @@ pub fn findings(lines: &[String]) -> Vec<Finding> {
 }
 
 /// The `/proc/meminfo` fields that move with kernel leaks, in KiB.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemInfo {
     /// MemAvailable.
     pub mem_available: i64,

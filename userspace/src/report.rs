@@ -9,10 +9,10 @@
 //! frames (a module that was unloaded before the report was read). It never
 //! panics: a block it cannot make sense of is kept with `garbled` set.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One kmemleak report: an object that nothing seemed to point to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     /// The object's address.
     pub address: u64,
@@ -33,7 +33,7 @@ pub struct Report {
 }
 
 /// One backtrace line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Frame {
     /// The line as printed, trimmed.
     pub raw: String,

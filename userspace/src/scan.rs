@@ -342,6 +342,12 @@ impl<'k> Window<'k> {
         }
     }
 
+    /// Whether kmemleak's auto-scan thread ran when the window opened (it is
+    /// stopped in the window and started again when the window closes).
+    pub fn auto_scan_was_running(&self) -> bool {
+        self.protocol.restore_auto_scan
+    }
+
     /// After the work (its youngest object allocated no later than
     /// `youngest`): waits out the minimum age, scans until the reported set
     /// is stable, and returns it.

@@ -210,10 +210,33 @@ impl Symbolizer {
     /// Resolves an address inside one of the added modules' sections: to the
     /// symbol that covers it, or to `section+offset` when none does.
     pub fn resolve(&self, addr: u64) -> Option<Resolved> {
-        let (m, section) = self
+        self.resolve_for(addr, None)
+    }
+
+    /// The added module whose sections hold `addr`. Where several do (init
+    /// sections, freed after init, are reused by the next module loaded),
+    /// the one loaded by `pid` (the allocating task kmemleak names) wins.
+    fn holder(
+        &self,
+        addr: u64,
+        pid: Option<u32>,
+    ) -> Option<(&ModuleSyms, &crate::layout::Section)> {
+        let mut all = self
             .modules
             .iter()
-            .find_map(|m| Some((m, m.layout.section_of(addr)?)))?;
+            .filter_map(|m| Some((m, m.layout.section_of(addr)?)));
+        let first = all.next()?;
+        Some(
+            std::iter::once(first)
+                .chain(all)
+                .find(|(m, _)| pid.is_some() && m.layout.loader == pid)
+                .unwrap_or(first),
+        )
+    }
+
+    /// As [`Symbolizer::resolve`], for an object allocated by task `pid`.
+    pub fn resolve_for(&self, addr: u64, pid: Option<u32>) -> Option<Resolved> {
+        let (m, section) = self.holder(addr, pid)?;
         let i = m.syms.partition_point(|s| s.start <= addr);
         let sym = m.syms[..i]
             .iter()
@@ -234,24 +257,24 @@ impl Symbolizer {
 
     /// The added module a frame lies in: by its `[module]` tag, or by its
     /// address.
-    pub fn module_of(&self, f: &Frame) -> Option<&str> {
+    pub fn module_of(&self, f: &Frame, pid: Option<u32>) -> Option<&str> {
         let m = match &f.module {
             Some(tag) => self.modules.iter().find(|m| &m.layout.name == tag),
-            None => {
-                let addr = f.address?;
-                self.modules
-                    .iter()
-                    .find(|m| m.layout.section_of(addr).is_some())
-            }
+            None => self.holder(f.address?, pid).map(|(m, _)| m),
         }?;
         Some(m.layout.name.as_str())
     }
 
-    /// Resolves a parsed frame: by its address when the kernel printed one,
-    /// else by its symbol (with the source line when the symbol is in an
-    /// added module).
-    pub fn frame(&self, f: &Frame) -> Option<Resolved> {
-        if let Some(r) = f.address.and_then(|a| self.resolve(a)) {
+    /// The added module a report's backtrace passes through, first frame first.
+    pub fn owner_of(&self, r: &crate::report::Report) -> Option<&str> {
+        r.frames.iter().find_map(|f| self.module_of(f, r.pid))
+    }
+
+    /// Resolves a parsed frame of an object allocated by task `pid`: by its
+    /// address when the kernel printed one, else by its symbol (with the
+    /// source line when the symbol is in an added module).
+    pub fn frame(&self, f: &Frame, pid: Option<u32>) -> Option<Resolved> {
+        if let Some(r) = f.address.and_then(|a| self.resolve_for(a, pid)) {
             return Some(r);
         }
         let sym = f.symbol.as_ref()?;

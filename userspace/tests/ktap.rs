@@ -48,7 +48,7 @@ fn kunit_parser_reads_cycle_ktap() {
     let ksrc =
         std::env::var("LEAKLAB_KSRC").expect("LEAKLAB_KSRC is not set: run through 'make test'");
     let run = CycleRun {
-        schema: "leaklab.cycle/1",
+        schema: "leaklab.cycle/1".into(),
         kernel: "6.12.117".into(),
         patterns: Vec::new(),
         cycles: vec![CycleRecord {
@@ -63,13 +63,15 @@ fn kunit_parser_reads_cycle_ktap() {
             ],
             unexpected: Vec::new(),
             kernel_log: vec![Finding {
-                kind: "warning",
+                kind: "warning".into(),
                 line: "WARNING: CPU: 0 PID: 1 at x.c:1 f+0x0/0x1".into(),
             }],
             expected_log: Vec::new(),
+            references: Vec::new(),
             layout: ModuleLayout {
                 name: "leaklab".into(),
                 sections: Vec::new(),
+                loader: None,
             },
             scans: 3,
             meminfo_delta: MemInfo::default(),

@@ -34,6 +34,7 @@ fn check(arch: &str, base: u64) {
     let layout = ModuleLayout {
         name: "leaklab".into(),
         sections,
+        loader: None,
     };
     let mut sym = Symbolizer::default();
     sym.add(&layout, &ko).unwrap();

@@ -522,6 +522,10 @@ fn check_scan_around_a_command(arch: &str) {
     );
     assert_eq!(status, Some(1), "reports found: exit 1: {doc:#}");
     assert_eq!(doc["stable"], true, "{doc:#}");
+    // The kernel runs kmemleak's auto-scan thread (qemu/common.config): the
+    // protocol stopped it for the window and started it again.
+    assert_eq!(doc["auto_scan"]["before"], true, "{doc:#}");
+    assert_eq!(doc["auto_scan"]["after"], true, "{doc:#}");
     let reports = doc["reports"].as_array().unwrap();
     assert!(reports.len() >= 20, "{} reports: {doc:#}", reports.len());
     let grouped: u64 = doc["groups"]
@@ -634,6 +638,67 @@ fn check_leaky_and_fixed(arch: &str) {
 }
 
 on_both_arches!(check_leaky_and_fixed: leaky_and_fixed_x86_64, leaky_and_fixed_arm64);
+
+/// `leaklab matrix`: every pattern leaky and fixed, the calibration
+/// (kmemleak-test.ko, 25 objects on the 1-vCPU guest) and the negative
+/// control (rust_minimal.ko, none) in one window: every row ok, exit 0.
+fn check_matrix(arch: &str) {
+    let (status, run) = guest_json(arch, "matrix", &["matrix"]);
+    assert_eq!(run["ok"], true, "{run:#}");
+    assert_eq!(status, Some(0));
+    let cycle = &run["cycles"][0];
+    assert_eq!(cycle["verdicts"].as_array().unwrap().len(), 14);
+    let refs: Vec<(String, u64, u64)> = cycle["references"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["module"].as_str().unwrap().to_string(),
+                r["expected"].as_u64().unwrap(),
+                r["found"]["objects"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            ("kmemleak_test".to_string(), 25, 25),
+            ("rust_minimal".to_string(), 0, 0)
+        ]
+    );
+}
+
+on_both_arches!(check_matrix: matrix_x86_64, matrix_arm64);
+
+/// The matrix can fail: told that kmemleak-test leaks nothing, the
+/// calibration row fails with the reason, and so does the run (exit 1).
+fn check_matrix_can_fail(arch: &str) {
+    let (status, run) = guest_json(
+        arch,
+        "matrix-broken",
+        &[
+            "matrix",
+            "--pattern",
+            "error_path",
+            "--reference",
+            "/lib/modules/kmemleak-test.ko=0",
+        ],
+    );
+    assert_eq!(run["ok"], false, "{run:#}");
+    assert_eq!(status, Some(1));
+    let r = &run["cycles"][0]["references"][0];
+    assert_eq!(
+        r["reason"], "kmemleak reported 25 objects of kmemleak_test, expected 0",
+        "{r:#}"
+    );
+    // The samples themselves were fine.
+    for v in run["cycles"][0]["verdicts"].as_array().unwrap() {
+        assert_eq!(v["ok"], true, "{v:#}");
+    }
+}
+
+on_both_arches!(check_matrix_can_fail: matrix_can_fail_x86_64, matrix_can_fail_arm64);
 
 fn check_fixed_hundred(arch: &str) {
     let (status, run) = guest_json(
