@@ -774,6 +774,27 @@ impl CycleRun {
                         Some(r) => format!("FAIL: {r}"),
                     }
                 );
+            }
+            for x in &c.references {
+                s += &format!(
+                    "{:<18} {:<6} {:>5} {:>9} {:>9}  {}\n",
+                    x.module,
+                    if x.expected > 0 { "calib" } else { "none" },
+                    1,
+                    x.expected,
+                    format!("{}/{}B", x.found.objects, x.found.bytes),
+                    match &x.reason {
+                        None => "ok".to_string(),
+                        Some(r) => format!("FAIL: {r}"),
+                    }
+                );
+            }
+            for v in c
+                .verdicts
+                .iter()
+                .filter(|v| v.runs > 0 && (v.example.is_some() || !v.missed.is_empty()))
+            {
+                s += &format!("\n{} {}:\n", v.pattern, v.variant.name());
                 for (culprit, n) in &v.culprits {
                     s += &format!("    {n} x {culprit}\n");
                 }
@@ -792,20 +813,6 @@ impl CycleRun {
                         s += &format!("      {f}\n");
                     }
                 }
-            }
-            for x in &c.references {
-                s += &format!(
-                    "{:<18} {:<6} {:>5} {:>9} {:>9}  {}\n",
-                    x.module,
-                    if x.expected > 0 { "calib" } else { "none" },
-                    1,
-                    x.expected,
-                    format!("{}/{}B", x.found.objects, x.found.bytes),
-                    match &x.reason {
-                        None => "ok".to_string(),
-                        Some(r) => format!("FAIL: {r}"),
-                    }
-                );
             }
             for u in &c.unexpected {
                 s += &format!(
