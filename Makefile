@@ -8,6 +8,7 @@
 #   make run     [ARCH=...]     boot QEMU and run the main job
 #   make test                   unit tests, both module builds, VM tests on both ARCHs
 #   make check                  rustfmt and the kernel's CLIPPY=1 on the module
+#   make bench   [ARCH=...]     speed and memory figures into BENCHMARKS.md
 #   make recall  [ARCH=...]     measure kmemleak's recall on the leaky samples
 #   make rust-analyzer          rust-project.json for the module
 #
@@ -40,7 +41,7 @@ KBUILD_ARGS = ARCH=$(ARCH) $(if $(LLVM),LLVM=$(LLVM),$(if $(cross_$(ARCH)),CROSS
 # A user's own kernel tree (KDIR=...) wins over the cached one.
 KDIR_OF = $(or $(KDIR),$(shell cat $(OUT)/kdir 2>/dev/null))
 
-.PHONY: all setup kernel module tool run test check recall rust-analyzer clean
+.PHONY: all setup kernel module tool run test check bench recall rust-analyzer clean
 all: module tool
 
 setup:
@@ -95,6 +96,11 @@ check: kernel
 	cd userspace && cargo fmt --check
 	touch module/leaklab.rs && $(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) CLIPPY=1 modules 2>&1 | tee $(BUILD)/clippy.log
 	@! grep -q '^warning\|^error' $(BUILD)/clippy.log || { echo "check: the module is not clippy-clean" >&2; exit 1; }
+
+# Speed and memory figures as ratios within one run, into BENCHMARKS.md:
+# make bench [ARCH=] [NO_COLD=1] (NO_COLD skips the cold kernel build).
+bench: module tool
+	python3 scripts/bench.py $(HOST_TOOL) $(BUILD) $(ARCH) $(if $(NO_COLD),--no-cold)
 
 # kmemleak's recall on the leaky samples over BOOTS fresh boots (a
 # measurement, not a test): make recall [ARCH=] [BOOTS=20]

@@ -112,6 +112,11 @@ pub enum Cmd {
         /// default: kmemleak-test.ko and rust_minimal.ko beside the module).
         #[arg(long = "reference", value_parser = parse_reference)]
         references: Vec<cycle::Reference>,
+        /// Give every pattern (and every reference module) a kmemleak window
+        /// of its own, one after the other, as public load/unload tests do:
+        /// the baseline `make bench` measures the one-window matrix against.
+        #[arg(long)]
+        sequential: bool,
         /// Output format.
         #[arg(long, value_enum, default_value = "human")]
         format: CycleFormat,
@@ -267,22 +272,39 @@ fn run_parse(
         })?;
         sym.add(&layout, &ko)?;
     }
-    let mut reports = Vec::new();
     let source = match input.as_deref() {
         None => "standard input".to_string(),
         Some(p) if p == std::path::Path::new("-") => "standard input".to_string(),
         Some(p) => p.display().to_string(),
     };
     let read: Box<dyn std::io::BufRead> = match input {
-        Some(p) if p != std::path::Path::new("-") => Box::new(std::io::BufReader::new(
+        Some(p) if p != std::path::Path::new("-") => Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
             std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?,
         )),
         _ => Box::new(std::io::stdin().lock()),
     };
-    report::parse_stream(read, |r| reports.push(r)).with_context(|| format!("reading {source}"))?;
-    print_reports(
+    // Human output keeps the groups only; JSON lists every report as well.
+    let keep = format == Format::Json;
+    let mut reports = Vec::new();
+    let mut grouper = crate::group::Grouper::new(&sym);
+    let mut count = 0;
+    let mut garbled = 0;
+    report::parse_stream(read, |r| {
+        count += 1;
+        garbled += usize::from(r.garbled);
+        grouper.add(&r);
+        if keep {
+            reports.push(r);
+        }
+    })
+    .with_context(|| format!("reading {source}"))?;
+    let groups = grouper.finish();
+    print_grouped(
         &reports,
-        &sym,
+        count,
+        garbled,
+        &groups,
         format,
         serde_json::json!({"schema": "leaklab.parse/1"}),
     )
@@ -294,9 +316,23 @@ fn print_reports(
     reports: &[crate::report::Report],
     sym: &crate::symbolize::Symbolizer,
     format: Format,
-    mut head: serde_json::Value,
+    head: serde_json::Value,
 ) -> Result<ExitCode> {
     let groups = crate::group::group(reports, sym);
+    let garbled = reports.iter().filter(|r| r.garbled).count();
+    print_grouped(reports, reports.len(), garbled, &groups, format, head)
+}
+
+/// Prints `count` reports (of which `reports` are kept for JSON) as
+/// `groups`; exits 1 when there are any.
+fn print_grouped(
+    reports: &[crate::report::Report],
+    count: usize,
+    garbled: usize,
+    groups: &[crate::group::Group],
+    format: Format,
+    mut head: serde_json::Value,
+) -> Result<ExitCode> {
     match format {
         Format::Json => {
             head["reports"] = serde_json::to_value(reports)?;
@@ -304,10 +340,9 @@ fn print_reports(
             println!("{}", serde_json::to_string_pretty(&head)?);
         }
         Format::Human => {
-            let garbled = reports.iter().filter(|r| r.garbled).count();
             println!(
                 "{} reports in {} groups{}",
-                reports.len(),
+                count,
                 groups.len(),
                 if garbled > 0 {
                     format!(" ({garbled} cut short or garbled)")
@@ -315,7 +350,7 @@ fn print_reports(
                     String::new()
                 }
             );
-            for g in &groups {
+            for g in groups {
                 let bare = g.culprit.as_deref().is_some_and(|c| c.starts_with("0x"));
                 let owner = g
                     .sample
@@ -344,7 +379,7 @@ fn print_reports(
             }
         }
     }
-    Ok(if reports.is_empty() {
+    Ok(if count == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -570,6 +605,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             n,
             cycles,
             references,
+            sequential,
             format,
         } => {
             let module = cycle::default_module(module);
@@ -586,6 +622,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 cycles,
                 references,
             };
+            if sequential {
+                let spinner = progress_spinner();
+                let run = cycle::run_sequential(&plan, |m| spinner.set_message(m.to_string()));
+                spinner.finish_and_clear();
+                return print_run(&run?, format);
+            }
             run_cycle(&plan, format)
         }
         Cmd::Selftest { module, format } => {

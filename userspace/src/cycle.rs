@@ -428,6 +428,56 @@ pub fn run(plan: &Plan, mut progress: impl FnMut(&str)) -> Result<CycleRun> {
     })
 }
 
+/// Runs the plan one pattern at a time, each with a kmemleak window of its
+/// own (the reference modules share the last one, which flatters this
+/// baseline): the per-sample protocol of public load/unload tests, kept as a
+/// baseline for the one-window run.
+/// Returns one record per window, numbered in order.
+pub fn run_sequential(plan: &Plan, mut progress: impl FnMut(&str)) -> Result<CycleRun> {
+    let kmemleak = Kmemleak::open()?;
+    let names: Vec<String> = if plan.patterns.is_empty() {
+        // The catalogue, from the module itself.
+        let (name, _) = kmod::load_in_own_thread(&plan.module)?;
+        let mut loaded = Loaded { name, loaded: true };
+        let names = Control::open()?
+            .patterns()?
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        loaded.unload()?;
+        names
+    } else {
+        plan.patterns.clone()
+    };
+    let mut cycles = Vec::new();
+    let mut catalogue = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let one = Plan {
+            patterns: vec![name.clone()],
+            references: if i + 1 == names.len() {
+                plan.references.clone()
+            } else {
+                Vec::new()
+            },
+            cycles: 1,
+            ..plan.clone()
+        };
+        progress(&format!("{name}: window {}/{}", i + 1, names.len()));
+        let (mut record, patterns) = one_cycle(&one, &kmemleak, 1, &mut progress)?;
+        record.cycle = i as u32 + 1;
+        catalogue = patterns;
+        cycles.push(record);
+    }
+    let ok = cycles.iter().all(|c| c.ok);
+    Ok(CycleRun {
+        schema: "leaklab.cycle/1".into(),
+        kernel: monitor::kernel_release(),
+        patterns: catalogue,
+        cycles,
+        ok,
+    })
+}
+
 /// Unloads the module when dropped, unless told it is gone already: a failed
 /// cycle never leaves the module loaded.
 struct Loaded {

@@ -2,7 +2,7 @@
 //! symbolized backtrace (functions and offsets, not addresses, which move
 //! with every load, nor kmemleak's crc, which is of the object's contents).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use serde::Serialize;
 
@@ -42,9 +42,14 @@ fn frame_text(res: Option<Resolved>, raw: &str) -> String {
 
 /// The fingerprint of a symbolized backtrace (FNV-1a, 64 bits): stable
 /// across runs, boots and tool versions.
-pub fn fingerprint(frames: &[String]) -> String {
+pub fn fingerprint(frames: &[impl AsRef<str>]) -> String {
+    format!("{:016x}", fingerprint_u64(frames))
+}
+
+fn fingerprint_u64(frames: &[impl AsRef<str>]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for f in frames {
+        let f = f.as_ref();
         // The source line is left out: the same stack is the same stack
         // whether or not the module's DWARF was at hand.
         let f = f.split(" at ").next().unwrap_or(f);
@@ -53,23 +58,49 @@ pub fn fingerprint(frames: &[String]) -> String {
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    format!("{h:016x}")
+    h
 }
 
-/// Groups `reports` by backtrace, the largest group first.
-pub fn group(reports: &[Report], sym: &Symbolizer) -> Vec<Group> {
-    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-    for r in reports {
-        let frames: Vec<String> = r
+/// Groups reports by backtrace as they stream in: memory grows with the
+/// number of distinct backtraces and frames, not of reports.
+pub struct Grouper<'s> {
+    sym: &'s Symbolizer,
+    groups: HashMap<u64, Group>,
+    /// Symbolized text per allocating task and raw frame: frames repeat
+    /// from report to report.
+    frames: HashMap<Option<u32>, HashMap<String, String>>,
+}
+
+impl<'s> Grouper<'s> {
+    /// An empty grouping that symbolizes with `sym`.
+    pub fn new(sym: &'s Symbolizer) -> Self {
+        Self {
+            sym,
+            groups: HashMap::new(),
+            frames: HashMap::new(),
+        }
+    }
+
+    /// Counts `r` in its group.
+    pub fn add(&mut self, r: &Report) {
+        let cache = self.frames.entry(r.pid).or_default();
+        for f in &r.frames {
+            if !cache.contains_key(f.raw.as_str()) {
+                let text = frame_text(self.sym.frame(f, r.pid), &f.raw);
+                cache.insert(f.raw.clone(), text);
+            }
+        }
+        let texts: Vec<&str> = r
             .frames
             .iter()
-            .map(|f| frame_text(sym.frame(f, r.pid), &f.raw))
+            .map(|f| cache[f.raw.as_str()].as_str())
             .collect();
-        let fp = fingerprint(&frames);
-        let g = groups.entry(fp.clone()).or_insert_with(|| {
+        let fp = fingerprint_u64(&texts);
+        let sym = self.sym;
+        let g = self.groups.entry(fp).or_insert_with(|| {
             let a = attribute(r, sym);
             Group {
-                fingerprint: fp,
+                fingerprint: format!("{fp:016x}"),
                 count: 0,
                 bytes: 0,
                 culprit: a.culprit,
@@ -78,7 +109,7 @@ pub fn group(reports: &[Report], sym: &Symbolizer) -> Vec<Group> {
                     .pattern
                     .map(|p| format!("{p} {}", a.variant.map_or("?", |v| v.name()))),
                 module: a.module,
-                frames,
+                frames: texts.iter().map(|t| t.to_string()).collect(),
                 garbled: false,
             }
         });
@@ -86,13 +117,26 @@ pub fn group(reports: &[Report], sym: &Symbolizer) -> Vec<Group> {
         g.bytes += r.size;
         g.garbled |= r.garbled;
     }
-    let mut v: Vec<Group> = groups.into_values().collect();
-    v.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then(a.fingerprint.cmp(&b.fingerprint))
-    });
-    v
+
+    /// The groups, the largest first.
+    pub fn finish(self) -> Vec<Group> {
+        let mut v: Vec<Group> = self.groups.into_values().collect();
+        v.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then(a.fingerprint.cmp(&b.fingerprint))
+        });
+        v
+    }
+}
+
+/// Groups `reports` by backtrace, the largest group first.
+pub fn group(reports: &[Report], sym: &Symbolizer) -> Vec<Group> {
+    let mut g = Grouper::new(sym);
+    for r in reports {
+        g.add(r);
+    }
+    g.finish()
 }
 
 #[cfg(test)]

@@ -161,6 +161,12 @@ fn supervise(command: &[String]) -> i32 {
             2
         }
     };
+    if let Ok(u) = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN) {
+        console_line(
+            Tag::Init,
+            &format!("command's peak RSS: {} KiB", u.max_rss()),
+        );
+    }
     // Let the kernel log catch up with what the command did last.
     thread::sleep(std::time::Duration::from_millis(50));
     while let Ok(ev) = rx.try_recv() {

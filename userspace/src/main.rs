@@ -9,6 +9,16 @@ fn main() -> ExitCode {
         // command line as our arguments.
         init::run(std::env::args().skip(1).collect());
     }
+    // Output to a pipe that closed (`leaklab parse big.log | head`) ends the
+    // program quietly, as for other Unix tools, instead of a failed print.
+    // SAFETY: Setting a signal to its default disposition installs no
+    // handler; it runs before any other thread exists.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

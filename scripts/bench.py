@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""make bench: leaklab's speed and memory figures, as ratios against
+baselines measured in the same run, written to BENCHMARKS.md.
+
+    scripts/bench.py TOOL BUILD_DIR ARCH [--no-cold]
+
+- matrix: one boot, every pattern and the references in one kmemleak window;
+- sequential: the same work with a window per pattern (public tests' way);
+- floor: a boot and one empty window (`leaklab scan /init --version`):
+  what no harvest can go below;
+- kernel build, cold (an empty cache directory) and warm (cache hit);
+- module build (after touching its source);
+- parse throughput of a large generated report file against `wc -l`;
+- peak RSS of the tool (guest: in the matrix; host: parsing the big file);
+- size of the static guest binary.
+"""
+
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(cmd, **kw):
+    """Runs cmd; returns (seconds, CompletedProcess)."""
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    return time.monotonic() - t0, p
+
+
+def guest(tool, build, arch, name, command):
+    """Boots a VM for command; returns wall seconds, boot-to-init seconds,
+    the guest command's peak RSS (KiB) and its exit status."""
+    out = os.path.join(build, "results", "bench-" + arch)
+    os.makedirs(out, exist_ok=True)
+    wall, p = run([tool, "vm", "--arch", arch, "--build-dir", build,
+                   "--log", os.path.join(out, name + ".log"), "--"] + command)
+    init = re.search(r"init after ([0-9.]+) s", p.stderr)
+    rss = re.search(r"peak RSS: (\d+) KiB", p.stderr)
+    status = re.search(r"guest command exited (\d+)", p.stderr)
+    if not (init and status):
+        sys.exit(f"bench: {name}: the VM run did not finish; see {out}/{name}.log\n{p.stderr}")
+    return wall, float(init.group(1)), int(rss.group(1)) if rss else None, int(status.group(1))
+
+
+def child_peak_rss_kib(cmd, stdout):
+    """Runs cmd alone in a child; returns (seconds, that child's peak RSS in KiB)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=stdout)
+    _, _, usage = os.wait4(p.pid, 0)
+    p.returncode = 0  # reaped by wait4
+    return time.monotonic() - t0, usage.ru_maxrss
+
+
+def main():
+    tool, build, arch = sys.argv[1:4]
+    cold = "--no-cold" not in sys.argv
+    rows = []
+
+    def row(what, value, ratio="", target=""):
+        rows.append((what, value, ratio, target))
+        print(f"{what:<48} {value:>14} {ratio:>20} {target}", flush=True)
+
+    # The matrix and its baselines, on the same kernel, one after the other.
+    m_wall, m_init, m_rss, m_status = guest(tool, build, arch, "matrix", ["matrix"])
+    s_wall, _, _, s_status = guest(tool, build, arch, "sequential", ["matrix", "--sequential"])
+    f_wall, f_init, _, _ = guest(tool, build, arch, "floor", ["scan", "/init", "--version"])
+    row("boot to init (matrix boot)", f"{m_init:.2f} s")
+    row("floor: boot + one empty kmemleak window", f"{f_wall:.1f} s")
+    row(f"matrix, one window (exit {m_status})", f"{m_wall:.1f} s",
+        f"{m_wall / f_wall:.2f}x the floor", "within 2x")
+    row(f"sequential, a window per pattern (exit {s_status})", f"{s_wall:.1f} s",
+        f"matrix {s_wall / m_wall:.1f}x faster", "at least 5x")
+    row("tool's peak RSS in the guest (matrix)", f"{m_rss} KiB" if m_rss else "?",
+        f"{(m_rss or 0) / 1024 / 16:.2f} of 16 MiB", "under 16 MiB")
+    size = os.path.getsize(os.path.join(build, arch, "leaklab"))
+    row("static guest binary", f"{size / 2**20:.2f} MiB", f"{size / 2**23:.2f} of 8 MiB", "under 8 MiB")
+
+    # Builds.
+    env = dict(os.environ)
+    t_warm, p = run(["bash", os.path.join(ROOT, "qemu/build-kernel.sh"), arch], env=env)
+    if p.returncode != 0:
+        sys.exit(f"bench: warm kernel build failed:\n{p.stderr}")
+    if cold:
+        with tempfile.TemporaryDirectory(prefix="leaklab-bench-") as cache:
+            t_cold, p = run(["bash", os.path.join(ROOT, "qemu/build-kernel.sh"), arch],
+                            env=dict(env, LEAKLAB_CACHE=cache))
+            if p.returncode != 0:
+                sys.exit(f"bench: cold kernel build failed:\n{p.stderr[-2000:]}")
+        row("kernel build, cold (empty cache)", f"{t_cold:.0f} s")
+        row("kernel build, warm (cache hit)", f"{t_warm:.2f} s", f"{t_cold / t_warm:.0f}x faster than cold")
+    else:
+        row("kernel build, warm (cache hit)", f"{t_warm:.2f} s", "(cold skipped: --no-cold)")
+    os.utime(os.path.join(ROOT, "module/leaklab.rs"))
+    t_mod, p = run(["make", "-C", ROOT, "--no-print-directory", "module", f"ARCH={arch}"])
+    if p.returncode != 0:
+        sys.exit(f"bench: module build failed:\n{p.stderr[-2000:]}")
+    row("module build (leaklab.rs touched)", f"{t_mod:.1f} s")
+
+    # Parse throughput: a real capture repeated to about 200 MiB.
+    capture = open(os.path.join(ROOT, "userspace/tests/data/kmemleak-test-arm64.log")).read()
+    with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as f:
+        big = f.name
+        for _ in range(200 * 2**20 // len(capture)):
+            f.write(capture)
+    try:
+        mib = os.path.getsize(big) / 2**20
+        t_wc, _ = child_peak_rss_kib(["wc", "-l", big], subprocess.DEVNULL)
+        t_parse, rss = child_peak_rss_kib([tool, "parse", big], subprocess.DEVNULL)
+        row(f"wc -l over {mib:.0f} MiB", f"{mib / t_wc:.0f} MiB/s")
+        row(f"leaklab parse over {mib:.0f} MiB", f"{mib / t_parse:.0f} MiB/s",
+            f"{t_wc / t_parse:.2f} of wc -l", "at least 1/3")
+        row("tool's peak RSS on the host (that parse)", f"{rss} KiB")
+    finally:
+        os.unlink(big)
+
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                if l.startswith("model name")), platform.machine())
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    section = [f"## {arch} guest, {date}", "",
+               f"Machine: {os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}; "
+               f"guests under QEMU ({'KVM' if '-accel kvm' in open(os.path.join(build, 'results', 'bench-' + arch, 'matrix.log')).readline() else 'TCG'}).",
+               "", "| figure | value | ratio | target |", "| --- | --- | --- | --- |"]
+    section += [f"| {w} | {v} | {r} | {t} |" for w, v, r, t in rows]
+    old = open(path).read() if os.path.exists(path) else ""
+    head = "# leaklab benchmarks\n\nWritten by `make bench` (scripts/bench.py); each section is one run, newest first, every ratio against a baseline measured in that run.\n\n"
+    rest = old[len(head):] if old.startswith(head) else ""
+    # Keep the latest run per ARCH.
+    kept = [s for s in re.split(r"(?m)^(?=## )", rest) if s.strip() and not s.startswith(f"## {arch} guest")]
+    open(path, "w").write(head + "\n".join(section) + "\n\n" + "".join(kept))
+    print(f"bench: written to {path}")
+
+
+if __name__ == "__main__":
+    main()
