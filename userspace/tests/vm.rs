@@ -169,14 +169,15 @@ fn check_census(arch: &str) {
     );
     // rust_minimal frees its vector on unload: a negative control.
     assert_eq!(module(&c, "rust_minimal")["leaks"]["objects"], 0);
-    // kmemleak-test leaks 25 objects on a 1-vCPU guest; detection is not
-    // deterministic (stale pointers hide a few for a while), so ask for most.
+    // kmemleak-test leaks 25 objects on a 1-vCPU guest; with the scan
+    // protocol kmemleak reports all 25 in 39 of 40 boots (`make recall`,
+    // x86_64 and arm64), 24 in the other.
     let kt = module(&c, "kmemleak_test")["leaks"]["objects"]
         .as_u64()
         .unwrap();
     assert!(
-        (18..=25).contains(&kt),
-        "kmemleak_test: {kt} leaks, expected 18 to 25"
+        (24..=25).contains(&kt),
+        "kmemleak_test: {kt} leaks, expected 25 (24 in one boot of 20)"
     );
 }
 
@@ -644,29 +645,33 @@ on_both_arches!(check_leaky_and_fixed: leaky_and_fixed_x86_64, leaky_and_fixed_a
 /// control (rust_minimal.ko, none) in one window: every row ok, exit 0.
 fn check_matrix(arch: &str) {
     let (status, run) = guest_json(arch, "matrix", &["matrix"]);
-    assert_eq!(run["ok"], true, "{run:#}");
-    assert_eq!(status, Some(0));
     let cycle = &run["cycles"][0];
     assert_eq!(cycle["verdicts"].as_array().unwrap().len(), 14);
-    let refs: Vec<(String, u64, u64)> = cycle["references"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["module"].as_str().unwrap().to_string(),
-                r["expected"].as_u64().unwrap(),
-                r["found"]["objects"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    for v in cycle["verdicts"].as_array().unwrap() {
+        assert_eq!(v["ok"], true, "{v:#}");
+    }
     assert_eq!(
-        refs,
-        [
-            ("kmemleak_test".to_string(), 25, 25),
-            ("rust_minimal".to_string(), 0, 0)
-        ]
+        cycle["unexpected"].as_array().unwrap().len(),
+        0,
+        "{cycle:#}"
     );
+    let refs = cycle["references"].as_array().unwrap();
+    let names: Vec<&str> = refs.iter().map(|r| r["module"].as_str().unwrap()).collect();
+    assert_eq!(names, ["kmemleak_test", "rust_minimal"]);
+    assert_eq!(
+        refs[1]["found"]["objects"], 0,
+        "the negative control leaked"
+    );
+    assert_eq!(refs[0]["expected"], 25);
+    // kmemleak itself misses one of kmemleak-test's 25 objects in about one
+    // boot of 20 on x86_64 (`make recall`); the matrix then says so, and
+    // fails. Either way its verdict and exit status must follow the counts.
+    let found = refs[0]["found"]["objects"].as_u64().unwrap();
+    assert!((24..=25).contains(&found), "{cycle:#}");
+    let all_ok = found == 25;
+    assert_eq!(refs[0]["ok"], all_ok, "{cycle:#}");
+    assert_eq!(run["ok"], all_ok, "{run:#}");
+    assert_eq!(status, Some(if all_ok { 0 } else { 1 }));
 }
 
 on_both_arches!(check_matrix: matrix_x86_64, matrix_arm64);
@@ -688,8 +693,11 @@ fn check_matrix_can_fail(arch: &str) {
     assert_eq!(run["ok"], false, "{run:#}");
     assert_eq!(status, Some(1));
     let r = &run["cycles"][0]["references"][0];
+    let found = r["found"]["objects"].as_u64().unwrap();
+    assert!(found >= 24, "{r:#}");
     assert_eq!(
-        r["reason"], "kmemleak reported 25 objects of kmemleak_test, expected 0",
+        r["reason"],
+        format!("kmemleak reported {found} objects of kmemleak_test, expected 0"),
         "{r:#}"
     );
     // The samples themselves were fine.
