@@ -407,6 +407,19 @@ fn explains(pattern: &str, variant: Variant, f: &Finding) -> bool {
     }
 }
 
+impl CycleRun {
+    /// The run of `cycles` on this kernel, with the catalogue the module gave.
+    fn new(patterns: Vec<PatternInfo>, cycles: Vec<CycleRecord>) -> Self {
+        Self {
+            schema: "leaklab.cycle/1".into(),
+            kernel: monitor::kernel_release(),
+            ok: cycles.iter().all(|c| c.ok),
+            patterns,
+            cycles,
+        }
+    }
+}
+
 /// Runs the plan.
 pub fn run(plan: &Plan, mut progress: impl FnMut(&str)) -> Result<CycleRun> {
     let kmemleak = Kmemleak::open()?;
@@ -418,14 +431,7 @@ pub fn run(plan: &Plan, mut progress: impl FnMut(&str)) -> Result<CycleRun> {
         catalogue = patterns;
         cycles.push(record);
     }
-    let ok = cycles.iter().all(|c| c.ok);
-    Ok(CycleRun {
-        schema: "leaklab.cycle/1".into(),
-        kernel: monitor::kernel_release(),
-        patterns: catalogue,
-        cycles,
-        ok,
-    })
+    Ok(CycleRun::new(catalogue, cycles))
 }
 
 /// Runs the plan one pattern at a time, each with a kmemleak window of its
@@ -468,14 +474,7 @@ pub fn run_sequential(plan: &Plan, mut progress: impl FnMut(&str)) -> Result<Cyc
         catalogue = patterns;
         cycles.push(record);
     }
-    let ok = cycles.iter().all(|c| c.ok);
-    Ok(CycleRun {
-        schema: "leaklab.cycle/1".into(),
-        kernel: monitor::kernel_release(),
-        patterns: catalogue,
-        cycles,
-        ok,
-    })
+    Ok(CycleRun::new(catalogue, cycles))
 }
 
 /// Unloads the module when dropped, unless told it is gone already: a failed

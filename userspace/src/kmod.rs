@@ -9,7 +9,7 @@ use nix::{
     kmod::{delete_module, finit_module, DeleteModuleFlags, ModuleInitFlags},
 };
 
-use crate::layout::modinfo;
+use crate::layout::modinfo_of;
 
 /// The machine name `uname -m` gives for an ELF machine.
 fn machine_name(m: object::Architecture) -> &'static str {
@@ -20,16 +20,14 @@ fn machine_name(m: object::Architecture) -> &'static str {
     }
 }
 
-/// Checks that `ko` was built for the running kernel, as far as the file
-/// tells: its architecture and its vermagic's release.
-pub fn check_built_for_running_kernel(ko: &Path) -> Result<()> {
+/// Checks that `file` (the object file `ko`) was built for the running
+/// kernel, as far as the file tells: its architecture and its vermagic's
+/// release.
+fn check_built_for_running_kernel(ko: &Path, file: &object::File<'_>) -> Result<()> {
     use object::Object;
     let uts = nix::sys::utsname::uname().context("uname")?;
     let release = uts.release().to_string_lossy();
     let machine = uts.machine().to_string_lossy();
-    let data = std::fs::read(ko).with_context(|| format!("reading {}", ko.display()))?;
-    let file = object::File::parse(&*data)
-        .with_context(|| format!("{} is not an ELF object", ko.display()))?;
     let built = machine_name(file.architecture());
     if built != machine {
         bail!(
@@ -37,7 +35,7 @@ pub fn check_built_for_running_kernel(ko: &Path) -> Result<()> {
             ko.display()
         );
     }
-    let vermagic = modinfo(ko, "vermagic")?.unwrap_or_default();
+    let vermagic = modinfo_of(file, "vermagic")?.unwrap_or_default();
     let built_release = vermagic.split_whitespace().next().unwrap_or("");
     if built_release != release {
         bail!(
@@ -50,13 +48,16 @@ pub fn check_built_for_running_kernel(ko: &Path) -> Result<()> {
 
 /// Loads the module at `ko` and returns its name.
 pub fn load(ko: &Path) -> Result<String> {
-    let name = modinfo(ko, "name")?.with_context(|| {
+    let data = std::fs::read(ko).with_context(|| format!("reading {}", ko.display()))?;
+    let object = object::File::parse(&*data)
+        .with_context(|| format!("{} is not an ELF object", ko.display()))?;
+    let name = modinfo_of(&object, "name")?.with_context(|| {
         format!(
             "{} has no module name in .modinfo: not a kernel module",
             ko.display()
         )
     })?;
-    check_built_for_running_kernel(ko)?;
+    check_built_for_running_kernel(ko, &object)?;
     let file = File::open(ko).with_context(|| format!("opening {}", ko.display()))?;
     // The kernel names missing symbols only in its log.
     let mut log = crate::monitor::KmsgWatch::start().ok();

@@ -92,11 +92,9 @@ pub fn section_sizes(ko: &Path) -> Result<Vec<(String, u64)>> {
         .collect())
 }
 
-/// Reads the `.modinfo` key `key` (e.g. `name`, `vermagic`) of an object file.
-pub fn modinfo(ko: &Path, key: &str) -> Result<Option<String>> {
-    let data = fs::read(ko).with_context(|| format!("reading {}", ko.display()))?;
-    let file = object::File::parse(&*data)
-        .with_context(|| format!("{} is not an ELF object", ko.display()))?;
+/// Reads the `.modinfo` key `key` (e.g. `name`, `vermagic`) of a parsed
+/// object file.
+pub fn modinfo_of(file: &object::File<'_>, key: &str) -> Result<Option<String>> {
     let Some(section) = file.section_by_name(".modinfo") else {
         return Ok(None);
     };
