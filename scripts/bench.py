@@ -114,7 +114,7 @@ def main():
         t_wc, _ = child_peak_rss_kib(["wc", "-l", big], subprocess.DEVNULL)
         t_parse, rss = child_peak_rss_kib([tool, "parse", big], subprocess.DEVNULL)
         row(f"wc -l over {mib:.0f} MiB", f"{mib / t_wc:.0f} MiB/s")
-        row(f"leaklab parse over {mib:.0f} MiB", f"{mib / t_parse:.0f} MiB/s",
+        row(f"leaklab parse over {mib:.0f} MiB ({os.cpu_count()} threads)", f"{mib / t_parse:.0f} MiB/s",
             f"{t_wc / t_parse:.2f} of wc -l", "at least 1/3")
         row("tool's peak RSS on the host (that parse)", f"{rss} KiB")
     finally:

@@ -277,29 +277,34 @@ fn run_parse(
         Some(p) if p == std::path::Path::new("-") => "standard input".to_string(),
         Some(p) => p.display().to_string(),
     };
-    let read: Box<dyn std::io::BufRead> = match input {
-        Some(p) if p != std::path::Path::new("-") => Box::new(std::io::BufReader::with_capacity(
-            1 << 20,
-            std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?,
-        )),
+    let read: Box<dyn std::io::Read> = match input {
+        Some(p) if p != std::path::Path::new("-") => {
+            Box::new(std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?)
+        }
         _ => Box::new(std::io::stdin().lock()),
     };
     // Human output keeps the groups only; JSON lists every report as well.
     let keep = format == Format::Json;
-    let mut reports = Vec::new();
-    let mut grouper = crate::group::Grouper::new(&sym);
-    let mut count = 0;
-    let mut garbled = 0;
-    report::parse_stream(read, |r| {
-        count += 1;
-        garbled += usize::from(r.garbled);
-        grouper.add(&r);
-        if keep {
-            reports.push(r);
-        }
-    })
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (tally, reports) = report::parse_parallel(
+        read,
+        threads,
+        1 << 20,
+        || (crate::group::Tally::default(), Vec::new()),
+        |(tally, reports), b| {
+            tally.add(b);
+            if keep {
+                reports.push(b.to_report());
+            }
+        },
+        |(tally, reports), (later, more)| {
+            tally.append(later);
+            reports.extend(more);
+        },
+    )
     .with_context(|| format!("reading {source}"))?;
-    let groups = grouper.finish();
+    let (count, garbled) = (tally.reports(), tally.garbled());
+    let groups = tally.group(&sym);
     print_grouped(
         &reports,
         count,
@@ -336,7 +341,7 @@ fn print_grouped(
     match format {
         Format::Json => {
             head["reports"] = serde_json::to_value(reports)?;
-            head["groups"] = serde_json::to_value(&groups)?;
+            head["groups"] = serde_json::to_value(groups)?;
             println!("{}", serde_json::to_string_pretty(&head)?);
         }
         Format::Human => {
@@ -516,10 +521,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&patterns)?),
                 Format::Human => {
-                    println!(
-                        "{:<18} {:>7} {:>7}  {}",
-                        "pattern", "objects", "bytes", "leaks"
-                    );
+                    println!("{:<18} {:>7} {:>7}  leaks", "pattern", "objects", "bytes");
                     for p in &patterns {
                         println!(
                             "{:<18} {:>7} {:>7}  {}",

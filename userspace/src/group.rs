@@ -4,11 +4,12 @@
 
 use std::collections::HashMap;
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::{
     cycle::attribute,
-    report::Report,
+    report::{Block, Report},
     symbolize::{Resolved, Symbolizer},
 };
 
@@ -61,66 +62,129 @@ fn fingerprint_u64(frames: &[impl AsRef<str>]) -> u64 {
     h
 }
 
-/// Groups reports by backtrace as they stream in: memory grows with the
-/// number of distinct backtraces and frames, not of reports.
-pub struct Grouper<'s> {
-    sym: &'s Symbolizer,
-    groups: HashMap<u64, Group>,
-    /// Symbolized text per allocating task and raw frame: frames repeat
-    /// from report to report.
-    frames: HashMap<Option<u32>, HashMap<String, String>>,
+/// Reports counted by allocating task and backtrace as printed, in the order
+/// they first appeared. No symbolization: cheap per report, and a tally per
+/// thread joins with [`Tally::append`]. What a group is depends on these two
+/// only (symbols of a reused init section are told apart by the loading
+/// task), so [`Tally::group`] makes the groups from one report of each.
+#[derive(Debug, Default)]
+pub struct Tally {
+    index: FxHashMap<Option<u32>, FxHashMap<String, usize>>,
+    entries: Vec<Entry>,
 }
 
-impl<'s> Grouper<'s> {
-    /// An empty grouping that symbolizes with `sym`.
-    pub fn new(sym: &'s Symbolizer) -> Self {
-        Self {
-            sym,
-            groups: HashMap::new(),
-            frames: HashMap::new(),
-        }
+/// The reports of one task and backtrace.
+#[derive(Debug)]
+struct Entry {
+    first: Report,
+    backtrace: String,
+    count: usize,
+    bytes: u64,
+    garbled: bool,
+}
+
+impl Tally {
+    /// Counts the report `b`.
+    pub fn add(&mut self, b: &Block) {
+        let at = self.index.get(&b.pid()).and_then(|m| m.get(b.backtrace()));
+        let i = match at {
+            Some(&i) => i,
+            None => self.insert(b.to_report(), b.backtrace().to_string()),
+        };
+        self.entries[i].count += 1;
+        self.entries[i].bytes += b.size();
+        self.entries[i].garbled |= b.garbled();
     }
 
-    /// Counts `r` in its group.
-    pub fn add(&mut self, r: &Report) {
-        let cache = self.frames.entry(r.pid).or_default();
-        for f in &r.frames {
-            if !cache.contains_key(f.raw.as_str()) {
-                let text = frame_text(self.sym.frame(f, r.pid), &f.raw);
-                cache.insert(f.raw.clone(), text);
-            }
-        }
-        let texts: Vec<&str> = r
-            .frames
+    /// How many reports were counted.
+    pub fn reports(&self) -> usize {
+        self.entries.iter().map(|e| e.count).sum()
+    }
+
+    /// How many of them were cut short or garbled.
+    pub fn garbled(&self) -> usize {
+        self.entries
             .iter()
-            .map(|f| cache[f.raw.as_str()].as_str())
-            .collect();
-        let fp = fingerprint_u64(&texts);
-        let sym = self.sym;
-        let g = self.groups.entry(fp).or_insert_with(|| {
-            let a = attribute(r, sym);
-            Group {
-                fingerprint: format!("{fp:016x}"),
-                count: 0,
-                bytes: 0,
-                culprit: a.culprit,
-                culprit_line: a.culprit_line,
-                sample: a
-                    .pattern
-                    .map(|p| format!("{p} {}", a.variant.map_or("?", |v| v.name()))),
-                module: a.module,
-                frames: texts.iter().map(|t| t.to_string()).collect(),
-                garbled: false,
-            }
-        });
-        g.count += 1;
-        g.bytes += r.size;
-        g.garbled |= r.garbled;
+            .filter(|e| e.garbled)
+            .map(|e| e.count)
+            .sum()
     }
 
-    /// The groups, the largest first.
-    pub fn finish(self) -> Vec<Group> {
-        let mut v: Vec<Group> = self.groups.into_values().collect();
+    /// A new entry, empty, for `first`; returns its index.
+    fn insert(&mut self, first: Report, backtrace: String) -> usize {
+        let i = self.entries.len();
+        self.index
+            .entry(first.pid)
+            .or_default()
+            .insert(backtrace.clone(), i);
+        self.entries.push(Entry {
+            first,
+            backtrace,
+            count: 0,
+            bytes: 0,
+            garbled: false,
+        });
+        i
+    }
+
+    /// Adds `later`, counted from input that came after this tally's.
+    pub fn append(&mut self, later: Tally) {
+        for e in later.entries {
+            let at = self
+                .index
+                .get(&e.first.pid)
+                .and_then(|m| m.get(&e.backtrace));
+            let i = match at {
+                Some(&i) => i,
+                None => self.insert(e.first, e.backtrace),
+            };
+            self.entries[i].count += e.count;
+            self.entries[i].bytes += e.bytes;
+            self.entries[i].garbled |= e.garbled;
+        }
+    }
+
+    /// The groups, the largest first: each symbolized with `sym` once, and
+    /// described by its first report.
+    pub fn group(self, sym: &Symbolizer) -> Vec<Group> {
+        let mut groups: FxHashMap<u64, Group> = FxHashMap::default();
+        // Symbolized text per allocating task and raw frame: frames repeat
+        // from backtrace to backtrace.
+        let mut frames: HashMap<(Option<u32>, &str), String> = HashMap::new();
+        for e in &self.entries {
+            let r = &e.first;
+            for f in &r.frames {
+                frames
+                    .entry((r.pid, f.raw.as_str()))
+                    .or_insert_with(|| frame_text(sym.frame(f, r.pid), &f.raw));
+            }
+            let texts: Vec<&str> = r
+                .frames
+                .iter()
+                .map(|f| frames[&(r.pid, f.raw.as_str())].as_str())
+                .collect();
+            let fp = fingerprint_u64(&texts);
+            let g = groups.entry(fp).or_insert_with(|| {
+                let a = attribute(r, sym);
+                Group {
+                    fingerprint: format!("{fp:016x}"),
+                    count: 0,
+                    bytes: 0,
+                    culprit: a.culprit,
+                    culprit_line: a.culprit_line,
+                    sample: a
+                        .pattern
+                        .map(|p| format!("{p} {}", a.variant.map_or("?", |v| v.name()))),
+                    module: a.module,
+                    frames: texts.iter().map(|t| t.to_string()).collect(),
+                    garbled: false,
+                }
+            });
+            g.count += e.count;
+            g.bytes += e.bytes;
+            g.garbled |= e.garbled;
+        }
+        let mut v: Vec<Group> = groups.into_values().collect();
         v.sort_by(|a, b| {
             b.count
                 .cmp(&a.count)
@@ -132,11 +196,11 @@ impl<'s> Grouper<'s> {
 
 /// Groups `reports` by backtrace, the largest group first.
 pub fn group(reports: &[Report], sym: &Symbolizer) -> Vec<Group> {
-    let mut g = Grouper::new(sym);
+    let mut t = Tally::default();
     for r in reports {
-        g.add(r);
+        t.add(&Block::from(r));
     }
-    g.finish()
+    t.group(sym)
 }
 
 #[cfg(test)]

@@ -129,7 +129,7 @@ mod tests {
     fn a_directory_without_debugfs_is_named_with_the_fix() {
         let dir = std::env::temp_dir().join(format!("leaklab-nodebugfs-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let e = Kmemleak::at(&dir).err().expect("no kmemleak file there");
+        let e = Kmemleak::at(&dir).expect_err("no kmemleak file there");
         fs::remove_dir(&dir).unwrap();
         let msg = format!("{e:#}");
         assert!(

@@ -115,6 +115,91 @@ enum Part {
     Done,
 }
 
+/// A report as the parser holds it while reading: numbers parsed, the
+/// backtrace kept as text in one buffer, so that reading costs no
+/// allocation per line once the buffers have grown. [`Block::to_report`]
+/// makes a [`Report`] of it.
+#[derive(Debug, Default)]
+pub struct Block {
+    address: u64,
+    size: u64,
+    comm: Option<String>,
+    pid: Option<u32>,
+    jiffies: Option<u64>,
+    crc: Option<String>,
+    /// The backtrace lines, trimmed, each followed by a newline.
+    frames: String,
+    garbled: bool,
+}
+
+impl Block {
+    /// Empties the block for the report of a new header.
+    fn start(&mut self, header: Option<(u64, u64)>) {
+        (self.address, self.size) = header.unwrap_or((0, 0));
+        self.garbled = header.is_none();
+        self.comm = None;
+        self.pid = None;
+        self.jiffies = None;
+        self.crc = None;
+        self.frames.clear();
+    }
+
+    /// The object's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The allocating task's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// Whether a line of the report could not be understood.
+    pub fn garbled(&self) -> bool {
+        self.garbled
+    }
+
+    /// The backtrace as printed: one trimmed line per frame, each ended by
+    /// a newline.
+    pub fn backtrace(&self) -> &str {
+        &self.frames
+    }
+
+    /// The report, every frame parsed.
+    pub fn to_report(&self) -> Report {
+        Report {
+            address: self.address,
+            size: self.size,
+            comm: self.comm.clone(),
+            pid: self.pid,
+            jiffies: self.jiffies,
+            crc: self.crc.clone(),
+            frames: self.frames.lines().map(parse_frame).collect(),
+            garbled: self.garbled,
+        }
+    }
+}
+
+impl From<&Report> for Block {
+    fn from(r: &Report) -> Self {
+        let mut frames = String::new();
+        for f in &r.frames {
+            frames.push_str(&f.raw);
+            frames.push('\n');
+        }
+        Self {
+            address: r.address,
+            size: r.size,
+            comm: r.comm.clone(),
+            pid: r.pid,
+            jiffies: r.jiffies,
+            crc: r.crc.clone(),
+            frames,
+            garbled: r.garbled,
+        }
+    }
+}
+
 /// A streaming parser: feed it lines, it hands out each report when the
 /// next one begins or the input ends, so memory stays bounded by one report.
 ///
@@ -124,7 +209,11 @@ enum Part {
 /// `kmemleak.verbose=1` prints reports, and other messages are skipped.
 #[derive(Debug)]
 pub struct Parser {
-    current: Option<Report>,
+    /// The report being read; meaningful only when `open`.
+    current: Block,
+    /// The report handed out last (kept to reuse its buffers).
+    done: Block,
+    open: bool,
     part: Part,
     log: bool,
 }
@@ -139,14 +228,44 @@ impl Parser {
     /// A parser at the start of its input.
     pub fn new() -> Self {
         Self {
-            current: None,
+            current: Block::default(),
+            done: Block::default(),
+            open: false,
             part: Part::Head,
             log: false,
         }
     }
 
+    /// A parser that has already seen a kernel log line: from here on it
+    /// skips lines without a log prefix (see [`Parser::in_log`]).
+    pub fn in_log() -> Self {
+        Self {
+            log: true,
+            ..Self::new()
+        }
+    }
+
+    /// Whether the input so far had kernel log lines.
+    pub fn saw_log(&self) -> bool {
+        self.log
+    }
+
+    /// Whether `line` would begin a report here; a parser that has seen
+    /// nothing yet is the same as a new one whatever comes.
+    fn joins_at(&self, line: &str) -> bool {
+        if !self.open && !self.log {
+            return true;
+        }
+        let body = match log_body(line) {
+            Some(body) => body.strip_prefix("kmemleak: "),
+            None if self.log => None,
+            None => Some(line.strip_prefix("kmemleak: ").unwrap_or(line)),
+        };
+        body.is_some_and(|b| trim(b).starts_with("unreferenced object"))
+    }
+
     /// Feeds one line (without its newline); returns the report it completed.
-    pub fn line(&mut self, line: &str) -> Option<Report> {
+    pub fn line(&mut self, line: &str) -> Option<&Block> {
         let line = match log_body(line) {
             Some(body) => {
                 self.log = true;
@@ -156,29 +275,26 @@ impl Parser {
             None if self.log => return None,
             None => line.strip_prefix("kmemleak: ").unwrap_or(line),
         };
-        let t = line.trim();
-        if t.starts_with("unreferenced object") {
-            let (address, size, garbled) = match parse_header(t) {
-                Some((a, s)) => (a, s, false),
-                None => (0, 0, true),
-            };
+        let t = trim(line);
+        let first = t.bytes().next();
+        if first == Some(b'u') && t.starts_with("unreferenced object") {
             self.part = Part::Head;
-            return self.current.replace(Report {
-                address,
-                size,
-                comm: None,
-                pid: None,
-                jiffies: None,
-                crc: None,
-                frames: Vec::new(),
-                garbled,
-            });
+            let was_open = std::mem::replace(&mut self.open, true);
+            std::mem::swap(&mut self.current, &mut self.done);
+            self.current.start(parse_header(t));
+            return was_open.then_some(&self.done);
         }
-        let r = self.current.as_mut()?;
-        if t.is_empty() || self.part == Part::Done {
+        if !self.open || t.is_empty() || self.part == Part::Done {
             return None;
         }
-        if let Some(rest) = t.strip_prefix("comm \"") {
+        let r = &mut self.current;
+        let frame = self.part == Part::Trace && line.starts_with(char::is_whitespace);
+        // Most lines are frames: those that cannot be one of the keywords
+        // below go straight in.
+        if frame && !matches!(first, Some(b'c' | b'h' | b'b')) {
+            r.frames.push_str(t);
+            r.frames.push('\n');
+        } else if let Some(rest) = t.strip_prefix("comm \"") {
             if let Some((comm, tail)) = rest.split_once('"') {
                 r.comm = Some(comm.to_string());
                 for field in tail.split(',') {
@@ -199,8 +315,9 @@ impl Parser {
             if let Some(crc) = t.strip_prefix("backtrace (crc ") {
                 r.crc = crc.strip_suffix("):").map(str::to_string);
             }
-        } else if self.part == Part::Trace && line.starts_with(char::is_whitespace) {
-            r.frames.push(parse_frame(t));
+        } else if frame {
+            r.frames.push_str(t);
+            r.frames.push('\n');
         } else if self.part == Part::Trace {
             // Report lines are indented; anything else ends the report.
             self.part = Part::Done;
@@ -217,16 +334,14 @@ impl Parser {
         let t = t.strip_prefix("kmemleak:").map_or(t, str::trim);
         // A cut header begins a report that is lost; the one before was whole.
         let header = t.starts_with("unreferenced object") || "unreferenced object".starts_with(t);
-        if let Some(r) = self.current.as_mut() {
-            if !header && self.part != Part::Done {
-                r.garbled = true;
-            }
+        if self.open && !header && self.part != Part::Done {
+            self.current.garbled = true;
         }
     }
 
     /// Ends the input and returns the last report.
-    pub fn finish(self) -> Option<Report> {
-        self.current
+    pub fn finish(&mut self) -> Option<&Block> {
+        std::mem::replace(&mut self.open, false).then_some(&self.current)
     }
 }
 
@@ -235,18 +350,24 @@ impl Parser {
 /// `... kernel: `, `[timestamp]` and `[T123]` caller fields), or `None` when
 /// the line has none of them.
 pub fn log_body(line: &str) -> Option<&str> {
+    if let Some(body) = dmesg_kmemleak(line) {
+        return Some(body);
+    }
     let mut s = line;
     let mut prefixed = false;
-    // /dev/kmsg: "level,seq,usec,flags;message".
-    if let Some((head, rest)) = s.split_once(';') {
-        let f: Vec<&str> = head.split(',').collect();
-        if f.len() >= 3
-            && f[..3]
-                .iter()
-                .all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
-        {
-            s = rest;
-            prefixed = true;
+    // /dev/kmsg: "level,seq,usec,flags;message" (the level comes first).
+    if line.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+        if let Some((head, rest)) = s.split_once(';') {
+            let mut f = head.split(',');
+            if f.by_ref()
+                .take(3)
+                .filter(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+                .count()
+                == 3
+            {
+                s = rest;
+                prefixed = true;
+            }
         }
     }
     if let Some(rest) = s.strip_prefix('<') {
@@ -257,13 +378,11 @@ pub fn log_body(line: &str) -> Option<&str> {
             }
         }
     }
+    let indented = line.starts_with(char::is_whitespace);
     loop {
         let t = s.trim_start();
-        if !line.starts_with(char::is_whitespace) || prefixed {
-            if let Some(i) = t
-                .find(" kernel: ")
-                .filter(|&i| i < 80 && !t[..i].contains("kmemleak"))
-            {
+        if !indented || prefixed {
+            if let Some(i) = syslog_kernel(t) {
                 s = &t[i + " kernel: ".len()..];
                 prefixed = true;
                 continue;
@@ -272,7 +391,7 @@ pub fn log_body(line: &str) -> Option<&str> {
         let Some(inner) = t.strip_prefix('[').and_then(|x| x.split_once(']')) else {
             break;
         };
-        if !is_stamp(inner.0) {
+        if stamp(inner.0).is_none() {
             break;
         }
         s = inner.1.strip_prefix(' ').unwrap_or(inner.1);
@@ -281,25 +400,130 @@ pub fn log_body(line: &str) -> Option<&str> {
     prefixed.then_some(s)
 }
 
-/// A `[...]` field a kernel log puts before the message: a timestamp
-/// (`12.345678`, or `dmesg -T`'s `Sun Nov 22 05:00:00 2026`) or a caller
-/// id (`T123`, `C0`).
-fn is_stamp(inner: &str) -> bool {
-    let t = inner.trim();
-    let seconds = t.split_once('.').is_some_and(|(a, b)| {
-        !a.is_empty()
-            && a.bytes().all(|c| c.is_ascii_digit())
-            && b.bytes().all(|c| c.is_ascii_digit())
-    });
-    let caller = t.len() > 1
-        && (t.starts_with('T') || t.starts_with('C'))
-        && t[1..].bytes().all(|c| c.is_ascii_digit());
-    let date = t.len() >= 20
-        && t.len() <= 32
+/// The common case of [`log_body`], read byte by byte without its search
+/// for a syslog tag: a line of `[seconds]` and `[caller]` fields, then
+/// kmemleak's message. No ` kernel: ` can come before the message there, as
+/// neither field can hold one (a date could). `None` says "not sure": the
+/// full reading decides then.
+fn dmesg_kmemleak(line: &str) -> Option<&str> {
+    let b = line.as_bytes();
+    let at = |i: usize| b.get(i).copied().unwrap_or(0);
+    let digits = |mut i: usize| {
+        while at(i).is_ascii_digit() {
+            i += 1;
+        }
+        i
+    };
+    let blanks = |mut i: usize| {
+        while is_ascii_blank(at(i)) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = 0;
+    loop {
+        if at(i) != b'[' {
+            return None;
+        }
+        i = blanks(i + 1);
+        i = match at(i) {
+            // A caller id: T123, C0.
+            b'T' | b'C' if at(i + 1).is_ascii_digit() => digits(i + 1),
+            // Seconds: 12.345678.
+            c if c.is_ascii_digit() => {
+                i = digits(i);
+                if at(i) != b'.' {
+                    return None;
+                }
+                digits(i + 1)
+            }
+            _ => return None,
+        };
+        i = blanks(i);
+        if at(i) != b']' {
+            return None;
+        }
+        let body = i + 1 + usize::from(at(i + 1) == b' ');
+        i = blanks(body);
+        if at(i) != b'[' {
+            return b[i..].starts_with(b"kmemleak").then(|| &line[body..]);
+        }
+    }
+}
+
+/// ASCII whitespace as `char::is_whitespace` has it (with \x0b).
+fn is_ascii_blank(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
+}
+
+/// `str::trim_start`, quicker on ASCII.
+fn trim_start(s: &str) -> &str {
+    let b = s.as_bytes();
+    let mut n = 0;
+    while n < b.len() && is_ascii_blank(b[n]) {
+        n += 1;
+    }
+    let s = &s[n..];
+    match s.bytes().next() {
+        Some(b) if !b.is_ascii() => s.trim_start(),
+        _ => s,
+    }
+}
+
+/// `str::trim`, quicker on ASCII.
+fn trim(s: &str) -> &str {
+    let s = trim_start(s);
+    let n = s.bytes().rev().take_while(|&b| is_ascii_blank(b)).count();
+    let s = &s[..s.len() - n];
+    match s.bytes().next_back() {
+        Some(b) if !b.is_ascii() => s.trim_end(),
+        _ => s,
+    }
+}
+
+/// Where a syslog or journal line's ` kernel: ` begins: within its first 80
+/// bytes, with no "kmemleak" before it (that would be the message).
+fn syslog_kernel(t: &str) -> Option<usize> {
+    const TAG: &[u8] = b" kernel: ";
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(TAG));
+    // A match that starts before byte 80 ends before byte 80 + TAG.len().
+    let head = &t.as_bytes()[..t.len().min(80 + TAG.len() - 1)];
+    FINDER
+        .find(head)
+        .filter(|&i| i < 80 && !t[..i].contains("kmemleak"))
+}
+
+/// A `[...]` field a kernel log puts before the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stamp {
+    /// `12.345678`
+    Seconds,
+    /// A caller id: `T123`, `C0`.
+    Caller,
+    /// `dmesg -T`'s `Sun Nov 22 05:00:00 2026`.
+    Date,
+}
+
+/// What kind of [`Stamp`] `inner` (the text between the brackets) is.
+fn stamp(inner: &str) -> Option<Stamp> {
+    let t = trim(inner);
+    let digits = |x: &str| x.bytes().all(|c| c.is_ascii_digit());
+    if t.split_once('.')
+        .is_some_and(|(a, b)| !a.is_empty() && digits(a) && digits(b))
+    {
+        Some(Stamp::Seconds)
+    } else if t.len() > 1 && (t.starts_with('T') || t.starts_with('C')) && digits(&t[1..]) {
+        Some(Stamp::Caller)
+    } else if (20..=32).contains(&t.len())
         && t.contains(':')
         && t.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b' ' || c == b':');
-    seconds || caller || date
+            .all(|c| c.is_ascii_alphanumeric() || c == b' ' || c == b':')
+    {
+        Some(Stamp::Date)
+    } else {
+        None
+    }
 }
 
 /// Parses all reports in `text` (a kmemleak file or a kernel log).
@@ -312,45 +536,196 @@ pub fn parse(text: &str) -> Vec<Report> {
         None => ("", text),
     };
     for line in body.lines() {
-        out.extend(p.line(line));
+        out.extend(p.line(line).map(Block::to_report));
     }
     if !tail.is_empty() {
         p.cut(tail);
     }
-    out.extend(p.finish());
+    out.extend(p.finish().map(Block::to_report));
     out
 }
 
-/// Parses reports from `input` as it arrives, handing each to `each` as soon
-/// as it is complete; returns how many there were.
-pub fn parse_stream(
-    mut input: impl std::io::BufRead,
-    mut each: impl FnMut(Report),
-) -> std::io::Result<usize> {
-    let mut p = Parser::new();
-    let mut n = 0;
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        if input.read_until(b'\n', &mut buf)? == 0 {
-            break;
+/// Parses reports from `input` on `threads` threads, exactly as
+/// [`parse_blocks`] would. The input is cut into chunks of about `chunk`
+/// bytes, each at the start of a report where one is near; each chunk is
+/// parsed on its own into an `A` (`new`, then `add` per report) and the
+/// results are joined in input order with `append`. A chunk whose parse on
+/// its own could differ from reading on (it starts inside a report, or the
+/// log state before it matters) is read again after the chunks before it.
+pub fn parse_parallel<A: Send>(
+    mut input: impl std::io::Read,
+    threads: usize,
+    chunk: usize,
+    new: impl Fn() -> A + Sync,
+    add: impl Fn(&mut A, &Block) + Sync,
+    mut append: impl FnMut(&mut A, A) + Send,
+) -> std::io::Result<A> {
+    use std::io::Read;
+    use std::sync::{mpsc, Mutex};
+
+    struct Done<A> {
+        data: Vec<u8>,
+        tally: A,
+        parser: Parser,
+    }
+    let chunk = chunk.max(1);
+    let (to_workers, jobs) = mpsc::sync_channel::<(usize, Vec<u8>)>(threads.max(1));
+    let jobs = Mutex::new(jobs);
+    let (to_merge, done) = mpsc::channel::<(usize, Done<A>)>();
+    let (give_back, spare) = mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            let to_merge = to_merge.clone();
+            let (jobs, new, add) = (&jobs, &new, &add);
+            scope.spawn(move || loop {
+                let job = jobs.lock().map(|j| j.recv());
+                let Ok(Ok((i, data))) = job else { break };
+                let mut tally = new();
+                let mut parser = Parser::new();
+                for_lines(without_newline(&data), |l| {
+                    if let Some(b) = parser.line(l) {
+                        add(&mut tally, b);
+                    }
+                });
+                let done = Done {
+                    data,
+                    tally,
+                    parser,
+                };
+                if to_merge.send((i, done)).is_err() {
+                    break;
+                }
+            });
         }
-        let line = String::from_utf8_lossy(&buf);
-        match line.strip_suffix('\n') {
-            Some(l) => {
-                if let Some(r) = p.line(l.strip_suffix('\r').unwrap_or(l)) {
-                    n += 1;
-                    each(r);
+        drop(to_merge);
+        // The merge: in input order, a chunk at a time.
+        let (new, add) = (&new, &add);
+        let merge = scope.spawn(move || {
+            let mut acc = new();
+            let mut p = Parser::new();
+            let mut waiting = std::collections::BTreeMap::new();
+            let mut next = 0;
+            for (i, d) in done {
+                waiting.insert(i, d);
+                while let Some(d) = waiting.remove(&next) {
+                    next += 1;
+                    let first = d.data.split(|&b| b == b'\n').next().unwrap_or(&[]);
+                    if p.joins_at(without_cr(&String::from_utf8_lossy(first))) {
+                        if let Some(b) = p.finish() {
+                            add(&mut acc, b);
+                        }
+                        append(&mut acc, d.tally);
+                        p = d.parser;
+                    } else {
+                        for_lines(without_newline(&d.data), |l| {
+                            if let Some(b) = p.line(l) {
+                                add(&mut acc, b);
+                            }
+                        });
+                    }
+                    let _ = give_back.send(d.data);
                 }
             }
-            None => p.cut(&line),
+            (acc, p)
+        });
+        // The reader: chunks of whole lines, cut before a report header, in
+        // buffers the merge gives back.
+        let mut buf: Vec<u8> = Vec::with_capacity(2 * chunk);
+        let mut index = 0;
+        let mut failed = None;
+        loop {
+            match (&mut input).take(chunk as u64).read_to_end(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if buf.len() < chunk {
+                continue;
+            }
+            let Some(cut) = chunk_end(&buf) else { continue };
+            let mut next = spare.try_recv().unwrap_or_default();
+            next.clear();
+            next.extend_from_slice(&buf[cut..]);
+            buf.truncate(cut);
+            if to_workers
+                .send((index, std::mem::replace(&mut buf, next)))
+                .is_err()
+            {
+                break;
+            }
+            index += 1;
+        }
+        // What is left: whole lines, and perhaps a last line cut short.
+        let tail = match memchr::memrchr(b'\n', &buf) {
+            Some(i) => buf.split_off(i + 1),
+            None => std::mem::take(&mut buf),
+        };
+        if !buf.is_empty() {
+            let _ = to_workers.send((index, buf));
+        }
+        drop(to_workers);
+        let (mut acc, mut p) = match merge.join() {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e),
+        };
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if !tail.is_empty() {
+            p.cut(&String::from_utf8_lossy(&tail));
+        }
+        if let Some(b) = p.finish() {
+            add(&mut acc, b);
+        }
+        Ok(acc)
+    })
+}
+
+/// Where to end a chunk of `buf`: before the last line that holds a report
+/// header, else after the last whole line (the merge then reads on).
+/// `None` when `buf` has no whole line to give.
+fn chunk_end(buf: &[u8]) -> Option<usize> {
+    let last = memchr::memrchr(b'\n', buf)?;
+    let header = memchr::memmem::rfind(&buf[..last], b"unreferenced object")
+        .map(|at| memchr::memrchr(b'\n', &buf[..at]).map_or(0, |nl| nl + 1))
+        .filter(|&start| start > 0);
+    // A chunk ends with its last line's newline, which the worker drops.
+    Some(header.unwrap_or(last + 1))
+}
+
+/// A chunk's lines without the newline that ends the last.
+fn without_newline(chunk: &[u8]) -> &[u8] {
+    chunk.strip_suffix(b"\n").unwrap_or(chunk)
+}
+
+/// A line without the `\r` of a CRLF ending.
+fn without_cr(line: &str) -> &str {
+    line.strip_suffix('\r').unwrap_or(line)
+}
+
+/// Calls `each` with every line of `bytes` (split at `\n`, a `\r` before it
+/// dropped), read as UTF-8 with invalid bytes replaced.
+fn for_lines(bytes: &[u8], mut each: impl FnMut(&str)) {
+    let whole = without_cr;
+    match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            let mut start = 0;
+            for end in memchr::memchr_iter(b'\n', bytes) {
+                each(whole(&text[start..end]));
+                start = end + 1;
+            }
+            each(whole(&text[start..]));
+        }
+        Err(_) => {
+            for line in bytes.split(|&b| b == b'\n') {
+                each(whole(&String::from_utf8_lossy(line)));
+            }
         }
     }
-    if let Some(r) = p.finish() {
-        n += 1;
-        each(r);
-    }
-    Ok(n)
 }
 
 #[cfg(test)]
@@ -498,9 +873,55 @@ mod tests {
         ] {
             let log = as_log(prefix);
             assert_eq!(parse(&log), want, "prefix {prefix:?}");
-            let mut streamed = Vec::new();
-            parse_stream(log.as_bytes(), |r| streamed.push(r)).unwrap();
+            let streamed = parallel(log.as_bytes(), 16, 2);
             assert_eq!(streamed, want, "streamed, prefix {prefix:?}");
+        }
+    }
+
+    /// `text` read by [`parse_parallel`] in chunks of `chunk` bytes.
+    fn parallel(text: &[u8], chunk: usize, threads: usize) -> Vec<Report> {
+        parse_parallel(
+            text,
+            threads,
+            chunk,
+            Vec::new,
+            |v, b| v.push(b.to_report()),
+            |v, later| v.extend(later),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn reading_in_parallel_chunks_is_reading_in_order() {
+        let mut inputs: Vec<Vec<u8>> = vec![
+            CAPTURE_SAMPLES.into(),
+            CAPTURE_KMEMLEAK_TEST.into(),
+            format!("{V612}{V612}{V612}").into(),
+            as_log("[   18.123456] ").repeat(3).into(),
+            as_log("4,1203,18123456,-;").into(),
+            // The kmemleak file, then a log: from there on, lines without
+            // a log prefix (headers too) are not reports.
+            format!("{V612}{}{V612}{}", as_log("[ 1.5] "), as_log("<4>")).into(),
+            V612.replace('\n', "\r\n").into(),
+            // Cut short in the middle of the last report.
+            format!("{V612}{}", &V612[..V612.len() - 7]).into(),
+            String::new().into(),
+        ];
+        let mut invalid = Vec::from(V612.as_bytes());
+        invalid.splice(40..40, [0xff, 0xe2, b'\n', 0xc3]);
+        inputs.push(invalid);
+        for text in &inputs {
+            let want = parse(&String::from_utf8_lossy(text));
+            for chunk in [1, 5, 64, 333, 4096] {
+                for threads in [1, 2, 3] {
+                    assert_eq!(
+                        parallel(text, chunk, threads),
+                        want,
+                        "chunk {chunk}, {threads} threads, input {:?}",
+                        String::from_utf8_lossy(text)
+                    );
+                }
+            }
         }
     }
 
@@ -510,8 +931,8 @@ mod tests {
         let mut lines = V612.lines();
         assert!(lines.by_ref().all(|l| p.line(l).is_none()));
         let first = p.line("unreferenced object 0xffff888003a8f000 (size 64):");
-        assert_eq!(first.map(|r| r.frames.len()), Some(4));
-        assert_eq!(p.finish().map(|r| r.size), Some(64));
+        assert_eq!(first.map(|r| r.to_report().frames.len()), Some(4));
+        assert_eq!(p.finish().map(|r| r.size()), Some(64));
     }
 
     #[test]
