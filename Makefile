@@ -5,11 +5,14 @@
 #   make kernel  [ARCH=...]     build or reuse the cached Rust+kmemleak kernel
 #   make module  [ARCH=...]     build leaklab.ko   (KDIR=... for your own tree)
 #   make tool    [ARCH=...]     build the host tool and the static guest binary
-#   make run     [ARCH=...]     boot QEMU and run the main job
+#   make run     [ARCH=...]     boot QEMU and run the main job (CPUS=, MEMORY= MiB)
 #   make test                   unit tests, both module builds, VM tests on both ARCHs
 #   make check                  rustfmt and the kernel's CLIPPY=1 on the module
 #   make bench   [ARCH=...]     speed and memory figures into BENCHMARKS.md
 #   make recall  [ARCH=...]     measure kmemleak's recall on the leaky samples
+#   make scan-time [ARCH=...]   one kmemleak scan's cost at 512 MiB, 2 GiB, 4 GiB
+#   make soak    [ARCH=...]     1000 load/run/unload cycles, fixed then leaky, with a plot
+#   make bundle  [ARCH=arm64] [KDIR=...]  a tarball for a board (build/leaklab-bundle-ARCH.tar.gz)
 #   make rust-analyzer          rust-project.json for the module
 #
 # ARCH is x86_64 (default) or arm64; LLVM=1 builds with clang/lld instead of gcc.
@@ -41,7 +44,7 @@ KBUILD_ARGS = ARCH=$(ARCH) $(if $(LLVM),LLVM=$(LLVM),$(if $(cross_$(ARCH)),CROSS
 # A user's own kernel tree (KDIR=...) wins over the cached one.
 KDIR_OF = $(or $(KDIR),$(shell cat $(OUT)/kdir 2>/dev/null))
 
-.PHONY: all setup kernel module tool run test check bench recall rust-analyzer clean
+.PHONY: all setup kernel module tool run test check bench recall soak scan-time sabotaged bundle rust-analyzer clean
 all: module tool
 
 setup:
@@ -71,11 +74,14 @@ tool: setup
 		--config 'target.$(musl_$(ARCH)).rustflags=["-C","target-feature=+crt-static"]'
 	@mkdir -p $(OUT) && cp $(CARGO_TARGET_DIR)/$(musl_$(ARCH))/release/leaklab $(OUT)/leaklab
 
+# The guest's shape: CPUS=8 MEMORY=4096 (MiB) models a Rock 5B+ on arm64.
+VM_SHAPE = $(if $(CPUS),--cpus $(CPUS)) $(if $(MEMORY),--memory $(MEMORY))
+
 # The main job: leaklab matrix in a fresh VM. The console log, the JSON and
 # the KTAP land in $(RESULTS); the table is printed; the status is the matrix's.
 run: module tool
 	@mkdir -p $(RESULTS)
-	@$(HOST_TOOL) vm --arch $(ARCH) --build-dir $(BUILD) --log $(RESULTS)/matrix-$(ARCH).log \
+	@$(HOST_TOOL) vm --arch $(ARCH) --build-dir $(BUILD) --log $(RESULTS)/matrix-$(ARCH).log $(VM_SHAPE) \
 		-- matrix --format json > $(RESULTS)/matrix-$(ARCH).json; status=$$?; \
 	if [ -s $(RESULTS)/matrix-$(ARCH).json ]; then \
 		$(HOST_TOOL) show $(RESULTS)/matrix-$(ARCH).json; \
@@ -85,8 +91,8 @@ run: module tool
 
 test: setup
 	cd userspace && cargo build --release
-	$(MAKE) --no-print-directory module tool ARCH=x86_64
-	$(MAKE) --no-print-directory module tool ARCH=arm64
+	$(MAKE) --no-print-directory module tool sabotaged ARCH=x86_64
+	$(MAKE) --no-print-directory module tool sabotaged bundle ARCH=arm64
 	$(MAKE) --no-print-directory check ARCH=x86_64
 	cd userspace && LEAKLAB_BUILD_DIR=$(BUILD) LEAKLAB_KSRC=$$(cat $(BUILD)/x86_64/kdir)/source \
 		cargo test --release -- --include-ignored
@@ -107,6 +113,62 @@ bench: module tool
 BOOTS ?= 20
 recall: module tool
 	bash scripts/recall.sh $(BUILD)/leaklab $(BUILD) $(ARCH) $(BOOTS)
+
+# The module's sources, copied to build elsewhere (a bundle, a test variant).
+MODULE_SOURCES := Kbuild $(wildcard module/*.rs samples/*.rs)
+copy_sources = rm -rf $(1) && mkdir -p $(1)/module $(1)/samples && \
+	for f in $(MODULE_SOURCES); do cp $$f $(1)/$$f; done
+# Fails unless every file is an ELF object for $(ARCH).
+elf_machine_x86_64 := X86-64
+elf_machine_arm64 := AArch64
+check_elf = for f in $(1); do readelf -h $$f | grep -q 'Machine:.*$(elf_machine_$(ARCH))' || \
+	{ echo "$$f is not an $(ARCH) ELF object" >&2; exit 1; }; done
+
+# For the tests: leaklab.ko whose leaky variants run the fixed code, so that
+# nothing leaks; `leaklab doctor`'s canary must fail on it.
+SABOTAGED := $(OUT)/sabotaged
+sabotaged: kernel $(SABOTAGED)/leaklab.ko
+$(SABOTAGED)/leaklab.ko: $(MODULE_SOURCES) $(OUT)/kdir
+	@$(call copy_sources,$(SABOTAGED))
+	sed -i 's/Variant::Leaky => pattern.leaky,/Variant::Leaky => pattern.fixed,/' $(SABOTAGED)/module/catalogue.rs
+	@grep -q 'Variant::Leaky => pattern.fixed,' $(SABOTAGED)/module/catalogue.rs || \
+		{ echo "sabotaged: the dispatch in module/catalogue.rs changed; update this rule" >&2; exit 1; }
+	$(MAKE) -C $(KDIR_OF) M=$(SABOTAGED) $(KBUILD_ARGS) modules
+
+# What a board needs, in one tarball: leaklab.ko built for its kernel
+# (KDIR=... for a board's own tree), the static leaklab, the reference
+# modules when the tree has them, the config fragments and a short README.
+BUNDLE := $(BUILD)/leaklab-bundle-$(ARCH)
+bundle: kernel tool
+	@test -n "$(KDIR_OF)" || { echo "bundle: no kernel tree: pass KDIR=" >&2; exit 2; }
+	@$(call copy_sources,$(BUNDLE).src)
+	$(MAKE) -C $(KDIR_OF) M=$(BUNDLE).src $(KBUILD_ARGS) modules
+	@rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)
+	@cp $(BUNDLE).src/leaklab.ko $(OUT)/leaklab qemu/common.config $(BUNDLE)/
+	@cp Documentation/boards/README-board.txt $(BUNDLE)/
+	@if [ $(ARCH) = arm64 ]; then cp qemu/board-rk3588.config $(BUNDLE)/; fi
+	@for ko in samples/kmemleak/kmemleak-test.ko samples/rust/rust_minimal.ko; do \
+		if [ -f $(KDIR_OF)/$$ko ]; then cp $(KDIR_OF)/$$ko $(BUNDLE)/; \
+		else echo "bundle: $(KDIR_OF) has no $$ko: the matrix will run without that reference"; fi; \
+	done
+	@$(call check_elf,$(BUNDLE)/leaklab $(BUNDLE)/*.ko)
+	@tar czf $(BUNDLE).tar.gz -C $(BUILD) $(notdir $(BUNDLE))
+	@echo "bundle: $(BUNDLE).tar.gz ($(ARCH), for kernel $$(tr '\0' '\n' < $(BUNDLE)/leaklab.ko | sed -n 's/^vermagic=\([^ ]*\).*/\1/p'))"
+
+# Hours of use in minutes (a measurement, not part of make test): CYCLES
+# load/run/unload cycles with the fixed variants, then again with one leaky
+# sample a cycle; figures, bounds and an SVG plot into build/results/.
+# make soak [ARCH=] [CYCLES=1000] [LEAKY=error_path]
+CYCLES ?= 1000
+LEAKY ?= error_path
+soak: module tool
+	python3 scripts/soak.py $(HOST_TOOL) $(BUILD) $(ARCH) $(CYCLES) $(LEAKY)
+
+# One kmemleak scan's cost at several guest memory sizes (a measurement):
+# make scan-time [ARCH=] [SIZES="512 2048 4096"]
+SIZES ?= 512 2048 4096
+scan-time: module tool
+	bash scripts/scan-time.sh $(HOST_TOOL) $(BUILD) $(ARCH) $(SIZES)
 
 rust-analyzer: kernel
 	$(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) rust-analyzer

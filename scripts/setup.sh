@@ -8,7 +8,7 @@ RUST_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 DEB_PACKAGES=(
 	linux-source-6.12 gcc clang libclang-dev lld llvm flex bison bc
 	libelf-dev libssl-dev cpio kmod xz-utils python3
-	qemu-system-x86 qemu-system-arm gcc-aarch64-linux-gnu
+	qemu-system-x86 qemu-system-arm gcc-aarch64-linux-gnu binutils valgrind
 )
 
 say() { printf 'setup: %s\n' "$*" >&2; }

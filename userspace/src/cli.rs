@@ -130,6 +130,78 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value = "human")]
         format: CycleFormat,
     },
+    /// Check that this machine can show leaks: root, kernel options,
+    /// debugfs, kmemleak, the module's vermagic, memory; then a live canary
+    /// (one leaky sample kmemleak must report, its fixed twin it must not).
+    /// Exits 0 only when every check passes.
+    Doctor {
+        /// The module (default: leaklab.ko beside this executable, else
+        /// /lib/modules/leaklab.ko).
+        #[arg(long)]
+        module: Option<PathBuf>,
+        /// The pattern the canary runs.
+        #[arg(long, default_value = "error_path")]
+        canary: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Fuzz leaklab.ko's control files (random and adversarial writes, odd
+    /// reads) in one kmemleak window; exit 0 only when every write outside
+    /// the contract was refused, the kernel log stayed clean and nothing
+    /// leaked outside the leaky samples.
+    Fuzz {
+        /// The module (default: leaklab.ko beside this executable, else
+        /// /lib/modules/leaklab.ko).
+        #[arg(long)]
+        module: Option<PathBuf>,
+        /// At most this many operations.
+        #[arg(long, default_value_t = 5000)]
+        count: u64,
+        /// At most this many seconds of fuzzing.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// The generator's seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Run the samples under failing allocations (each allocation of each
+    /// sample in turn, by fault injection) and leaky runs up to the leak
+    /// cap, in one kmemleak window: nothing may crash, warn, or leak outside
+    /// the leaky samples. Meant for a small guest (vm --memory 128).
+    Faults {
+        /// The module (default: leaklab.ko beside this executable, else
+        /// /lib/modules/leaklab.ko).
+        #[arg(long)]
+        module: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Load, run the fixed variants (and one leaky sample, with --leaky),
+    /// and unload leaklab.ko CYCLES times in one kmemleak window, sampling
+    /// MemAvailable and Slab; `make soak` runs it and plots the result.
+    Soak {
+        /// The module (default: leaklab.ko beside this executable, else
+        /// /lib/modules/leaklab.ko).
+        #[arg(long)]
+        module: Option<PathBuf>,
+        /// Load/run/unload cycles.
+        #[arg(long, default_value_t = 1000)]
+        cycles: u32,
+        /// Also run this pattern's leaky variant once a cycle.
+        #[arg(long)]
+        leaky: Option<String>,
+        /// Sample memory every this many cycles.
+        #[arg(long, default_value_t = 10)]
+        every: u32,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
     /// Check leaklab.ko's control interface against its contract (bad
     /// input refused without side effects, the leak cap, reads).
     Selftest {
@@ -505,6 +577,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Cycle { .. } => Some("cycle"),
         Cmd::Matrix { .. } => Some("matrix"),
         Cmd::Selftest { .. } => Some("selftest"),
+        Cmd::Fuzz { .. } => Some("fuzz"),
+        Cmd::Faults { .. } => Some("faults"),
+        Cmd::Soak { .. } => Some("soak"),
         Cmd::Census { .. } => Some("census"),
         Cmd::Refs { .. } => Some("refs"),
         Cmd::Layout { .. } => Some("layout"),
@@ -513,6 +588,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     };
     if let Some(command) = privileged {
         require_root(command)?;
+    }
+    if privileged.is_some() || matches!(cli.command, Cmd::Doctor { .. }) {
+        // These load modules and change kmemleak's settings: on Ctrl-C or
+        // SIGTERM they undo both before they exit.
+        crate::interrupt::install()?;
     }
     match cli.command {
         Cmd::Vm(args) => run_vm(args),
@@ -631,6 +711,95 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 return print_run(&run?, format);
             }
             run_cycle(&plan, format)
+        }
+        Cmd::Doctor {
+            module,
+            canary,
+            format,
+        } => {
+            let opts = crate::doctor::Options {
+                module: cycle::default_module(module),
+                canary,
+            };
+            let spinner = progress_spinner();
+            let d = crate::doctor::diagnose(&opts, &mut |s| spinner.set_message(s.to_string()));
+            spinner.finish_and_clear();
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&d)?),
+                Format::Human => print!("{}", d.human()),
+            }
+            Ok(if d.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Fuzz {
+            module,
+            count,
+            seconds,
+            seed,
+            format,
+        } => {
+            let plan = crate::fuzz::Plan {
+                module: cycle::default_module(module),
+                count,
+                seconds,
+                seed,
+            };
+            let spinner = progress_spinner();
+            let run = crate::fuzz::run(&plan, &mut |s| spinner.set_message(s.to_string()));
+            spinner.finish_and_clear();
+            let run = run?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&run)?),
+                Format::Human => print!("{}", run.human()),
+            }
+            Ok(if run.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Faults { module, format } => {
+            let spinner = progress_spinner();
+            let run = crate::faults::run(&cycle::default_module(module), &mut |s| {
+                spinner.set_message(s.to_string())
+            });
+            spinner.finish_and_clear();
+            let run = run?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&run)?),
+                Format::Human => print!("{}", run.human()),
+            }
+            Ok(if run.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Soak {
+            module,
+            cycles,
+            leaky,
+            every,
+            format,
+        } => {
+            let plan = crate::soak::Plan {
+                module: cycle::default_module(module),
+                cycles,
+                leaky,
+                every,
+            };
+            let spinner = progress_spinner();
+            let run = crate::soak::run(&plan, &mut |s| spinner.set_message(s.to_string()));
+            spinner.finish_and_clear();
+            let run = run?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&run)?),
+                Format::Human => print!("{}", run.human()),
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Selftest { module, format } => {
             let t = selftest::run(&cycle::default_module(module))?;

@@ -265,7 +265,8 @@ pub struct Example {
 }
 
 impl Example {
-    fn of(r: &Report, sym: &Symbolizer) -> Self {
+    /// `r` with its frames symbolized.
+    pub fn of(r: &Report, sym: &Symbolizer) -> Self {
         Self {
             size: r.size,
             raw: r.frames.iter().map(|f| f.raw.clone()).collect(),
@@ -390,7 +391,7 @@ pub struct CycleRun {
 }
 
 /// Whether a driven pattern and variant explains a kernel log finding.
-fn explains(pattern: &str, variant: Variant, f: &Finding) -> bool {
+pub(crate) fn explains(pattern: &str, variant: Variant, f: &Finding) -> bool {
     match (pattern, variant) {
         // Destroying a cache with live objects: SLUB's "BUG <cache>: Objects
         // remaining" report and the "Slab cache still has objects" WARN, each
@@ -540,6 +541,7 @@ fn one_cycle(
     let lost = in_fresh_thread(|| {
         for &v in &plan.variants {
             for p in &selected {
+                crate::interrupt::check()?;
                 control.trigger(&p.name, v, plan.runs)?;
             }
         }
@@ -884,8 +886,14 @@ impl CycleRun {
     }
 }
 
-/// Resolves the module path for `cycle`: as given, or `leaklab.ko` in the
-/// guest's module directory.
+/// Resolves the module path: as given, else `leaklab.ko` beside the leaklab
+/// executable (an unpacked bundle), else in the guest's module directory.
 pub fn default_module(given: Option<PathBuf>) -> PathBuf {
-    given.unwrap_or_else(|| Path::new(crate::initramfs::MODULE_DIR).join("leaklab.ko"))
+    given.unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.join("leaklab.ko")))
+            .filter(|ko| ko.is_file())
+            .unwrap_or_else(|| Path::new(crate::initramfs::MODULE_DIR).join("leaklab.ko"))
+    })
 }

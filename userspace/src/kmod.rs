@@ -46,8 +46,9 @@ fn check_built_for_running_kernel(ko: &Path, file: &object::File<'_>) -> Result<
     Ok(())
 }
 
-/// Loads the module at `ko` and returns its name.
-pub fn load(ko: &Path) -> Result<String> {
+/// Checks that `ko` is a kernel module built for the running kernel (its
+/// architecture and vermagic), without loading it; returns its name.
+pub fn check(ko: &Path) -> Result<String> {
     let data = std::fs::read(ko).with_context(|| format!("reading {}", ko.display()))?;
     let object = object::File::parse(&*data)
         .with_context(|| format!("{} is not an ELF object", ko.display()))?;
@@ -58,6 +59,12 @@ pub fn load(ko: &Path) -> Result<String> {
         )
     })?;
     check_built_for_running_kernel(ko, &object)?;
+    Ok(name)
+}
+
+/// Loads the module at `ko` and returns its name.
+pub fn load(ko: &Path) -> Result<String> {
+    let name = check(ko)?;
     let file = File::open(ko).with_context(|| format!("opening {}", ko.display()))?;
     // The kernel names missing symbols only in its log.
     let mut log = crate::monitor::KmsgWatch::start().ok();

@@ -29,8 +29,24 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("leaklab: error: {e:#}");
-            ExitCode::from(2)
+            use leaklab::interrupt::{requested, Interrupted};
+            match e.downcast_ref::<Interrupted>() {
+                Some(i) => {
+                    eprintln!("leaklab: error: {i}");
+                    ExitCode::from(i.exit_status())
+                }
+                // A signal may also surface as the EINTR of the call it cut.
+                None => match requested() {
+                    Some(sig) => {
+                        eprintln!("leaklab: error: {} ({e:#})", Interrupted(sig));
+                        ExitCode::from(Interrupted(sig).exit_status())
+                    }
+                    None => {
+                        eprintln!("leaklab: error: {e:#}");
+                        ExitCode::from(2)
+                    }
+                },
+            }
         }
     }
 }

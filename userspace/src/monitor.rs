@@ -76,6 +76,17 @@ impl KmsgWatch {
         Ok(Self { file })
     }
 
+    /// Reads from the oldest record the kernel still holds (the log since
+    /// boot, unless it wrapped).
+    pub fn from_boot() -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open("/dev/kmsg")
+            .context("opening /dev/kmsg")?;
+        Ok(Self { file })
+    }
+
     /// Returns the text of every record logged since the last call.
     pub fn drain(&mut self) -> Vec<String> {
         let mut out = Vec::new();

@@ -987,6 +987,122 @@ mod tests {
         }
     }
 
+    /// Property: reports written in any of the shapes, with or without a
+    /// log prefix, with other messages and garbage between and inside them,
+    /// come back exactly, in order, by every reader and at every chunk size.
+    #[test]
+    fn whole_reports_always_come_back() {
+        let mut x: u64 = 0x2545f4914f6cdd1d;
+        let mut next = move |n: u64| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            x.wrapping_mul(0x2545f4914f6cdd1d) % n.max(1)
+        };
+        let prefixes = [
+            "",
+            "[   18.123456] ",
+            "<4>[    0.5] [  T42] ",
+            "4,1203,18123456,-;",
+            "Nov 22 05:00:01 rock5b kernel: ",
+        ];
+        let noise = [
+            "random: crng init done",
+            "virtio_blk virtio0: [vda] 8 512-byte logical blocks",
+            "kmemleak: 3 new suspected memory leaks (see /sys/kernel/debug/kmemleak)",
+            "unreferenced objects are fine to talk about",
+        ];
+        for _ in 0..300 {
+            let prefix = prefixes[next(prefixes.len() as u64) as usize];
+            let log = !prefix.is_empty();
+            let mut want = Vec::new();
+            let mut text = String::new();
+            for _ in 0..next(6) {
+                let r = Report {
+                    address: 0xffff_8880_0000_0000 + next(1 << 30) * 8,
+                    size: 1 + next(8192),
+                    comm: Some(["insmod", "kworker/0:1", "exe"][next(3) as usize].to_string()),
+                    pid: Some(next(40000) as u32),
+                    jiffies: Some(4294892487 + next(100000)),
+                    crc: Some(format!("{:08x}", next(u32::MAX as u64))),
+                    frames: (0..1 + next(12))
+                        .map(|i| match next(3) {
+                            0 => parse_frame(&format!("0xffffffffa00{:05x}", next(1 << 20))),
+                            1 => parse_frame(&format!("f{i}+0x{:x}/0x200 [mod_{i}]", next(512))),
+                            _ => parse_frame(&format!("[<ffffffff8100{i:04x}>] g{i}+0x1/0x2")),
+                        })
+                        .collect(),
+                    garbled: false,
+                };
+                let mut lines = vec![
+                    format!("unreferenced object {:#x} (size {}):", r.address, r.size),
+                    format!(
+                        "  comm \"{}\", pid {}, jiffies {}",
+                        r.comm.as_deref().unwrap(),
+                        r.pid.unwrap(),
+                        r.jiffies.unwrap()
+                    ),
+                    "  hex dump (first 16 bytes):".into(),
+                    "    6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b  kkkkkkkkkkkkkkkk".into(),
+                    format!("  backtrace (crc {}):", r.crc.as_deref().unwrap()),
+                ];
+                lines.extend(r.frames.iter().map(|f| format!("    {}", f.raw)));
+                for l in lines {
+                    let tag = if log { "kmemleak: " } else { "" };
+                    text += &format!("{prefix}{tag}{l}\n");
+                    // In a log, other messages may come between any two
+                    // lines (kmemleak's own only between reports).
+                    if log && next(4) == 0 {
+                        text += &format!("{prefix}{}\n", noise[next(2) as usize]);
+                    }
+                }
+                if log && next(3) == 0 {
+                    text += &format!("{prefix}{}\n", noise[next(noise.len() as u64) as usize]);
+                }
+                want.push(r);
+            }
+            let got = parse(&text);
+            assert_eq!(got, want, "{text}");
+            let chunk = 1 + next(300) as usize;
+            assert_eq!(
+                parallel(text.as_bytes(), chunk, 2),
+                want,
+                "chunk {chunk}: {text}"
+            );
+            // Cut anywhere: every report whose lines all came before the cut
+            // comes back as it was.
+            let cut = next(text.len() as u64 + 1) as usize;
+            let part = parse(&text[..cut]);
+            let whole = want
+                .iter()
+                .filter(|r| {
+                    let last = format!("    {}\n", r.frames.last().unwrap().raw);
+                    let header = format!("object {:#x} ", r.address);
+                    text.find(&header)
+                        .and_then(|h| text[h..].find(&last).map(|i| h + i + last.len()))
+                        .is_some_and(|end| end <= cut)
+                })
+                .count();
+            assert!(part.len() >= whole, "cut at {cut}: {part:?}");
+            // The last may be marked garbled: a cut line might have been its.
+            let unmarked = |r: &[Report]| -> Vec<Report> {
+                r.iter()
+                    .cloned()
+                    .map(|r| Report {
+                        garbled: false,
+                        ..r
+                    })
+                    .collect()
+            };
+            assert_eq!(
+                unmarked(&part[..whole]),
+                unmarked(&want[..whole]),
+                "cut at {cut}"
+            );
+            assert!(part[..whole.saturating_sub(1)].iter().all(|r| !r.garbled));
+        }
+    }
+
     #[test]
     fn percpu_header_and_garbage_are_kept() {
         let r = parse("unreferenced object (percpu) 0x3c4b9d6a2b20 (size 4):\nwhat is this\n");

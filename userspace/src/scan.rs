@@ -371,11 +371,12 @@ impl<'k> Window<'k> {
                             "waiting {:.1} s for the youngest objects to reach kmemleak's minimum age",
                             d.as_secs_f64()
                         ));
-                        std::thread::sleep(d);
+                        crate::interrupt::sleep(d)?;
                     }
                     self.protocol.step(Event::Now(Instant::now()))
                 }
                 Action::Scan => {
+                    crate::interrupt::check()?;
                     if let State::Scanning { scans, .. } = &self.protocol.state {
                         progress(&format!("scan {} (until two agree)", scans + 1));
                     }

@@ -95,8 +95,9 @@ pub fn run(module: &Path) -> Result<Selftest> {
     let name = kmod::load(module)?;
     let result = cases(&name);
     let unloaded = kmod::unload(&name);
-    let cases = result?;
+    let mut cases = result?;
     unloaded?;
+    cases.extend(interrupted_runs_clean_up(module)?);
     let ok = cases.iter().all(|c| c.ok);
     Ok(Selftest {
         schema: "leaklab.selftest/1",
@@ -253,6 +254,9 @@ fn cases(module: &str) -> Result<Vec<Case>> {
     for (name, expected, actual) in concurrent_writers(dir)? {
         check(name, &expected, actual);
     }
+    for (name, expected, actual) in unprivileged(dir)? {
+        check(name, &expected, actual);
+    }
 
     // Last: if this unloads the module, nothing after it could run.
     let open = fs::File::open(dir.join("stats"))?;
@@ -264,6 +268,89 @@ fn cases(module: &str) -> Result<Vec<Case>> {
     drop(open);
     check("rmmod while stats is open".into(), "EAGAIN", actual);
     Ok(cases)
+}
+
+/// Every file and directory under `dir`, depth first.
+fn tree(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            out.extend(tree(&path)?);
+        }
+        out.push(path);
+    }
+    Ok(out)
+}
+
+/// The control interface against an unprivileged user: no file in it is
+/// open to group or others, no directory writable by them, and a thread with the credentials of nobody
+/// gets EACCES opening any file to read or to write.
+fn unprivileged(dir: &Path) -> Result<Vec<(String, String, String)>> {
+    use std::os::unix::fs::PermissionsExt;
+    let paths = tree(dir)?;
+    let mut open_to_others = Vec::new();
+    for p in &paths {
+        let mode = fs::metadata(p)?.permissions().mode();
+        // Files root's alone; directories at most listable by others.
+        let open = if p.is_dir() { 0o022 } else { 0o077 };
+        if mode & open != 0 {
+            open_to_others.push(format!("{} {:o}", p.display(), mode & 0o777));
+        }
+    }
+    let files: Vec<_> = paths.into_iter().filter(|p| p.is_file()).collect();
+    let refused = crate::kmemleak::in_fresh_thread(move || {
+        // Credentials are per thread in the kernel; the raw system calls
+        // (unlike libc's wrappers) change this thread's only, and the thread
+        // ends right after.
+        // SAFETY: plain system calls with integer arguments (setgroups with
+        // an empty list and a null pointer it does not read).
+        let dropped = unsafe {
+            nix::libc::syscall(nix::libc::SYS_setgroups, 0, std::ptr::null::<u32>()) == 0
+                && nix::libc::syscall(nix::libc::SYS_setresgid, 65534, 65534, 65534) == 0
+                && nix::libc::syscall(nix::libc::SYS_setresuid, 65534, 65534, 65534) == 0
+        };
+        anyhow::ensure!(
+            dropped,
+            "dropping to nobody: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut other = Vec::new();
+        for f in &files {
+            for write in [false, true] {
+                let opened = fs::OpenOptions::new().read(!write).write(write).open(f);
+                let got = opened.map_or_else(|e| errno_name(&e), |_| "opened".into());
+                if got != "EACCES" {
+                    other.push(format!(
+                        "{} ({}): {got}",
+                        f.display(),
+                        if write { "write" } else { "read" }
+                    ));
+                }
+            }
+        }
+        Ok((files.len(), other))
+    })?;
+    Ok(vec![
+        (
+            "no file open to group or others, no directory writable".into(),
+            "none".into(),
+            if open_to_others.is_empty() {
+                "none".into()
+            } else {
+                open_to_others.join(", ")
+            },
+        ),
+        (
+            format!("open as nobody, {} files, read and write", refused.0),
+            "EACCES".into(),
+            if refused.1.is_empty() {
+                "EACCES".into()
+            } else {
+                refused.1.join(", ")
+            },
+        ),
+    ])
 }
 
 /// Processes each driving one pattern through `leaklab trigger`, and the
@@ -395,4 +482,69 @@ fn same(a: &[u8], b: &[u8]) -> String {
             String::from_utf8_lossy(b)
         )
     }
+}
+
+/// SIGINT and SIGTERM in the middle of `leaklab cycle` (run as a child):
+/// it exits with 128 + the signal and one line, after unloading the module
+/// and leaving kmemleak's scan thread as it found it.
+fn interrupted_runs_clean_up(module: &Path) -> Result<Vec<Case>> {
+    use nix::sys::signal::{kill, Signal};
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().context("finding leaklab's own executable")?;
+    let loaded = Path::new("/sys/module").join(kmod::check(module)?);
+    let mut cases = Vec::new();
+    // SIGINT as soon as the module is there; SIGTERM later, in the window.
+    for (sig, after) in [(Signal::SIGINT, 0), (Signal::SIGTERM, 1500)] {
+        let scanning = crate::scan::auto_scan_running();
+        let child = Command::new(&exe)
+            .arg("cycle")
+            .arg("--module")
+            .arg(module)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting leaklab cycle")?;
+        let t = std::time::Instant::now();
+        while !loaded.exists() && t.elapsed() < std::time::Duration::from_secs(60) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(after));
+        kill(nix::unistd::Pid::from_raw(child.id() as i32), sig)?;
+        let out = child.wait_with_output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let mut check = |what: &str, expected: String, actual: String| {
+            cases.push(Case {
+                name: format!("cycle <- {sig} {what}"),
+                ok: actual == expected,
+                expected,
+                actual,
+            })
+        };
+        check(
+            "exit status",
+            (128 + sig as i32).to_string(),
+            out.status.code().map_or("none".into(), |c| c.to_string()),
+        );
+        check(
+            "says so in one line",
+            format!("leaklab: error: interrupted by {sig}"),
+            stderr
+                .lines()
+                .filter(|l| l.starts_with("leaklab: error:"))
+                .map(|l| l.split(':').take(3).collect::<Vec<_>>().join(":"))
+                .collect::<Vec<_>>()
+                .join(" | "),
+        );
+        check(
+            "module loaded after",
+            "no".into(),
+            if loaded.exists() { "yes" } else { "no" }.into(),
+        );
+        check(
+            "kmemleak scan thread",
+            scanning.to_string(),
+            crate::scan::auto_scan_running().to_string(),
+        );
+    }
+    Ok(cases)
 }

@@ -49,6 +49,11 @@ fn log_path(name: &str) -> String {
 /// Boots `arch`, runs `leaklab <command> --format json` there, and returns
 /// the exit status and the parsed output.
 fn guest_json(arch: &str, name: &str, command: &[&str]) -> (Option<i32>, Value) {
+    guest_json_with(arch, name, &[], command)
+}
+
+/// As [`guest_json`], with more `leaklab vm` options (`vm` before `--`).
+fn guest_json_with(arch: &str, name: &str, vm: &[&str], command: &[&str]) -> (Option<i32>, Value) {
     let dir = build_dir();
     let log = log_path(&format!("test-{name}-{arch}.log"));
     let mut args = vec![
@@ -59,8 +64,9 @@ fn guest_json(arch: &str, name: &str, command: &[&str]) -> (Option<i32>, Value) 
         dir.to_str().unwrap(),
         "--log",
         &log,
-        "--",
     ];
+    args.extend_from_slice(vm);
+    args.push("--");
     args.extend_from_slice(command);
     args.extend_from_slice(&["--format", "json"]);
     let out = leaklab(&args);
@@ -783,3 +789,262 @@ fn check_selftest(arch: &str) {
 }
 
 on_both_arches!(check_selftest: control_interface_contract_x86_64, control_interface_contract_arm64);
+
+/// The doctor's check `name` in `doc`.
+fn doctor_check<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name:?} in {doc:#}"))
+}
+
+/// Asserts a passing diagnosis: every check ok, in order, and a canary that
+/// kmemleak saw leak exactly and saw its twin clean.
+fn assert_doctor_passes(status: Option<i32>, doc: &Value, cpus: usize) {
+    assert_eq!(status, Some(0), "{doc:#}");
+    assert_eq!(doc["ok"], true);
+    let names: Vec<&str> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "root",
+            "kernel config",
+            "command line",
+            "debugfs",
+            "kmemleak",
+            "auto-scan",
+            "module",
+            "memory",
+            "canary"
+        ]
+    );
+    for c in doc["checks"].as_array().unwrap() {
+        assert_eq!(c["status"], "ok", "{c:#}");
+    }
+    let canary = &doc["canary"];
+    assert!(canary["expected"].as_u64().unwrap() >= 1, "{canary:#}");
+    assert_eq!(canary["found_leaky"], canary["expected"], "{canary:#}");
+    assert_eq!(canary["found_fixed"], 0, "{canary:#}");
+    assert!(
+        canary["culprit_line"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("samples/error_path.rs:")),
+        "{canary:#}"
+    );
+    assert!(doc["scan_seconds"].as_f64().unwrap() > 0.0);
+    let cpu = doc["cpu"].as_str().unwrap();
+    assert!(cpu.starts_with(&format!("{cpus}x ")), "{cpu}");
+    if doc["machine"] == "aarch64" {
+        assert!(cpu.ends_with("Cortex-A76"), "{cpu}");
+        // QEMU's virt machine names itself in the device tree.
+        assert_eq!(doc["board"], "linux,dummy-virt", "{doc:#}");
+    }
+}
+
+/// `leaklab doctor` passes in the VM: the kernel's options from
+/// /proc/config.gz, slab_nomerge, kmemleak, the module, and the canary.
+fn check_doctor(arch: &str) {
+    let (status, doc) = guest_json(arch, "doctor", &["doctor"]);
+    assert_doctor_passes(status, &doc, 1);
+}
+
+on_both_arches!(check_doctor: doctor_passes_x86_64, doctor_passes_arm64);
+
+/// Booted with kmemleak=off, the doctor fails on the command line and on
+/// kmemleak, each with its reason, and runs no canary.
+fn check_doctor_kmemleak_off(arch: &str) {
+    let (status, doc) = guest_json_with(
+        arch,
+        "doctor-kmemleak-off",
+        &["--append", "kmemleak=off"],
+        &["doctor"],
+    );
+    assert_eq!(status, Some(1), "{doc:#}");
+    assert_eq!(doc["ok"], false);
+    let cmdline = doctor_check(&doc, "command line");
+    assert_eq!(cmdline["status"], "fail", "{cmdline:#}");
+    assert!(cmdline["detail"].as_str().unwrap().contains("kmemleak=off"));
+    let k = doctor_check(&doc, "kmemleak");
+    assert_eq!(k["status"], "fail", "{k:#}");
+    assert!(
+        k["detail"]
+            .as_str()
+            .unwrap()
+            .contains("kmemleak is disabled"),
+        "{k:#}"
+    );
+    assert_eq!(doctor_check(&doc, "canary")["status"], "skip");
+    assert!(doc["canary"].is_null());
+}
+
+on_both_arches!(check_doctor_kmemleak_off: doctor_fails_with_kmemleak_off_x86_64, doctor_fails_with_kmemleak_off_arm64);
+
+/// With a module whose leaky samples free after all (`make sabotaged`), the
+/// canary leaks nothing: the doctor must say kmemleak did not see it, and
+/// fail.
+fn check_doctor_sabotaged(arch: &str) {
+    let ko = build_dir().join(arch).join("sabotaged").join("leaklab.ko");
+    let (status, doc) = guest_json_with(
+        arch,
+        "doctor-sabotaged",
+        &["--module", ko.to_str().unwrap()],
+        &["doctor"],
+    );
+    assert_eq!(status, Some(1), "{doc:#}");
+    assert_eq!(doc["ok"], false);
+    let c = doctor_check(&doc, "canary");
+    assert_eq!(c["status"], "fail", "{c:#}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot see the leak"),
+        "{c:#}"
+    );
+    assert_eq!(doc["canary"]["found_leaky"], 0, "{doc:#}");
+    // Everything before the canary was fine.
+    assert_eq!(doctor_check(&doc, "module")["status"], "ok");
+    assert_eq!(doctor_check(&doc, "kmemleak")["status"], "ok");
+}
+
+on_both_arches!(check_doctor_sabotaged: doctor_fails_when_the_canary_does_not_leak_x86_64, doctor_fails_when_the_canary_does_not_leak_arm64);
+
+/// `make bundle ARCH=arm64`'s tarball, unpacked into a fresh initramfs (its
+/// leaklab as /init, its modules only) and booted on a board-like guest
+/// (4 Cortex-A76, 2 GiB): doctor passes and the matrix is as expected.
+#[test]
+#[ignore = "boots QEMU: run through 'make test'"]
+fn bundle_runs_doctor_and_matrix_on_a_board_like_arm64_guest() {
+    let tarball = build_dir().join("leaklab-bundle-arm64.tar.gz");
+    let dir = build_dir().join("results").join("bundle-test");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new("tar")
+        .arg("-xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&dir)
+        .output()
+        .expect("running tar");
+    assert!(out.status.success(), "{tarball:?}: {out:?}");
+    let b = dir.join("leaklab-bundle-arm64");
+    for f in [
+        "leaklab",
+        "leaklab.ko",
+        "kmemleak-test.ko",
+        "rust_minimal.ko",
+        "README-board.txt",
+        "common.config",
+        "board-rk3588.config",
+    ] {
+        assert!(b.join(f).is_file(), "the bundle lacks {f}");
+    }
+    for f in ["leaklab", "leaklab.ko"] {
+        let data = std::fs::read(b.join(f)).unwrap();
+        let elf = object::File::parse(&*data).unwrap();
+        assert_eq!(
+            object::Object::architecture(&elf),
+            object::Architecture::Aarch64,
+            "{f}"
+        );
+    }
+    let path = |f: &str| b.join(f).to_str().unwrap().to_string();
+    let (init, ko, test, minimal) = (
+        path("leaklab"),
+        path("leaklab.ko"),
+        path("kmemleak-test.ko"),
+        path("rust_minimal.ko"),
+    );
+    let vm = [
+        "--init", &init, "--module", &ko, "--module", &test, "--module", &minimal, "--cpus", "4",
+        "--memory", "2048",
+    ];
+    let (status, doc) = guest_json_with("arm64", "bundle-doctor", &vm, &["doctor"]);
+    assert_doctor_passes(status, &doc, 4);
+    assert!(doc["memory_mib"].as_u64().unwrap() > 1800, "{doc:#}");
+    let (status, run) = guest_json_with("arm64", "bundle-matrix", &vm, &["matrix"]);
+    let cycle = &run["cycles"][0];
+    assert_eq!(cycle["verdicts"].as_array().unwrap().len(), 14);
+    for v in cycle["verdicts"].as_array().unwrap() {
+        assert_eq!(v["ok"], true, "{v:#}");
+    }
+    assert_eq!(
+        cycle["unexpected"].as_array().unwrap().len(),
+        0,
+        "{cycle:#}"
+    );
+    let refs = cycle["references"].as_array().unwrap();
+    // kmemleak-test: 24 objects and one per possible CPU.
+    assert_eq!(refs[0]["expected"], 28, "{cycle:#}");
+    let found = refs[0]["found"]["objects"].as_u64().unwrap();
+    assert!((27..=28).contains(&found), "{cycle:#}");
+    assert_eq!(refs[1]["found"]["objects"], 0);
+    assert_eq!(run["ok"], found == 28, "{run:#}");
+    assert_eq!(status, Some(if found == 28 { 0 } else { 1 }));
+}
+
+/// `leaklab fuzz`: thousands of hostile writes and odd reads to every
+/// control file; every write outside the contract refused, no kernel
+/// warning a leaky sample does not explain, nothing leaked outside the
+/// leaky samples.
+fn check_fuzz(arch: &str) {
+    let (status, run) = guest_json(
+        arch,
+        "fuzz",
+        &["fuzz", "--count", "4000", "--seconds", "60", "--seed", "7"],
+    );
+    assert_eq!(status, Some(0), "{run:#}");
+    assert_eq!(run["ok"], true);
+    assert!(run["files"].as_u64().unwrap() >= 30, "{run:#}");
+    assert!(run["writes"].as_u64().unwrap() >= 1500, "{run:#}");
+    assert!(run["refused"].as_u64().unwrap() >= 1000, "{run:#}");
+    assert!(run["reads"].as_u64().unwrap() >= 500, "{run:#}");
+    for empty in ["accepted_bad", "failed_reads", "kernel_log", "outside"] {
+        assert_eq!(run[empty].as_array().unwrap().len(), 0, "{empty}: {run:#}");
+    }
+}
+
+on_both_arches!(check_fuzz: fuzz_control_files_x86_64, fuzz_control_files_arm64);
+
+/// `leaklab faults` in a 128 MiB guest: every allocation of every sample
+/// fails in turn (each refusal counted as a failed run), leaky runs fill
+/// the leak cap and then are all refused; no kernel warning, and nothing
+/// leaks outside the leaky samples but the kernel leak it names.
+fn check_faults(arch: &str) {
+    let (status, run) = guest_json_with(arch, "faults", &["--memory", "128"], &["faults"]);
+    assert_eq!(status, Some(0), "{run:#}");
+    assert_eq!(run["ok"], true);
+    assert!(run["memory_mib"].as_u64().unwrap() <= 128, "{run:#}");
+    let injected = run["injected"].as_array().unwrap();
+    assert_eq!(injected.len(), 14, "{run:#}");
+    for i in injected {
+        assert_eq!(i["complete"], true, "{i:#}");
+        assert!(i["points"].as_u64().unwrap() >= 1, "{i:#}");
+        // Every sample allocates, so some failure reaches it and is refused.
+        assert!(i["errors"].as_u64().unwrap() >= 1, "{i:#}");
+        assert_eq!(i["errors"], i["failed_runs"], "{i:#}");
+        assert_eq!(i["errnos"], serde_json::json!(["ENOMEM"]), "{i:#}");
+    }
+    assert_eq!(run["cap_held"], true);
+    let (cap, leaked) = (
+        run["cap_bytes"].as_u64().unwrap(),
+        run["leaked_bytes"].as_u64().unwrap(),
+    );
+    assert!(leaked <= cap && leaked > cap / 2, "{run:#}");
+    assert!(run["leaky_reports"].as_u64().unwrap() > 1000, "{run:#}");
+    for empty in ["kernel_log", "outside"] {
+        assert_eq!(run[empty].as_array().unwrap().len(), 0, "{empty}: {run:#}");
+    }
+    for k in run["known_kernel"].as_array().unwrap() {
+        assert!(k.as_str().unwrap().contains("sysfs_slab_add"), "{k}");
+    }
+}
+
+on_both_arches!(check_faults: faults_and_the_leak_cap_in_a_small_guest_x86_64, faults_and_the_leak_cap_in_a_small_guest_arm64);
