@@ -3,6 +3,7 @@
 #
 #   make setup                  install what is missing (idempotent)
 #   make kernel  [ARCH=...]     build or reuse the cached Rust+kmemleak kernel
+#                [VARIANT=debug]  the test kernel with lockdep and hung-task checks
 #   make module  [ARCH=...]     build leaklab.ko   (KDIR=... for your own tree)
 #   make tool    [ARCH=...]     build the host tool and the static guest binary
 #   make run     [ARCH=...]     boot QEMU and run the main job (CPUS=, MEMORY= MiB)
@@ -31,7 +32,9 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER ?= aarch64-linux-gnu-gcc
 export CARGO_TERM_QUIET ?= true
 
 BUILD := $(CURDIR)/build
-OUT := $(BUILD)/$(ARCH)
+# VARIANT=debug: the test kernel with lockdep and the hung-task detector
+# (qemu/debug.config), and the module built for it, in build/ARCH-debug/.
+OUT := $(BUILD)/$(ARCH)$(if $(VARIANT),-$(VARIANT))
 RESULTS := $(BUILD)/results
 HOST_TOOL := $(CARGO_TARGET_DIR)/release/leaklab
 
@@ -53,19 +56,31 @@ setup:
 kernel: setup
 ifeq ($(KDIR),)
 	@mkdir -p $(OUT)
-	@kdir=$$(LLVM=$(LLVM) bash qemu/build-kernel.sh $(ARCH)) && \
+	@kdir=$$(LLVM=$(LLVM) bash qemu/build-kernel.sh $(ARCH) $(VARIANT)) && \
 	echo "$$kdir" > $(OUT)/kdir && \
 	ln -sfn "$$kdir/leaklab-image" $(OUT)/kernel-image && \
 	cp "$$kdir/samples/kmemleak/kmemleak-test.ko" "$$kdir/samples/rust/rust_minimal.ko" $(OUT)/ && \
-	echo "kernel: $(ARCH) ready in $$kdir"
+	echo "kernel: $(ARCH)$(if $(VARIANT), $(VARIANT)) ready in $$kdir"
 else
 	@echo "kernel: using KDIR=$(KDIR)"
 endif
 
 module: kernel
 	@test -n "$(KDIR_OF)" || { echo "module: no kernel tree: run 'make kernel' or pass KDIR=" >&2; exit 2; }
+ifeq ($(VARIANT),)
+	@# kbuild does not notice another tree of the same ARCH (its struct
+	@# module may differ): start clean then.
+	@# (Not kbuild's clean: it would sweep every .ko under build/ too.)
+	@[ "$$(cat .leaklab-built-for 2>/dev/null)" = "$(KDIR_OF) $(KBUILD_ARGS)" ] || \
+		rm -f $(IN_TREE_OUTPUTS)
 	$(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) modules
+	@echo "$(KDIR_OF) $(KBUILD_ARGS)" > .leaklab-built-for
 	@mkdir -p $(OUT) && cp leaklab.ko $(OUT)/leaklab.ko
+else
+	@$(call copy_sources,$(OUT)/src)
+	$(MAKE) -C $(KDIR_OF) M=$(OUT)/src $(KBUILD_ARGS) modules
+	@cp $(OUT)/src/leaklab.ko $(OUT)/leaklab.ko
+endif
 
 tool: setup
 	cd userspace && cargo build --release
@@ -93,6 +108,7 @@ test: setup
 	cd userspace && cargo build --release
 	$(MAKE) --no-print-directory module tool sabotaged ARCH=x86_64
 	$(MAKE) --no-print-directory module tool sabotaged bundle ARCH=arm64
+	$(MAKE) --no-print-directory module VARIANT=debug ARCH=x86_64
 	$(MAKE) --no-print-directory check ARCH=x86_64
 	cd userspace && LEAKLAB_BUILD_DIR=$(BUILD) LEAKLAB_KSRC=$$(cat $(BUILD)/x86_64/kdir)/source \
 		cargo test --release -- --include-ignored
@@ -113,6 +129,10 @@ bench: module tool
 BOOTS ?= 20
 recall: module tool
 	bash scripts/recall.sh $(BUILD)/leaklab $(BUILD) $(ARCH) $(BOOTS)
+
+# What an in-tree module build leaves beside the sources.
+IN_TREE_OUTPUTS = leaklab.ko leaklab.o leaklab.mod leaklab.mod.c leaklab.mod.o \
+	.module-common.o modules.order Module.symvers .*.cmd module/*.o module/.*.cmd
 
 # The module's sources, copied to build elsewhere (a bundle, a test variant).
 MODULE_SOURCES := Kbuild $(wildcard module/*.rs samples/*.rs)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds (or finds in the cache) a minimal Rust + kmemleak kernel for one ARCH.
 #
-#   qemu/build-kernel.sh x86_64|arm64      prints the build directory (KDIR)
+#   qemu/build-kernel.sh x86_64|arm64 [VARIANT]   prints the build directory (KDIR)
 #
 # The build lives outside the clone, under $LEAKLAB_CACHE (default
 # ${XDG_CACHE_HOME:-$HOME/.cache}/leaklab), in a directory named by a hash of
@@ -10,7 +10,9 @@
 # call with nothing changed returns at once.
 set -euo pipefail
 
-arch=${1:?usage: build-kernel.sh x86_64|arm64}
+arch=${1:?usage: build-kernel.sh x86_64|arm64 [VARIANT]}
+# A variant merges qemu/VARIANT.config last (debug: lockdep, hung tasks).
+variant=${2:-}
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${LEAKLAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/leaklab}
 llvm=${LLVM:-}
@@ -24,6 +26,11 @@ arm64 | aarch64) arch=arm64; karch=arm64; cross=aarch64-linux-gnu-; image=arch/a
 *) say "unknown ARCH '$arch': use x86_64 or arm64"; exit 2 ;;
 esac
 if [ -n "$llvm" ]; then cross=; fi
+fragments=("$here/common.config" "$here/$arch.config")
+if [ -n "$variant" ]; then
+	[ -f "$here/$variant.config" ] || { say "no kernel variant '$variant' (qemu/$variant.config)"; exit 2; }
+	fragments+=("$here/$variant.config")
+fi
 
 srcver=$(dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null) || {
 	say "linux-source-6.12 is not installed: run 'make setup'"
@@ -40,13 +47,13 @@ toolchain() {
 key=$(
 	{
 		echo "src=$srcver arch=$arch llvm=$llvm"
-		cat "$here/common.config" "$here/$arch.config" "$0"
+		cat "${fragments[@]}" "$0"
 		toolchain
 	} | sha256sum | cut -c1-16
 )
 
 src=$cache/src/linux-$srcver
-out=$cache/kernel/$arch-$key
+out=$cache/kernel/$arch${variant:+-$variant}-$key
 if [ -f "$out/.leaklab-built" ]; then
 	echo "$out"
 	exit 0
@@ -69,8 +76,7 @@ say "building $arch kernel in $out (key $key; several minutes the first time)"
 rm -rf "$out"
 mkdir -p "$out"
 "${mk[@]}" -s tinyconfig
-"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" \
-	"$here/common.config" "$here/$arch.config" >/dev/null
+"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "${fragments[@]}" >/dev/null
 "${mk[@]}" -s olddefconfig
 
 # A fragment option that did not take (a missing dependency, or Rust found
@@ -83,7 +89,7 @@ while IFS= read -r line; do
 		opt=${line#\# }; opt=${opt%% *}
 		! grep -q "^$opt=" "$out/.config" || { say "option is set but should not be: $opt"; bad=1; } ;;
 	esac
-done < <(cat "$here/common.config" "$here/$arch.config")
+done < <(cat "${fragments[@]}")
 if [ "$bad" != 0 ]; then
 	"${mk[@]}" rustavailable >&2 || true
 	say "kernel config is not what qemu/*.config asks for; see above"

@@ -83,14 +83,16 @@ if abs(fixed["slab_drift_kib"]) > DRIFT_KIB or fixed["available_drift_kib"] < -D
 if leak["reported"] != leak["leaked"]:
     problems.append(f"leaky run: kmemleak reported {leak['reported']} of {leak['leaked']} objects")
 rate = leak["leak_per_cycle"]
-if abs(leak["slab_slope"] - rate) > SLOPE_TOLERANCE * rate:
-    problems.append(f"leaky run: Slab grew {leak['slab_slope']:.0f} bytes a cycle, stated {rate}")
+# Slab also holds kmemleak's own record of each leaked object: the leak's
+# slope is Slab's less those records (leak_slope).
+if abs(leak["leak_slope"] - rate) > SLOPE_TOLERANCE * rate:
+    problems.append(f"leaky run: the leak grew {leak['leak_slope']:.0f} bytes a cycle, stated {rate}")
 
-print(f"| run ({arch}, {cycles} cycles) | wall | kmemleak | Slab drift | MemAvailable drift | Slab slope |")
-print("|---|---:|---:|---:|---:|---:|")
+print(f"| run ({arch}, {cycles} cycles) | wall | kmemleak reported / leaked | Slab drift | MemAvailable drift | Slab slope | leak slope (Slab less kmemleak's records) |")
+print("|---|---:|---:|---:|---:|---:|---:|")
 for name, r in (("fixed variants", fixed), (f"+ {leaky} leaky", leak)):
-    print(f"| {name} | {r['seconds']:.0f} s | {r['reported']} of {r['leaked']} | {r['slab_drift_kib']:+} KiB"
-          f" | {r['available_drift_kib']:+} KiB | {r['slab_slope']:+.1f} B/cycle |")
+    print(f"| {name} | {r['seconds']:.0f} s | {r['reported']} / {r['leaked']} | {r['slab_drift_kib']:+} KiB"
+          f" | {r['available_drift_kib']:+} KiB | {r['slab_slope']:+.1f} B/cycle | {r['leak_slope']:+.1f} B/cycle |")
 print(f"bounds: fixed drift within {DRIFT_KIB} KiB and kmemleak empty; leaky slope within "
       f"{SLOPE_TOLERANCE:.0%} of {rate} B/cycle and every leaked object reported")
 print(f"plot: {path}")

@@ -523,6 +523,35 @@ fn progress_spinner() -> indicatif::ProgressBar {
     bar
 }
 
+/// What a command found, for people and for machines.
+pub trait Outcome: serde::Serialize {
+    /// The human report, ending with its verdict.
+    fn human(&self) -> String;
+    /// Whether all was as required.
+    fn passed(&self) -> bool;
+}
+
+/// Runs `work` with a spinner on a terminal, prints what it found as text
+/// or JSON, and exits 0 when it passed, 1 when not.
+fn report_outcome<T: Outcome>(
+    format: Format,
+    work: impl FnOnce(&mut dyn FnMut(&str)) -> Result<T>,
+) -> Result<ExitCode> {
+    let spinner = progress_spinner();
+    let outcome = work(&mut |s| spinner.set_message(s.to_string()));
+    spinner.finish_and_clear();
+    let outcome = outcome?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
+        Format::Human => print!("{}", outcome.human()),
+    }
+    Ok(if outcome.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 /// Runs a cycle plan and prints it; exit 0 only when all was as expected.
 fn run_cycle(plan: &cycle::Plan, format: CycleFormat) -> Result<ExitCode> {
     let spinner = progress_spinner();
@@ -721,18 +750,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 module: cycle::default_module(module),
                 canary,
             };
-            let spinner = progress_spinner();
-            let d = crate::doctor::diagnose(&opts, &mut |s| spinner.set_message(s.to_string()));
-            spinner.finish_and_clear();
-            match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&d)?),
-                Format::Human => print!("{}", d.human()),
-            }
-            Ok(if d.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            report_outcome(format, |p| Ok(crate::doctor::diagnose(&opts, p)))
         }
         Cmd::Fuzz {
             module,
@@ -747,37 +765,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 seconds,
                 seed,
             };
-            let spinner = progress_spinner();
-            let run = crate::fuzz::run(&plan, &mut |s| spinner.set_message(s.to_string()));
-            spinner.finish_and_clear();
-            let run = run?;
-            match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&run)?),
-                Format::Human => print!("{}", run.human()),
-            }
-            Ok(if run.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            report_outcome(format, |p| crate::fuzz::run(&plan, p))
         }
-        Cmd::Faults { module, format } => {
-            let spinner = progress_spinner();
-            let run = crate::faults::run(&cycle::default_module(module), &mut |s| {
-                spinner.set_message(s.to_string())
-            });
-            spinner.finish_and_clear();
-            let run = run?;
-            match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&run)?),
-                Format::Human => print!("{}", run.human()),
-            }
-            Ok(if run.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
+        Cmd::Faults { module, format } => report_outcome(format, |p| {
+            crate::faults::run(&cycle::default_module(module), p)
+        }),
         Cmd::Soak {
             module,
             cycles,
@@ -791,15 +783,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 leaky,
                 every,
             };
-            let spinner = progress_spinner();
-            let run = crate::soak::run(&plan, &mut |s| spinner.set_message(s.to_string()));
-            spinner.finish_and_clear();
-            let run = run?;
-            match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&run)?),
-                Format::Human => print!("{}", run.human()),
-            }
-            Ok(ExitCode::SUCCESS)
+            report_outcome(format, |p| crate::soak::run(&plan, p))
         }
         Cmd::Selftest { module, format } => {
             let t = selftest::run(&cycle::default_module(module))?;

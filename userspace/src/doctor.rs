@@ -582,9 +582,13 @@ fn arm_part(part: &str) -> Option<&'static str> {
     })
 }
 
-impl Diagnosis {
+impl crate::cli::Outcome for Diagnosis {
+    fn passed(&self) -> bool {
+        self.ok
+    }
+
     /// The human report: a header, a line per check (and its fix), a verdict.
-    pub fn human(&self) -> String {
+    fn human(&self) -> String {
         let mut out = format!(
             "leaklab doctor: kernel {} on {}{}{}, {} MiB\n",
             self.kernel,

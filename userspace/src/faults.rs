@@ -122,6 +122,13 @@ impl FailNth {
     }
 }
 
+impl Drop for FailNth {
+    /// No failure left pending for whatever the thread does next.
+    fn drop(&mut self) {
+        let _ = self.set(0);
+    }
+}
+
 /// Writes `value` to the control file `file` once, with the N-th
 /// allocation after the file is open failing (`nth`; 0: none); returns the
 /// write's outcome and whether the injected failure fired.
@@ -336,9 +343,13 @@ pub fn run(module: &Path, progress: &mut dyn FnMut(&str)) -> Result<FaultRun> {
     })
 }
 
-impl FaultRun {
+impl crate::cli::Outcome for FaultRun {
+    fn passed(&self) -> bool {
+        self.ok
+    }
+
     /// The human summary: a line per sample, the cap, then each problem.
-    pub fn human(&self) -> String {
+    fn human(&self) -> String {
         let mut out = format!(
             "faults ({} MiB guest): each allocation of each sample failed in turn\n",
             self.memory_mib
@@ -363,11 +374,6 @@ impl FaultRun {
             if self.cap_held { "yes" } else { "NO" }
         );
         out += &self.judgement.human();
-        out += if self.ok {
-            "result: ok\n"
-        } else {
-            "result: FAIL\n"
-        };
-        out
+        out + crate::session::verdict(self.ok)
     }
 }

@@ -65,9 +65,13 @@ pub struct FuzzRun {
     pub ok: bool,
 }
 
-impl FuzzRun {
+impl crate::cli::Outcome for FuzzRun {
+    fn passed(&self) -> bool {
+        self.ok
+    }
+
     /// The human summary: figures, then each problem on a line.
-    pub fn human(&self) -> String {
+    fn human(&self) -> String {
         let mut out = format!(
             "fuzz (seed {}): {} files, {} writes ({} outside the contract, all refused: {}), {} odd reads\n",
             self.seed,
@@ -84,12 +88,7 @@ impl FuzzRun {
             out += &format!("  read failed: {r}\n");
         }
         out += &self.judgement.human();
-        out += if self.ok {
-            "result: ok\n"
-        } else {
-            "result: FAIL\n"
-        };
-        out
+        out + crate::session::verdict(self.ok)
     }
 }
 

@@ -97,6 +97,7 @@ pub fn run(module: &Path) -> Result<Selftest> {
     let unloaded = kmod::unload(&name);
     let mut cases = result?;
     unloaded?;
+    cases.extend(unload_races(module)?);
     cases.extend(interrupted_runs_clean_up(module)?);
     let ok = cases.iter().all(|c| c.ok);
     Ok(Selftest {
@@ -484,6 +485,129 @@ fn same(a: &[u8], b: &[u8]) -> String {
     }
 }
 
+/// `rmmod` racing against running samples and open files: threads
+/// trigger leaky and fixed runs, arm and disarm the exit-time leak and read
+/// `stats` in a loop while the module is being unloaded; the unload must
+/// get through (no deadlock), every thread must end by itself once the
+/// files are gone (no crash), and the kernel log must stay clean (on the
+/// debug kernel lockdep and the hung-task detector watch as well).
+fn unload_races(module: &Path) -> Result<Vec<Case>> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+    const USERS: [(&str, &str); 6] = [
+        ("patterns/error_path/fixed", "20"),
+        ("patterns/arc_cycle/leaky", "2"),
+        ("patterns/device_ref/fixed", "5"),
+        ("patterns/module_exit/leaky", "1"),
+        ("patterns/module_exit/disarm", "1"),
+        ("stats", ""),
+    ];
+    let dir = Path::new(crate::control::DIR);
+    let mut kmsg = crate::monitor::KmsgWatch::start()?;
+    let name = kmod::load(module)?;
+    let cname = CString::new(name.clone()).context("module name contains NUL")?;
+    let ops = AtomicU64::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (unloaded, ended) = std::thread::scope(|scope| {
+        let users: Vec<_> = USERS
+            .iter()
+            .map(|&(file, value)| {
+                let (path, ops, stop) = (dir.join(file), &ops, &stop);
+                scope.spawn(move || {
+                    // Until the file is gone: the module was unloaded.
+                    while !stop.load(Ordering::Relaxed) {
+                        let done = if value.is_empty() {
+                            fs::read_to_string(&path).map(|_| ())
+                        } else {
+                            fs::write(&path, value)
+                        };
+                        match done {
+                            Ok(()) => {
+                                ops.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
+                            // Refused runs (the leak cap) are fine; keep going.
+                            Err(_) => {}
+                        }
+                        std::thread::sleep(Duration::from_micros(500));
+                    }
+                    false
+                })
+            })
+            .collect();
+        // Let them get going, then unload while they run.
+        while ops.load(Ordering::Relaxed) < 50 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let t = Instant::now();
+        let unloaded = loop {
+            match delete_module(&cname, DeleteModuleFlags::O_NONBLOCK) {
+                Ok(()) => break Some(t.elapsed()),
+                Err(_) if t.elapsed() < Duration::from_secs(60) => {
+                    std::thread::sleep(Duration::from_millis(2))
+                }
+                Err(_) => break None,
+            }
+        };
+        // Users still going 10 s after the unload did not see it.
+        let t = Instant::now();
+        while users.iter().any(|u| !u.is_finished()) && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let ended = users
+            .into_iter()
+            .map(|u| u.join().unwrap_or(false))
+            .filter(|&ended| ended)
+            .count();
+        if unloaded.is_none() {
+            let _ = kmod::unload(&name);
+        }
+        (unloaded, ended)
+    });
+    let log: Vec<String> = crate::monitor::findings(&kmsg.drain())
+        .into_iter()
+        .map(|f| f.line)
+        .collect();
+    let case = |name: &str, expected: &str, actual: String| Case {
+        name: format!("rmmod racing {} users: {name}", USERS.len()),
+        ok: actual == expected,
+        expected: expected.into(),
+        actual,
+    };
+    Ok(vec![
+        case(
+            "unloaded within 60 s",
+            "yes",
+            unloaded.map_or("no".into(), |_| "yes".into()),
+        ),
+        case(
+            "users ended on their own",
+            &USERS.len().to_string(),
+            ended.to_string(),
+        ),
+        case(
+            "operations while racing",
+            "some",
+            if ops.load(Ordering::Relaxed) >= 50 {
+                "some"
+            } else {
+                "none"
+            }
+            .into(),
+        ),
+        case(
+            "kernel log",
+            "clean",
+            if log.is_empty() {
+                "clean".into()
+            } else {
+                log.join(" | ")
+            },
+        ),
+    ])
+}
+
 /// SIGINT and SIGTERM in the middle of `leaklab cycle` (run as a child):
 /// it exits with 128 + the signal and one line, after unloading the module
 /// and leaving kmemleak's scan thread as it found it.
@@ -497,7 +621,9 @@ fn interrupted_runs_clean_up(module: &Path) -> Result<Vec<Case>> {
     for (sig, after) in [(Signal::SIGINT, 0), (Signal::SIGTERM, 1500)] {
         let scanning = crate::scan::auto_scan_running();
         let child = Command::new(&exe)
-            .arg("cycle")
+            // Two patterns are enough to be in the middle of; slab_cache's
+            // leaky run would taint the kernel (and turn lockdep off).
+            .args(["cycle", "--pattern", "error_path", "--pattern", "arc_cycle"])
             .arg("--module")
             .arg(module)
             .stdout(Stdio::null())

@@ -160,3 +160,12 @@ impl Judgement {
         out
     }
 }
+
+/// The last line of a human report: its verdict.
+pub fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "result: ok\n"
+    } else {
+        "result: FAIL\n"
+    }
+}
