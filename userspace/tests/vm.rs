@@ -323,6 +323,10 @@ fn commands_that_need_root_say_so() {
         &["patterns"],
         &["trigger", "error_path", "leaky"],
         &["selftest"],
+        &["fuzz"],
+        &["faults"],
+        &["soak"],
+        &["matrix"],
     ] {
         let out = Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
