@@ -195,4 +195,4 @@ rust-analyzer: kernel
 
 clean:
 	-$(if $(KDIR_OF),$(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) clean)
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) .leaklab-built-for
