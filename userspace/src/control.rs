@@ -257,6 +257,35 @@ impl Control {
         parse_stats(&self.read("stats")?)
     }
 
+    /// The leak cap and the bytes leaked under it so far (`leak_cap`).
+    pub fn leak_cap(&self) -> Result<(u64, u64)> {
+        let text = self.read("leak_cap")?;
+        let field = |key: &str| -> Result<u64> {
+            fields(&text)
+                .find(|(k, _)| *k == key)
+                .with_context(|| format!("leak_cap: no {key}=N in {text:?}"))
+                .and_then(|(_, v)| number(v, key))
+        };
+        Ok((field("cap_bytes")?, field("leaked_bytes")?))
+    }
+
+    /// Every file and directory of the control interface, depth first.
+    pub fn entries(&self) -> Result<Vec<PathBuf>> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+            for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    walk(&path, out)?;
+                }
+                out.push(path);
+            }
+            Ok(())
+        }
+        let mut out = Vec::new();
+        walk(&self.dir, &mut out)?;
+        Ok(out)
+    }
+
     /// Sets the cap on intentionally leaked bytes.
     pub fn set_cap(&self, bytes: u64) -> Result<()> {
         self.write("leak_cap", &format!("{bytes}\n"))

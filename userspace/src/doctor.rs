@@ -385,12 +385,8 @@ fn check_module(c: &mut Checks, ko: &Path) -> Status {
 /// Checks MemAvailable; returns (MemTotal, MemAvailable) in KiB.
 fn check_memory(c: &mut Checks) -> Option<(u64, u64)> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-    };
-    let (total, available) = (field("MemTotal:")?, field("MemAvailable:")?);
+    let total = monitor::meminfo_field(&text, "MemTotal:")?;
+    let available = monitor::meminfo_field(&text, "MemAvailable:")?;
     let detail = format!("{} MiB available of {} MiB", available / 1024, total / 1024);
     // The samples leak at most leak_cap (4 MiB); kmemleak's scans and the
     // module want some room beyond that.

@@ -240,24 +240,11 @@ fn inject(ctl: &Control, ctl_dir: &Path, patterns: &[String]) -> Result<Vec<Inje
     Ok(out)
 }
 
-/// The module's `leak_cap` file: the cap and the bytes leaked so far.
-fn leak_cap(ctl_dir: &Path) -> Result<(u64, u64)> {
-    let path = ctl_dir.join("leak_cap");
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let field = |key: &str| -> Result<u64> {
-        text.split_whitespace()
-            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("{}: no {key}=N in {text:?}", path.display()))
-    };
-    Ok((field("cap_bytes")?, field("leaked_bytes")?))
-}
-
 /// Leaky runs of every pattern, round after round, until all are refused;
 /// returns the runs made and whether the cap then held.
-fn fill_to_cap(ctl_dir: &Path, patterns: &[String]) -> Result<(u64, bool)> {
+fn fill_to_cap(ctl: &Control, ctl_dir: &Path, patterns: &[String]) -> Result<(u64, bool)> {
     let fail = FailNth::open()?;
-    let leaked = || leak_cap(ctl_dir).map(|(_, leaked)| leaked);
+    let leaked = || ctl.leak_cap().map(|(_, leaked)| leaked);
     let mut runs = 0;
     // Sixteen runs a write while they fit, then one at a time.
     for batch in [16u64, 1] {
@@ -311,17 +298,13 @@ pub fn run(module: &Path, progress: &mut dyn FnMut(&str)) -> Result<FaultRun> {
     // A cap that fills with thousands of objects, not tens of thousands:
     // kmemleak's report of every one is read back, in a small guest.
     ctl.set_cap(FILL_CAP)?;
-    let (leaky_runs, cap_held) = fill_to_cap(dir, &patterns)?;
-    let (cap_bytes, leaked_bytes) = leak_cap(dir)?;
+    let (leaky_runs, cap_held) = fill_to_cap(&ctl, dir, &patterns)?;
+    let (cap_bytes, leaked_bytes) = ctl.leak_cap()?;
     drop(ctl);
     let judgement = session.finish(&patterns, progress)?;
     let memory_mib = fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        })
+        .and_then(|m| crate::monitor::meminfo_field(&m, "MemTotal:"))
         .unwrap_or(0)
         / 1024;
     let ok = cap_held

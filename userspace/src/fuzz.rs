@@ -17,11 +17,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    control::{parse_stats, Variant},
+    control::{Control, Variant},
     kmemleak::Kmemleak,
     session::{Judgement, Session},
 };
@@ -208,25 +208,31 @@ fn write(file: &Path, data: &[u8], how: u64) -> (std::io::Result<()>, bool) {
 pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<FuzzRun> {
     let kmemleak = Kmemleak::open()?;
     let session = Session::start(&kmemleak, &plan.module)?;
-    let mut run = fuzz(plan, progress)?;
+    let ctl = Control::open()?;
+    let mut run = fuzz(&ctl, plan, progress)?;
     // Which leaky samples ran (they may leak), before the module goes.
-    let stats = fs::read_to_string(Path::new(crate::control::DIR).join("stats"))
-        .context("reading leaklab's stats")
-        .and_then(|s| parse_stats(&s))?;
-    let ran_leaky: Vec<String> = stats
+    let ran_leaky: Vec<String> = ctl
+        .stats()?
         .into_iter()
         .filter(|s| s.variant == Variant::Leaky.name() && s.runs > 0)
         .map(|s| s.pattern)
         .collect();
+    drop(ctl);
     run.judgement = session.finish(&ran_leaky, progress)?;
     run.ok = run.accepted_bad.is_empty() && run.failed_reads.is_empty() && run.judgement.clean();
     Ok(run)
 }
 
 /// The fuzzing itself, against the loaded module.
-fn fuzz(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<FuzzRun> {
+fn fuzz(ctl: &Control, plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<FuzzRun> {
+    // Every file, with whether its mode lets root write it.
     let mut files = Vec::new();
-    collect_files(Path::new(crate::control::DIR), &mut files)?;
+    for path in ctl.entries()? {
+        let meta = fs::metadata(&path)?;
+        if meta.is_file() {
+            files.push((path, meta.permissions().mode() & 0o200 != 0));
+        }
+    }
     files.sort();
     let mut rng = Rng(plan.seed | 1);
     let mut run = FuzzRun {
@@ -299,20 +305,6 @@ fn read_odd(file: &Path, rng: &mut Rng, run: &mut FuzzRun) {
                 .push(format!("{} at {offset}: {e}", file.display()));
         }
     }
-}
-
-/// Every regular file under `dir`, with whether its mode lets root write.
-fn collect_files(dir: &Path, out: &mut Vec<(PathBuf, bool)>) -> Result<()> {
-    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let path = entry?.path();
-        let meta = fs::metadata(&path)?;
-        if meta.is_dir() {
-            collect_files(&path, out)?;
-        } else {
-            out.push((path, meta.permissions().mode() & 0o200 != 0));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -134,6 +134,14 @@ pub struct MemInfo {
     pub kernel_stack: i64,
 }
 
+/// One `/proc/meminfo` field (`name` with its colon, e.g. `MemTotal:`) of
+/// `text`, in KiB.
+pub fn meminfo_field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
 impl MemInfo {
     /// Parses `/proc/meminfo` text.
     pub fn parse(text: &str) -> Self {

@@ -236,20 +236,6 @@ impl Parser {
         }
     }
 
-    /// A parser that has already seen a kernel log line: from here on it
-    /// skips lines without a log prefix (see [`Parser::in_log`]).
-    pub fn in_log() -> Self {
-        Self {
-            log: true,
-            ..Self::new()
-        }
-    }
-
-    /// Whether the input so far had kernel log lines.
-    pub fn saw_log(&self) -> bool {
-        self.log
-    }
-
     /// Whether `line` would begin a report here; a parser that has seen
     /// nothing yet is the same as a new one whatever comes.
     fn joins_at(&self, line: &str) -> bool {

@@ -199,7 +199,7 @@ fn cases(module: &str) -> Result<Vec<Case>> {
     );
 
     // The cap: a leaky run that does not fit fails whole and leaks nothing.
-    let cap_before = fs::read_to_string(dir.join("leak_cap"))?;
+    let (old_cap, _) = ctl.leak_cap()?;
     ctl.set_cap(100)?;
     check(
         "leaky <- 1 over a 100-byte cap".into(),
@@ -221,11 +221,6 @@ fn cases(module: &str) -> Result<Vec<Case>> {
         "cap_bytes=100 leaked_bytes=0",
         fs::read_to_string(dir.join("leak_cap"))?.trim().to_string(),
     );
-    let old_cap: u64 = cap_before
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("cap_bytes="))
-        .and_then(|v| v.parse().ok())
-        .context("leak_cap unreadable")?;
     ctl.set_cap(old_cap)?;
 
     // Reads: byte by byte, and at an odd offset, agree with a whole read.
@@ -255,7 +250,7 @@ fn cases(module: &str) -> Result<Vec<Case>> {
     for (name, expected, actual) in concurrent_writers(dir)? {
         check(name, &expected, actual);
     }
-    for (name, expected, actual) in unprivileged(dir)? {
+    for (name, expected, actual) in unprivileged(&ctl)? {
         check(name, &expected, actual);
     }
 
@@ -271,25 +266,12 @@ fn cases(module: &str) -> Result<Vec<Case>> {
     Ok(cases)
 }
 
-/// Every file and directory under `dir`, depth first.
-fn tree(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let path = entry?.path();
-        if path.is_dir() {
-            out.extend(tree(&path)?);
-        }
-        out.push(path);
-    }
-    Ok(out)
-}
-
 /// The control interface against an unprivileged user: no file in it is
 /// open to group or others, no directory writable by them, and a thread with the credentials of nobody
 /// gets EACCES opening any file to read or to write.
-fn unprivileged(dir: &Path) -> Result<Vec<(String, String, String)>> {
+fn unprivileged(ctl: &Control) -> Result<Vec<(String, String, String)>> {
     use std::os::unix::fs::PermissionsExt;
-    let paths = tree(dir)?;
+    let paths = ctl.entries()?;
     let mut open_to_others = Vec::new();
     for p in &paths {
         let mode = fs::metadata(p)?.permissions().mode();
