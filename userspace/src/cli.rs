@@ -349,11 +349,17 @@ fn run_parse(
         Some(p) if p == std::path::Path::new("-") => "standard input".to_string(),
         Some(p) => p.display().to_string(),
     };
-    let read: Box<dyn std::io::Read> = match input {
+    let file = match input {
         Some(p) if p != std::path::Path::new("-") => {
-            Box::new(std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?)
+            Some(std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?)
         }
-        _ => Box::new(std::io::stdin().lock()),
+        _ => None,
+    };
+    let map = file.as_ref().and_then(map_file);
+    let read = match (&map, file) {
+        (Some(map), _) => report::Input::Mapped(map),
+        (None, Some(file)) => report::Input::Read(Box::new(file)),
+        (None, None) => report::Input::Read(Box::new(std::io::stdin().lock())),
     };
     // Human output keeps the groups only; JSON lists every report as well.
     let keep = format == Format::Json;
@@ -385,6 +391,22 @@ fn run_parse(
         format,
         serde_json::json!({"schema": "leaklab.parse/1"}),
     )
+}
+
+/// `file` mapped into memory when it is a regular file worth it (1 MiB or
+/// more): the parse then reads the page cache where it is, with no copy.
+fn map_file(file: &std::fs::File) -> Option<memmap2::Mmap> {
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() < 1 << 20 {
+        return None;
+    }
+    // SAFETY: the map is private to this process and only read. Another
+    // process may still change the file while it is read: the parser takes
+    // any bytes (a changed report comes out garbled, never as undefined
+    // behaviour of ours, as the bytes are only compared and copied), and a
+    // file cut shorter under the map ends the run with SIGBUS, as with
+    // ripgrep and other readers that map files; pipe such a file instead.
+    unsafe { memmap2::Mmap::map(file) }.ok()
 }
 
 /// Prints reports grouped by backtrace, human or JSON (`head`'s fields

@@ -35,6 +35,9 @@ const FILL_CAP: u64 = 1 << 20;
 /// Allocation points tried per sample run, at most.
 const MAX_POINTS: u32 = 200;
 
+/// Sweeps of a sample's points, at most, until one of its runs fails.
+const MAX_SWEEPS: u32 = 4;
+
 /// One sample under injected failures.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Injection {
@@ -42,10 +45,17 @@ pub struct Injection {
     pub pattern: String,
     /// `leaky` or `fixed`.
     pub variant: String,
-    /// Failure points reached: runs in which the injected failure fired.
+    /// Failure points reached in a sweep (the most of any sweep): runs in
+    /// which the injected failure fired.
     pub points: u32,
-    /// Of those, runs whose write returned an error (the rest absorbed the
-    /// failure, e.g. in the driver core).
+    /// Sweeps made: more than one when a sweep had no run fail. The points
+    /// before a sample's own allocation are not always the same (a new slab
+    /// page for the allocations before it is a point of its own, when one
+    /// is needed), so a sweep can step over the sample's allocation.
+    pub sweeps: u32,
+    /// Runs, over all sweeps, whose write returned an error (the rest
+    /// absorbed the failure: the module's own best-effort allocations,
+    /// kmemleak's metadata, the driver core).
     pub errors: u64,
     /// The errors, by name, once each.
     pub errnos: Vec<String>,
@@ -201,36 +211,46 @@ fn inject(ctl: &Control, ctl_dir: &Path, patterns: &[String]) -> Result<Vec<Inje
                 pattern: p.clone(),
                 variant: variant.name().into(),
                 points: 0,
+                sweeps: 0,
                 errors: 0,
                 errnos: Vec::new(),
                 failed_runs: 0,
                 complete: false,
             };
             let failed_before = failed(ctl, p, variant)?;
-            for nth in 1..=MAX_POINTS {
-                let (result, fired) = write_failing(&file, b"1\n", nth, &fail)?;
-                match (result, fired) {
-                    (Ok(()), false) => {
-                        inj.complete = true;
-                        break;
-                    }
-                    (Err(e), false) => {
-                        return Err(e).with_context(|| {
-                            format!("{p} {}: a run with no failure injected", variant.name())
-                        })
-                    }
-                    (Ok(()), true) => inj.points += 1,
-                    (Err(e), true) => {
-                        inj.points += 1;
-                        inj.errors += 1;
-                        let name = format!(
-                            "{:?}",
-                            nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0))
-                        );
-                        if !inj.errnos.contains(&name) {
-                            inj.errnos.push(name);
+            while inj.errors == 0 && inj.sweeps < MAX_SWEEPS {
+                inj.sweeps += 1;
+                inj.complete = false;
+                let mut points = 0;
+                for nth in 1..=MAX_POINTS {
+                    let (result, fired) = write_failing(&file, b"1\n", nth, &fail)?;
+                    match (result, fired) {
+                        (Ok(()), false) => {
+                            inj.complete = true;
+                            break;
+                        }
+                        (Err(e), false) => {
+                            return Err(e).with_context(|| {
+                                format!("{p} {}: a run with no failure injected", variant.name())
+                            })
+                        }
+                        (Ok(()), true) => points += 1,
+                        (Err(e), true) => {
+                            points += 1;
+                            inj.errors += 1;
+                            let name = format!(
+                                "{:?}",
+                                nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0))
+                            );
+                            if !inj.errnos.contains(&name) {
+                                inj.errnos.push(name);
+                            }
                         }
                     }
+                }
+                inj.points = inj.points.max(points);
+                if !inj.complete {
+                    break;
                 }
             }
             inj.failed_runs = failed(ctl, p, variant)? - failed_before;
@@ -339,11 +359,16 @@ impl crate::cli::Outcome for FaultRun {
         );
         for i in &self.injected {
             out += &format!(
-                "  {:<18} {:<6} {:>3} failure point(s){}: {} refused ({}), {} counted failed\n",
+                "  {:<18} {:<6} {:>3} failure point(s){}{}: {} refused ({}), {} counted failed\n",
                 i.pattern,
                 i.variant,
                 i.points,
                 if i.complete { "" } else { " (NOT all reached)" },
+                if i.sweeps > 1 {
+                    format!(" in {} sweeps", i.sweeps)
+                } else {
+                    String::new()
+                },
                 i.errors,
                 i.errnos.join(" "),
                 i.failed_runs,

@@ -47,8 +47,11 @@ pub struct Frame {
     pub module: Option<String>,
 }
 
-fn hex(s: &str) -> Option<u64> {
-    u64::from_str_radix(s.trim_start_matches("0x"), 16).ok()
+fn hex(mut s: &str) -> Option<u64> {
+    while let Some(rest) = s.strip_prefix("0x") {
+        s = rest;
+    }
+    u64::from_str_radix(s, 16).ok()
 }
 
 /// Parses one backtrace line such as `kfree+0x1/0x2 [mod]`,
@@ -101,8 +104,11 @@ fn parse_header(line: &str) -> Option<(u64, u64)> {
         .or_else(|| rest.strip_prefix("(phys)"))
         .unwrap_or(rest)
         .trim_start();
-    let (addr, rest) = rest.split_once(' ')?;
-    let size = rest.trim().strip_prefix("(size ")?.split(')').next()?;
+    // Short fields: a plain scan beats a searcher's setup here.
+    let space = rest.bytes().position(|b| b == b' ')?;
+    let (addr, rest) = (&rest[..space], &rest[space + 1..]);
+    let size = rest.trim().strip_prefix("(size ")?;
+    let size = &size[..size.bytes().position(|b| b == b')').unwrap_or(size.len())];
     Some((hex(addr)?, size.trim().parse().ok()?))
 }
 
@@ -123,10 +129,10 @@ enum Part {
 pub struct Block {
     address: u64,
     size: u64,
-    comm: Option<String>,
+    comm: Field,
     pid: Option<u32>,
     jiffies: Option<u64>,
-    crc: Option<String>,
+    crc: Field,
     /// The backtrace lines, trimmed, each followed by a newline.
     frames: String,
     garbled: bool,
@@ -137,10 +143,10 @@ impl Block {
     fn start(&mut self, header: Option<(u64, u64)>) {
         (self.address, self.size) = header.unwrap_or((0, 0));
         self.garbled = header.is_none();
-        self.comm = None;
+        self.comm.unset();
         self.pid = None;
         self.jiffies = None;
-        self.crc = None;
+        self.crc.unset();
         self.frames.clear();
     }
 
@@ -170,13 +176,44 @@ impl Block {
         Report {
             address: self.address,
             size: self.size,
-            comm: self.comm.clone(),
+            comm: self.comm.get().map(str::to_string),
             pid: self.pid,
             jiffies: self.jiffies,
-            crc: self.crc.clone(),
+            crc: self.crc.get().map(str::to_string),
             frames: self.frames.lines().map(parse_frame).collect(),
             garbled: self.garbled,
         }
+    }
+}
+
+/// An optional text field of a [`Block`], its buffer kept when unset.
+#[derive(Debug, Default)]
+struct Field {
+    text: String,
+    set: bool,
+}
+
+impl Field {
+    fn get(&self) -> Option<&str> {
+        self.set.then_some(self.text.as_str())
+    }
+
+    fn set(&mut self, value: Option<&str>) {
+        self.text.clear();
+        self.text.push_str(value.unwrap_or_default());
+        self.set = value.is_some();
+    }
+
+    fn unset(&mut self) {
+        self.set = false;
+    }
+}
+
+impl From<Option<&str>> for Field {
+    fn from(value: Option<&str>) -> Self {
+        let mut f = Self::default();
+        f.set(value);
+        f
     }
 }
 
@@ -190,10 +227,10 @@ impl From<&Report> for Block {
         Self {
             address: r.address,
             size: r.size,
-            comm: r.comm.clone(),
+            comm: Field::from(r.comm.as_deref()),
             pid: r.pid,
             jiffies: r.jiffies,
-            crc: r.crc.clone(),
+            crc: Field::from(r.crc.as_deref()),
             frames,
             garbled: r.garbled,
         }
@@ -282,7 +319,7 @@ impl Parser {
             r.frames.push('\n');
         } else if let Some(rest) = t.strip_prefix("comm \"") {
             if let Some((comm, tail)) = rest.split_once('"') {
-                r.comm = Some(comm.to_string());
+                r.comm.set(Some(comm));
                 for field in tail.split(',') {
                     let field = field.trim();
                     if let Some(p) = field.strip_prefix("pid ") {
@@ -299,7 +336,7 @@ impl Parser {
         } else if t.starts_with("backtrace") {
             self.part = Part::Trace;
             if let Some(crc) = t.strip_prefix("backtrace (crc ") {
-                r.crc = crc.strip_suffix("):").map(str::to_string);
+                r.crc.set(crc.strip_suffix("):"));
             }
         } else if frame {
             r.frames.push_str(t);
@@ -393,6 +430,18 @@ pub fn log_body(line: &str) -> Option<&str> {
 /// full reading decides then.
 fn dmesg_kmemleak(line: &str) -> Option<&str> {
     let b = line.as_bytes();
+    // printk's own layout, `[%5lu.%06lu] kmemleak`, checked at fixed places
+    // (no loop whose length varies): nearly every line of a report.
+    if let Some(
+        [b'[', secs @ .., b'.', f0, f1, f2, f3, f4, f5, b']', b' ', b'k', b'm', b'e', b'm', b'l', b'e', b'a', b'k'],
+    ) = b.get(..23)
+    {
+        let micros = [f0, f1, f2, f3, f4, f5].iter().all(|c| c.is_ascii_digit());
+        let n = secs.iter().take_while(|&&c| c == b' ').count();
+        if micros && n < secs.len() && secs[n..].iter().all(u8::is_ascii_digit) {
+            return Some(&line[15..]);
+        }
+    }
     let at = |i: usize| b.get(i).copied().unwrap_or(0);
     let digits = |mut i: usize| {
         while at(i).is_ascii_digit() {
@@ -531,6 +580,17 @@ pub fn parse(text: &str) -> Vec<Report> {
     out
 }
 
+/// What [`parse_parallel`] reads.
+pub enum Input<'a> {
+    /// Bytes already in memory: chunks are slices of them.
+    Bytes(&'a [u8]),
+    /// A file mapped into memory: read as [`Input::Bytes`], and each part
+    /// read to its end is given back (its pages leave the process's RSS).
+    Mapped(&'a memmap2::Mmap),
+    /// A stream, read into buffers a chunk at a time.
+    Read(Box<dyn std::io::Read + 'a>),
+}
+
 /// Parses reports from `input` on `threads` threads, exactly as
 /// [`parse_blocks`] would. The input is cut into chunks of about `chunk`
 /// bytes, each at the start of a report where one is near; each chunk is
@@ -538,26 +598,31 @@ pub fn parse(text: &str) -> Vec<Report> {
 /// results are joined in input order with `append`. A chunk whose parse on
 /// its own could differ from reading on (it starts inside a report, or the
 /// log state before it matters) is read again after the chunks before it.
-pub fn parse_parallel<A: Send>(
-    mut input: impl std::io::Read,
+pub fn parse_parallel<'a, A: Send>(
+    input: Input<'a>,
     threads: usize,
     chunk: usize,
     new: impl Fn() -> A + Sync,
     add: impl Fn(&mut A, &Block) + Sync,
     mut append: impl FnMut(&mut A, A) + Send,
 ) -> std::io::Result<A> {
-    use std::io::Read;
+    use std::borrow::Cow;
     use std::sync::{mpsc, Mutex};
 
-    struct Done<A> {
-        data: Vec<u8>,
+    struct Done<'d, A> {
+        data: Cow<'d, [u8]>,
         tally: A,
         parser: Parser,
     }
     let chunk = chunk.max(1);
-    let (to_workers, jobs) = mpsc::sync_channel::<(usize, Vec<u8>)>(threads.max(1));
+    let (map, bytes, stream) = match input {
+        Input::Bytes(bytes) => (None, Some(bytes), None),
+        Input::Mapped(map) => (Some(map), Some(&map[..]), None),
+        Input::Read(stream) => (None, None, Some(stream)),
+    };
+    let (to_workers, jobs) = mpsc::sync_channel::<(usize, Cow<'a, [u8]>)>(threads.max(1));
     let jobs = Mutex::new(jobs);
-    let (to_merge, done) = mpsc::channel::<(usize, Done<A>)>();
+    let (to_merge, done) = mpsc::channel::<(usize, Done<'a, A>)>();
     let (give_back, spare) = mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
@@ -591,6 +656,7 @@ pub fn parse_parallel<A: Send>(
             let mut p = Parser::new();
             let mut waiting = std::collections::BTreeMap::new();
             let mut next = 0;
+            let mut released = 0;
             for (i, d) in done {
                 waiting.insert(i, d);
                 while let Some(d) = waiting.remove(&next) {
@@ -609,49 +675,83 @@ pub fn parse_parallel<A: Send>(
                             }
                         });
                     }
-                    let _ = give_back.send(d.data);
+                    match (d.data, map) {
+                        (Cow::Owned(buf), _) => {
+                            let _ = give_back.send(buf);
+                        }
+                        (Cow::Borrowed(read), Some(map)) => released = release(map, released, read),
+                        (Cow::Borrowed(_), None) => {}
+                    }
                 }
             }
             (acc, p)
         });
-        // The reader: chunks of whole lines, cut before a report header, in
-        // buffers the merge gives back.
-        let mut buf: Vec<u8> = Vec::with_capacity(2 * chunk);
+        // The reader: chunks of whole lines, cut before a report header.
+        let send = |index: &mut usize, data: Cow<'a, [u8]>| {
+            let sent = to_workers.send((*index, data)).is_ok();
+            *index += 1;
+            sent
+        };
         let mut index = 0;
         let mut failed = None;
-        loop {
-            match (&mut input).take(chunk as u64).read_to_end(&mut buf) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    failed = Some(e);
-                    break;
+        let rest: Cow<'a, [u8]> = match (bytes, stream) {
+            (Some(bytes), _) => {
+                let mut pos = 0;
+                while bytes.len() - pos > chunk {
+                    // A window with no whole line ends at the next newline.
+                    let end = pos + chunk;
+                    let cut = chunk_end(&bytes[pos..end]).or_else(|| {
+                        memchr::memchr(b'\n', &bytes[end..]).map(|i| end - pos + i + 1)
+                    });
+                    let Some(cut) = cut else { break };
+                    if !send(&mut index, Cow::Borrowed(&bytes[pos..pos + cut])) {
+                        break;
+                    }
+                    pos += cut;
                 }
+                Cow::Borrowed(&bytes[pos..])
             }
-            if buf.len() < chunk {
-                continue;
+            (None, Some(mut input)) => {
+                use std::io::Read;
+                // In buffers the merge gives back.
+                let mut buf: Vec<u8> = Vec::with_capacity(2 * chunk);
+                loop {
+                    match (&mut input).take(chunk as u64).read_to_end(&mut buf) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                    if buf.len() < chunk {
+                        continue;
+                    }
+                    let Some(cut) = chunk_end(&buf) else { continue };
+                    let mut next = spare.try_recv().unwrap_or_default();
+                    next.clear();
+                    next.extend_from_slice(&buf[cut..]);
+                    buf.truncate(cut);
+                    if !send(&mut index, Cow::Owned(std::mem::replace(&mut buf, next))) {
+                        break;
+                    }
+                }
+                Cow::Owned(buf)
             }
-            let Some(cut) = chunk_end(&buf) else { continue };
-            let mut next = spare.try_recv().unwrap_or_default();
-            next.clear();
-            next.extend_from_slice(&buf[cut..]);
-            buf.truncate(cut);
-            if to_workers
-                .send((index, std::mem::replace(&mut buf, next)))
-                .is_err()
-            {
-                break;
-            }
-            index += 1;
-        }
-        // What is left: whole lines, and perhaps a last line cut short.
-        let tail = match memchr::memrchr(b'\n', &buf) {
-            Some(i) => buf.split_off(i + 1),
-            None => std::mem::take(&mut buf),
+            (None, None) => Cow::Borrowed(&[]),
         };
-        if !buf.is_empty() {
-            let _ = to_workers.send((index, buf));
+        // What is left: whole lines, and perhaps a last line cut short.
+        let whole = memchr::memrchr(b'\n', &rest).map_or(0, |i| i + 1);
+        let (lines, tail) = match rest {
+            Cow::Borrowed(b) => (Cow::Borrowed(&b[..whole]), Cow::Borrowed(&b[whole..])),
+            Cow::Owned(mut v) => {
+                let tail = v.split_off(whole);
+                (Cow::Owned(v), Cow::Owned(tail))
+            }
+        };
+        if !lines.is_empty() {
+            send(&mut index, lines);
         }
         drop(to_workers);
         let (mut acc, mut p) = match merge.join() {
@@ -669,6 +769,28 @@ pub fn parse_parallel<A: Send>(
         }
         Ok(acc)
     })
+}
+
+/// Drops the pages of `map` from `from` to the last whole page of `read`
+/// (a part of it read to its end) out of the process; returns where the
+/// next release starts.
+fn release(map: &memmap2::Mmap, from: usize, read: &[u8]) -> usize {
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |p| p.max(1) as usize);
+    let end = read.as_ptr() as usize + read.len() - map.as_ptr() as usize;
+    let upto = end / page * page;
+    if upto > from {
+        // SAFETY: the map is of a file, private and never written, so
+        // MADV_DONTNEED only unmaps clean pages: a later read of them (a
+        // chunk's first line, the last line's tail) faults the file's same
+        // bytes back in, and no reference into the map changes meaning.
+        let _ = unsafe {
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, upto - from)
+        };
+    }
+    upto.max(from)
 }
 
 /// Where to end a chunk of `buf`: before the last line that holds a report
@@ -864,17 +986,35 @@ mod tests {
         }
     }
 
-    /// `text` read by [`parse_parallel`] in chunks of `chunk` bytes.
+    /// `text` read by [`parse_parallel`] in chunks of `chunk` bytes,
+    /// Read as a mapped file and as a stream, which must agree.
     fn parallel(text: &[u8], chunk: usize, threads: usize) -> Vec<Report> {
-        parse_parallel(
-            text,
-            threads,
-            chunk,
-            Vec::new,
-            |v, b| v.push(b.to_report()),
-            |v, later| v.extend(later),
-        )
-        .unwrap()
+        let run = |input| {
+            parse_parallel(
+                input,
+                threads,
+                chunk,
+                Vec::new,
+                |v, b| v.push(b.to_report()),
+                |v, later| v.extend(later),
+            )
+            .unwrap()
+        };
+        let in_memory = run(Input::Bytes(text));
+        assert_eq!(run(Input::Read(Box::new(text))), in_memory, "streamed");
+        // And as a mapped file, its pages given back as it goes.
+        let path = std::env::temp_dir().join(format!(
+            "leaklab-parse-{}-{:?}.log",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::write(&path, text).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: the file is this test's own; nothing changes it.
+        let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(run(Input::Mapped(&map)), in_memory, "mapped");
+        in_memory
     }
 
     #[test]

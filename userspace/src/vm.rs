@@ -98,7 +98,8 @@ pub enum Accel {
 pub struct VmSpec {
     /// Guest architecture.
     pub arch: Arch,
-    /// Kernel image (bzImage or Image).
+    /// Kernel image: an x86_64 vmlinux with a PVH entry (or a bzImage), an
+    /// arm64 Image.
     pub kernel: PathBuf,
     /// Files for the initramfs.
     pub contents: Contents,
