@@ -110,6 +110,9 @@ def main():
         big = f.name
         for _ in range(200 * 2**20 // len(capture)):
             f.write(capture)
+        # On disk before the clock starts: no writeback competes with either.
+        f.flush()
+        os.fsync(f.fileno())
     try:
         mib = os.path.getsize(big) / 2**20
         # Both read the file from the page cache (one read first puts it

@@ -289,7 +289,7 @@ impl Parser {
 
     /// Feeds one line (without its newline); returns the report it completed.
     pub fn line(&mut self, line: &str) -> Option<&Block> {
-        let line = match log_body(line) {
+        let line = match printk_kmemleak(line).or_else(|| log_body(line)) {
             Some(body) => {
                 self.log = true;
                 body.strip_prefix("kmemleak: ")?
@@ -311,7 +311,7 @@ impl Parser {
             return None;
         }
         let r = &mut self.current;
-        let frame = self.part == Part::Trace && line.starts_with(char::is_whitespace);
+        let frame = self.part == Part::Trace && starts_blank(line);
         // Most lines are frames: those that cannot be one of the keywords
         // below go straight in.
         if frame && !matches!(first, Some(b'c' | b'h' | b'b')) {
@@ -430,18 +430,6 @@ pub fn log_body(line: &str) -> Option<&str> {
 /// full reading decides then.
 fn dmesg_kmemleak(line: &str) -> Option<&str> {
     let b = line.as_bytes();
-    // printk's own layout, `[%5lu.%06lu] kmemleak`, checked at fixed places
-    // (no loop whose length varies): nearly every line of a report.
-    if let Some(
-        [b'[', secs @ .., b'.', f0, f1, f2, f3, f4, f5, b']', b' ', b'k', b'm', b'e', b'm', b'l', b'e', b'a', b'k'],
-    ) = b.get(..23)
-    {
-        let micros = [f0, f1, f2, f3, f4, f5].iter().all(|c| c.is_ascii_digit());
-        let n = secs.iter().take_while(|&&c| c == b' ').count();
-        if micros && n < secs.len() && secs[n..].iter().all(u8::is_ascii_digit) {
-            return Some(&line[15..]);
-        }
-    }
     let at = |i: usize| b.get(i).copied().unwrap_or(0);
     let digits = |mut i: usize| {
         while at(i).is_ascii_digit() {
@@ -486,12 +474,37 @@ fn dmesg_kmemleak(line: &str) -> Option<&str> {
     }
 }
 
+/// The common case of [`log_body`] at fixed places, with no loop whose
+/// length varies: printk's own `[%5lu.%06lu] kmemleak` (nearly every line of
+/// a report in a log); `None` when the line is not exactly that.
+fn printk_kmemleak(line: &str) -> Option<&str> {
+    let b: &[u8; 23] = line.as_bytes().get(..23)?.try_into().ok()?;
+    let (secs, micros) = (&b[1..6], &b[7..13]);
+    let spaces = secs.iter().take_while(|&&c| c == b' ').count();
+    let shape = b[0] == b'[' && b[6] == b'.' && &b[13..23] == b"] kmemleak";
+    (shape
+        && spaces < secs.len()
+        && secs[spaces..].iter().all(u8::is_ascii_digit)
+        && micros.iter().all(u8::is_ascii_digit))
+    .then(|| &line[15..])
+}
+
 /// ASCII whitespace as `char::is_whitespace` has it (with \x0b).
 fn is_ascii_blank(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
 }
 
+/// `s.starts_with(char::is_whitespace)`, quicker on ASCII.
+fn starts_blank(s: &str) -> bool {
+    match s.bytes().next() {
+        Some(b) if b.is_ascii() => is_ascii_blank(b),
+        Some(_) => s.starts_with(char::is_whitespace),
+        None => false,
+    }
+}
+
 /// `str::trim_start`, quicker on ASCII.
+#[inline]
 fn trim_start(s: &str) -> &str {
     let b = s.as_bytes();
     let mut n = 0;
@@ -506,6 +519,7 @@ fn trim_start(s: &str) -> &str {
 }
 
 /// `str::trim`, quicker on ASCII.
+#[inline]
 fn trim(s: &str) -> &str {
     let s = trim_start(s);
     let n = s.bytes().rev().take_while(|&b| is_ascii_blank(b)).count();
@@ -964,6 +978,34 @@ mod tests {
                 "{r:?}"
             );
         }
+    }
+
+    #[test]
+    fn printks_layout_read_at_fixed_places_as_in_full() {
+        let lines = [
+            "[    6.874545] kmemleak: unreferenced object 0x1 (size 8):",
+            "[12345.000001] kmemleak:     kfree+0x1/0x2",
+            "[    6.874545] kmemleak:",
+            // Then not a kmemleak message, for both readings.
+            "[    6.874545] kmemleaks x",
+            // Not the fixed layout: the full reading decides.
+            "[123456.874545] kmemleak: backtrace (crc 0):",
+            "[  1 2.874545] kmemleak: x",
+            "[     .874545] kmemleak: x",
+            "[    6.87454a] kmemleak: x",
+            "[    6.874545]  kmemleak: x",
+            "[    6.874545] leaklab: loaded",
+            "[    6.874545] kmemlea",
+            "[ 6.5] kmemleak: x",
+        ];
+        for (i, line) in lines.iter().enumerate() {
+            let fast = printk_kmemleak(line);
+            assert_eq!(fast.is_some(), i < 4, "{line:?}");
+            if fast.is_some() {
+                assert_eq!(fast, log_body(line), "{line:?}");
+            }
+        }
+        assert_eq!(printk_kmemleak(lines[0]), Some(&lines[0][15..]));
     }
 
     #[test]
