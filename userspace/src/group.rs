@@ -76,8 +76,9 @@ pub struct Tally {
 /// The reports of one task and backtrace.
 #[derive(Debug)]
 struct Entry {
-    first: Report,
-    backtrace: String,
+    /// Kept as read (copied, not parsed): most entries of a tally made per
+    /// chunk of input are merged into another's and dropped.
+    first: Block,
     count: usize,
     bytes: u64,
     garbled: bool,
@@ -89,7 +90,7 @@ impl Tally {
         let at = self.index.get(&b.pid()).and_then(|m| m.get(b.backtrace()));
         let i = match at {
             Some(&i) => i,
-            None => self.insert(b.to_report(), b.backtrace().to_string()),
+            None => self.insert(b.clone()),
         };
         self.entries[i].count += 1;
         self.entries[i].bytes += b.size();
@@ -111,15 +112,14 @@ impl Tally {
     }
 
     /// A new entry, empty, for `first`; returns its index.
-    fn insert(&mut self, first: Report, backtrace: String) -> usize {
+    fn insert(&mut self, first: Block) -> usize {
         let i = self.entries.len();
         self.index
-            .entry(first.pid)
+            .entry(first.pid())
             .or_default()
-            .insert(backtrace.clone(), i);
+            .insert(first.backtrace().to_string(), i);
         self.entries.push(Entry {
             first,
-            backtrace,
             count: 0,
             bytes: 0,
             garbled: false,
@@ -132,11 +132,11 @@ impl Tally {
         for e in later.entries {
             let at = self
                 .index
-                .get(&e.first.pid)
-                .and_then(|m| m.get(&e.backtrace));
+                .get(&e.first.pid())
+                .and_then(|m| m.get(e.first.backtrace()));
             let i = match at {
                 Some(&i) => i,
-                None => self.insert(e.first, e.backtrace),
+                None => self.insert(e.first),
             };
             self.entries[i].count += e.count;
             self.entries[i].bytes += e.bytes;
@@ -151,8 +151,8 @@ impl Tally {
         // Symbolized text per allocating task and raw frame: frames repeat
         // from backtrace to backtrace.
         let mut frames: HashMap<(Option<u32>, &str), String> = HashMap::new();
-        for e in &self.entries {
-            let r = &e.first;
+        let firsts: Vec<Report> = self.entries.iter().map(|e| e.first.to_report()).collect();
+        for (e, r) in self.entries.iter().zip(&firsts) {
             for f in &r.frames {
                 frames
                     .entry((r.pid, f.raw.as_str()))

@@ -125,7 +125,7 @@ enum Part {
 /// backtrace kept as text in one buffer, so that reading costs no
 /// allocation per line once the buffers have grown. [`Block::to_report`]
 /// makes a [`Report`] of it.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Block {
     address: u64,
     size: u64,
@@ -187,7 +187,7 @@ impl Block {
 }
 
 /// An optional text field of a [`Block`], its buffer kept when unset.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Field {
     text: String,
     set: bool,
