@@ -395,17 +395,20 @@ fn run_parse(
 
 /// `file` mapped into memory when it is a regular file worth it (1 MiB or
 /// more): the parse then reads the page cache where it is, with no copy.
+/// The kmemleak file (size 0) and `/dev/kmsg` are never mapped: they are
+/// read as streams, as standard input is.
 fn map_file(file: &std::fs::File) -> Option<memmap2::Mmap> {
     let meta = file.metadata().ok()?;
     if !meta.is_file() || meta.len() < 1 << 20 {
         return None;
     }
-    // SAFETY: the map is private to this process and only read. Another
-    // process may still change the file while it is read: the parser takes
-    // any bytes (a changed report comes out garbled, never as undefined
-    // behaviour of ours, as the bytes are only compared and copied), and a
-    // file cut shorter under the map ends the run with SIGBUS, as with
-    // ripgrep and other readers that map files; pipe such a file instead.
+    // SAFETY: the map is private and read-only, and only read here. It
+    // relies on no one rewriting the file's bytes while it is mapped, as
+    // every reader that maps files does (ripgrep, for one): saved captures
+    // are at rest, and logs are appended to (bytes past the mapped length
+    // are not seen) or rotated by renaming. A file truncated under the map
+    // (logrotate's copytruncate) ends the run with SIGBUS; the README says
+    // to pipe a log that is being rotated.
     unsafe { memmap2::Mmap::map(file) }.ok()
 }
 
