@@ -289,7 +289,7 @@ impl Parser {
 
     /// Feeds one line (without its newline); returns the report it completed.
     pub fn line(&mut self, line: &str) -> Option<&Block> {
-        let line = match printk_kmemleak(line).or_else(|| log_body(line)) {
+        let line = match log_body(line) {
             Some(body) => {
                 self.log = true;
                 body.strip_prefix("kmemleak: ")?
@@ -372,7 +372,13 @@ impl Parser {
 /// `/dev/kmsg` record header, `<level>`, a syslog or journal
 /// `... kernel: `, `[timestamp]` and `[T123]` caller fields), or `None` when
 /// the line has none of them.
+#[inline]
 pub fn log_body(line: &str) -> Option<&str> {
+    printk_kmemleak(line).or_else(|| log_body_in_full(line))
+}
+
+/// [`log_body`] past its fixed-layout check.
+fn log_body_in_full(line: &str) -> Option<&str> {
     if let Some(body) = dmesg_kmemleak(line) {
         return Some(body);
     }
@@ -629,11 +635,16 @@ pub fn parse_parallel<'a, A: Send>(
         parser: Parser,
     }
     let chunk = chunk.max(1);
-    let (map, bytes, stream) = match input {
-        Input::Bytes(bytes) => (None, Some(bytes), None),
-        Input::Mapped(map) => (Some(map), Some(&map[..]), None),
-        Input::Read(stream) => (None, None, Some(stream)),
+    enum Source<'s> {
+        Bytes(&'s [u8]),
+        Read(Box<dyn std::io::Read + 's>),
+    }
+    let (map, source) = match input {
+        Input::Bytes(bytes) => (None, Source::Bytes(bytes)),
+        Input::Mapped(map) => (Some(map), Source::Bytes(map)),
+        Input::Read(stream) => (None, Source::Read(stream)),
     };
+    let page = page_size();
     let (to_workers, jobs) = mpsc::sync_channel::<(usize, Cow<'a, [u8]>)>(threads.max(1));
     let jobs = Mutex::new(jobs);
     let (to_merge, done) = mpsc::channel::<(usize, Done<'a, A>)>();
@@ -693,7 +704,9 @@ pub fn parse_parallel<'a, A: Send>(
                         (Cow::Owned(buf), _) => {
                             let _ = give_back.send(buf);
                         }
-                        (Cow::Borrowed(read), Some(map)) => released = release(map, released, read),
+                        (Cow::Borrowed(read), Some(map)) => {
+                            released = release(map, page, released, read)
+                        }
                         (Cow::Borrowed(_), None) => {}
                     }
                 }
@@ -708,8 +721,8 @@ pub fn parse_parallel<'a, A: Send>(
         };
         let mut index = 0;
         let mut failed = None;
-        let rest: Cow<'a, [u8]> = match (bytes, stream) {
-            (Some(bytes), _) => {
+        let rest: Cow<'a, [u8]> = match source {
+            Source::Bytes(bytes) => {
                 let mut pos = 0;
                 while bytes.len() - pos > chunk {
                     // A window with no whole line ends at the next newline.
@@ -725,7 +738,7 @@ pub fn parse_parallel<'a, A: Send>(
                 }
                 Cow::Borrowed(&bytes[pos..])
             }
-            (None, Some(mut input)) => {
+            Source::Read(mut input) => {
                 use std::io::Read;
                 // In buffers the merge gives back.
                 let mut buf: Vec<u8> = Vec::with_capacity(2 * chunk);
@@ -753,7 +766,6 @@ pub fn parse_parallel<'a, A: Send>(
                 }
                 Cow::Owned(buf)
             }
-            (None, None) => Cow::Borrowed(&[]),
         };
         // What is left: whole lines, and perhaps a last line cut short.
         let whole = memchr::memrchr(b'\n', &rest).map_or(0, |i| i + 1);
@@ -785,14 +797,18 @@ pub fn parse_parallel<'a, A: Send>(
     })
 }
 
-/// Drops the pages of `map` from `from` to the last whole page of `read`
-/// (a part of it read to its end) out of the process; returns where the
-/// next release starts.
-fn release(map: &memmap2::Mmap, from: usize, read: &[u8]) -> usize {
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+/// The size of a memory page.
+fn page_size() -> usize {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
         .ok()
         .flatten()
-        .map_or(4096, |p| p.max(1) as usize);
+        .map_or(4096, |p| p.max(1) as usize)
+}
+
+/// Drops the pages (of `page` bytes) of `map` from `from` to the last whole
+/// page of `read` (a part of it read to its end) out of the process;
+/// returns where the next release starts.
+fn release(map: &memmap2::Mmap, page: usize, from: usize, read: &[u8]) -> usize {
     let end = read.as_ptr() as usize + read.len() - map.as_ptr() as usize;
     let upto = end / page * page;
     if upto > from {
@@ -1002,7 +1018,7 @@ mod tests {
             let fast = printk_kmemleak(line);
             assert_eq!(fast.is_some(), i < 4, "{line:?}");
             if fast.is_some() {
-                assert_eq!(fast, log_body(line), "{line:?}");
+                assert_eq!(fast, dmesg_kmemleak(line), "{line:?}");
             }
         }
         assert_eq!(printk_kmemleak(lines[0]), Some(&lines[0][15..]));
