@@ -4,27 +4,33 @@
 //! The same binary runs on the host (building an initramfs and booting QEMU)
 //! and inside the guest, where it is `/init` and the command it was asked to
 //! run.
+//!
+//! The layers, each using only those below it (`tests/layers.rs` checks):
+//!
+//! ```text
+//! cli -> commands -> analysis -> kmemleak -> kernel
+//!                 -> ko, output, vm
+//! analysis -> ko
+//! ```
+//!
+//! `vm` (QEMU, the initramfs, the guest's init) stands apart: it uses no
+//! other layer. Only what `main.rs` and the tests need is public here.
 
-pub mod census;
+mod analysis;
 pub mod cli;
-pub mod control;
-pub mod cycle;
-pub mod doctor;
-pub mod faults;
-pub mod fuzz;
-pub mod group;
-pub mod init;
-pub mod initramfs;
-pub mod interrupt;
-pub mod kmemleak;
-pub mod kmod;
-pub mod layout;
-pub mod monitor;
-pub mod refs;
-pub mod report;
-pub mod scan;
-pub mod selftest;
-pub mod session;
-pub mod soak;
-pub mod symbolize;
-pub mod vm;
+mod commands;
+mod kernel;
+mod kmemleak;
+mod ko;
+mod output;
+mod vm;
+
+pub use kernel::interrupt;
+pub use output::exit::ERROR as EXIT_ERROR;
+pub use vm::init;
+
+/// What the integration tests use of the library's insides.
+pub mod testing {
+    pub use crate::analysis::symbolize::{demangle, Symbolizer};
+    pub use crate::kernel::module::{Ko, ModuleLayout, Section};
+}

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use leaklab::{cli, init};
+use leaklab::{cli, init, interrupt::Interrupted, EXIT_ERROR};
 
 fn main() -> ExitCode {
     if std::process::id() == 1 {
@@ -23,13 +23,13 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { 0 });
         }
     };
     match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            use leaklab::interrupt::{requested, Interrupted};
+            use leaklab::interrupt::requested;
             match e.downcast_ref::<Interrupted>() {
                 Some(i) => {
                     eprintln!("leaklab: error: {i}");
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
                     }
                     None => {
                         eprintln!("leaklab: error: {e:#}");
-                        ExitCode::from(2)
+                        ExitCode::from(EXIT_ERROR)
                     }
                 },
             }

@@ -3,43 +3,28 @@
 //! builds against (LEAKLAB_KSRC).
 
 use std::{
-    collections::BTreeMap,
     io::Write,
     process::{Command, Stdio},
 };
 
-use leaklab::{
-    control::Variant,
-    cycle::{Count, CycleRecord, CycleRun, Verdict},
-    layout::ModuleLayout,
-    monitor::{Finding, MemInfo},
-};
+use serde_json::{json, Value};
 
-fn verdict(pattern: &str, found: u64, reason: Option<&str>) -> Verdict {
-    Verdict {
-        pattern: pattern.into(),
-        variant: Variant::Leaky,
-        runs: 1,
-        expected: Count {
-            objects: 1,
-            bytes: 256,
-        },
-        found: Count {
-            objects: found,
-            bytes: found * 256,
-        },
-        sizes: vec![256; found as usize],
-        addresses: Vec::new(),
-        stats_leaked: Count {
-            objects: 1,
-            bytes: 256,
-        },
-        culprits: BTreeMap::new(),
-        example: None,
-        missed: Vec::new(),
-        ok: reason.is_none(),
-        reason: reason.map(str::to_string),
-    }
+fn verdict(pattern: &str, found: u64, reason: Option<&str>) -> Value {
+    json!({
+        "pattern": pattern,
+        "variant": "leaky",
+        "runs": 1,
+        "expected": {"objects": 1, "bytes": 256},
+        "found": {"objects": found, "bytes": found * 256},
+        "sizes": vec![256; found as usize],
+        "addresses": [],
+        "stats_leaked": {"objects": 1, "bytes": 256},
+        "culprits": {},
+        "example": null,
+        "missed": [],
+        "ok": reason.is_none(),
+        "reason": reason,
+    })
 }
 
 #[test]
@@ -47,13 +32,13 @@ fn verdict(pattern: &str, found: u64, reason: Option<&str>) -> Verdict {
 fn kunit_parser_reads_cycle_ktap() {
     let ksrc =
         std::env::var("LEAKLAB_KSRC").expect("LEAKLAB_KSRC is not set: run through 'make test'");
-    let run = CycleRun {
-        schema: "leaklab.cycle/1".into(),
-        kernel: "6.12.117".into(),
-        patterns: Vec::new(),
-        cycles: vec![CycleRecord {
-            cycle: 1,
-            verdicts: vec![
+    let run = json!({
+        "schema": "leaklab.cycle/1",
+        "kernel": "6.12.117",
+        "patterns": [],
+        "cycles": [{
+            "cycle": 1,
+            "verdicts": [
                 verdict("error_path", 1, None),
                 verdict(
                     "device_ref",
@@ -61,26 +46,33 @@ fn kunit_parser_reads_cycle_ktap() {
                     Some("kmemleak reported 0 objects, expected 1 # not #1"),
                 ),
             ],
-            unexpected: Vec::new(),
-            kernel_log: vec![Finding {
-                kind: "warning".into(),
-                line: "WARNING: CPU: 0 PID: 1 at x.c:1 f+0x0/0x1".into(),
+            "unexpected": [],
+            "kernel_log": [{
+                "kind": "warning",
+                "line": "WARNING: CPU: 0 PID: 1 at x.c:1 f+0x0/0x1",
             }],
-            expected_log: Vec::new(),
-            references: Vec::new(),
-            layout: ModuleLayout {
-                name: "leaklab".into(),
-                sections: Vec::new(),
-                loader: None,
-            },
-            scans: 3,
-            meminfo_delta: MemInfo::default(),
-            slab_delta: BTreeMap::new(),
-            ok: false,
+            "expected_log": [],
+            "references": [],
+            "layout": {"name": "leaklab", "sections": [], "loader": null},
+            "scans": 3,
+            "meminfo_delta": {"mem_available": 0, "slab": 0, "sunreclaim": 0, "kernel_stack": 0},
+            "slab_delta": {},
+            "ok": false,
         }],
-        ok: false,
-    };
-    let ktap = run.ktap();
+        "ok": false,
+    });
+    // The saved result, printed as KTAP by `leaklab show`, as a user would.
+    let saved = std::env::temp_dir().join(format!("leaklab-ktap-{}.json", std::process::id()));
+    std::fs::write(&saved, run.to_string()).unwrap();
+    let shown = Command::new(env!("CARGO_BIN_EXE_leaklab"))
+        .args(["show", "--format", "ktap"])
+        .arg(&saved)
+        .output()
+        .expect("running leaklab show");
+    std::fs::remove_file(&saved).unwrap();
+    // A run that was not as expected exits 1, whatever the format.
+    assert_eq!(shown.status.code(), Some(1), "{shown:?}");
+    let ktap = String::from_utf8(shown.stdout).unwrap();
     assert!(ktap.starts_with("KTAP version 1\n"), "{ktap}");
     let mut child = Command::new("python3")
         .arg(format!("{ksrc}/tools/testing/kunit/kunit.py"))

@@ -5,10 +5,7 @@
 
 use std::path::PathBuf;
 
-use leaklab::{
-    layout::{section_sizes, ModuleLayout, Section},
-    symbolize::Symbolizer,
-};
+use leaklab::testing::{demangle, Ko, ModuleLayout, Section, Symbolizer};
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
 fn check(arch: &str, base: u64) {
@@ -18,10 +15,12 @@ fn check(arch: &str, base: u64) {
     // Sections laid out one after another from `base`, page-aligned, as the
     // module loader would place them.
     let mut next = base;
-    let sections = section_sizes(&ko)
-        .unwrap()
-        .into_iter()
+    let object = Ko::open(&ko).unwrap();
+    let sections = object
+        .section_sizes()
+        .iter()
         .map(|(name, size)| {
+            let (name, size) = (name.clone(), *size);
             let s = Section {
                 name,
                 address: next,
@@ -37,7 +36,7 @@ fn check(arch: &str, base: u64) {
         loader: None,
     };
     let mut sym = Symbolizer::default();
-    sym.add(&layout, &ko).unwrap();
+    sym.add(&layout, &object).unwrap();
 
     let data = std::fs::read(&ko).unwrap();
     let file = object::File::parse(&*data).unwrap();
@@ -46,7 +45,7 @@ fn check(arch: &str, base: u64) {
         .symbols()
         .filter(|s| s.kind() == SymbolKind::Text && s.size() > 8)
     {
-        let name = leaklab::symbolize::demangle(s.name().unwrap());
+        let name = demangle(s.name().unwrap());
         let Some(rest) = name.strip_prefix("leaklab::samples::") else {
             continue;
         };
@@ -80,9 +79,18 @@ fn check(arch: &str, base: u64) {
         );
         checked += 1;
     }
+    // Every sample file has its leaky and its fixed function at least.
+    let samples = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples"))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name != "mod.rs" && name.to_string_lossy().ends_with(".rs")
+        })
+        .count();
+    assert!(samples > 0, "no sample files");
     assert!(
-        checked >= 14,
-        "{arch}: only {checked} sample functions checked"
+        checked >= 2 * samples,
+        "{arch}: only {checked} sample functions checked for {samples} samples"
     );
 }
 

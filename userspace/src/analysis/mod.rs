@@ -1,0 +1,8 @@
+//! What the reports mean: symbolized frames, which module, pattern and
+//! variant a report belongs to and its culprit, groups by backtrace, and
+//! what the kernel log says.
+
+pub mod attribute;
+pub mod findings;
+pub mod group;
+pub mod symbolize;

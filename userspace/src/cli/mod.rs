@@ -1,0 +1,298 @@
+//! The command line: what each subcommand takes, and which command it runs.
+//! Options several commands share are defined once ([`args`]) and
+//! flattened; each command's work is in `commands`, its printing in
+//! `output`.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::{
+    commands::{self, cycle},
+    kernel::interrupt,
+    ko::Variant,
+    output::{emit, progress::with_progress, Format, Outcome},
+};
+
+pub mod args;
+
+use args::{FormatArg, ResultFormatArg, RunsArg, SelectArgs};
+use commands::ModuleArg;
+
+/// leaklab: see kernel memory leaks happen, catch them, and prove the fix.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Boot the project's kernel in QEMU with leaklab as /init and run a
+    /// leaklab command there; exits with that command's status.
+    Vm(crate::vm::args::VmArgs),
+    /// List the leak patterns of the loaded leaklab.ko.
+    Patterns(FormatArg),
+    /// Run a pattern's leaky or fixed variant N times in the loaded leaklab.ko.
+    Trigger {
+        /// Pattern name (see `leaklab patterns`).
+        pattern: String,
+        /// Which variant.
+        #[arg(value_enum)]
+        variant: Variant,
+        #[command(flatten)]
+        runs: RunsArg,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Load leaklab.ko, run samples, unload it, harvest kmemleak, and check
+    /// every pattern and variant against what the module said it leaks.
+    Cycle {
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Variant to run (repeatable; default: both).
+        #[arg(long = "variant", value_enum)]
+        variants: Vec<Variant>,
+        #[command(flatten)]
+        format: ResultFormatArg,
+    },
+    /// The main job: every pattern, leaky and fixed, the exit-time leak, the
+    /// kernel's kmemleak-test.ko as a calibration and rust_minimal.ko as a
+    /// negative control, all in one kmemleak window; one verdict table.
+    /// Exits 0 only when everything is as expected.
+    Matrix {
+        #[command(flatten)]
+        select: SelectArgs,
+        /// A reference module and the objects it leaks, `KO=N` (repeatable;
+        /// default: kmemleak-test.ko and rust_minimal.ko beside the module).
+        #[arg(long = "reference", value_parser = cycle::Reference::parse)]
+        references: Vec<cycle::Reference>,
+        /// Give every pattern (and every reference module) a kmemleak window
+        /// of its own, one after the other, as public load/unload tests do:
+        /// the baseline `make bench` measures the one-window matrix against.
+        #[arg(long)]
+        sequential: bool,
+        #[command(flatten)]
+        format: ResultFormatArg,
+    },
+    /// Print a saved `cycle`/`matrix --format json` result as the table or as
+    /// KTAP; exits as the run did (0 as expected, 1 not).
+    Show {
+        /// The JSON file.
+        file: PathBuf,
+        #[command(flatten)]
+        format: ResultFormatArg,
+    },
+    /// Check that this machine can show leaks: root, kernel options,
+    /// debugfs, kmemleak, the module's vermagic, memory; then a live canary
+    /// (one leaky sample kmemleak must report, its fixed twin it must not).
+    /// Exits 0 only when every check passes.
+    Doctor {
+        #[command(flatten)]
+        opts: commands::doctor::Options,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+
+    /// Fuzz leaklab.ko's control files (random and adversarial writes, odd
+    /// reads) in one kmemleak window; exit 0 only when every write outside
+    /// the contract was refused, the kernel log stayed clean and nothing
+    /// leaked outside the leaky samples.
+    Fuzz {
+        #[command(flatten)]
+        plan: commands::fuzz::Plan,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+
+    /// Run the samples under failing allocations (each allocation of each
+    /// sample in turn, by fault injection) and leaky runs up to the leak
+    /// cap, in one kmemleak window: nothing may crash, warn, or leak outside
+    /// the leaky samples. Meant for a small guest (vm --memory 128).
+    Faults {
+        #[command(flatten)]
+        module: ModuleArg,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Load, run the fixed variants (and one leaky sample, with --leaky),
+    /// and unload leaklab.ko CYCLES times in one kmemleak window, sampling
+    /// MemAvailable and Slab; `make soak` runs it and plots the result.
+    Soak {
+        #[command(flatten)]
+        plan: commands::soak::Plan,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+
+    /// Check leaklab.ko's control interface against its contract (bad
+    /// input refused without side effects, the leak cap, reads).
+    Selftest {
+        #[command(flatten)]
+        module: ModuleArg,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Parse kmemleak reports from a saved kmemleak file or a kernel log
+    /// (dmesg, journal, serial console) and print them grouped by backtrace,
+    /// symbolized against a module's .ko when given. Exits 1 when there are
+    /// reports.
+    Parse {
+        /// The input file; `-` or nothing reads standard input.
+        input: Option<PathBuf>,
+        /// A module's object file, to name its frames and their source lines.
+        #[arg(long, requires = "sections")]
+        ko: Option<PathBuf>,
+        /// The module's section addresses, as `leaklab layout` saved them
+        /// while it was loaded.
+        #[arg(long, requires = "ko")]
+        sections: Option<PathBuf>,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Run the scan protocol (auto-scan paused and restored, old reports
+    /// flushed, the minimum age waited out from the command's end, scans
+    /// until the set is stable) around COMMAND, or, with none, on what
+    /// kmemleak holds now; print the reports grouped. Exits 1 when there are
+    /// reports.
+    Scan {
+        #[command(flatten)]
+        format: FormatArg,
+        /// The work to measure, e.g. `insmod foo.ko` (after leaklab's own options).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Save a loaded module's section addresses (JSON), for `leaklab parse
+    /// --sections` after the module is gone.
+    Layout {
+        /// The module's name, as in /sys/module.
+        name: String,
+        /// Its object file (for the section sizes).
+        ko: PathBuf,
+    },
+    /// Find where kernel memory still holds the given addresses, to see why
+    /// a leak is not reported. Scans all RAM through /proc/kcore: hits in free
+    /// pages and user memory, which kmemleak does not scan, show up too.
+    Refs {
+        /// Addresses, in hex (0x...).
+        #[arg(required = true)]
+        addresses: Vec<String>,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+    /// Load and unload kernel modules, scan kmemleak, and count the
+    /// unreferenced objects each module left behind.
+    Census {
+        #[command(flatten)]
+        format: FormatArg,
+        /// Harvest as public load/unload tests do, for comparison: `clear`
+        /// before, `scan` twice and read right after the last unload, instead
+        /// of the scan protocol.
+        #[arg(long)]
+        naive: bool,
+        /// Module files (default: every .ko in /lib/modules).
+        modules: Vec<PathBuf>,
+    },
+}
+
+/// Runs the parsed command line and returns the process exit status.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    use commands::*;
+    let doctor = matches!(cli.command, Cmd::Doctor { .. });
+    if !matches!(
+        cli.command,
+        Cmd::Vm(_) | Cmd::Show { .. } | Cmd::Parse { .. }
+    ) {
+        if !doctor {
+            require_root(&cli.command.name())?;
+        }
+        // These load modules and change kmemleak's settings: on Ctrl-C or
+        // SIGTERM they undo both before they exit.
+        interrupt::install()?;
+    }
+    match cli.command {
+        Cmd::Vm(a) => crate::vm::args::run(a),
+        Cmd::Patterns(f) => emit(&catalogue::patterns()?, f.format),
+        Cmd::Trigger {
+            pattern,
+            variant,
+            runs,
+            format,
+        } => emit(
+            &catalogue::trigger(&pattern, variant, runs.n)?,
+            format.format,
+        ),
+        Cmd::Cycle {
+            select,
+            variants,
+            format,
+        } => {
+            let both = [Variant::Leaky, Variant::Fixed];
+            let plan = select.plan(if variants.is_empty() {
+                both.to_vec()
+            } else {
+                variants
+            });
+            report(format.format, |p| cycle::run(&plan, p))
+        }
+        Cmd::Matrix {
+            select,
+            references,
+            sequential,
+            format,
+        } => {
+            let mut plan = select.plan(vec![Variant::Leaky, Variant::Fixed]);
+            plan.references = match references {
+                r if r.is_empty() => cycle::Reference::defaults_beside(&plan.module),
+                r => r,
+            };
+            match sequential {
+                true => report(format.format, |p| cycle::run_sequential(&plan, p)),
+                false => report(format.format, |p| cycle::run(&plan, p)),
+            }
+        }
+        Cmd::Show { file, format } => emit(&cycle::CycleRun::load(&file)?, format.format),
+        Cmd::Doctor { opts, format } => report(format.format, |p| Ok(doctor::diagnose(&opts, p))),
+        Cmd::Fuzz { plan, format } => report(format.format, |p| fuzz::run(&plan, p)),
+        Cmd::Faults { module, format } => report(format.format, |p| faults::run(&module.path(), p)),
+        Cmd::Soak { plan, format } => report(format.format, |p| soak::run(&plan, p)),
+        Cmd::Selftest { module, format } => emit(&selftest::run(&module.path())?, format.format),
+        Cmd::Parse {
+            input,
+            ko,
+            sections,
+            format: FormatArg { format },
+        } => {
+            let module = ko.as_deref().zip(sections.as_deref());
+            emit(&parse::run(input.as_deref(), module, format)?, format)
+        }
+        Cmd::Scan { format, command } => report(format.format, |p| scan::run(&command, p)),
+        Cmd::Layout { name, ko } => layout(&name, &ko),
+        Cmd::Refs { addresses, format } => emit(&refs::run(&addresses)?, format.format),
+        Cmd::Census {
+            format,
+            naive,
+            modules,
+        } => emit(&census::run(modules, naive)?, format.format),
+    }
+}
+
+/// Runs `work` with progress on a terminal and emits what it found.
+fn report<T: Outcome>(
+    format: Format,
+    work: impl FnOnce(&mut dyn FnMut(&str)) -> Result<T>,
+) -> Result<ExitCode> {
+    emit(&with_progress(work)?, format)
+}
+
+impl Cmd {
+    /// The subcommand's name, as typed (clap's is the variant's, lowercased).
+    fn name(&self) -> String {
+        let debug = format!("{self:?}");
+        debug.split(['(', ' ']).next().unwrap_or("").to_lowercase()
+    }
+}

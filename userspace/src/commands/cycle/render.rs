@@ -1,0 +1,140 @@
+//! A cycle's result for people (the table, then what went wrong) and for
+//! kernel CI (KTAP).
+
+use super::verdict::CycleRun;
+use crate::output::{ktap, Outcome, Verdict};
+
+impl Outcome for CycleRun {
+    fn verdict(&self) -> Verdict {
+        Verdict::of(self.ok)
+    }
+
+    fn summary(&self) -> String {
+        if self.ok {
+            "as expected"
+        } else {
+            "NOT as expected"
+        }
+        .into()
+    }
+
+    /// KTAP version 1, as kselftest prints it: one test per cycle, pattern
+    /// and variant (`cycle1.error_path.leaky`), plus per cycle one for
+    /// unexpected leaks and one for the kernel log.
+    fn ktap(&self) -> Option<String> {
+        let mut tests: Vec<(bool, String, Option<String>)> = Vec::new();
+        for c in &self.cycles {
+            for v in &c.verdicts {
+                tests.push((
+                    v.ok,
+                    format!("cycle{}.{}.{}", c.cycle, v.pattern, v.variant.name()),
+                    v.reason.clone(),
+                ));
+            }
+            for x in &c.references {
+                tests.push((
+                    x.ok,
+                    format!("cycle{}.reference.{}", c.cycle, x.module),
+                    x.reason.clone(),
+                ));
+            }
+            tests.push((
+                c.unexpected.is_empty(),
+                format!("cycle{}.unexpected_leaks", c.cycle),
+                (!c.unexpected.is_empty())
+                    .then(|| format!("{} reports outside the driven samples", c.unexpected.len())),
+            ));
+            tests.push((
+                c.kernel_log.is_empty(),
+                format!("cycle{}.kernel_log", c.cycle),
+                c.kernel_log
+                    .first()
+                    .map(|f| format!("{}: {}", f.kind, f.line)),
+            ));
+        }
+        let cases: Vec<ktap::Case> = tests
+            .into_iter()
+            .map(|(ok, name, reason)| ktap::Case { ok, name, reason })
+            .collect();
+        Some(ktap::document(
+            &format!("leaklab cycle on {}", self.kernel),
+            &cases,
+        ))
+    }
+
+    /// A compact table, then what went wrong.
+    fn human(&self) -> String {
+        let mut s = String::new();
+        for c in &self.cycles {
+            s += &format!(
+                "cycle {} ({} scans)\n{:<18} {:<6} {:>5} {:>9} {:>9}  {}\n",
+                c.cycle, c.scans, "pattern", "variant", "runs", "expected", "found", "verdict"
+            );
+            for v in &c.verdicts {
+                s += &format!(
+                    "{:<18} {:<6} {:>5} {:>9} {:>9}  {}\n",
+                    v.pattern,
+                    v.variant.name(),
+                    v.runs,
+                    format!("{}/{}B", v.expected.objects, v.expected.bytes),
+                    format!("{}/{}B", v.found.objects, v.found.bytes),
+                    match &v.reason {
+                        None => "ok".to_string(),
+                        Some(r) => format!("FAIL: {r}"),
+                    }
+                );
+            }
+            for x in &c.references {
+                s += &format!(
+                    "{:<18} {:<6} {:>5} {:>9} {:>9}  {}\n",
+                    x.module,
+                    if x.expected > 0 { "calib" } else { "none" },
+                    1,
+                    x.expected,
+                    format!("{}/{}B", x.found.objects, x.found.bytes),
+                    match &x.reason {
+                        None => "ok".to_string(),
+                        Some(r) => format!("FAIL: {r}"),
+                    }
+                );
+            }
+            for v in c
+                .verdicts
+                .iter()
+                .filter(|v| v.runs > 0 && (v.example.is_some() || !v.missed.is_empty()))
+            {
+                s += &format!("\n{} {}:\n", v.pattern, v.variant.name());
+                for (culprit, n) in &v.culprits {
+                    s += &format!("    {n} x {culprit}\n");
+                }
+                for m in &v.missed {
+                    s += &format!(
+                        "    not reported: {} (kmemleak: references counted {}, flags {}, checksum {})\n",
+                        m.address,
+                        m.count.map_or("?".into(), |c| c.to_string()),
+                        m.flags.as_deref().unwrap_or("?"),
+                        m.checksum.map_or("?".into(), |c| c.to_string())
+                    );
+                }
+                if let Some(e) = &v.example {
+                    s += &format!("    e.g. {} bytes, allocated at:\n", e.size);
+                    for f in &e.symbolized {
+                        s += &format!("      {f}\n");
+                    }
+                }
+            }
+            for u in &c.unexpected {
+                s += &format!(
+                    "unexpected: {} bytes at {:#x}, culprit {}\n",
+                    u.report.size,
+                    u.report.address,
+                    u.attribution.culprit.as_deref().unwrap_or("?")
+                );
+            }
+            for f in &c.kernel_log {
+                s += &format!("kernel log ({}): {}\n", f.kind, f.line);
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,319 @@
+//! One cycle as named steps: [`load`] leaklab.ko in a fresh kmemleak
+//! window, [`drive`] its samples, load and unload the reference modules,
+//! [`harvest`] what kmemleak reports once the module is gone, and [`judge`]
+//! every pattern, variant and reference against it.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+
+use super::{
+    verdict::{
+        judge_reference, new_verdict, Count, CycleRecord, Missed, ReferenceVerdict, Unexpected,
+        Verdict,
+    },
+    Plan,
+};
+use crate::{
+    analysis::{
+        attribute::{attribute, Example},
+        findings::{self, explains, Finding},
+    },
+    commands::session::{Harvest, Session},
+    kernel::{
+        interrupt,
+        kmsg::KmsgWatch,
+        module::Ko,
+        procfs::{self, MemInfo, SlabCounts},
+        thread::in_fresh_thread,
+    },
+    kmemleak::Kmemleak,
+    ko::{Control, PatternInfo, StatRecord, Variant},
+};
+
+/// The module loaded, its catalogue read, the patterns chosen.
+pub struct Loaded<'k> {
+    session: Session<'k>,
+    control: Control,
+    /// The catalogue as the module describes it.
+    pub catalogue: Vec<PatternInfo>,
+    /// The patterns the plan drives, by index into the catalogue.
+    selected: Vec<usize>,
+}
+
+/// What the samples did, by the module's own account.
+pub struct Driven {
+    /// The objects each leaky pattern lost, as `(address, size)`.
+    lost: BTreeMap<String, Vec<(u64, u64)>>,
+    /// The module's counters after the runs.
+    stats: Vec<StatRecord>,
+}
+
+/// Memory figures before the cycle.
+struct Before {
+    mem: MemInfo,
+    slab: SlabCounts,
+}
+
+/// Step 1: opens a window (what happened before is not counted) and loads
+/// `ko` in it; picks the plan's patterns from its catalogue.
+pub fn load<'k>(plan: &Plan, ko: &Ko, kmemleak: &'k Kmemleak) -> Result<Loaded<'k>> {
+    let session = Session::open(kmemleak, ko)?;
+    let control = Control::open()?;
+    let catalogue = control.patterns()?;
+    let selected = if plan.patterns.is_empty() {
+        (0..catalogue.len()).collect()
+    } else {
+        plan.patterns
+            .iter()
+            .map(|p| {
+                catalogue
+                    .iter()
+                    .position(|c| &c.name == p)
+                    .with_context(|| {
+                        format!("no pattern named {p:?}: 'leaklab patterns' lists them")
+                    })
+            })
+            .collect::<Result<_>>()?
+    };
+    Ok(Loaded {
+        session,
+        control,
+        catalogue,
+        selected,
+    })
+}
+
+impl Loaded<'_> {
+    fn selected(&self) -> impl Iterator<Item = &PatternInfo> {
+        self.selected.iter().map(|&i| &self.catalogue[i])
+    }
+}
+
+/// Step 2: runs every selected variant of every selected pattern.
+///
+/// The samples run in a thread that ends before the scans: stale copies of
+/// the pointers they dropped, left on its kernel stack, go with it. All
+/// leaky runs first: slab freelists are LIFO, so an object a fixed run frees
+/// is the next one of its size to be allocated, and any stale pointer to it
+/// that the kernel keeps would hide a leak placed there.
+pub fn drive(plan: &Plan, l: &Loaded) -> Result<Driven> {
+    let (control, selected): (&Control, Vec<&PatternInfo>) = (&l.control, l.selected().collect());
+    let lost = in_fresh_thread(|| {
+        for &v in &plan.variants {
+            for p in &selected {
+                interrupt::check()?;
+                control.trigger(&p.name, v, plan.runs)?;
+            }
+        }
+        let mut lost = BTreeMap::new();
+        if plan.variants.contains(&Variant::Leaky) {
+            for p in &selected {
+                lost.insert(p.name.clone(), control.leaked(&p.name)?);
+            }
+        }
+        Ok(lost)
+    })?;
+    Ok(Driven {
+        lost,
+        stats: l.control.stats()?,
+    })
+}
+
+/// Step 3: loads and unloads each reference module while leaklab.ko is
+/// still there (so that no two of the modules ever share addresses: a bare
+/// frame names one module), unloads leaklab.ko (the exit-time leak happens
+/// here) and lets kmemleak settle.
+pub fn harvest(
+    l: Loaded,
+    references: &[(Ko, u64)],
+    progress: &mut dyn FnMut(&str),
+) -> Result<(Harvest, Vec<ReferenceVerdict>)> {
+    let Loaded {
+        mut session,
+        control,
+        ..
+    } = l;
+    drop(control);
+    let mut verdicts = Vec::new();
+    for (ko, leaks) in references {
+        progress(&format!("loading {}", ko.path().display()));
+        verdicts.push(ReferenceVerdict {
+            module: session.load_and_unload(ko)?,
+            expected: *leaks,
+            found: Count::default(),
+            ok: false,
+            reason: None,
+        });
+    }
+    Ok((session.harvest(progress)?, verdicts))
+}
+
+/// Runs one cycle of `plan` with leaklab.ko `ko` and the `references`.
+pub fn one_cycle(
+    plan: &Plan,
+    ko: &Ko,
+    references: &[(Ko, u64)],
+    kmemleak: &Kmemleak,
+    cycle: u32,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(CycleRecord, Vec<PatternInfo>)> {
+    let of = plan.cycles;
+    let mut progress = |m: &str| progress(&format!("cycle {cycle}/{of}: {m}"));
+    let before = Before {
+        mem: MemInfo::read()?,
+        slab: procfs::read_slabinfo().unwrap_or_default(),
+    };
+    progress(&format!("loading {}", ko.path().display()));
+    let loaded = load(plan, ko, kmemleak)?;
+    let driven = drive(plan, &loaded)?;
+    let selected: Vec<PatternInfo> = loaded.selected().cloned().collect();
+    let catalogue = loaded.catalogue.clone();
+    let (harvest, references) = harvest(loaded, references, &mut progress)?;
+    let record = judge(
+        plan, cycle, &selected, driven, harvest, references, &before, kmemleak,
+    )?;
+    Ok((record, catalogue))
+}
+
+/// Step 4: ties every report to a pattern and variant or a reference module
+/// and judges each against what was stated.
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    plan: &Plan,
+    cycle: u32,
+    selected: &[PatternInfo],
+    driven: Driven,
+    mut harvest: Harvest,
+    mut references: Vec<ReferenceVerdict>,
+    before: &Before,
+    kmemleak: &Kmemleak,
+) -> Result<CycleRecord> {
+    let mem_after = MemInfo::read()?;
+    let slab_after = procfs::read_slabinfo().unwrap_or_default();
+    let sym = &harvest.sym;
+    let mut verdicts: Vec<Verdict> = Vec::new();
+    for p in selected {
+        for &v in &plan.variants {
+            let st = driven
+                .stats
+                .iter()
+                .find(|s| s.pattern == p.name && s.variant == v)
+                .cloned()
+                .unwrap_or_else(|| StatRecord::new(p.name.clone(), v));
+            verdicts.push(new_verdict(p, v, plan.runs, &st));
+        }
+    }
+    let reports = std::mem::take(&mut harvest.settled.reports);
+    let reported: Vec<(u64, u64)> = reports.iter().map(|r| (r.address, r.size)).collect();
+    let mut unexpected = Vec::new();
+    for r in reports {
+        let a = attribute(&r, sym);
+        let reference = sym
+            .owner_of(&r)
+            .and_then(|m| references.iter_mut().find(|x| x.module == m));
+        if let Some(x) = reference {
+            x.found.add(r.size);
+            continue;
+        }
+        let slot = verdicts
+            .iter_mut()
+            .find(|x| Some(&x.pattern) == a.pattern.as_ref() && Some(x.variant) == a.variant);
+        match slot {
+            Some(v) => {
+                v.found.add(r.size);
+                v.sizes.push(r.size);
+                v.addresses.push(format!("{:#x}", r.address));
+                if let Some(c) = &a.culprit {
+                    let key = match &a.culprit_line {
+                        Some(line) => format!("{c} at {line}"),
+                        None => c.clone(),
+                    };
+                    *v.culprits.entry(key).or_default() += 1;
+                }
+                if v.example.is_none() {
+                    v.example = Some(Example::of(&r, sym));
+                }
+            }
+            None => unexpected.push(Unexpected {
+                report: r,
+                attribution: a,
+            }),
+        }
+    }
+    for v in &mut verdicts {
+        v.sizes.sort_unstable();
+        super::verdict::judge(v);
+        if v.variant == Variant::Leaky && v.found.objects < v.expected.objects {
+            // The module states object starts: a reported object holds the
+            // lost address when it starts there.
+            let missed: Vec<u64> = driven
+                .lost
+                .get(&v.pattern)
+                .into_iter()
+                .flatten()
+                .map(|&(a, _)| a)
+                .filter(|a| !reported.iter().any(|&(start, _)| start == *a))
+                .collect();
+            v.missed = explain_missed(kmemleak, &mut harvest.kmsg, &missed);
+        }
+    }
+    let (expected_log, findings): (Vec<Finding>, Vec<Finding>) =
+        findings::findings(&harvest.log).into_iter().partition(|f| {
+            verdicts
+                .iter()
+                .any(|v| v.runs > 0 && explains(&v.pattern, v.variant, f))
+        });
+    for x in &mut references {
+        judge_reference(x);
+    }
+    let ok = verdicts.iter().all(|v| v.ok)
+        && references.iter().all(|x| x.ok)
+        && unexpected.is_empty()
+        && findings.is_empty();
+    Ok(CycleRecord {
+        cycle,
+        verdicts,
+        unexpected,
+        kernel_log: findings,
+        expected_log,
+        references,
+        layout: harvest.layout,
+        scans: harvest.settled.scans,
+        meminfo_delta: before.mem.delta(&mem_after),
+        slab_delta: procfs::slab_delta(&before.slab, &slab_after),
+        ok,
+    })
+}
+
+/// Asks kmemleak (`dump=`) about each of `objects` and reads its answers
+/// from the kernel log.
+fn explain_missed(kmemleak: &Kmemleak, kmsg: &mut KmsgWatch, objects: &[u64]) -> Vec<Missed> {
+    for o in objects {
+        let _ = kmemleak.command(&format!("dump={o:#x}"));
+    }
+    let log = kmsg.drain();
+    objects
+        .iter()
+        .map(|&o| {
+            let mut m = Missed {
+                address: format!("{o:#x}"),
+                ..Missed::default()
+            };
+            let head = format!("kmemleak: Object {o:#010x} ");
+            if let Some(i) = log.iter().position(|l| l.starts_with(&head)) {
+                for l in log[i + 1..].iter().take(6) {
+                    let l = l.trim_start_matches("kmemleak:").trim();
+                    if let Some(v) = l.strip_prefix("count = ") {
+                        m.count = v.trim().parse().ok();
+                    } else if let Some(v) = l.strip_prefix("flags = ") {
+                        m.flags = Some(v.trim().to_string());
+                    } else if let Some(v) = l.strip_prefix("checksum = ") {
+                        m.checksum = v.trim().parse().ok();
+                    }
+                }
+            }
+            m
+        })
+        .collect()
+}

@@ -1,0 +1,243 @@
+//! `leaklab soak`: many load/run/unload cycles of leaklab.ko in one
+//! kmemleak window, with the kernel's memory sampled as they go.
+//!
+//! With the fixed variants only, nothing may leak: kmemleak stays empty and
+//! MemAvailable and Slab only wander. With one leaky sample a cycle, the
+//! leak grows linearly: the fitted slope, in bytes a cycle, is set against
+//! what the module says each run leaks (the resource-exhaustion curve).
+
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::ModuleArg;
+use crate::{
+    kernel::{
+        interrupt,
+        kmod::LoadedModule,
+        module::Ko,
+        procfs::{read_slabinfo, MemInfo},
+    },
+    kmemleak::{window::Window, Kmemleak},
+    ko::{Control, Variant},
+    output::{Outcome, Verdict},
+};
+
+/// What to soak (`leaklab soak`'s options).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Plan {
+    #[command(flatten)]
+    module: ModuleArg,
+    /// Load/run/unload cycles.
+    #[arg(long, default_value_t = 1000)]
+    pub cycles: u32,
+    /// Also run this pattern's leaky variant once a cycle.
+    #[arg(long)]
+    pub leaky: Option<String>,
+    /// Sample memory every this many cycles.
+    #[arg(long, default_value_t = 10)]
+    pub every: u32,
+}
+
+/// One memory sample.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sample {
+    /// Cycles done.
+    pub cycle: u32,
+    /// Seconds since the start.
+    pub seconds: f64,
+    /// MemAvailable, KiB.
+    pub mem_available_kib: i64,
+    /// Slab, KiB.
+    pub slab_kib: i64,
+    /// Objects kmemleak tracks (its `kmemleak_object` cache's active
+    /// objects: one per live allocation, leaked ones included).
+    pub tracked_objects: i64,
+}
+
+/// The outcome (`--format json`: schema `leaklab.soak/1`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SoakRun {
+    /// `leaklab.soak/1`.
+    pub schema: String,
+    /// Cycles run.
+    pub cycles: u32,
+    /// The leaky pattern run once a cycle, if any.
+    pub leaky: Option<String>,
+    /// Bytes one leaky run leaks, as the module states (0 without one).
+    pub leak_per_cycle: u64,
+    /// The samples, first before any cycle.
+    pub samples: Vec<Sample>,
+    /// Objects kmemleak reported at the end.
+    pub reported: u64,
+    /// Objects the module says it leaked over the soak.
+    pub leaked: u64,
+    /// Least-squares slope of Slab over cycles, bytes a cycle.
+    pub slab_slope: f64,
+    /// Least-squares slope of MemAvailable over cycles, bytes a cycle
+    /// (negative: memory going away).
+    pub available_slope: f64,
+    /// Bytes of one `kmemleak_object`, kmemleak's record of an allocation.
+    pub tracker_object_size: u64,
+    /// Least-squares slope of the objects kmemleak tracks, a cycle.
+    pub tracked_slope: f64,
+    /// Slab's slope less kmemleak's own records of the leaked objects:
+    /// what the leak itself costs, bytes a cycle.
+    pub leak_slope: f64,
+    /// Slab at the end minus at the start, KiB.
+    pub slab_drift_kib: i64,
+    /// MemAvailable at the end minus at the start, KiB.
+    pub available_drift_kib: i64,
+    /// Wall time, seconds.
+    pub seconds: f64,
+}
+
+/// kmemleak's cache of per-allocation records.
+const TRACKER: &str = "kmemleak_object";
+
+/// The least-squares slope of `ys` over `xs`.
+pub fn slope(xs: &[f64], ys: &[f64]) -> f64 {
+    let n = xs.len() as f64;
+    if xs.len() < 2 {
+        return 0.0;
+    }
+    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+    if sxx == 0.0 {
+        0.0
+    } else {
+        sxy / sxx
+    }
+}
+
+/// Runs the soak.
+pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<SoakRun> {
+    let ko = Ko::open(&plan.module.path())?;
+    let kmemleak = Kmemleak::open()?;
+    let window = Window::open(&kmemleak)?;
+    let start = Instant::now();
+    let sample = |cycle: u32| -> Result<Sample> {
+        let m = MemInfo::read()?;
+        Ok(Sample {
+            cycle,
+            seconds: start.elapsed().as_secs_f64(),
+            mem_available_kib: m.mem_available,
+            slab_kib: m.slab,
+            tracked_objects: read_slabinfo()
+                .unwrap_or_default()
+                .get(TRACKER)
+                .map_or(0, |c| c.active),
+        })
+    };
+    let mut samples = vec![sample(0)?];
+    let (mut leak_per_cycle, mut leaked) = (0, 0);
+    for cycle in 1..=plan.cycles {
+        interrupt::check()?;
+        let mut module = LoadedModule::load(&ko)?;
+        let ran = (|| -> Result<()> {
+            let ctl = Control::open()?;
+            for p in ctl.patterns()? {
+                ctl.trigger(&p.name, Variant::Fixed, 1)?;
+                if plan.leaky.as_deref() == Some(p.name.as_str()) {
+                    ctl.trigger(&p.name, Variant::Leaky, 1)?;
+                    leak_per_cycle = p.bytes;
+                    leaked += p.objects;
+                }
+            }
+            Ok(())
+        })();
+        let unloaded = module.unload();
+        ran?;
+        unloaded?;
+        if cycle % plan.every.max(1) == 0 || cycle == plan.cycles {
+            samples.push(sample(cycle)?);
+            progress(&format!("soak: {cycle}/{} cycles", plan.cycles));
+        }
+    }
+    if let Some(p) = &plan.leaky {
+        anyhow::ensure!(
+            leak_per_cycle > 0,
+            "no pattern named {p:?}: 'leaklab patterns' lists them"
+        );
+    }
+    let settled = window.close_with(Instant::now(), progress)?;
+    let xs: Vec<f64> = samples.iter().map(|s| s.cycle as f64).collect();
+    let kib = |f: fn(&Sample) -> i64| {
+        samples
+            .iter()
+            .map(|s| f(s) as f64 * 1024.0)
+            .collect::<Vec<_>>()
+    };
+    let (first, last) = (&samples[0], &samples[samples.len() - 1]);
+    let slab_slope = slope(&xs, &kib(|s| s.slab_kib));
+    let tracked: Vec<f64> = samples.iter().map(|s| s.tracked_objects as f64).collect();
+    let tracked_slope = slope(&xs, &tracked);
+    let tracker_object_size = read_slabinfo()
+        .unwrap_or_default()
+        .get(TRACKER)
+        .map_or(0, |c| c.object_size);
+    Ok(SoakRun {
+        schema: "leaklab.soak/1".into(),
+        cycles: plan.cycles,
+        leaky: plan.leaky.clone(),
+        leak_per_cycle,
+        reported: settled.reports.len() as u64,
+        leaked,
+        slab_slope,
+        tracker_object_size,
+        tracked_slope,
+        leak_slope: slab_slope - tracked_slope * tracker_object_size as f64,
+        available_slope: slope(&xs, &kib(|s| s.mem_available_kib)),
+        slab_drift_kib: last.slab_kib - first.slab_kib,
+        available_drift_kib: last.mem_available_kib - first.mem_available_kib,
+        seconds: start.elapsed().as_secs_f64(),
+        samples,
+    })
+}
+
+impl Outcome for SoakRun {
+    /// Bounds are the caller's to judge (`make soak`): a soak that ran passed.
+    fn verdict(&self) -> Verdict {
+        Verdict::Passed
+    }
+
+    /// The human summary.
+    fn human(&self) -> String {
+        format!(
+            "soak: {} cycles in {:.0} s{}\n  kmemleak reported {} object(s); the module leaked {}\n  Slab: {:+} KiB ({:+.1} bytes a cycle, {:+.1} without kmemleak's records); MemAvailable: {:+} KiB ({:+.1} bytes a cycle)\n",
+            self.cycles,
+            self.seconds,
+            self.leaky.as_deref().map_or(String::new(), |p| format!(
+                ", {p} leaky once a cycle ({} bytes)",
+                self.leak_per_cycle
+            )),
+            self.reported,
+            self.leaked,
+            self.slab_drift_kib,
+            self.slab_slope,
+            self.leak_slope,
+            self.available_drift_kib,
+            self.available_slope,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slope_of_a_line_and_of_noise() {
+        let xs: Vec<f64> = (0..10).map(f64::from).collect();
+        let line: Vec<f64> = xs.iter().map(|x| 3.0 * x + 7.0).collect();
+        assert!((slope(&xs, &line) - 3.0).abs() < 1e-9);
+        let flat: Vec<f64> = xs
+            .iter()
+            .map(|x| if *x as i32 % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        assert!(slope(&xs, &flat).abs() < 0.3);
+        assert_eq!(slope(&[1.0], &[5.0]), 0.0);
+    }
+}

@@ -1,0 +1,196 @@
+//! The scan protocol run against the kernel ([`super::protocol`] is the
+//! state machine alone): open a window, do the work, close it to get the
+//! reports.
+
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::{
+    protocol::{log_failure, Action, Event, Protocol, State},
+    report::{self, Report},
+    Kmemleak,
+};
+use crate::kernel::{interrupt, kmsg::KmsgWatch};
+
+/// Whether kmemleak's auto-scan thread (the `kmemleak` kernel thread) runs.
+pub fn auto_scan_running() -> bool {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .any(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "kmemleak")
+        })
+}
+
+/// The protocol run against the kernel: open a window, do the work, close
+/// it to get the reports. Dropping it (also on an error) restores stack
+/// scanning and the auto-scan thread as the protocol noted them.
+pub struct Window<'k> {
+    kmemleak: &'k Kmemleak,
+    kmsg: KmsgWatch,
+    protocol: Protocol,
+}
+
+/// The settled answer.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    /// The reports of the last scan.
+    pub reports: Vec<Report>,
+    /// Scans run after the age window.
+    pub scans: usize,
+    /// Whether two scans in a row agreed.
+    pub stable: bool,
+}
+
+impl<'k> Window<'k> {
+    /// Stops the auto-scan thread (noting whether it ran), flushes earlier
+    /// reports, and returns ready for the work.
+    pub fn open(kmemleak: &'k Kmemleak) -> Result<Self> {
+        Self::begin(kmemleak, true)
+    }
+
+    /// As [`Window::open`], but earlier reports still count.
+    pub fn open_keeping_reports(kmemleak: &'k Kmemleak) -> Result<Self> {
+        Self::begin(kmemleak, false)
+    }
+
+    fn begin(kmemleak: &'k Kmemleak, flush: bool) -> Result<Self> {
+        let mut w = Self {
+            kmemleak,
+            kmsg: KmsgWatch::start()?,
+            protocol: Protocol::new(),
+        };
+        let mut action = w.protocol.step(Event::Begin {
+            auto_scan: auto_scan_running(),
+            flush,
+        });
+        loop {
+            action = match action {
+                Action::StopAutoScan => {
+                    let e = w.command("scan=off");
+                    w.protocol.step(e.unwrap_or(Event::Now(Instant::now())))
+                }
+                Action::ScanAndClear => {
+                    let e = w
+                        .command("scan")
+                        .or_else(|| w.command("clear"))
+                        .unwrap_or(Event::Cleared);
+                    w.protocol.step(e)
+                }
+                Action::StopStackScan => {
+                    let e = w.command("stack=off");
+                    w.protocol.step(e.unwrap_or(Event::Now(Instant::now())))
+                }
+                Action::Work => return Ok(w),
+                _ => return Err(w.failure()),
+            };
+        }
+    }
+
+    /// Whether kmemleak's auto-scan thread ran when the window opened (it is
+    /// stopped in the window and started again when the window closes).
+    pub fn auto_scan_was_running(&self) -> bool {
+        self.protocol.restore_auto_scan
+    }
+
+    /// After the work (its youngest object allocated no later than
+    /// `youngest`): waits out the minimum age, scans until the reported set
+    /// is stable, and returns it.
+    pub fn close(self, youngest: Instant) -> Result<Settled> {
+        self.close_with(youngest, &mut |_| {})
+    }
+
+    /// As [`Window::close`], telling `progress` what it waits for.
+    pub fn close_with(
+        mut self,
+        youngest: Instant,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Settled> {
+        let mut action = self.protocol.step(Event::WorkDone { youngest });
+        let mut last = Vec::new();
+        loop {
+            action = match action {
+                Action::SleepUntil(t) => {
+                    if let Some(d) = t.checked_duration_since(Instant::now()) {
+                        progress(&format!(
+                            "waiting {:.1} s for the youngest objects to reach kmemleak's minimum age",
+                            d.as_secs_f64()
+                        ));
+                        interrupt::sleep(d)?;
+                    }
+                    self.protocol.step(Event::Now(Instant::now()))
+                }
+                Action::Scan => {
+                    interrupt::check()?;
+                    if let State::Scanning { scans, .. } = &self.protocol.state {
+                        progress(&format!("scan {} (until two agree)", scans + 1));
+                    }
+                    if let Some(refused) = self.command("scan") {
+                        self.protocol.step(refused)
+                    } else if let Some(failed) = self.log_failures() {
+                        self.protocol.step(failed)
+                    } else {
+                        last = report::parse(&self.kmemleak.read()?);
+                        let set = last.iter().map(|r| r.address).collect();
+                        self.protocol.step(Event::Scanned(set))
+                    }
+                }
+                Action::Finish => break,
+                _ => return Err(self.failure()),
+            };
+        }
+        match &self.protocol.state {
+            State::Settled { stable, scans } => Ok(Settled {
+                reports: last,
+                scans: *scans,
+                stable: *stable,
+            }),
+            _ => Err(self.failure()),
+        }
+    }
+
+    /// Sends `cmd`; a refusal comes back as the event to feed.
+    fn command(&self, cmd: &str) -> Option<Event> {
+        self.kmemleak
+            .command(cmd)
+            .err()
+            .map(|e| Event::Refused(format!("{e:#}")))
+    }
+
+    /// The first kmemleak failure the kernel log has shown since the window
+    /// opened, as an event.
+    fn log_failures(&mut self) -> Option<Event> {
+        self.kmsg
+            .drain()
+            .into_iter()
+            .find(|l| log_failure(l).is_some())
+            .map(Event::Log)
+    }
+
+    fn failure(&self) -> anyhow::Error {
+        match &self.protocol.state {
+            State::Failed(reason) => anyhow::anyhow!("{reason}"),
+            s => anyhow::anyhow!("scan protocol stopped in state {s:?}"),
+        }
+    }
+}
+
+impl Drop for Window<'_> {
+    fn drop(&mut self) {
+        if self.protocol.restore_stack_scan {
+            let _ = self.kmemleak.command("stack=on");
+        }
+        if self.protocol.restore_auto_scan {
+            // Best effort: there is no better place to report a failure.
+            let _ = self.kmemleak.command("scan=on");
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The tool's layers, checked on its sources: each top-level module uses
+//! only the layers below it, `vm` uses none, and no two modules of the
+//! tool import each other, directly or round a circle.
+//!
+//! ```text
+//! cli -> commands -> analysis -> kmemleak -> kernel
+//!                 -> ko, output, vm
+//! analysis -> ko
+//! ```
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    path::{Path, PathBuf},
+};
+
+/// What each layer may use.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("cli", &["commands", "output", "ko", "vm", "kernel"]),
+    (
+        "commands",
+        &["analysis", "kmemleak", "ko", "kernel", "output", "vm"],
+    ),
+    ("analysis", &["kmemleak", "kernel", "ko"]),
+    ("kmemleak", &["kernel"]),
+    ("kernel", &[]),
+    ("ko", &[]),
+    ("output", &[]),
+    ("vm", &[]),
+];
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            sources(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The module path of a source file: `commands/cycle/steps.rs` ->
+/// `["commands", "cycle", "steps"]`.
+fn module_of(src: &Path, file: &Path) -> Vec<String> {
+    let rel = file.strip_prefix(src).unwrap().with_extension("");
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    if parts.last().is_some_and(|l| l == "mod") {
+        parts.pop();
+    }
+    parts
+}
+
+/// Every path a file names with `crate::`, groups (`crate::{a, b::{c, d}}`)
+/// expanded, each cut to its first two segments (`a`, `b::c`, `b::d`).
+fn crate_paths(text: &str) -> BTreeSet<Vec<String>> {
+    paths_in(text, "crate::", &[])
+}
+
+/// The paths a file of module `module` names, through `crate::` or, outside
+/// its inline test module, `super::`.
+fn file_paths(text: &str, module: &[String]) -> BTreeSet<Vec<String>> {
+    let mut out = crate_paths(text);
+    let body = text.split("#[cfg(test)]\nmod tests").next().unwrap_or(text);
+    let parent = &module[..module.len().saturating_sub(1)];
+    out.extend(paths_in(body, "super::", parent));
+    out
+}
+
+fn paths_in(text: &str, root: &str, prefix: &[String]) -> BTreeSet<Vec<String>> {
+    let code: String = text
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut out = BTreeSet::new();
+    let mut rest = code.as_str();
+    while let Some(i) = rest.find(root) {
+        // Not the tail of a longer name (`my_crate::`).
+        let whole = code.len() - rest.len() + i == 0
+            || !rest[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_');
+        rest = &rest[i + root.len()..];
+        if whole {
+            expand(prefix, rest, &mut out);
+        }
+    }
+    out.retain(|p| !p.is_empty());
+    out
+}
+
+/// Adds the paths of the use tree at the start of `tree` under `prefix`.
+fn expand(prefix: &[String], tree: &str, out: &mut BTreeSet<Vec<String>>) {
+    let tree = tree.trim_start();
+    if let Some(group) = tree.strip_prefix('{') {
+        let (mut depth, mut start) = (0, 0);
+        for (j, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => {
+                    expand(prefix, &group[start..j], out);
+                    return;
+                }
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    expand(prefix, &group[start..j], out);
+                    start = j + 1;
+                }
+                _ => {}
+            }
+        }
+        return;
+    }
+    let name: String = tree
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    // Modules are lower case; a type, a constant or `self` ends the path.
+    if name.is_empty() || !name.starts_with(|c: char| c.is_lowercase()) || name == "self" {
+        out.insert(prefix.to_vec());
+        return;
+    }
+    let mut path = prefix.to_vec();
+    path.push(name.clone());
+    match tree[name.len()..].strip_prefix("::") {
+        Some(more) if path.len() < 2 => expand(&path, more, out),
+        _ => {
+            out.insert(path);
+        }
+    }
+}
+
+#[test]
+fn each_layer_uses_only_the_layers_below_it() {
+    let src = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src"));
+    let mut files = Vec::new();
+    sources(src, &mut files);
+    let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
+    let mut wrong = Vec::new();
+    for f in &files {
+        let module = module_of(src, f);
+        let Some(layer) = module.first().filter(|l| allowed.contains_key(l.as_str())) else {
+            continue;
+        };
+        for path in file_paths(&fs::read_to_string(f).unwrap(), &module) {
+            let used = &path[0];
+            if used != layer && !allowed[layer.as_str()].contains(&used.as_str()) {
+                wrong.push(format!("{} uses crate::{}", f.display(), path.join("::")));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "imports against the layers:\n{}",
+        wrong.join("\n")
+    );
+    // Every layer is there: a renamed directory must be named here too.
+    for (layer, _) in ALLOWED {
+        assert!(
+            src.join(layer).is_dir() || src.join(format!("{layer}.rs")).is_file(),
+            "no layer {layer} in {}",
+            src.display()
+        );
+    }
+}
+
+#[test]
+fn no_module_imports_round_a_circle() {
+    let src = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src"));
+    let mut files = Vec::new();
+    sources(src, &mut files);
+    // Modules as `layer::module` (the first two segments), with their edges.
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in &files {
+        let module = module_of(src, f);
+        if module.is_empty() || module[0] == "lib" || module[0] == "main" {
+            continue;
+        }
+        let from = module
+            .iter()
+            .take(2)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("::");
+        for path in file_paths(&fs::read_to_string(f).unwrap(), &module) {
+            let to = path.join("::");
+            if to != from
+                && !from.starts_with(&format!("{to}::"))
+                && !to.starts_with(&format!("{from}::"))
+            {
+                edges.entry(from.clone()).or_default().insert(to);
+            }
+        }
+    }
+    // Depth-first search for a back edge.
+    fn visit(
+        n: &str,
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        state: &mut BTreeMap<String, u8>,
+        stack: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        match state.get(n) {
+            Some(1) => {
+                let at = stack.iter().position(|s| s == n).unwrap();
+                let mut circle = stack[at..].to_vec();
+                circle.push(n.to_string());
+                return Some(circle);
+            }
+            Some(_) => return None,
+            None => {}
+        }
+        state.insert(n.to_string(), 1);
+        stack.push(n.to_string());
+        for m in edges.get(n).into_iter().flatten() {
+            if let Some(c) = visit(m, edges, state, stack) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        state.insert(n.to_string(), 2);
+        None
+    }
+    let mut state = BTreeMap::new();
+    for n in edges.keys() {
+        if let Some(circle) = visit(n, &edges, &mut state, &mut Vec::new()) {
+            panic!("import circle: {}", circle.join(" -> "));
+        }
+    }
+    assert!(
+        edges.len() > 5,
+        "the check found too few modules: {edges:?}"
+    );
+}
+
+#[test]
+fn the_checker_sees_grouped_and_nested_imports() {
+    let paths = crate_paths(
+        "use crate::{\n    analysis::{attribute::attribute, findings},\n    kernel::kmod, // crate::vm\n};\nlet x = crate::ko::MAX_RUNS;",
+    );
+    let names: Vec<String> = paths.iter().map(|p| p.join("::")).collect();
+    assert_eq!(
+        names,
+        [
+            "analysis::attribute",
+            "analysis::findings",
+            "kernel::kmod",
+            "ko"
+        ]
+    );
+}
