@@ -18,6 +18,8 @@
 #
 # ARCH is x86_64 (default) or arm64; LLVM=1 builds with clang/lld instead of gcc.
 
+SHELL := /bin/bash
+
 ARCH ?= x86_64
 override ARCH := $(patsubst aarch64,arm64,$(ARCH))
 ifeq ($(filter x86_64 arm64,$(ARCH)),)
@@ -116,7 +118,11 @@ test: setup
 check: kernel
 	rustfmt --edition 2021 --check --config-path $(KDIR_OF)/source/.rustfmt.toml module/leaklab.rs
 	cd userspace && cargo fmt --check
-	touch module/leaklab.rs && $(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) CLIPPY=1 modules 2>&1 | tee $(BUILD)/clippy.log
+	cd userspace && cargo clippy --all-targets -- -D warnings
+	@mkdir -p $(BUILD)
+	@# pipefail: a build that fails must fail the gate, not only its warnings.
+	touch module/leaklab.rs && set -o pipefail && \
+		$(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) CLIPPY=1 modules 2>&1 | tee $(BUILD)/clippy.log
 	@! grep -q '^warning\|^error' $(BUILD)/clippy.log || { echo "check: the module is not clippy-clean" >&2; exit 1; }
 
 # Speed and memory figures as ratios within one run, into BENCHMARKS.md:

@@ -20,6 +20,8 @@ use std::{
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
+use fastrand::Rng;
+
 use super::ModuleArg;
 use crate::{
     commands::session::{Judgement, Session},
@@ -98,22 +100,6 @@ impl Outcome for FuzzRun {
     }
 }
 
-/// xorshift64*: small, deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 /// Whether `data` is inside the write contract: 1 to 20 ASCII digits and
 /// an optional newline. Such a write may still be refused (a number out of
 /// range, the leak cap); one outside it must be.
@@ -168,17 +154,17 @@ fn adversarial() -> Vec<Vec<u8>> {
 /// A random input: mostly bytes from a hostile alphabet, sometimes raw.
 fn random_input(rng: &mut Rng) -> Vec<u8> {
     const ALPHABET: &[u8] = b"0123456789-+ \n\t\x00\xffx";
-    let len = match rng.below(10) {
-        0 => rng.below(5000) as usize,
-        _ => rng.below(24) as usize,
+    let len = match rng.u64(..10) {
+        0 => rng.u64(..5000) as usize,
+        _ => rng.u64(..24) as usize,
     };
-    let raw = rng.below(4) == 0;
+    let raw = rng.u64(..4) == 0;
     (0..len)
         .map(|_| {
             if raw {
-                rng.next() as u8
+                rng.u8(..)
             } else {
-                ALPHABET[rng.below(ALPHABET.len() as u64) as usize]
+                ALPHABET[rng.usize(..ALPHABET.len())]
             }
         })
         .collect()
@@ -240,7 +226,7 @@ fn fuzz(ctl: &Control, plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Fu
         }
     }
     files.sort();
-    let mut rng = Rng(plan.seed | 1);
+    let mut rng = Rng::with_seed(plan.seed);
     let mut run = FuzzRun {
         schema: "leaklab.fuzz/1".into(),
         seed: plan.seed,
@@ -266,7 +252,7 @@ fn fuzz(ctl: &Control, plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Fu
             if ops.is_multiple_of(500) {
                 progress(&format!("fuzzing: {ops} operations"));
             }
-            if rng.below(3) == 0 {
+            if rng.u64(..3) == 0 {
                 read_odd(file, &mut rng, &mut run);
                 continue;
             }
@@ -274,7 +260,7 @@ fn fuzz(ctl: &Control, plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Fu
                 Some(d) => d.clone(),
                 None => random_input(&mut rng),
             };
-            let (result, allowed) = write(file, &data, rng.below(6));
+            let (result, allowed) = write(file, &data, rng.u64(..6));
             run.writes += 1;
             // A read-only file takes no write at all.
             match (result, allowed && *writable) {
@@ -297,11 +283,11 @@ fn read_odd(file: &Path, rng: &mut Rng, run: &mut FuzzRun) {
         // Write-only files refuse reads: that is their contract.
         return;
     };
-    let mut buf = vec![0u8; 1 + rng.below(300) as usize];
-    let offset = match rng.below(4) {
-        0 => u64::MAX - rng.below(16),
-        1 => 1 << (20 + rng.below(40)),
-        _ => rng.below(200),
+    let mut buf = vec![0u8; 1 + rng.u64(..300) as usize];
+    let offset = match rng.u64(..4) {
+        0 => u64::MAX - rng.u64(..16),
+        1 => 1 << (20 + rng.u64(..40)),
+        _ => rng.u64(..200),
     };
     run.reads += 1;
     if let Err(e) = f.read_at(&mut buf, offset) {

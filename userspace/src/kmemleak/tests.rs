@@ -281,14 +281,8 @@ fn a_report_cut_mid_line_is_kept_and_marked() {
 
 #[test]
 fn random_input_never_panics() {
-    // xorshift64*: deterministic, no dependency.
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    let mut next = || {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        x.wrapping_mul(0x2545f4914f6cdd1d)
-    };
+    let mut rng = fastrand::Rng::with_seed(0x9e3779b97f4a7c15);
+    let mut next = || rng.u64(..);
     let alphabet: Vec<char> = "unreferenced object 0x(size )comm\"pid, jiffies backtrace (crc ):[<>]+/ \n\t0123456789abcdefxyz\u{fffd}é"
             .chars()
             .collect();
@@ -310,13 +304,8 @@ fn random_input_never_panics() {
 /// come back exactly, in order, by every reader and at every chunk size.
 #[test]
 fn whole_reports_always_come_back() {
-    let mut x: u64 = 0x2545f4914f6cdd1d;
-    let mut next = move |n: u64| {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        x.wrapping_mul(0x2545f4914f6cdd1d) % n.max(1)
-    };
+    let mut rng = fastrand::Rng::with_seed(0x2545f4914f6cdd1d);
+    let mut next = move |n: u64| rng.u64(..n.max(1));
     let prefixes = [
         "",
         "[   18.123456] ",
