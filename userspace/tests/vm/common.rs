@@ -1,6 +1,6 @@
 //! What every check uses: the build directory, the one way to boot a guest
 //! ([`Guest`]), the schema check every JSON document passes before a test
-//! reads it ([`Doc`]), and the one-line error check.
+//! reads it ([`Doc`]), the one-line error check, and the catalogue.
 
 use std::{
     fmt,
@@ -221,5 +221,34 @@ pub fn assert_one_line_error(out: &Output, needle: &str) {
         errors[0].contains(needle),
         "{:?} lacks {needle:?}",
         errors[0]
+    );
+}
+
+/// The catalogue the module was built from, for a run whose document does
+/// not list its patterns: one file per pattern in `samples/`, named after
+/// it (`samples/mod.rs` lists them), sorted.
+pub fn catalogue() -> Vec<String> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../samples");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {dir}: {e}"))
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|file| file.strip_suffix(".rs").map(str::to_string))
+        .filter(|name| name != "mod")
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "no sample in {dir}");
+    names
+}
+
+/// Asserts that a run's patterns, `names`, are the whole catalogue (every
+/// sample in `samples/`, once), and that it is not empty.
+pub fn assert_whole_catalogue<'a>(names: impl IntoIterator<Item = &'a str>) {
+    let mut names: Vec<&str> = names.into_iter().collect();
+    assert!(!names.is_empty(), "the run has no pattern");
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        catalogue(),
+        "the run's patterns are not the catalogue"
     );
 }

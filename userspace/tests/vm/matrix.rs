@@ -3,8 +3,8 @@
 //! matrix that must fail.
 
 use crate::{
-    common::{Doc, Guest},
-    views::CycleRun,
+    common::{assert_whole_catalogue, Doc, Guest},
+    views::{CycleRun, Variant},
 };
 
 /// `leaklab matrix`: every pattern leaky and fixed, the calibration
@@ -15,13 +15,20 @@ fn check_matrix(arch: &str) {
     assert_matrix(status, &run, 25);
 }
 
-/// A matrix run: every sample row ok, nothing unexpected, the negative control clean, and the
+/// A matrix run: every sample row ok (the whole catalogue, a leaky and a
+/// fixed row each), nothing unexpected, the negative control clean, and the
 /// calibration (kmemleak-test: 24 objects and one per possible CPU,
 /// `calibration`) found whole or one short, with the verdict and exit status
 /// following the count.
 pub fn assert_matrix(status: Option<i32>, run: &Doc<CycleRun>, calibration: u64) {
+    assert_whole_catalogue(run.pattern_names());
     let cycle = run.cycle();
-    assert_eq!(cycle.verdicts.len(), 14);
+    assert_eq!(cycle.verdicts.len(), 2 * run.patterns.len(), "{run:#}");
+    for p in run.pattern_names() {
+        for variant in [Variant::Leaky, Variant::Fixed] {
+            cycle.verdict(p, variant);
+        }
+    }
     for v in &cycle.verdicts {
         assert!(v.ok, "{v:#?}");
     }

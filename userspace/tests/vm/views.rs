@@ -57,6 +57,11 @@ impl CycleRun {
     pub fn cycle(&self) -> &Cycle {
         self.cycles.first().expect("the run has no cycle")
     }
+
+    /// The names of the patterns the run ran, in its order.
+    pub fn pattern_names(&self) -> impl Iterator<Item = &str> {
+        self.patterns.iter().map(|p| p.name.as_str())
+    }
 }
 
 /// A pattern as the module states it.
@@ -297,6 +302,8 @@ impl Document for FaultRun {
 /// One sample under injected failures.
 #[derive(Debug, Deserialize)]
 pub struct Injection {
+    pub pattern: String,
+    pub variant: Variant,
     pub points: u64,
     pub errors: u64,
     pub errnos: Vec<String>,
