@@ -1,0 +1,116 @@
+//! `leaklab doctor`: can this machine show leaks? Passing in the VM, and
+//! failing for the reasons it names.
+
+use crate::{
+    common::{build_dir, Doc, Guest},
+    views::{Check, Diagnosis, Status},
+};
+
+/// The doctor's check `name` in `doc`.
+fn doctor_check<'a>(doc: &'a Doc<Diagnosis>, name: &str) -> &'a Check {
+    doc.checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no check {name:?} in {doc:#}"))
+}
+
+/// Asserts a passing diagnosis: every check ok, in order, and a canary that
+/// kmemleak saw leak exactly and saw its twin clean.
+pub fn assert_doctor_passes(status: Option<i32>, doc: &Doc<Diagnosis>, cpus: usize) {
+    assert_eq!(status, Some(0), "{doc:#}");
+    assert!(doc.ok);
+    let names: Vec<&str> = doc.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "root",
+            "kernel config",
+            "command line",
+            "debugfs",
+            "kmemleak",
+            "auto-scan",
+            "module",
+            "memory",
+            "canary"
+        ]
+    );
+    for c in &doc.checks {
+        assert_eq!(c.status, Status::Ok, "{c:#?}");
+    }
+    let canary = doc
+        .canary
+        .as_ref()
+        .unwrap_or_else(|| panic!("no canary: {doc:#}"));
+    assert!(canary.expected >= 1, "{canary:#?}");
+    assert_eq!(canary.found_leaky, canary.expected, "{canary:#?}");
+    assert_eq!(canary.found_fixed, 0, "{canary:#?}");
+    assert!(
+        canary
+            .culprit_line
+            .as_deref()
+            .is_some_and(|l| l.starts_with("samples/error_path.rs:")),
+        "{canary:#?}"
+    );
+    assert!(doc.scan_seconds.expect("scan_seconds") > 0.0);
+    let cpu = doc.cpu.as_deref().expect("cpu");
+    assert!(cpu.starts_with(&format!("{cpus}x ")), "{cpu}");
+    if doc.machine == "aarch64" {
+        assert!(cpu.ends_with("Cortex-A76"), "{cpu}");
+        // QEMU's virt machine names itself in the device tree.
+        assert_eq!(doc.board.as_deref(), Some("linux,dummy-virt"), "{doc:#}");
+    }
+}
+
+/// `leaklab doctor` passes in the VM: the kernel's options from
+/// /proc/config.gz, slab_nomerge, kmemleak, the module, and the canary.
+fn check_doctor(arch: &str) {
+    let (status, doc) = Guest::new(arch, "doctor").json::<Diagnosis>(&["doctor"]);
+    assert_doctor_passes(status, &doc, 1);
+}
+
+on_both_arches!(check_doctor: doctor_passes_x86_64, doctor_passes_arm64);
+
+/// Booted with kmemleak=off, the doctor fails on the command line and on
+/// kmemleak, each with its reason, and runs no canary.
+fn check_doctor_kmemleak_off(arch: &str) {
+    let (status, doc) = Guest::new(arch, "doctor-kmemleak-off")
+        .vm_args(&["--append", "kmemleak=off"])
+        .json::<Diagnosis>(&["doctor"]);
+    assert_eq!(status, Some(1), "{doc:#}");
+    assert!(!doc.ok);
+    let cmdline = doctor_check(&doc, "command line");
+    assert_eq!(cmdline.status, Status::Fail, "{cmdline:#?}");
+    assert!(cmdline.detail.contains("kmemleak=off"));
+    let k = doctor_check(&doc, "kmemleak");
+    assert_eq!(k.status, Status::Fail, "{k:#?}");
+    assert!(k.detail.contains("kmemleak is disabled"), "{k:#?}");
+    assert_eq!(doctor_check(&doc, "canary").status, Status::Skip);
+    assert!(doc.canary.is_none());
+}
+
+on_both_arches!(check_doctor_kmemleak_off: doctor_fails_with_kmemleak_off_x86_64, doctor_fails_with_kmemleak_off_arm64);
+
+/// With a module whose leaky samples free after all (`make sabotaged`), the
+/// canary leaks nothing: the doctor must say kmemleak did not see it, and
+/// fail.
+fn check_doctor_sabotaged(arch: &str) {
+    let ko = build_dir().join(arch).join("sabotaged").join("leaklab.ko");
+    let (status, doc) = Guest::new(arch, "doctor-sabotaged")
+        .vm_args(&["--module", ko.to_str().unwrap()])
+        .json::<Diagnosis>(&["doctor"]);
+    assert_eq!(status, Some(1), "{doc:#}");
+    assert!(!doc.ok);
+    let c = doctor_check(&doc, "canary");
+    assert_eq!(c.status, Status::Fail, "{c:#?}");
+    assert!(c.detail.contains("cannot see the leak"), "{c:#?}");
+    assert_eq!(
+        doc.canary.as_ref().map(|c| c.found_leaky),
+        Some(0),
+        "{doc:#}"
+    );
+    // Everything before the canary was fine.
+    assert_eq!(doctor_check(&doc, "module").status, Status::Ok);
+    assert_eq!(doctor_check(&doc, "kmemleak").status, Status::Ok);
+}
+
+on_both_arches!(check_doctor_sabotaged: doctor_fails_when_the_canary_does_not_leak_x86_64, doctor_fails_when_the_canary_does_not_leak_arm64);
