@@ -21,10 +21,10 @@
 
 use crate::{
     catalogue::{self, Expect, LeakBudget, Pattern, Stats, Variant, MAX_RUNS},
-    debugfs::{Dir, File, FileOps, SeqFile},
+    debugfs::{Dir, File, Reader, Writer},
     samples::{COUNT, PATTERNS},
 };
-use core::fmt::Write;
+use core::fmt;
 use kernel::{c_str, prelude::*};
 
 /// Counters per pattern and variant.
@@ -32,10 +32,6 @@ static STATS: [[Stats; 2]; COUNT] = [const { [const { Stats::new() }; 2] }; COUN
 
 /// The cap on intentionally leaked bytes.
 static BUDGET: LeakBudget = LeakBudget::new();
-
-fn fmt_err(_: core::fmt::Error) -> Error {
-    ENOMEM
-}
 
 /// Parses one decimal number, optionally followed by a newline.
 pub(crate) fn parse_number(input: &[u8]) -> Result<u64> {
@@ -53,20 +49,20 @@ pub(crate) fn parse_number(input: &[u8]) -> Result<u64> {
 /// `version`.
 struct Version;
 
-impl FileOps for Version {
-    fn show(&self, out: &mut SeqFile) -> Result {
-        writeln!(out, "leaklab {}", crate::VERSION).map_err(fmt_err)
+impl Writer for Version {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "leaklab {}", crate::VERSION)
     }
 }
 
 /// `stats`.
 struct StatsFile;
 
-impl FileOps for StatsFile {
-    fn show(&self, out: &mut SeqFile) -> Result {
+impl Writer for StatsFile {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (p, stats) in PATTERNS.iter().zip(STATS.iter()) {
             for v in [Variant::Leaky, Variant::Fixed] {
-                stats[v as usize].write(out, p.name, v).map_err(fmt_err)?;
+                stats[v as usize].write(f, p.name, v)?;
             }
         }
         Ok(())
@@ -76,20 +72,19 @@ impl FileOps for StatsFile {
 /// `leak_cap`.
 struct LeakCap;
 
-impl FileOps for LeakCap {
-    const WRITABLE: bool = true;
-
-    fn show(&self, out: &mut SeqFile) -> Result {
+impl Writer for LeakCap {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
-            out,
+            f,
             "cap_bytes={} leaked_bytes={}",
             BUDGET.cap(),
             BUDGET.used()
         )
-        .map_err(fmt_err)
     }
+}
 
-    fn write(&self, input: &[u8]) -> Result {
+impl Reader for LeakCap {
+    fn read(&self, input: &[u8]) -> Result {
         let cap = usize::try_from(parse_number(input)?).map_err(|_| EINVAL)?;
         BUDGET.set_cap(cap);
         Ok(())
@@ -99,37 +94,33 @@ impl FileOps for LeakCap {
 /// `patterns/<name>/description`.
 struct Description(&'static Pattern);
 
-impl FileOps for Description {
-    fn show(&self, out: &mut SeqFile) -> Result {
-        writeln!(out, "{}", self.0.description).map_err(fmt_err)
+impl Writer for Description {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.0.description)
     }
 }
 
 /// `patterns/<name>/expect`.
 struct ExpectFile(Expect, bool);
 
-impl FileOps for ExpectFile {
-    fn show(&self, out: &mut SeqFile) -> Result {
+impl Writer for ExpectFile {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
-            out,
+            f,
             "objects={} bytes={} after_unload={}",
             self.0.objects,
             self.0.bytes,
             u8::from(self.1)
         )
-        .map_err(fmt_err)
     }
 }
 
 /// `patterns/<name>/leaked`: the objects the leaky variant lost last.
 struct Leaked(usize);
 
-impl FileOps for Leaked {
-    fn show(&self, out: &mut SeqFile) -> Result {
-        STATS[self.0][Variant::Leaky as usize]
-            .recent
-            .write(out)
-            .map_err(fmt_err)
+impl Writer for Leaked {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        STATS[self.0][Variant::Leaky as usize].recent.write(f)
     }
 }
 
@@ -140,19 +131,18 @@ struct Trigger {
     expect: Expect,
 }
 
-impl FileOps for Trigger {
-    const WRITABLE: bool = true;
-
-    fn show(&self, out: &mut SeqFile) -> Result {
+impl Writer for Trigger {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
-            out,
+            f,
             "write a count from 1 to {MAX_RUNS} to run the {} variant that many times",
             self.variant.name()
         )
-        .map_err(fmt_err)
     }
+}
 
-    fn write(&self, input: &[u8]) -> Result {
+impl Reader for Trigger {
+    fn read(&self, input: &[u8]) -> Result {
         let n = parse_number(input)?;
         if n == 0 || n > u64::from(MAX_RUNS) {
             return Err(EINVAL);
@@ -171,14 +161,14 @@ impl FileOps for Trigger {
 /// `patterns/<name>/disarm`, for patterns that arm a leak for later.
 struct Disarm(usize, fn() -> (usize, usize));
 
-impl FileOps for Disarm {
-    const WRITABLE: bool = true;
-
-    fn show(&self, out: &mut SeqFile) -> Result {
-        writeln!(out, "write 1 to free the armed buffers now").map_err(fmt_err)
+impl Writer for Disarm {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "write 1 to free the armed buffers now")
     }
+}
 
-    fn write(&self, input: &[u8]) -> Result {
+impl Reader for Disarm {
+    fn read(&self, input: &[u8]) -> Result {
         if parse_number(input)? != 1 {
             return Err(EINVAL);
         }
@@ -226,20 +216,32 @@ impl Control {
                 expect,
             };
             let disarm = match p.disarm {
-                Some(f) => Some(dir.file(c_str!("disarm"), Disarm(index, f), module)?),
+                Some(f) => Some(dir.read_write_file(c_str!("disarm"), Disarm(index, f), module)?),
                 None => None,
             };
             patterns.push(
                 PatternFiles {
-                    _description: dir.file(c_str!("description"), Description(p), module)?,
-                    _expect: dir.file(
+                    _description: dir.read_only_file(
+                        c_str!("description"),
+                        Description(p),
+                        module,
+                    )?,
+                    _expect: dir.read_only_file(
                         c_str!("expect"),
                         ExpectFile(expect, p.after_unload),
                         module,
                     )?,
-                    _leaky: dir.file(c_str!("leaky"), trigger(Variant::Leaky), module)?,
-                    _fixed: dir.file(c_str!("fixed"), trigger(Variant::Fixed), module)?,
-                    _leaked: dir.file(c_str!("leaked"), Leaked(index), module)?,
+                    _leaky: dir.read_write_file(
+                        c_str!("leaky"),
+                        trigger(Variant::Leaky),
+                        module,
+                    )?,
+                    _fixed: dir.read_write_file(
+                        c_str!("fixed"),
+                        trigger(Variant::Fixed),
+                        module,
+                    )?,
+                    _leaked: dir.read_only_file(c_str!("leaked"), Leaked(index), module)?,
                     _disarm: disarm,
                     _dir: dir,
                 },
@@ -248,9 +250,9 @@ impl Control {
         }
         Ok(Self {
             _patterns: patterns,
-            _version: root.file(c_str!("version"), Version, module)?,
-            _stats: root.file(c_str!("stats"), StatsFile, module)?,
-            _cap: root.file(c_str!("leak_cap"), LeakCap, module)?,
+            _version: root.read_only_file(c_str!("version"), Version, module)?,
+            _stats: root.read_only_file(c_str!("stats"), StatsFile, module)?,
+            _cap: root.read_write_file(c_str!("leak_cap"), LeakCap, module)?,
             _patterns_dir: patterns_dir,
             _root: root,
         })
