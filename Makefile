@@ -14,7 +14,7 @@
 #   make scan-time [ARCH=...]   one kmemleak scan's cost at 512 MiB, 2 GiB, 4 GiB
 #   make soak    [ARCH=...]     1000 load/run/unload cycles, fixed then leaky, with a plot
 #   make bundle  [ARCH=arm64] [KDIR=...]  a tarball for a board (build/leaklab-bundle-ARCH.tar.gz)
-#   make rust-analyzer          rust-project.json for the module
+#   make rust-analyzer          rust-project.json for the module, checked
 #
 # ARCH is x86_64 (default) or arm64; LLVM=1 builds with clang/lld instead of gcc.
 
@@ -110,7 +110,7 @@ test: setup
 	$(MAKE) --no-print-directory module tool sabotaged ARCH=x86_64
 	$(MAKE) --no-print-directory module tool sabotaged bundle ARCH=arm64
 	$(MAKE) --no-print-directory module VARIANT=debug ARCH=x86_64
-	$(MAKE) --no-print-directory check ARCH=x86_64
+	$(MAKE) --no-print-directory check rust-analyzer ARCH=x86_64
 	cd userspace && LEAKLAB_BUILD_DIR=$(BUILD) LEAKLAB_KSRC=$$(cat $(BUILD)/x86_64/kdir)/source \
 		cargo test --release -- --include-ignored
 
@@ -199,8 +199,18 @@ SIZES ?= 512 2048 4096
 scan-time: module tool
 	bash scripts/scan-time.sh $(HOST_TOOL) $(BUILD) $(ARCH) $(SIZES)
 
+# rust-project.json for an editor, from the kernel's own generator. With M=,
+# 6.12 reads rust/Makefile relative to the object tree, which an O= build
+# (the cached kernel, with its sources in KDIR/source) does not have: VPATH
+# points it at the source tree, as kbuild does for an O= build without M=.
+# The generator only finds crate roots named by a Kbuild beside them, so
+# scripts/rust-analyzer.py adds the module's crate, then checks the result
+# (the kernel crate and the module's, their roots, the proc macros).
 rust-analyzer: kernel
-	$(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) rust-analyzer
+	@test -n "$(KDIR_OF)" || { echo "rust-analyzer: no kernel tree: run 'make kernel' or pass KDIR=" >&2; exit 2; }
+	$(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) \
+		$(if $(wildcard $(KDIR_OF)/source),VPATH=$(realpath $(KDIR_OF)/source)) rust-analyzer
+	python3 scripts/rust-analyzer.py rust-project.json leaklab module/leaklab.rs
 
 clean:
 	-$(if $(KDIR_OF),$(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) clean)
