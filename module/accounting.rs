@@ -70,7 +70,11 @@ unsafe fn ksize(start: *const c_void) -> usize {
 /// One object a run allocated, as [`Tally::allocated`] recorded it; give it to
 /// [`Tally::leaked`] when the run loses its last pointer to the object.
 ///
-/// The address is kept bitwise inverted, as in [`Recent`].
+/// # Invariants
+///
+/// Made only by a [`Tally`]: `!inverted` was the start of a live slab or
+/// kmalloc object, and `size` its size by `ksize`. (The address is kept
+/// bitwise inverted, as in [`Recent`].)
 pub(crate) struct Allocation {
     inverted: usize,
     size: usize,
@@ -119,6 +123,7 @@ impl Tally {
                 *free = size;
             }
         }
+        // INVARIANT: `start` is the start of a live object, of `size` bytes.
         Allocation {
             inverted: !(start as usize),
             size,

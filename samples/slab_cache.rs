@@ -61,7 +61,8 @@ fn probe_remove_leaky(t: &mut Tally) -> Result {
         unsafe { bindings::kmem_cache_destroy(cache.as_ptr()) };
         return Err(ENOMEM);
     }
-    // SAFETY: `desc` is a live object just allocated from `cache`.
+    // SAFETY: `desc` is what `kmem_cache_alloc` just returned: the start of a
+    // live object of `cache`.
     let counted = unsafe { t.allocated_at(desc) };
     // BUG: remove() destroys the cache without kmem_cache_free(desc) first.
     t.leaked(counted);
@@ -125,7 +126,8 @@ impl Drop for Object<'_> {
 fn probe_remove_fixed(t: &mut Tally) -> Result {
     let cache = Cache::new()?;
     let desc = cache.alloc()?;
-    // SAFETY: `desc` is a live object of `cache` (type invariant of `Object`).
+    // SAFETY: `desc.ptr` is what `kmem_cache_alloc` returned, the start of an
+    // object of `cache`, live until `desc` is dropped (type invariant).
     unsafe { t.allocated_at(desc.ptr.as_ptr()) };
     // `drop(cache)` here would not compile: `desc` still borrows it.
     drop(desc);
