@@ -203,9 +203,11 @@ scan-time: module tool
 # 6.12 reads rust/Makefile relative to the object tree, which an O= build
 # (the cached kernel, with its sources in KDIR/source) does not have: VPATH
 # points it at the source tree, as kbuild does for an O= build without M=.
-# The generator only finds crate roots named by a Kbuild beside them, so
-# scripts/rust-analyzer.py adds the module's crate, then checks the result
-# (the kernel crate and the module's, their roots, the proc macros).
+# scripts/rust-analyzer.py then adds the module's crate (the generator only
+# finds crate roots named by a Kbuild beside them), lets rust-analyzer load
+# the sysroot crates once (6.12 lists them and names the sysroot too, which
+# hides every primitive type's methods), and checks the result (the kernel
+# crate and the module's, their roots, the proc macros).
 rust-analyzer: kernel
 	@test -n "$(KDIR_OF)" || { echo "rust-analyzer: no kernel tree: run 'make kernel' or pass KDIR=" >&2; exit 2; }
 	$(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) \
