@@ -14,7 +14,7 @@
 #   make scan-time [ARCH=...]   one kmemleak scan's cost at 512 MiB, 2 GiB, 4 GiB
 #   make soak    [ARCH=...]     1000 load/run/unload cycles, fixed then leaky, with a plot
 #   make bundle  [ARCH=arm64] [KDIR=...]  a tarball for a board (build/leaklab-bundle-ARCH.tar.gz)
-#   make rust-analyzer          rust-project.json for the module
+#   make rust-analyzer          rust-project.json for the module, checked
 #
 # ARCH is x86_64 (default) or arm64; LLVM=1 builds with clang/lld instead of gcc.
 
@@ -83,6 +83,7 @@ else
 	$(MAKE) -C $(KDIR_OF) M=$(OUT)/src $(KBUILD_ARGS) modules
 	@cp $(OUT)/src/leaklab.ko $(OUT)/leaklab.ko
 endif
+	@$(call check_sabotaged,$(OUT)/leaklab.ko,0)
 
 tool: setup
 	cd userspace && cargo build --release
@@ -111,12 +112,14 @@ test: setup
 	$(MAKE) --no-print-directory module tool sabotaged ARCH=x86_64
 	$(MAKE) --no-print-directory module tool sabotaged bundle ARCH=arm64
 	$(MAKE) --no-print-directory module VARIANT=debug ARCH=x86_64
-	$(MAKE) --no-print-directory check ARCH=x86_64
+	$(MAKE) --no-print-directory check rust-analyzer ARCH=x86_64
 	cd userspace && LEAKLAB_BUILD_DIR=$(BUILD) LEAKLAB_KSRC=$$(cat $(BUILD)/x86_64/kdir)/source \
 		cargo test --release -- --include-ignored
 
 check: kernel
-	rustfmt --edition 2021 --check --config-path $(KDIR_OF)/source/.rustfmt.toml module/leaklab.rs
+	@# The samples are named: rustfmt does not follow the modules that
+	@# samples/mod.rs declares through its macro.
+	rustfmt --edition 2021 --check --config-path $(KDIR_OF)/source/.rustfmt.toml module/leaklab.rs samples/*.rs
 	cd userspace && cargo fmt --check
 	cd userspace && cargo clippy --all-targets -- -D warnings
 	@mkdir -p $(BUILD)
@@ -150,16 +153,22 @@ elf_machine_arm64 := AArch64
 check_elf = for f in $(1); do readelf -h $$f | grep -q 'Machine:.*$(elf_machine_$(ARCH))' || \
 	{ echo "$$f is not an $(ARCH) ELF object" >&2; exit 1; }; done
 
+# Fails (and removes the .ko) unless its modinfo says sabotaged=$(2): the
+# module's leaky dispatch and that marker follow the same cfg
+# (SABOTAGED in module/leaklab.rs).
+check_sabotaged = tr '\0' '\n' < $(1) | grep -qx 'sabotaged=$(2)' || \
+	{ rm -f $(1); echo "$(1): modinfo does not say sabotaged=$(2) (LEAKLAB_SABOTAGED, Kbuild)" >&2; exit 1; }
+
 # For the tests: leaklab.ko whose leaky variants run the fixed code, so that
 # nothing leaks; `leaklab doctor`'s canary must fail on it.
 SABOTAGED := $(OUT)/sabotaged
 sabotaged: kernel $(SABOTAGED)/leaklab.ko
+# Built from a copy (its objects must not mix with the real module's) with
+# LEAKLAB_SABOTAGED=1, which Kbuild turns into `--cfg leaklab_sabotaged`.
 $(SABOTAGED)/leaklab.ko: $(MODULE_SOURCES) $(OUT)/kdir
 	@$(call copy_sources,$(SABOTAGED))
-	sed -i 's/Variant::Leaky => pattern.leaky,/Variant::Leaky => pattern.fixed,/' $(SABOTAGED)/module/catalogue.rs
-	@grep -q 'Variant::Leaky => pattern.fixed,' $(SABOTAGED)/module/catalogue.rs || \
-		{ echo "sabotaged: the dispatch in module/catalogue.rs changed; update this rule" >&2; exit 1; }
-	$(MAKE) -C $(KDIR_OF) M=$(SABOTAGED) $(KBUILD_ARGS) modules
+	$(MAKE) -C $(KDIR_OF) M=$(SABOTAGED) $(KBUILD_ARGS) LEAKLAB_SABOTAGED=1 modules
+	@$(call check_sabotaged,$@,1)
 
 # What a board needs, in one tarball: leaklab.ko built for its kernel
 # (KDIR=... for a board's own tree), the static leaklab, the reference
@@ -196,8 +205,20 @@ SIZES ?= 512 2048 4096
 scan-time: module tool
 	bash scripts/scan-time.sh $(HOST_TOOL) $(BUILD) $(ARCH) $(SIZES)
 
+# rust-project.json for an editor, from the kernel's own generator. With M=,
+# 6.12 reads rust/Makefile relative to the object tree, which an O= build
+# (the cached kernel, with its sources in KDIR/source) does not have: VPATH
+# points it at the source tree, as kbuild does for an O= build without M=.
+# scripts/rust-analyzer.py then adds the module's crate (the generator only
+# finds crate roots named by a Kbuild beside them), lets rust-analyzer load
+# the sysroot crates once (6.12 lists them and names the sysroot too, which
+# hides every primitive type's methods), and checks the result (the kernel
+# crate and the module's, their roots, the proc macros).
 rust-analyzer: kernel
-	$(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) rust-analyzer
+	@test -n "$(KDIR_OF)" || { echo "rust-analyzer: no kernel tree: run 'make kernel' or pass KDIR=" >&2; exit 2; }
+	$(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) \
+		$(if $(wildcard $(KDIR_OF)/source),VPATH=$(realpath $(KDIR_OF)/source)) rust-analyzer
+	python3 scripts/rust-analyzer.py rust-project.json leaklab module/leaklab.rs
 
 clean:
 	-$(if $(KDIR_OF),$(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) clean)

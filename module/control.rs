@@ -10,7 +10,8 @@
 //! patterns/<name>/expect       read: "objects=N bytes=B after_unload=0|1" per leaky run
 //! patterns/<name>/leaky        write N (1..=10000): run the leaky variant N times
 //! patterns/<name>/fixed        write N (1..=10000): run the fixed variant N times
-//! patterns/<name>/leaked       read: "0xADDRESS SIZE" per object the leaky variant lost (last 64)
+//! patterns/<name>/leaked       read: "0xADDRESS SIZE" per object the leaky variant lost (last 64):
+//!                              the object's start address and its size as the allocator sized it
 //! patterns/module_exit/disarm  write 1: free the buffers armed by leaky runs now
 //! ```
 //!
@@ -20,22 +21,14 @@
 //! without side effects.
 
 use crate::{
-    catalogue::{self, Expect, LeakBudget, Pattern, Stats, Variant, MAX_RUNS},
-    debugfs::{Dir, File, FileOps, SeqFile},
-    samples::{COUNT, PATTERNS},
+    accounting::LeakBudget,
+    debugfs::{Dir, File, Reader, Writer},
+    pattern::{Pattern, Variant},
+    runner::{self, PatternState, MAX_RUNS},
+    samples::PATTERNS,
 };
-use core::fmt::Write;
-use kernel::{c_str, prelude::*};
-
-/// Counters per pattern and variant.
-static STATS: [[Stats; 2]; COUNT] = [const { [const { Stats::new() }; 2] }; COUNT];
-
-/// The cap on intentionally leaked bytes.
-static BUDGET: LeakBudget = LeakBudget::new();
-
-fn fmt_err(_: core::fmt::Error) -> Error {
-    ENOMEM
-}
+use core::fmt;
+use kernel::{c_str, prelude::*, sync::Arc};
 
 /// Parses one decimal number, optionally followed by a newline.
 pub(crate) fn parse_number(input: &[u8]) -> Result<u64> {
@@ -53,20 +46,27 @@ pub(crate) fn parse_number(input: &[u8]) -> Result<u64> {
 /// `version`.
 struct Version;
 
-impl FileOps for Version {
-    fn show(&self, out: &mut SeqFile) -> Result {
-        writeln!(out, "leaklab {}", crate::VERSION).map_err(fmt_err)
+impl Writer for Version {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "leaklab {}", crate::VERSION)
     }
 }
 
-/// `stats`.
-struct StatsFile;
+/// `stats`: every pattern's counters.
+struct StatsFile(KVec<Arc<PatternState>>);
 
-impl FileOps for StatsFile {
-    fn show(&self, out: &mut SeqFile) -> Result {
-        for (p, stats) in PATTERNS.iter().zip(STATS.iter()) {
+impl Writer for StatsFile {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for state in self.0.iter() {
             for v in [Variant::Leaky, Variant::Fixed] {
-                stats[v as usize].write(out, p.name, v).map_err(fmt_err)?;
+                write!(
+                    f,
+                    "pattern={} variant={} ",
+                    state.pattern.name.to_str().unwrap_or("?"),
+                    v.name()
+                )?;
+                state.stats(v).write(f)?;
+                writeln!(f)?;
             }
         }
         Ok(())
@@ -74,24 +74,23 @@ impl FileOps for StatsFile {
 }
 
 /// `leak_cap`.
-struct LeakCap;
+struct LeakCap(Arc<LeakBudget>);
 
-impl FileOps for LeakCap {
-    const WRITABLE: bool = true;
-
-    fn show(&self, out: &mut SeqFile) -> Result {
+impl Writer for LeakCap {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
-            out,
+            f,
             "cap_bytes={} leaked_bytes={}",
-            BUDGET.cap(),
-            BUDGET.used()
+            self.0.cap(),
+            self.0.used()
         )
-        .map_err(fmt_err)
     }
+}
 
-    fn write(&self, input: &[u8]) -> Result {
+impl Reader for LeakCap {
+    fn read(&self, input: &[u8]) -> Result {
         let cap = usize::try_from(parse_number(input)?).map_err(|_| EINVAL)?;
-        BUDGET.set_cap(cap);
+        self.0.set_cap(cap);
         Ok(())
     }
 }
@@ -99,92 +98,85 @@ impl FileOps for LeakCap {
 /// `patterns/<name>/description`.
 struct Description(&'static Pattern);
 
-impl FileOps for Description {
-    fn show(&self, out: &mut SeqFile) -> Result {
-        writeln!(out, "{}", self.0.description).map_err(fmt_err)
+impl Writer for Description {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.0.description)
     }
 }
 
 /// `patterns/<name>/expect`.
-struct ExpectFile(Expect, bool);
+struct ExpectFile(Arc<PatternState>);
 
-impl FileOps for ExpectFile {
-    fn show(&self, out: &mut SeqFile) -> Result {
+impl Writer for ExpectFile {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = &self.0;
         writeln!(
-            out,
+            f,
             "objects={} bytes={} after_unload={}",
-            self.0.objects,
-            self.0.bytes,
-            u8::from(self.1)
+            state.expect.objects,
+            state.expect.bytes,
+            u8::from(state.pattern.after_unload)
         )
-        .map_err(fmt_err)
     }
 }
 
 /// `patterns/<name>/leaked`: the objects the leaky variant lost last.
-struct Leaked(usize);
+struct Leaked(Arc<PatternState>);
 
-impl FileOps for Leaked {
-    fn show(&self, out: &mut SeqFile) -> Result {
-        STATS[self.0][Variant::Leaky as usize]
-            .recent
-            .write(out)
-            .map_err(fmt_err)
+impl Writer for Leaked {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.lost.write(f)
     }
 }
 
 /// `patterns/<name>/leaky` and `fixed`.
 struct Trigger {
-    index: usize,
+    state: Arc<PatternState>,
     variant: Variant,
-    expect: Expect,
+    budget: Arc<LeakBudget>,
 }
 
-impl FileOps for Trigger {
-    const WRITABLE: bool = true;
-
-    fn show(&self, out: &mut SeqFile) -> Result {
+impl Writer for Trigger {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
-            out,
+            f,
             "write a count from 1 to {MAX_RUNS} to run the {} variant that many times",
             self.variant.name()
         )
-        .map_err(fmt_err)
     }
+}
 
-    fn write(&self, input: &[u8]) -> Result {
+impl Reader for Trigger {
+    fn read(&self, input: &[u8]) -> Result {
         let n = parse_number(input)?;
         if n == 0 || n > u64::from(MAX_RUNS) {
             return Err(EINVAL);
         }
-        catalogue::run(
-            &PATTERNS[self.index],
-            self.variant,
-            n as u32,
-            &self.expect,
-            &STATS[self.index][self.variant as usize],
-            &BUDGET,
-        )
+        runner::run(&self.state, self.variant, n as u32, &self.budget)
     }
 }
 
 /// `patterns/<name>/disarm`, for patterns that arm a leak for later.
-struct Disarm(usize, fn() -> (usize, usize));
+struct Disarm {
+    state: Arc<PatternState>,
+    disarm: fn() -> (usize, usize),
+    budget: Arc<LeakBudget>,
+}
 
-impl FileOps for Disarm {
-    const WRITABLE: bool = true;
-
-    fn show(&self, out: &mut SeqFile) -> Result {
-        writeln!(out, "write 1 to free the armed buffers now").map_err(fmt_err)
+impl Writer for Disarm {
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "write 1 to free the armed buffers now")
     }
+}
 
-    fn write(&self, input: &[u8]) -> Result {
+impl Reader for Disarm {
+    fn read(&self, input: &[u8]) -> Result {
         if parse_number(input)? != 1 {
             return Err(EINVAL);
         }
-        let (objects, bytes) = (self.1)();
-        STATS[self.0][Variant::Leaky as usize].unleak(objects, bytes);
-        BUDGET.release(bytes);
+        let (objects, bytes) = (self.disarm)();
+        self.state.leaky.unleak(objects, bytes);
+        self.budget.release(bytes);
         Ok(())
     }
 }
@@ -200,8 +192,52 @@ struct PatternFiles {
     _dir: Dir,
 }
 
-/// The whole control directory; dropping it removes every file, waiting for
-/// handlers that are running.
+impl PatternFiles {
+    /// Creates `patterns/<name>/` for `state`'s pattern.
+    fn new(
+        patterns_dir: &Dir,
+        state: &Arc<PatternState>,
+        budget: &Arc<LeakBudget>,
+        module: &'static ThisModule,
+    ) -> Result<Self> {
+        let pattern = state.pattern;
+        let dir = patterns_dir.subdir(pattern.name)?;
+        let trigger = |variant| Trigger {
+            state: state.clone(),
+            variant,
+            budget: budget.clone(),
+        };
+        let disarm = match pattern.disarm {
+            Some(disarm) => Some(dir.read_write_file(
+                c_str!("disarm"),
+                Disarm {
+                    state: state.clone(),
+                    disarm,
+                    budget: budget.clone(),
+                },
+                module,
+            )?),
+            None => None,
+        };
+        Ok(Self {
+            _description: dir.read_only_file(
+                c_str!("description"),
+                Description(pattern),
+                module,
+            )?,
+            _expect: dir.read_only_file(c_str!("expect"), ExpectFile(state.clone()), module)?,
+            _leaky: dir.read_write_file(c_str!("leaky"), trigger(Variant::Leaky), module)?,
+            _fixed: dir.read_write_file(c_str!("fixed"), trigger(Variant::Fixed), module)?,
+            _leaked: dir.read_only_file(c_str!("leaked"), Leaked(state.clone()), module)?,
+            _disarm: disarm,
+            _dir: dir,
+        })
+    }
+}
+
+/// The whole control directory, and through its files the state of every
+/// pattern; dropping it removes every file, waiting for handlers that are
+/// running, and then drops the patterns' state.
 pub(crate) struct Control {
     _patterns: KVec<PatternFiles>,
     _version: File<Version>,
@@ -214,43 +250,24 @@ pub(crate) struct Control {
 impl Control {
     /// Measures every pattern and creates the directory.
     pub(crate) fn new(module: &'static ThisModule) -> Result<Self> {
+        let budget = Arc::new(LeakBudget::new(), GFP_KERNEL)?;
         let root = Dir::new(c_str!("leaklab"))?;
         let patterns_dir = root.subdir(c_str!("patterns"))?;
-        let mut patterns = KVec::with_capacity(COUNT, GFP_KERNEL)?;
-        for (index, p) in PATTERNS.iter().enumerate() {
-            let expect = Expect::calibrate(p)?;
-            let dir = patterns_dir.subdir(p.name)?;
-            let trigger = |variant| Trigger {
-                index,
-                variant,
-                expect,
-            };
-            let disarm = match p.disarm {
-                Some(f) => Some(dir.file(c_str!("disarm"), Disarm(index, f), module)?),
-                None => None,
-            };
+        let mut states = KVec::with_capacity(PATTERNS.len(), GFP_KERNEL)?;
+        let mut patterns = KVec::with_capacity(PATTERNS.len(), GFP_KERNEL)?;
+        for pattern in PATTERNS {
+            let state = Arc::new(PatternState::new(pattern)?, GFP_KERNEL)?;
             patterns.push(
-                PatternFiles {
-                    _description: dir.file(c_str!("description"), Description(p), module)?,
-                    _expect: dir.file(
-                        c_str!("expect"),
-                        ExpectFile(expect, p.after_unload),
-                        module,
-                    )?,
-                    _leaky: dir.file(c_str!("leaky"), trigger(Variant::Leaky), module)?,
-                    _fixed: dir.file(c_str!("fixed"), trigger(Variant::Fixed), module)?,
-                    _leaked: dir.file(c_str!("leaked"), Leaked(index), module)?,
-                    _disarm: disarm,
-                    _dir: dir,
-                },
+                PatternFiles::new(&patterns_dir, &state, &budget, module)?,
                 GFP_KERNEL,
             )?;
+            states.push(state, GFP_KERNEL)?;
         }
         Ok(Self {
             _patterns: patterns,
-            _version: root.file(c_str!("version"), Version, module)?,
-            _stats: root.file(c_str!("stats"), StatsFile, module)?,
-            _cap: root.file(c_str!("leak_cap"), LeakCap, module)?,
+            _version: root.read_only_file(c_str!("version"), Version, module)?,
+            _stats: root.read_only_file(c_str!("stats"), StatsFile(states), module)?,
+            _cap: root.read_write_file(c_str!("leak_cap"), LeakCap(budget), module)?,
             _patterns_dir: patterns_dir,
             _root: root,
         })

@@ -7,13 +7,21 @@
 //! (dentries stay opaque pointers). The shape follows upstream
 //! `kernel::debugfs` (6.18): a [`Dir`] removes its entry when the last user
 //! drops it, and a [`File`] owns the data its handlers see, so the entry is
-//! always gone before the data is freed.
+//! always gone before the data is freed. A file's operations and mode follow
+//! from its data's type: [`Dir::read_only_file`] takes a [`Writer`] (mode
+//! 0400), [`Dir::read_write_file`] a [`Writer`] and a [`Reader`] (0600), each
+//! through a constant [`FileOps`] made once per type.
 //!
 //! Reads go through `seq_file` (`single_open`), which makes partial reads,
 //! tiny buffers and odd offsets safe and gives each open a consistent
 //! snapshot. Writes are taken whole: one call at offset zero per open file.
 
-use core::{fmt, marker::PhantomPinned, mem::MaybeUninit, pin::Pin, ptr};
+use core::{
+    fmt,
+    marker::{PhantomData, PhantomPinned},
+    pin::Pin,
+    ptr,
+};
 use kernel::{
     bindings,
     error::from_err_ptr,
@@ -107,28 +115,43 @@ impl Dir {
         )?))
     }
 
-    /// Creates the file `name` in this directory, served by `data`.
-    ///
-    /// The file is readable by root only (0400), and writable by root (0600)
-    /// when `T::WRITABLE`. `module` becomes the owner of the file operations,
-    /// so the module cannot be unloaded while the file is open.
-    pub(crate) fn file<T: FileOps>(
+    /// Creates the read-only file `name` (mode 0400) in this directory, whose
+    /// reads show `data` through its [`Writer`] implementation.
+    pub(crate) fn read_only_file<T: Writer + Send + Sync + 'static>(
         &self,
         name: &CStr,
         data: T,
         module: &'static ThisModule,
     ) -> Result<File<T>> {
-        // SAFETY: An all-zero `file_operations` is valid: every field is an
-        // integer, a nullable pointer or an `Option` of a function pointer.
-        let mut fops: bindings::file_operations = unsafe { MaybeUninit::zeroed().assume_init() };
+        self.create_file(name, data, &<T as ReadFile<T>>::FILE_OPS, module)
+    }
+
+    /// Creates the file `name` (mode 0600) in this directory, whose reads show
+    /// `data` through its [`Writer`] implementation and whose writes go to its
+    /// [`Reader`] implementation.
+    pub(crate) fn read_write_file<T: Writer + Reader + Send + Sync + 'static>(
+        &self,
+        name: &CStr,
+        data: T,
+        module: &'static ThisModule,
+    ) -> Result<File<T>> {
+        self.create_file(name, data, &<T as ReadWriteFile<T>>::FILE_OPS, module)
+    }
+
+    /// Creates the file `name` in this directory, served by `data` through
+    /// `file_ops`.
+    ///
+    /// `module` becomes the owner of the file operations, so the module cannot
+    /// be unloaded while the file is open.
+    fn create_file<T: Send + Sync + 'static>(
+        &self,
+        name: &CStr,
+        data: T,
+        file_ops: &'static FileOps<T>,
+        module: &'static ThisModule,
+    ) -> Result<File<T>> {
+        let mut fops = file_ops.operations;
         fops.owner = module.as_ptr();
-        fops.open = Some(open::<T>);
-        fops.read = Some(bindings::seq_read);
-        fops.llseek = Some(bindings::seq_lseek);
-        fops.release = Some(bindings::single_release);
-        if T::WRITABLE {
-            fops.write = Some(write::<T>);
-        }
         let inner = KBox::pin(
             Inner {
                 fops,
@@ -137,16 +160,17 @@ impl Dir {
             },
             GFP_KERNEL,
         )?;
-        let mode = if T::WRITABLE { 0o600 } else { 0o400 };
         let parent = self.0.clone();
         // SAFETY: `name` is NUL-terminated and the parent dentry is live. The
         // data and fops pointers stay valid until the entry is removed: both
         // live in `inner`, which is pinned and dropped after `entry` (field
-        // order of `File`).
+        // order of `File`). The fops are safe to use for a file whose private
+        // data is that `T` (invariant of `FileOps`); setting their owner keeps
+        // them so.
         let dentry = from_err_ptr(unsafe {
             debugfs_create_file(
                 name.as_char_ptr(),
-                mode,
+                file_ops.mode,
                 parent.dentry,
                 ptr::from_ref(&inner.data).cast_mut().cast(),
                 ptr::from_ref(&inner.fops).cast(),
@@ -163,18 +187,101 @@ impl Dir {
     }
 }
 
-/// What a debugfs file does when it is read or written.
-pub(crate) trait FileOps: Send + Sync + 'static {
-    /// Whether the file takes writes (mode 0600 instead of 0400).
-    const WRITABLE: bool = false;
+/// What a file's reads show (upstream: `kernel::debugfs::Writer`): the value
+/// writes itself out.
+pub(crate) trait Writer {
+    /// Writes the file's whole content, for one open.
+    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+}
 
-    /// Renders the file's whole content for one open.
-    fn show(&self, out: &mut SeqFile) -> Result;
+/// What a file's writes do (upstream: `kernel::debugfs::Reader`): the value
+/// reads what user space wrote.
+///
+/// Upstream hands over a `UserSliceReader`; here the layer takes the write
+/// whole first: one write at offset zero per open file, of 1 to [`MAX_WRITE`]
+/// bytes, anything else being `-EINVAL`.
+pub(crate) trait Reader {
+    /// Acts on one whole write.
+    fn read(&self, input: &[u8]) -> Result;
+}
 
-    /// Acts on one whole write of at most [`MAX_WRITE`] bytes.
-    fn write(&self, _input: &[u8]) -> Result {
-        Err(EINVAL)
+/// The file operations and mode of a file whose data is a `T`.
+///
+/// # Invariants
+///
+/// `operations` is safe to use for a debugfs file whose inode's private data
+/// points to a `T` that outlives the file and that is only ever shared; its
+/// `owner` is null. `mode` grants read access for a `read` handler and write
+/// access for a `write` handler, to root only.
+pub(crate) struct FileOps<T> {
+    operations: bindings::file_operations,
+    mode: u16,
+    _data: PhantomData<T>,
+}
+
+impl<T> FileOps<T> {
+    /// # Safety
+    ///
+    /// `operations` is safe to use for a debugfs file whose inode's private
+    /// data points to a `T` that outlives the file and that is only ever
+    /// shared; its `owner` is null; `mode` matches its handlers.
+    const unsafe fn new(operations: bindings::file_operations, mode: u16) -> Self {
+        // INVARIANT: By this function's safety requirements.
+        Self {
+            operations,
+            mode,
+            _data: PhantomData,
+        }
     }
+}
+
+/// The file operations of a file read through [`Writer`] (a trait because
+/// generic constants are not in the language yet).
+trait ReadFile<T> {
+    const FILE_OPS: FileOps<T>;
+}
+
+impl<T: Writer + Sync> ReadFile<T> for T {
+    const FILE_OPS: FileOps<T> = {
+        let operations = bindings::file_operations {
+            open: Some(open::<T>),
+            read: Some(bindings::seq_read),
+            llseek: Some(bindings::seq_lseek),
+            release: Some(bindings::single_release),
+            // SAFETY: An all-zero `file_operations` is valid: every field is
+            // an integer, a nullable pointer or an `Option` of a function
+            // pointer.
+            ..unsafe { core::mem::zeroed() }
+        };
+        // SAFETY: Stock `seq_file` operations, and `open::<T>`, which only
+        // needs the inode's private data to be such a `T`. Mode 0400: read.
+        unsafe { FileOps::new(operations, 0o400) }
+    };
+}
+
+/// The file operations of a file read through [`Writer`] and written
+/// through [`Reader`].
+trait ReadWriteFile<T> {
+    const FILE_OPS: FileOps<T>;
+}
+
+impl<T: Writer + Reader + Sync> ReadWriteFile<T> for T {
+    const FILE_OPS: FileOps<T> = {
+        let operations = bindings::file_operations {
+            open: Some(open::<T>),
+            read: Some(bindings::seq_read),
+            write: Some(write::<T>),
+            llseek: Some(bindings::seq_lseek),
+            release: Some(bindings::single_release),
+            // SAFETY: An all-zero `file_operations` is valid: every field is
+            // an integer, a nullable pointer or an `Option` of a function
+            // pointer.
+            ..unsafe { core::mem::zeroed() }
+        };
+        // SAFETY: As for `ReadFile`, plus `write::<T>`, which only needs the
+        // seq_file that `open::<T>` sets up. Mode 0600: read and write.
+        unsafe { FileOps::new(operations, 0o600) }
+    };
 }
 
 struct Inner<T> {
@@ -212,9 +319,9 @@ impl fmt::Write for SeqFile {
 
 /// # Safety
 ///
-/// Called by the VFS with a live inode and file of a file made by [`Dir::file`]
+/// Called by the VFS with a live inode and file of a file made by [`Dir::create_file`]
 /// with the same `T`.
-unsafe extern "C" fn open<T: FileOps>(
+unsafe extern "C" fn open<T: Writer + Sync>(
     inode: *mut bindings::inode,
     file: *mut bindings::file,
 ) -> c_int {
@@ -223,24 +330,33 @@ unsafe extern "C" fn open<T: FileOps>(
     unsafe { bindings::single_open(file, Some(show::<T>), (*inode).i_private) }
 }
 
-/// # Safety
-///
-/// Called by `seq_read` with the seq_file that `open::<T>` set up.
-unsafe extern "C" fn show<T: FileOps>(m: *mut bindings::seq_file, _v: *mut c_void) -> c_int {
-    // SAFETY: `single_open` stored the `T` pointer in `private`; the data lives
-    // until the debugfs entry is removed, which waits for this call.
-    let data = unsafe { &*(*m).private.cast::<T>() };
-    match data.show(&mut SeqFile(m)) {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
+/// Shows a [`Writer`] through `fmt`.
+struct Show<'a, T>(&'a T);
+
+impl<T: Writer> fmt::Display for Show<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write(f)
     }
 }
 
 /// # Safety
 ///
-/// Called by the VFS with a live file of a file made by [`Dir::file`] with the
+/// Called by `seq_read` with the seq_file that `open::<T>` set up.
+unsafe extern "C" fn show<T: Writer + Sync>(m: *mut bindings::seq_file, _v: *mut c_void) -> c_int {
+    // SAFETY: `single_open` stored the `T` pointer in `private`; the data lives
+    // until the debugfs entry is removed, which waits for this call.
+    let data = unsafe { &*(*m).private.cast::<T>() };
+    match fmt::Write::write_fmt(&mut SeqFile(m), format_args!("{}", Show(data))) {
+        Ok(()) => 0,
+        Err(_) => ENOMEM.to_errno(),
+    }
+}
+
+/// # Safety
+///
+/// Called by the VFS with a live file of a file made by [`Dir::create_file`] with the
 /// same `T`, a user buffer of `count` bytes, and a valid `ppos`.
-unsafe extern "C" fn write<T: FileOps>(
+unsafe extern "C" fn write<T: Reader + Sync>(
     file: *mut bindings::file,
     buf: *const c_char,
     count: usize,
@@ -266,7 +382,7 @@ unsafe extern "C" fn write<T: FileOps>(
             .private
             .cast::<T>()
     };
-    match data.write(&kbuf[..count]) {
+    match data.read(&kbuf[..count]) {
         Ok(()) => {
             // A second write on the same open file is refused above: one
             // command per open, as with `echo 5 > file`.

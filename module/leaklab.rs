@@ -5,9 +5,12 @@
 
 use kernel::prelude::*;
 
-mod catalogue;
+mod accounting;
 mod control;
 mod debugfs;
+mod hygiene;
+mod pattern;
+mod runner;
 #[path = "../samples/mod.rs"]
 mod samples;
 
@@ -22,21 +25,30 @@ module! {
 /// The module's version, as `leaklab/version` reports it.
 const VERSION: &str = "0.2.0";
 
+/// Whether this is the test-only build whose leaky variants run the fixed
+/// code, so that nothing leaks (`make sabotaged`, `--cfg leaklab_sabotaged`).
+const SABOTAGED: bool = cfg!(leaklab_sabotaged);
+
+/// Says which build this is: `modinfo -F sabotaged leaklab.ko` prints 1 for
+/// the sabotaged one, 0 otherwise.
+#[link_section = ".modinfo"]
+#[used(compiler)]
+static SABOTAGED_MODINFO: [u8; 12] = if SABOTAGED {
+    *b"sabotaged=1\0"
+} else {
+    *b"sabotaged=0\0"
+};
+
+/// The module's state: the control directory, whose files hold the state of
+/// every pattern.
 struct LeakLab {
-    // Dropped first: no trigger can run once the files are gone.
     _control: control::Control,
-    // Frees what the fixed module_exit variant kept.
-    _module_exit: samples::module_exit::Owner,
 }
 
 impl kernel::Module for LeakLab {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let module_exit = samples::module_exit::Owner;
         let control = control::Control::new(module)?;
         pr_info!("leaklab {VERSION} loaded: /sys/kernel/debug/leaklab/\n");
-        Ok(LeakLab {
-            _control: control,
-            _module_exit: module_exit,
-        })
+        Ok(LeakLab { _control: control })
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! Leaks per leaky run: one 128-byte request.
 
-use crate::catalogue::{Pattern, Tally};
+use crate::{accounting::Tally, pattern::Pattern};
 use kernel::{c_str, prelude::*};
 
 /// A request for the pretend device.
@@ -31,15 +31,16 @@ fn submit(_req: &Request) -> Status {
 /// Leaky: frees the request only when the device completed it.
 #[inline(never)]
 fn handle_leaky(t: &mut Tally) -> Result {
-    let req = KBox::into_raw(KBox::new(Request { _payload: [0; 128] }, GFP_KERNEL)?);
-    t.allocated(req);
+    let req = KBox::new(Request { _payload: [0; 128] }, GFP_KERNEL)?;
+    let counted = t.allocated(&req);
+    let req = KBox::into_raw(req);
     // SAFETY: `req` came from `KBox::into_raw` above and is not freed yet.
     if submit(unsafe { &*req }) == Status::Done {
         // SAFETY: `req` came from `KBox::into_raw` and is freed only here.
         drop(unsafe { KBox::from_raw(req) });
     } else {
         // BUG: the busy branch drops the last pointer without freeing.
-        t.leaked(req);
+        t.leaked(counted);
     }
     Ok(())
 }
@@ -48,7 +49,7 @@ fn handle_leaky(t: &mut Tally) -> Result {
 #[inline(never)]
 fn handle_fixed(t: &mut Tally) -> Result {
     let req = KBox::new(Request { _payload: [0; 128] }, GFP_KERNEL)?;
-    t.allocated(&*req);
+    t.allocated(&req);
     match submit(&req) {
         Status::Done => {}
         Status::Busy => {} // `req` is dropped here too.
@@ -65,4 +66,5 @@ branch.",
     fixed: handle_fixed,
     after_unload: false,
     disarm: None,
+    at_unload: None,
 };

@@ -15,7 +15,7 @@
 //! Leaks per leaky run: three objects (the device, its name, its
 //! `device_private`), sizes as the driver core allocates them.
 
-use crate::catalogue::{Pattern, Tally};
+use crate::{accounting::Tally, pattern::Pattern};
 use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::{
     bindings, c_str, device::Device, error::from_err_ptr, fmt, prelude::*, str::CString,
@@ -44,9 +44,8 @@ impl RootDevice {
 
     /// Counts the three objects the driver core allocated for the device.
     fn count(&self, t: &mut Tally, leaked: bool) {
-        // SAFETY: The device is registered (type invariant), so its name and
-        // private data are allocated; `dev` is the first member of the
-        // driver core's `struct root_device`, so it points into that object.
+        // SAFETY: The device is registered (type invariant), so its fields are
+        // set and may be read.
         let objects = unsafe {
             [
                 self.0.cast_const().cast::<u8>(),
@@ -55,9 +54,14 @@ impl RootDevice {
             ]
         };
         for o in objects {
-            t.allocated(o);
+            // SAFETY: Each is the start of a kmalloc object that lives while
+            // the device is registered (drivers/base/): `__root_device_register`
+            // kzallocs a `struct root_device` whose first member is the device;
+            // `dev_set_name(dev, "%s", name)` kstrdups the name, which is not
+            // in .rodata (a `CString`); `device_add` kzallocs `p`.
+            let counted = unsafe { t.allocated_at(o) };
             if leaked {
-                t.leaked(o);
+                t.leaked(counted);
             }
         }
     }
@@ -108,4 +112,5 @@ Drop calls put_device().",
     fixed: probe_remove_fixed,
     after_unload: false,
     disarm: None,
+    at_unload: None,
 };

@@ -11,7 +11,7 @@
 //!
 //! Leaks per leaky run: one 256-byte buffer.
 
-use crate::catalogue::{Pattern, Tally};
+use crate::{accounting::Tally, pattern::Pattern};
 use kernel::{c_str, prelude::*};
 
 /// Firmware staging buffer of the pretend device.
@@ -27,12 +27,13 @@ fn reset_hardware(_fw: &FwBuffer) -> Result {
 /// Leaky: the C habit of a raw buffer and a manual free at the end.
 #[inline(never)]
 fn probe_leaky(t: &mut Tally) -> Result {
-    let fw = KBox::into_raw(KBox::new(FwBuffer { _image: [0; 256] }, GFP_KERNEL)?);
-    t.allocated(fw);
+    let fw = KBox::new(FwBuffer { _image: [0; 256] }, GFP_KERNEL)?;
+    let counted = t.allocated(&fw);
+    let fw = KBox::into_raw(fw);
     // SAFETY: `fw` came from `KBox::into_raw` above and is not freed yet.
     if let Err(e) = reset_hardware(unsafe { &*fw }) {
         // BUG: returns without freeing `fw`; the pointer dies with this frame.
-        t.leaked(fw);
+        t.leaked(counted);
         return Err(e);
     }
     // SAFETY: `fw` came from `KBox::into_raw` and is freed only here.
@@ -44,7 +45,7 @@ fn probe_leaky(t: &mut Tally) -> Result {
 #[inline(never)]
 fn probe_fixed(t: &mut Tally) -> Result {
     let fw = KBox::new(FwBuffer { _image: [0; 256] }, GFP_KERNEL)?;
-    t.allocated(&*fw);
+    t.allocated(&fw);
     reset_hardware(&fw)?;
     Ok(())
 }
@@ -67,4 +68,5 @@ every return path frees it.",
     fixed: |t| expected_failure(probe_fixed(t)),
     after_unload: false,
     disarm: None,
+    at_unload: None,
 };

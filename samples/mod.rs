@@ -1,32 +1,33 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The leak samples: one file per pattern, each with its leaky and its fixed
-//! variant side by side.
+//! variant side by side, and a `PATTERN` that names them.
 //!
 //! The variant functions are named `*_leaky` and `*_fixed` and marked
 //! `#[inline(never)]`: the userspace tool ties each kmemleak report to its
 //! pattern and variant by these frames in the allocation backtrace.
+//!
+//! Adding a pattern: its file here, its line in the list below, and its guide
+//! page in `Documentation/patterns/`.
 
-use crate::catalogue::Pattern;
+use crate::pattern::Pattern;
 
-pub(crate) mod arc_cycle;
-pub(crate) mod conditional_free;
-pub(crate) mod device_ref;
-pub(crate) mod error_path;
-pub(crate) mod module_exit;
-pub(crate) mod rust_forget;
-pub(crate) mod slab_cache;
+/// Declares each sample's module and lists its `PATTERN` in [`PATTERNS`].
+macro_rules! samples {
+    ($($name:ident,)*) => {
+        $(pub(crate) mod $name;)*
 
-/// Number of patterns.
-pub(crate) const COUNT: usize = 7;
+        /// The catalogue, in the order `patterns/` and `stats` list it.
+        pub(crate) const PATTERNS: &[Pattern] = &[$($name::PATTERN),*];
+    };
+}
 
-/// The catalogue, in the order `patterns/` and `stats` list it.
-pub(crate) const PATTERNS: [Pattern; COUNT] = [
-    error_path::PATTERN,
-    module_exit::PATTERN,
-    device_ref::PATTERN,
-    conditional_free::PATTERN,
-    slab_cache::PATTERN,
-    rust_forget::PATTERN,
-    arc_cycle::PATTERN,
-];
+samples! {
+    error_path,
+    module_exit,
+    device_ref,
+    conditional_free,
+    slab_cache,
+    rust_forget,
+    arc_cycle,
+}

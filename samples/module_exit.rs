@@ -8,12 +8,15 @@
 //! leaks (the global points to the buffers); `rmmod` frees the module's data
 //! and with it the only pointers, so kmemleak reports the buffers only after
 //! the unload. The leaky variant "arms" such buffers; `disarm` frees them
-//! early. The fixed variant hands its buffers to the module's state, whose
-//! `Drop` frees them at unload.
+//! early. The fixed variant hands its buffers to the module: its
+//! `at_unload` hook frees them when the module's state is dropped at unload.
 //!
 //! Leaks per leaky run: one 512-byte buffer, after `rmmod`.
 
-use crate::catalogue::{Pattern, Tally};
+use crate::{
+    accounting::{Allocation, Tally},
+    pattern::Pattern,
+};
 use core::{
     ptr,
     sync::atomic::{AtomicPtr, Ordering},
@@ -34,15 +37,17 @@ impl Chain {
         Self(AtomicPtr::new(ptr::null_mut()))
     }
 
-    fn push(&self, t: &mut Tally) -> Result<*mut Buffer> {
-        let b = KBox::into_raw(KBox::new(
+    /// Adds a new buffer; returns its record in `t`.
+    fn push(&self, t: &mut Tally) -> Result<Allocation> {
+        let b = KBox::new(
             Buffer {
                 next: ptr::null_mut(),
                 _data: [0; 504],
             },
             GFP_KERNEL,
-        )?);
-        t.allocated(b);
+        )?;
+        let counted = t.allocated(&b);
+        let b = KBox::into_raw(b);
         let mut head = self.0.load(Ordering::Relaxed);
         loop {
             // SAFETY: `b` is ours until the exchange below publishes it.
@@ -51,7 +56,7 @@ impl Chain {
                 .0
                 .compare_exchange(head, b, Ordering::Release, Ordering::Relaxed)
             {
-                Ok(_) => return Ok(b),
+                Ok(_) => return Ok(counted),
                 Err(now) => head = now,
             }
         }
@@ -62,10 +67,10 @@ impl Chain {
         let mut b = self.0.swap(ptr::null_mut(), Ordering::Acquire);
         let mut t = Tally::default();
         while !b.is_null() {
-            t.allocated(b);
             // SAFETY: Every pointer in the chain came from `KBox::into_raw`,
             // and the swap above took the whole chain out of reach of others.
             let owned = unsafe { KBox::from_raw(b) };
+            t.allocated(&owned);
             b = owned.next;
         }
         (t.allocated, t.allocated_bytes)
@@ -75,20 +80,20 @@ impl Chain {
 /// Leaky: armed buffers. Nothing frees this chain when the module unloads.
 static ARMED: Chain = Chain::new();
 
-/// Fixed: buffers owned by the module's state (see [`Owner`]).
+/// Fixed: buffers owned by the module (see [`free_owned`]).
 static OWNED: Chain = Chain::new();
 
 /// Leaky: keep a buffer for the module's lifetime, in a global no exit path frees.
 #[inline(never)]
 fn arm_leaky(t: &mut Tally) -> Result {
-    let b = ARMED.push(t)?;
+    let counted = ARMED.push(t)?;
     // BUG: at `rmmod` the module's memory, `ARMED` included, is freed and
     // the buffer, with no pointer left to it, leaks.
-    t.leaked(b);
+    t.leaked(counted);
     Ok(())
 }
 
-/// Fixed: the same buffer, owned by the module's state.
+/// Fixed: the same buffer, owned by the module.
 #[inline(never)]
 fn arm_fixed(t: &mut Tally) -> Result {
     OWNED.push(t).map(|_| ())
@@ -96,18 +101,14 @@ fn arm_fixed(t: &mut Tally) -> Result {
 
 /// Frees the armed buffers now, so that unloading leaks nothing; returns how
 /// many objects and bytes were freed.
-pub(crate) fn disarm() -> (usize, usize) {
+fn disarm() -> (usize, usize) {
     ARMED.free_all()
 }
 
-/// Part of the module's state: dropping it at unload frees what the fixed
-/// variant kept. (The leaky variant has no such owner: that is its bug.)
-pub(crate) struct Owner;
-
-impl Drop for Owner {
-    fn drop(&mut self) {
-        OWNED.free_all();
-    }
+/// Fixed: frees what the fixed variant kept, when the module's state is
+/// dropped at unload. (The leaky variant has no such hook: that is its bug.)
+fn free_owned() {
+    OWNED.free_all();
 }
 
 pub(crate) const PATTERN: Pattern = Pattern {
@@ -120,4 +121,5 @@ buffers early). Fixed: the module's state owns the buffers and its Drop frees th
     fixed: arm_fixed,
     after_unload: true,
     disarm: Some(disarm),
+    at_unload: Some(free_owned),
 };

@@ -16,7 +16,7 @@
 //!
 //! Leaks per leaky run: one 96-byte descriptor (and one kernel warning).
 
-use crate::catalogue::{Pattern, Tally};
+use crate::{accounting::Tally, pattern::Pattern};
 use core::{
     mem::MaybeUninit,
     ptr::NonNull,
@@ -61,9 +61,11 @@ fn probe_remove_leaky(t: &mut Tally) -> Result {
         unsafe { bindings::kmem_cache_destroy(cache.as_ptr()) };
         return Err(ENOMEM);
     }
-    t.allocated(desc);
+    // SAFETY: `desc` is what `kmem_cache_alloc` just returned: the start of a
+    // live object of `cache`.
+    let counted = unsafe { t.allocated_at(desc) };
     // BUG: remove() destroys the cache without kmem_cache_free(desc) first.
-    t.leaked(desc);
+    t.leaked(counted);
     // SAFETY: `cache` is live; destroying a cache with objects is allowed
     // (the kernel warns and gives up on the cache without freeing it).
     unsafe { bindings::kmem_cache_destroy(cache.as_ptr()) };
@@ -124,7 +126,9 @@ impl Drop for Object<'_> {
 fn probe_remove_fixed(t: &mut Tally) -> Result {
     let cache = Cache::new()?;
     let desc = cache.alloc()?;
-    t.allocated(desc.ptr.as_ptr());
+    // SAFETY: `desc.ptr` is what `kmem_cache_alloc` returned, the start of an
+    // object of `cache`, live until `desc` is dropped (type invariant).
+    unsafe { t.allocated_at(desc.ptr.as_ptr()) };
     // `drop(cache)` here would not compile: `desc` still borrows it.
     drop(desc);
     drop(cache);
@@ -142,4 +146,5 @@ borrows the cache, so it is freed before the cache is destroyed.",
     fixed: probe_remove_fixed,
     after_unload: false,
     disarm: None,
+    at_unload: None,
 };
