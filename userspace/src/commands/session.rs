@@ -59,19 +59,31 @@ pub struct Harvest {
 impl<'k> Session<'k> {
     /// Opens a window (earlier reports flushed) and loads `ko` in it.
     pub fn open(kmemleak: &'k Kmemleak, ko: &Ko) -> Result<Self> {
+        Ok(Self::open_with(kmemleak, ko, || Ok(()))?.0)
+    }
+
+    /// As [`Session::open`], running `before_load` once the window is open
+    /// (its own reads of procfs done), just before the module loads.
+    pub fn open_with<T>(
+        kmemleak: &'k Kmemleak,
+        ko: &Ko,
+        before_load: impl FnOnce() -> Result<T>,
+    ) -> Result<(Self, T)> {
         let window = Window::open(kmemleak)?;
+        let before = before_load()?;
         let kmsg = KmsgWatch::start()?;
         let module = LoadedModule::load(ko)?;
         let layout = module.layout(ko)?;
         let mut sym = Symbolizer::default();
         sym.add(&layout, ko)?;
-        Ok(Self {
+        let session = Self {
             window,
             kmsg,
             module,
             layout,
             sym,
-        })
+        };
+        Ok((session, before))
     }
 
     /// Loads `ko` beside the session's module and unloads it again, its

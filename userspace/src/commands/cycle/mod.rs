@@ -20,7 +20,7 @@ use crate::{
 };
 
 mod render;
-pub mod steps;
+mod steps;
 pub mod verdict;
 
 pub use verdict::CycleRun;

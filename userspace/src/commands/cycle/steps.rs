@@ -39,6 +39,8 @@ pub struct Loaded<'k> {
     pub catalogue: Vec<PatternInfo>,
     /// The patterns the plan drives, by index into the catalogue.
     selected: Vec<usize>,
+    /// Memory figures from before the load.
+    before: Before,
 }
 
 /// What the samples did, by the module's own account.
@@ -50,15 +52,25 @@ pub struct Driven {
 }
 
 /// Memory figures before the cycle.
-struct Before {
+pub struct Before {
     mem: MemInfo,
     slab: SlabCounts,
 }
 
-/// Step 1: opens a window (what happened before is not counted) and loads
-/// `ko` in it; picks the plan's patterns from its catalogue.
+impl Before {
+    fn read() -> Result<Self> {
+        Ok(Self {
+            mem: MemInfo::read()?,
+            slab: procfs::read_slabinfo().unwrap_or_default(),
+        })
+    }
+}
+
+/// Step 1: opens a window (what happened before is not counted), notes the
+/// memory figures, and loads `ko`; picks the plan's patterns from its
+/// catalogue.
 pub fn load<'k>(plan: &Plan, ko: &Ko, kmemleak: &'k Kmemleak) -> Result<Loaded<'k>> {
-    let session = Session::open(kmemleak, ko)?;
+    let (session, before) = Session::open_with(kmemleak, ko, Before::read)?;
     let control = Control::open()?;
     let catalogue = control.patterns()?;
     let selected = if plan.patterns.is_empty() {
@@ -81,6 +93,7 @@ pub fn load<'k>(plan: &Plan, ko: &Ko, kmemleak: &'k Kmemleak) -> Result<Loaded<'
         control,
         catalogue,
         selected,
+        before,
     })
 }
 
@@ -128,10 +141,11 @@ pub fn harvest(
     l: Loaded,
     references: &[(Ko, u64)],
     progress: &mut dyn FnMut(&str),
-) -> Result<(Harvest, Vec<ReferenceVerdict>)> {
+) -> Result<(Harvest, Vec<ReferenceVerdict>, Before)> {
     let Loaded {
         mut session,
         control,
+        before,
         ..
     } = l;
     drop(control);
@@ -146,7 +160,7 @@ pub fn harvest(
             reason: None,
         });
     }
-    Ok((session.harvest(progress)?, verdicts))
+    Ok((session.harvest(progress)?, verdicts, before))
 }
 
 /// Runs one cycle of `plan` with leaklab.ko `ko` and the `references`.
@@ -160,16 +174,12 @@ pub fn one_cycle(
 ) -> Result<(CycleRecord, Vec<PatternInfo>)> {
     let of = plan.cycles;
     let mut progress = |m: &str| progress(&format!("cycle {cycle}/{of}: {m}"));
-    let before = Before {
-        mem: MemInfo::read()?,
-        slab: procfs::read_slabinfo().unwrap_or_default(),
-    };
     progress(&format!("loading {}", ko.path().display()));
     let loaded = load(plan, ko, kmemleak)?;
     let driven = drive(plan, &loaded)?;
     let selected: Vec<PatternInfo> = loaded.selected().cloned().collect();
     let catalogue = loaded.catalogue.clone();
-    let (harvest, references) = harvest(loaded, references, &mut progress)?;
+    let (harvest, references, before) = harvest(loaded, references, &mut progress)?;
     let record = judge(
         plan, cycle, &selected, driven, harvest, references, &before, kmemleak,
     )?;
