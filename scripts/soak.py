@@ -6,8 +6,10 @@
 2. the same plus one leaky sample each cycle: the leak must grow linearly,
    at the rate the module states (the resource-exhaustion curve).
 
-Writes build/results/soak-ARCH-{fixed,leaky}.json and soak-ARCH.svg, prints
-a markdown table for BENCHMARKS.md, and exits 1 when a bound is not met.
+The bounds are the tool's (`leaklab soak`, userspace/src/commands/soak.rs):
+its exit status and its `problems` say whether they were met. Writes
+build/results/soak-ARCH-{fixed,leaky}.json and soak-ARCH.svg, prints a
+markdown table for BENCHMARKS.md, and exits 1 when a bound is not met.
 
     scripts/soak.py TOOL BUILD_DIR ARCH CYCLES LEAKY_PATTERN
 """
@@ -15,10 +17,6 @@ import json
 import os
 import subprocess
 import sys
-
-# The stated bounds.
-DRIFT_KIB = 1024          # fixed run: |Slab drift| and MemAvailable loss over the soak
-SLOPE_TOLERANCE = 0.25    # leaky run: Slab's slope within 25% of the stated leak
 
 tool, build, arch, cycles, leaky = sys.argv[1:6]
 results = os.path.join(build, "results")
@@ -32,9 +30,11 @@ def soak(kind, extra):
            "soak", "--cycles", cycles, "--every", "10", "--format", "json", *extra]
     with open(out, "w") as f:
         p = subprocess.run(cmd, stdout=f)
-    if p.returncode not in (0, 1):
+    if p.returncode not in (0, 1, 3):
         sys.exit(f"soak: the {kind} run failed (status {p.returncode}); see {out} and its .log")
-    return json.load(open(out))
+    run = json.load(open(out))
+    run["status"] = p.returncode
+    return run
 
 
 def svg(runs, path):
@@ -76,25 +76,19 @@ path = os.path.join(results, f"soak-{arch}.svg")
 svg([("fixed", fixed, "#1f77b4"), (f"{leaky} leaky", leak, "#d62728")], path)
 
 problems = []
-if fixed["reported"] != 0:
-    problems.append(f"fixed run: kmemleak reported {fixed['reported']} objects")
-if abs(fixed["slab_drift_kib"]) > DRIFT_KIB or fixed["available_drift_kib"] < -DRIFT_KIB:
-    problems.append(f"fixed run: drift beyond {DRIFT_KIB} KiB")
-if leak["reported"] != leak["leaked"]:
-    problems.append(f"leaky run: kmemleak reported {leak['reported']} of {leak['leaked']} objects")
+for name, r in (("fixed run", fixed), ("leaky run", leak)):
+    problems += [f"{name}: {p}" for p in r["problems"]]
+    if r["status"] == 3:
+        problems.append(f"{name}: inconclusive: kmemleak's reports did not settle")
 rate = leak["leak_per_cycle"]
-# Slab also holds kmemleak's own record of each leaked object: the leak's
-# slope is Slab's less those records (leak_slope).
-if abs(leak["leak_slope"] - rate) > SLOPE_TOLERANCE * rate:
-    problems.append(f"leaky run: the leak grew {leak['leak_slope']:.0f} bytes a cycle, stated {rate}")
 
 print(f"| run ({arch}, {cycles} cycles) | wall | kmemleak reported / leaked | Slab drift | MemAvailable drift | Slab slope | leak slope (Slab less kmemleak's records) |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 for name, r in (("fixed variants", fixed), (f"+ {leaky} leaky", leak)):
     print(f"| {name} | {r['seconds']:.0f} s | {r['reported']} / {r['leaked']} | {r['slab_drift_kib']:+} KiB"
           f" | {r['available_drift_kib']:+} KiB | {r['slab_slope']:+.1f} B/cycle | {r['leak_slope']:+.1f} B/cycle |")
-print(f"bounds: fixed drift within {DRIFT_KIB} KiB and kmemleak empty; leaky slope within "
-      f"{SLOPE_TOLERANCE:.0%} of {rate} B/cycle and every leaked object reported")
+print(f"bounds (leaklab soak): fixed drift within 1024 KiB and kmemleak empty; leaky slope within "
+      f"25% of {rate} B/cycle and every leaked object reported")
 print(f"plot: {path}")
 for p in problems:
     print(f"soak: FAIL: {p}")

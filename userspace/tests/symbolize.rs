@@ -105,3 +105,76 @@ fn sample_functions_resolve_to_their_lines_x86_64() {
 fn sample_functions_resolve_to_their_lines_arm64() {
     check("arm64", 0xffff_8000_7a00_0000);
 }
+
+/// A crafted sections file (sections at the top of the address space) and a
+/// crafted report (the largest sizes, addresses and offsets) give a result,
+/// never a panic: `make test` runs this in a debug build, where an
+/// overflowing addition would panic.
+fn crafted(arch: &str) {
+    let dir =
+        std::env::var("LEAKLAB_BUILD_DIR").expect("LEAKLAB_BUILD_DIR: run through 'make test'");
+    let ko = PathBuf::from(dir).join(arch).join("leaklab.ko");
+    let object = Ko::open(&ko).unwrap();
+    let tmp = std::env::temp_dir().join(format!("leaklab-crafted-{arch}-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let sections: Vec<serde_json::Value> = object
+        .section_sizes()
+        .iter()
+        .map(|(name, size)| {
+            serde_json::json!({"name": name, "address": u64::MAX - 0xff, "size": size.max(&0x1000)})
+        })
+        .collect();
+    let layout = tmp.join("sections.json");
+    std::fs::write(
+        &layout,
+        serde_json::json!({"name": "leaklab", "sections": sections, "loader": u32::MAX})
+            .to_string(),
+    )
+    .unwrap();
+    let report = format!(
+        "unreferenced object 0xffffffffffffffff (size {max}):\n  comm \"x\", pid 4294967295, jiffies {max}\n  backtrace (crc ffffffff):\n    0xffffffffffffffff\n    0xffffffffffffff10\n    func+0xffffffffffffffff/0xffffffffffffffff [leaklab]\n    __kmalloc+0x0/0x0\nunreferenced object 0x0 (size {max}):\n  comm \"x\", pid 1, jiffies 0\n  backtrace (crc 1):\n    0xffffffffffffffff\n",
+        max = u64::MAX
+    );
+    let input = tmp.join("crafted.log");
+    std::fs::write(&input, report.repeat(3)).unwrap();
+    for format in ["human", "json"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_leaklab"))
+            .args(["parse", "--format", format, "--ko"])
+            .arg(&ko)
+            .arg("--sections")
+            .arg(&layout)
+            .arg(&input)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{arch} {format}: {stderr}");
+        // Reports were read: exit 1, and the sizes saturate, not wrap.
+        assert_eq!(out.status.code(), Some(1), "{arch} {format}: {stderr}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if format == "human" {
+            assert!(stdout.starts_with("6 reports in "), "{stdout}");
+            assert!(stdout.contains(&format!("{} bytes", u64::MAX)), "{stdout}");
+        }
+    }
+    // The library too: a layout at the top of the address space.
+    let layout: ModuleLayout =
+        serde_json::from_str(&std::fs::read_to_string(&layout).unwrap()).unwrap();
+    let mut sym = Symbolizer::default();
+    sym.add(&layout, &object).unwrap();
+    for addr in [u64::MAX, u64::MAX - 0xff, u64::MAX - 0x10, 0] {
+        let _ = sym.resolve(addr);
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+#[ignore = "needs the built module: run through 'make test'"]
+fn crafted_sections_and_reports_never_panic_x86_64() {
+    crafted("x86_64");
+}
+
+#[test]
+#[ignore = "needs the built module: run through 'make test'"]
+fn crafted_sections_and_reports_never_panic_arm64() {
+    crafted("arm64");
+}

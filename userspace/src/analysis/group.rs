@@ -88,8 +88,9 @@ impl Tally {
             Some(&i) => i,
             None => self.insert(b.clone()),
         };
+        // Sizes come from the input: a crafted report may say anything.
         self.entries[i].count += 1;
-        self.entries[i].bytes += b.size();
+        self.entries[i].bytes = self.entries[i].bytes.saturating_add(b.size());
         self.entries[i].garbled |= b.garbled();
     }
 
@@ -135,7 +136,7 @@ impl Tally {
                 None => self.insert(e.first),
             };
             self.entries[i].count += e.count;
-            self.entries[i].bytes += e.bytes;
+            self.entries[i].bytes = self.entries[i].bytes.saturating_add(e.bytes);
             self.entries[i].garbled |= e.garbled;
         }
     }
@@ -177,7 +178,7 @@ impl Tally {
                 }
             });
             g.count += e.count;
-            g.bytes += e.bytes;
+            g.bytes = g.bytes.saturating_add(e.bytes);
             g.garbled |= e.garbled;
         }
         let mut v: Vec<Group> = groups.into_values().collect();

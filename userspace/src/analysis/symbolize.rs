@@ -242,7 +242,7 @@ impl Symbolizer {
         let sym = m.syms[..i]
             .iter()
             .rev()
-            .find(|s| s.size == 0 || addr < s.start + s.size)
+            .find(|s| s.size == 0 || addr - s.start < s.size)
             .filter(|s| addr - s.start < s.size.max(1 << 16));
         let (function, start) = match sym {
             Some(s) => (s.name.clone(), s.start),
@@ -282,7 +282,7 @@ impl Symbolizer {
         let location = f.module.as_ref().and_then(|tag| {
             let m = self.modules.iter().find(|m| &m.layout.name == tag)?;
             let s = m.syms.iter().find(|s| &s.raw == sym)?;
-            m.line_of(s.start + f.offset?)
+            m.line_of(s.start.checked_add(f.offset?)?)
         });
         Some(Resolved {
             module: f.module.clone(),

@@ -70,7 +70,7 @@ pub struct LeakCount {
 impl LeakCount {
     fn add(&mut self, r: &Report) {
         self.objects += 1;
-        self.bytes += r.size;
+        self.bytes = self.bytes.saturating_add(r.size);
     }
 }
 
@@ -87,11 +87,18 @@ pub struct Census {
     pub unattributed: LeakCount,
     /// Scans run after the modules were unloaded.
     pub scans: usize,
+    /// Whether two scans in a row agreed (`None`: the naive harvest, which
+    /// does not ask).
+    pub stable: Option<bool>,
 }
 
 impl Outcome for Census {
-    /// Passes when every module loaded and unloaded.
+    /// Passes when every module loaded and unloaded; inconclusive when
+    /// kmemleak's set did not settle.
     fn verdict(&self) -> Verdict {
+        if self.stable == Some(false) {
+            return Verdict::Inconclusive;
+        }
         Verdict::of(self.modules.iter().all(|m| m.loaded && m.unloaded))
     }
 
@@ -196,15 +203,15 @@ pub fn run(modules: Vec<PathBuf>, naive: bool) -> Result<Census> {
         results.push(m);
     }
 
-    let (reports, scans) = match window {
+    let (reports, scans, stable) = match window {
         Some(w) => {
             let settled = w.close(last_load)?;
-            (settled.reports, settled.scans)
+            (settled.reports, settled.scans, Some(settled.stable))
         }
         None => {
             kmemleak.scan()?;
             kmemleak.scan()?;
-            (report::parse(&kmemleak.read()?), 2)
+            (report::parse(&kmemleak.read()?), 2, None)
         }
     };
     let mut unattributed = LeakCount::default();
@@ -224,6 +231,7 @@ pub fn run(modules: Vec<PathBuf>, naive: bool) -> Result<Census> {
         modules: results,
         unattributed,
         scans,
+        stable,
     })
 }
 

@@ -471,6 +471,15 @@ fn run_canary(c: &mut Checks, opts: &Options, progress: &mut dyn FnMut(&str)) ->
             ),
             "see the kernel log and Documentation/scan-protocol.md",
         );
+    } else if let Some(u) = run.unsettled() {
+        c.fail(
+            "canary",
+            format!(
+                "kmemleak's reports were still changing after {} scans: no trustworthy answer",
+                u.scans
+            ),
+            "run doctor again, on a quieter machine",
+        );
     } else if !run.ok {
         let why = run
             .cycles

@@ -255,7 +255,8 @@ fn inject(ctl: &Control, ctl_dir: &Path, patterns: &[String]) -> Result<Vec<Inje
                     break;
                 }
             }
-            inj.failed_runs = failed(ctl, p, variant)? - failed_before;
+            // A counter that went back (a reload in between) is not a count.
+            inj.failed_runs = failed(ctl, p, variant)?.saturating_sub(failed_before);
             out.push(inj);
         }
     }
@@ -350,7 +351,7 @@ pub fn run(module: &Path, progress: &mut dyn FnMut(&str)) -> Result<FaultRun> {
 
 impl Outcome for FaultRun {
     fn verdict(&self) -> Verdict {
-        Verdict::of(self.ok)
+        self.judgement.verdict(self.ok)
     }
 
     /// The human summary: a line per sample, the cap, then each problem.

@@ -75,7 +75,7 @@ pub struct FuzzRun {
 
 impl Outcome for FuzzRun {
     fn verdict(&self) -> Verdict {
-        Verdict::of(self.ok)
+        self.judgement.verdict(self.ok)
     }
 
     /// The human summary: figures, then each problem on a line.

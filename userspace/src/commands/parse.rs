@@ -27,6 +27,8 @@ pub struct Grouped {
     count: usize,
     garbled: usize,
     groups: Vec<Group>,
+    /// kmemleak's set settled (always, for a saved file).
+    settled: bool,
 }
 
 impl Serialize for Grouped {
@@ -47,11 +49,13 @@ impl Grouped {
     ) -> Result<Self> {
         head["reports"] = serde_json::to_value(reports)?;
         head["groups"] = serde_json::to_value(&groups)?;
+        let settled = head["stable"].as_bool().unwrap_or(true);
         Ok(Self {
             json: head,
             count,
             garbled,
             groups,
+            settled,
         })
     }
 
@@ -64,12 +68,19 @@ impl Grouped {
 }
 
 impl Outcome for Grouped {
-    /// Fails when there are reports.
+    /// Fails when there are reports; inconclusive when kmemleak's set was
+    /// still changing (`scan`).
     fn verdict(&self) -> Verdict {
+        if !self.settled {
+            return Verdict::Inconclusive;
+        }
         Verdict::of(self.count == 0)
     }
 
     fn summary(&self) -> String {
+        if !self.settled {
+            return "INCONCLUSIVE: kmemleak's reports were still changing when the scans ran out: run it again".into();
+        }
         match self.count {
             0 => "ok: no reports".into(),
             n => format!("FAIL: {n} suspected leak(s) reported"),

@@ -273,7 +273,8 @@ fn cases(module: &str) -> Result<Vec<Case>> {
     check(
         "stats read of 7 bytes at offset 13".into(),
         "same",
-        same(&whole[13..20], &part[..n]),
+        // A short stats (a catalogue of one pattern) has less to give.
+        same(whole.get(13..13 + n).unwrap_or(&[]), &part[..n]),
     );
     let mut past = [0u8; 8];
     let n = fs::File::open(dir.join("stats"))?.read_at(&mut past, whole.len() as u64 + 100)?;

@@ -27,6 +27,7 @@ use crate::{
         Kmemleak,
     },
     ko::Variant,
+    output::Verdict,
 };
 
 /// A module loaded inside one kmemleak window, and what is needed to judge
@@ -118,6 +119,7 @@ impl<'k> Session<'k> {
         progress("waiting for kmemleak");
         let h = self.harvest(progress)?;
         let mut j = Judgement {
+            stable: h.settled.stable,
             kernel_log: findings::findings(&h.log)
                 .into_iter()
                 .filter(|f| !leaky.iter().any(|p| explains(p, Variant::Leaky, f)))
@@ -158,6 +160,8 @@ pub struct Judgement {
     pub leaky_reports: u64,
     /// Reports outside the leaky samples (must be none).
     pub outside: Vec<String>,
+    /// Whether kmemleak's set settled (two scans agreed).
+    pub stable: bool,
     /// Reports of a known kernel leak (see
     /// [`findings::KNOWN_KERNEL_LEAKS`]) that a sample's call into the
     /// kernel set off: reported, not held against the module.
@@ -168,6 +172,15 @@ impl Judgement {
     /// Nothing unexplained.
     pub fn clean(&self) -> bool {
         self.kernel_log.is_empty() && self.outside.is_empty()
+    }
+
+    /// The verdict on the work: inconclusive when kmemleak did not settle,
+    /// else passed when `ok` and nothing is unexplained.
+    pub fn verdict(&self, ok: bool) -> Verdict {
+        match self.stable {
+            false => Verdict::Inconclusive,
+            true => Verdict::of(ok && self.clean()),
+        }
     }
 
     /// Human lines: the report counts, then each problem.

@@ -91,6 +91,53 @@ pub struct SoakRun {
     pub available_drift_kib: i64,
     /// Wall time, seconds.
     pub seconds: f64,
+    /// Whether kmemleak's set settled at the end (two scans agreed).
+    pub stable: bool,
+    /// The bounds not met ([`bounds`]); empty when the soak passed.
+    pub problems: Vec<String>,
+}
+
+/// The fixed soak's bound on memory drift: |Slab drift| and the loss of
+/// MemAvailable over the whole soak, KiB.
+pub const DRIFT_KIB: i64 = 1024;
+/// The leaky soak's bound: the leak's slope within this share of the rate
+/// the module states.
+pub const SLOPE_TOLERANCE: f64 = 0.25;
+
+/// The soak's bounds, checked: with the fixed variants only, kmemleak
+/// reports nothing and memory drifts at most [`DRIFT_KIB`]; with a leaky
+/// sample, every leaked object is reported and the leak grows at the stated
+/// rate, within [`SLOPE_TOLERANCE`].
+pub fn bounds(r: &SoakRun) -> Vec<String> {
+    let mut problems = Vec::new();
+    if r.leaky.is_none() {
+        if r.reported != 0 {
+            problems.push(format!("kmemleak reported {} objects", r.reported));
+        }
+        if r.slab_drift_kib.abs() > DRIFT_KIB || r.available_drift_kib < -DRIFT_KIB {
+            problems.push(format!(
+                "memory drifted beyond {DRIFT_KIB} KiB (Slab {:+} KiB, MemAvailable {:+} KiB)",
+                r.slab_drift_kib, r.available_drift_kib
+            ));
+        }
+    } else {
+        if r.reported != r.leaked {
+            problems.push(format!(
+                "kmemleak reported {} of {} leaked objects",
+                r.reported, r.leaked
+            ));
+        }
+        let rate = r.leak_per_cycle as f64;
+        // Slab also holds kmemleak's own record of each leaked object: the
+        // leak's slope is Slab's less those records.
+        if (r.leak_slope - rate).abs() > SLOPE_TOLERANCE * rate {
+            problems.push(format!(
+                "the leak grew {:.0} bytes a cycle, the module states {}",
+                r.leak_slope, r.leak_per_cycle
+            ));
+        }
+    }
+    problems
 }
 
 /// kmemleak's cache of per-allocation records.
@@ -178,7 +225,7 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<SoakRun> {
         .unwrap_or_default()
         .get(TRACKER)
         .map_or(0, |c| c.object_size);
-    Ok(SoakRun {
+    let mut run = SoakRun {
         schema: "leaklab.soak/1".into(),
         cycles: plan.cycles,
         leaky: plan.leaky.clone(),
@@ -194,13 +241,21 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<SoakRun> {
         available_drift_kib: last.mem_available_kib - first.mem_available_kib,
         seconds: start.elapsed().as_secs_f64(),
         samples,
-    })
+        stable: settled.stable,
+        problems: Vec::new(),
+    };
+    run.problems = bounds(&run);
+    Ok(run)
 }
 
 impl Outcome for SoakRun {
-    /// Bounds are the caller's to judge (`make soak`): a soak that ran passed.
+    /// Passes within its [`bounds`]; inconclusive when kmemleak's set did
+    /// not settle.
     fn verdict(&self) -> Verdict {
-        Verdict::Passed
+        match self.stable {
+            false => Verdict::Inconclusive,
+            true => Verdict::of(self.problems.is_empty()),
+        }
     }
 
     /// The human summary.
@@ -220,13 +275,70 @@ impl Outcome for SoakRun {
             self.leak_slope,
             self.available_drift_kib,
             self.available_slope,
-        )
+        ) + &self
+            .problems
+            .iter()
+            .map(|p| format!("  bound not met: {p}\n"))
+            .collect::<String>()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn soak(leaky: Option<&str>) -> SoakRun {
+        SoakRun {
+            schema: "leaklab.soak/1".into(),
+            cycles: 1000,
+            leaky: leaky.map(str::to_string),
+            leak_per_cycle: if leaky.is_some() { 256 } else { 0 },
+            samples: Vec::new(),
+            reported: 0,
+            leaked: 0,
+            slab_slope: 0.0,
+            available_slope: 0.0,
+            tracker_object_size: 168,
+            tracked_slope: 0.0,
+            leak_slope: 0.0,
+            slab_drift_kib: 272,
+            available_drift_kib: -500,
+            seconds: 100.0,
+            stable: true,
+            problems: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_soak_bounds_pass_and_fail() {
+        // Fixed: as measured (Slab +272 KiB, nothing reported).
+        assert!(bounds(&soak(None)).is_empty());
+        let mut r = soak(None);
+        r.reported = 1;
+        assert!(bounds(&r)[0].contains("reported 1"));
+        let mut r = soak(None);
+        r.slab_drift_kib = 2048;
+        assert!(bounds(&r)[0].contains("drifted"));
+        let mut r = soak(None);
+        r.available_drift_kib = -2048;
+        assert_eq!(bounds(&r).len(), 1);
+        // Leaky: every object reported, the slope within 25% of 256.
+        let mut r = soak(Some("error_path"));
+        (r.reported, r.leaked, r.leak_slope) = (1000, 1000, 295.0);
+        assert!(bounds(&r).is_empty());
+        r.leak_slope = 330.0;
+        assert!(bounds(&r)[0].contains("grew 330"));
+        r.leak_slope = 256.0;
+        r.reported = 999;
+        assert!(bounds(&r)[0].contains("999 of 1000"));
+        // Not settled: inconclusive whatever the bounds say.
+        let mut r = soak(None);
+        r.stable = false;
+        assert_eq!(r.verdict(), Verdict::Inconclusive);
+        r.stable = true;
+        r.problems = bounds(&r);
+        assert_eq!(r.verdict(), Verdict::Passed);
+    }
 
     #[test]
     fn slope_of_a_line_and_of_noise() {

@@ -78,7 +78,7 @@ pub fn find(targets: &[u64]) -> Result<Vec<Hit>> {
     let text = syms.iter().find(|(_, n)| n == "_text").map(|(a, _)| *a);
     let image = segments
         .iter()
-        .find(|(v, _, size, _)| text.is_some_and(|t| t >= *v && t < v + size))
+        .find(|(v, _, size, _)| text.is_some_and(|t| t >= *v && t - v < *size))
         .map(|&(v, _, size, p)| (v, size, p));
     let mut hits = Vec::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -86,18 +86,18 @@ pub fn find(targets: &[u64]) -> Result<Vec<Hit>> {
         let mut done = 0;
         while done < size {
             let n = (size - done).min(buf.len() as u64) as usize;
-            let got = match file.read_at(&mut buf[..n], offset + done) {
+            let got = match file.read_at(&mut buf[..n], offset.saturating_add(done)) {
                 Ok(0) | Err(_) => break,
                 Ok(g) => g,
             };
             for (i, w) in buf[..got].chunks_exact(8).enumerate() {
                 let word = u64::from_ne_bytes(w.try_into().expect("8 bytes"));
                 if wanted.contains(&word) {
-                    let at = vaddr + done + (i as u64) * 8;
+                    let at = vaddr.wrapping_add(done).wrapping_add(i as u64 * 8);
                     let phys = paddr.wrapping_add(at - vaddr);
                     let image_va = match image {
-                        Some((iv, isize, ip)) if phys >= ip && phys < ip + isize => {
-                            iv + (phys - ip)
+                        Some((iv, isize, ip)) if phys >= ip && phys - ip < isize => {
+                            iv.wrapping_add(phys - ip)
                         }
                         _ => at,
                     };

@@ -65,10 +65,10 @@ impl MemInfo {
     /// `after - self`, field by field.
     pub fn delta(&self, after: &Self) -> Self {
         Self {
-            mem_available: after.mem_available - self.mem_available,
-            slab: after.slab - self.slab,
-            sunreclaim: after.sunreclaim - self.sunreclaim,
-            kernel_stack: after.kernel_stack - self.kernel_stack,
+            mem_available: after.mem_available.saturating_sub(self.mem_available),
+            slab: after.slab.saturating_sub(self.slab),
+            sunreclaim: after.sunreclaim.saturating_sub(self.sunreclaim),
+            kernel_stack: after.kernel_stack.saturating_sub(self.kernel_stack),
         }
     }
 }
@@ -127,7 +127,7 @@ pub fn slab_delta(before: &SlabCounts, after: &SlabCounts) -> BTreeMap<String, i
         .into_iter()
         .filter_map(|n| {
             let active = |c: &SlabCounts| c.get(n).map_or(0, |c| c.active);
-            let d = active(after) - active(before);
+            let d = active(after).saturating_sub(active(before));
             (d != 0).then(|| (n.clone(), d))
         })
         .collect()

@@ -32,6 +32,9 @@ pub mod exit {
     /// The run could not be done: bad input or an unusable environment
     /// (one line on stderr says what to do).
     pub const ERROR: u8 = 2;
+    /// The run worked but its answer cannot be trusted: kmemleak's set of
+    /// reports was still changing when the scans ran out. Run it again.
+    pub const INCONCLUSIVE: u8 = 3;
     // Stopped by a signal: 128 + the signal's number (130 for SIGINT, 143
     // for SIGTERM), after the cleanup (`kernel::interrupt`).
 }
@@ -43,6 +46,8 @@ pub enum Verdict {
     Passed,
     /// Not as required.
     Failed,
+    /// No trustworthy answer: kmemleak's reports did not settle.
+    Inconclusive,
 }
 
 impl Verdict {
@@ -60,6 +65,7 @@ impl Verdict {
         match self {
             Self::Passed => exit::PASSED,
             Self::Failed => exit::FAILED,
+            Self::Inconclusive => exit::INCONCLUSIVE,
         }
     }
 }
@@ -75,6 +81,7 @@ pub trait Outcome: serde::Serialize {
         match self.verdict() {
             Verdict::Passed => "ok".into(),
             Verdict::Failed => "FAIL".into(),
+            Verdict::Inconclusive => "INCONCLUSIVE".into(),
         }
     }
     /// The KTAP results, for the commands that speak it.

@@ -82,3 +82,46 @@ fn check_matrix_can_fail(arch: &str) {
 }
 
 on_both_arches!(check_matrix_can_fail: matrix_can_fail_x86_64, matrix_can_fail_arm64);
+
+/// With the module whose leaky variants run the fixed code (`make
+/// sabotaged`), nothing leaks: every leaky row must fail, saying kmemleak
+/// reported none of the objects the module states and naming them, every
+/// fixed row stays ok, and the run exits 1.
+fn check_matrix_sabotaged(arch: &str) {
+    let dir = crate::common::build_dir().join(arch);
+    let modules = [
+        dir.join("sabotaged").join("leaklab.ko"),
+        dir.join("kmemleak-test.ko"),
+        dir.join("rust_minimal.ko"),
+    ];
+    let mut vm = Vec::new();
+    for m in &modules {
+        vm.extend(["--module", m.to_str().unwrap()]);
+    }
+    let (status, run) = Guest::new(arch, "matrix-sabotaged")
+        .vm_args(&vm)
+        .json::<CycleRun>(&["matrix"]);
+    assert_eq!(status, Some(1), "{run:#}");
+    assert!(!run.ok, "{run:#}");
+    assert_whole_catalogue(run.pattern_names());
+    let cycle = run.cycle();
+    assert_eq!(cycle.verdicts.len(), 2 * run.patterns.len(), "{run:#}");
+    for v in &cycle.verdicts {
+        match v.variant {
+            Variant::Leaky => {
+                assert!(!v.ok, "{v:#?}");
+                let why = v.reason.as_deref().unwrap_or_default();
+                assert!(
+                    why.starts_with(&format!(
+                        "kmemleak reported 0 objects, expected {}",
+                        v.expected.objects
+                    )),
+                    "{v:#?}"
+                );
+            }
+            Variant::Fixed => assert!(v.ok, "{v:#?}"),
+        }
+    }
+}
+
+on_both_arches!(check_matrix_sabotaged: matrix_fails_every_leaky_row_of_the_sabotaged_module_x86_64, matrix_fails_every_leaky_row_of_the_sabotaged_module_arm64);

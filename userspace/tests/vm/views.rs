@@ -102,6 +102,7 @@ pub struct Verdict {
     pub pattern: String,
     pub variant: Variant,
     pub runs: u64,
+    pub expected: Count,
     pub found: Count,
     pub sizes: Vec<u64>,
     pub stats_leaked: Count,
@@ -110,6 +111,7 @@ pub struct Verdict {
     /// Objects lost that kmemleak did not report: only counted here.
     pub missed: Vec<IgnoredAny>,
     pub ok: bool,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

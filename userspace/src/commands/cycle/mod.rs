@@ -20,6 +20,7 @@ use crate::{
 };
 
 mod render;
+pub mod rules;
 mod steps;
 pub mod verdict;
 

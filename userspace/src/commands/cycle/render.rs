@@ -5,17 +5,28 @@ use super::verdict::CycleRun;
 use crate::output::{ktap, Outcome, Verdict};
 
 impl Outcome for CycleRun {
+    /// Inconclusive when a window did not settle (whatever the rows say:
+    /// they were judged on a set still changing); else as the rows are.
     fn verdict(&self) -> Verdict {
-        Verdict::of(self.ok)
+        if self.unsettled().is_some() {
+            Verdict::Inconclusive
+        } else {
+            Verdict::of(self.ok)
+        }
     }
 
     fn summary(&self) -> String {
-        if self.ok {
-            "as expected"
-        } else {
-            "NOT as expected"
+        if let Some(c) = self.unsettled() {
+            return format!(
+                "INCONCLUSIVE: kmemleak's reports in cycle {} were still changing after {} scans: run it again, on a quieter machine",
+                c.cycle, c.scans
+            );
         }
-        .into()
+        match (self.ok, self.cycles.iter().find_map(|c| c.nothing_judged())) {
+            (true, _) => "as expected".into(),
+            (false, Some(why)) => format!("NOT as expected: {why}"),
+            (false, None) => "NOT as expected".into(),
+        }
     }
 
     /// KTAP version 1, as kselftest prints it: one test per cycle, pattern
@@ -44,6 +55,16 @@ impl Outcome for CycleRun {
                 (!c.unexpected.is_empty())
                     .then(|| format!("{} reports outside the driven samples", c.unexpected.len())),
             ));
+            if !c.stable {
+                tests.push((
+                    false,
+                    format!("cycle{}.settled", c.cycle),
+                    Some(format!(
+                        "kmemleak's reports still changing after {} scans",
+                        c.scans
+                    )),
+                ));
+            }
             tests.push((
                 c.kernel_log.is_empty(),
                 format!("cycle{}.kernel_log", c.cycle),

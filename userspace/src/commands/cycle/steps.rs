@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 
 use super::{
+    rules::{self, Object},
     verdict::{
         judge_reference, new_verdict, Count, CycleRecord, Missed, ReferenceVerdict, Unexpected,
         Verdict,
@@ -45,8 +46,8 @@ pub struct Loaded<'k> {
 
 /// What the samples did, by the module's own account.
 pub struct Driven {
-    /// The objects each leaky pattern lost, as `(address, size)`.
-    lost: BTreeMap<String, Vec<(u64, u64)>>,
+    /// The objects each leaky pattern lost.
+    lost: BTreeMap<String, Vec<Object>>,
     /// The module's counters after the runs.
     stats: Vec<StatRecord>,
 }
@@ -122,7 +123,11 @@ pub fn drive(plan: &Plan, l: &Loaded) -> Result<Driven> {
         let mut lost = BTreeMap::new();
         if plan.variants.contains(&Variant::Leaky) {
             for p in &selected {
-                lost.insert(p.name.clone(), control.leaked(&p.name)?);
+                let objects = control.leaked(&p.name)?;
+                let objects = objects
+                    .into_iter()
+                    .map(|(address, size)| Object { address, size });
+                lost.insert(p.name.clone(), objects.collect());
             }
         }
         Ok(lost)
@@ -211,7 +216,8 @@ fn judge(
                 .find(|s| s.pattern == p.name && s.variant == v)
                 .cloned()
                 .unwrap_or_else(|| StatRecord::new(p.name.clone(), v));
-            verdicts.push(new_verdict(p, v, plan.runs, &st));
+            let lost = driven.lost.get(&p.name).map_or(&[][..], Vec::as_slice);
+            verdicts.push(new_verdict(p, v, plan.runs, &st, lost));
         }
     }
     let reports = std::mem::take(&mut harvest.settled.reports);
@@ -231,9 +237,10 @@ fn judge(
             .find(|x| Some(&x.pattern) == a.pattern.as_ref() && Some(x.variant) == a.variant);
         match slot {
             Some(v) => {
-                v.found.add(r.size);
-                v.sizes.push(r.size);
-                v.addresses.push(format!("{:#x}", r.address));
+                v.count(Object {
+                    address: r.address,
+                    size: r.size,
+                });
                 if let Some(c) = &a.culprit {
                     let key = match &a.culprit_line {
                         Some(line) => format!("{c} at {line}"),
@@ -252,7 +259,6 @@ fn judge(
         }
     }
     for v in &mut verdicts {
-        v.sizes.sort_unstable();
         super::verdict::judge(v);
         if v.variant == Variant::Leaky && v.found.objects < v.expected.objects {
             // The module states object starts: a reported object holds the
@@ -262,7 +268,7 @@ fn judge(
                 .get(&v.pattern)
                 .into_iter()
                 .flatten()
-                .map(|&(a, _)| a)
+                .map(|o| o.address)
                 .filter(|a| !reported.iter().any(|&(start, _)| start == *a))
                 .collect();
             v.missed = explain_missed(kmemleak, &mut harvest.kmsg, &missed);
@@ -277,7 +283,8 @@ fn judge(
     for x in &mut references {
         judge_reference(x);
     }
-    let ok = verdicts.iter().all(|v| v.ok)
+    let ok = rules::cycle(verdicts.len() + references.len()).is_none()
+        && verdicts.iter().all(|v| v.ok)
         && references.iter().all(|x| x.ok)
         && unexpected.is_empty()
         && findings.is_empty();
@@ -290,6 +297,7 @@ fn judge(
         references,
         layout: harvest.layout,
         scans: harvest.settled.scans,
+        stable: harvest.settled.stable,
         meminfo_delta: before.mem.delta(&mem_after),
         slab_delta: procfs::slab_delta(&before.slab, &slab_after),
         ok,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::rules::{self, Object, Stated};
 use crate::{
     analysis::{
         attribute::{Attribution, Example},
@@ -79,6 +80,12 @@ pub struct Verdict {
     pub ok: bool,
     /// Why not, when not.
     pub reason: Option<String>,
+    /// What the module states (not saved: its figures are above).
+    #[serde(skip)]
+    pub(super) stated: Stated,
+    /// The reported objects (not saved: `addresses` and `sizes` above).
+    #[serde(skip)]
+    pub(super) objects: Vec<Object>,
 }
 
 /// A leaked object kmemleak did not report, and kmemleak's view of it.
@@ -124,12 +131,29 @@ pub struct CycleRecord {
     pub layout: ModuleLayout,
     /// Scans run after the unload.
     pub scans: usize,
+    /// Whether two scans in a row agreed (else the scan limit was reached
+    /// with the set still changing, and the verdict is inconclusive).
+    #[serde(default = "settled")]
+    pub stable: bool,
     /// /proc/meminfo change over the cycle (KiB).
     pub meminfo_delta: MemInfo,
     /// /proc/slabinfo active-object changes over the cycle.
     pub slab_delta: BTreeMap<String, i64>,
     /// Whether this cycle went as expected.
     pub ok: bool,
+}
+
+impl CycleRecord {
+    /// Why nothing could be judged in this cycle, if so.
+    pub fn nothing_judged(&self) -> Option<String> {
+        rules::cycle(self.verdicts.len() + self.references.len())
+    }
+}
+
+/// A result saved before `stable` was recorded had settled: it was not
+/// judged otherwise.
+fn settled() -> bool {
+    true
 }
 
 /// The whole run.
@@ -161,25 +185,43 @@ impl CycleRun {
         })
     }
 
+    /// The first cycle whose reports did not settle.
+    pub fn unsettled(&self) -> Option<&CycleRecord> {
+        self.cycles.iter().find(|c| !c.stable)
+    }
+
     /// The run of `cycles` on this kernel, with the catalogue the module gave.
     pub(super) fn new(patterns: Vec<PatternInfo>, cycles: Vec<CycleRecord>) -> Self {
         Self {
             schema: "leaklab.cycle/1".into(),
             kernel: crate::kernel::procfs::kernel_release(),
-            ok: cycles.iter().all(|c| c.ok),
+            ok: !cycles.is_empty() && cycles.iter().all(|c| c.ok && c.stable),
             patterns,
             cycles,
         }
     }
 }
 
-pub(super) fn new_verdict(p: &PatternInfo, v: Variant, runs: u32, st: &StatRecord) -> Verdict {
+/// The row of pattern `p`'s variant `v`, run `runs` times, before any
+/// report is counted: `lost` names the objects its leaky runs lost and `st`
+/// holds its stats.
+pub(super) fn new_verdict(
+    p: &PatternInfo,
+    v: Variant,
+    runs: u32,
+    st: &StatRecord,
+    lost: &[Object],
+) -> Verdict {
     let expected = match v {
         Variant::Leaky => Count {
             objects: p.objects.saturating_mul(u64::from(runs)),
             bytes: p.bytes.saturating_mul(u64::from(runs)),
         },
         Variant::Fixed => Count::default(),
+    };
+    let stats_leaked = Count {
+        objects: st.leaked,
+        bytes: st.leaked_bytes,
     };
     Verdict {
         pattern: p.name.clone(),
@@ -189,50 +231,153 @@ pub(super) fn new_verdict(p: &PatternInfo, v: Variant, runs: u32, st: &StatRecor
         found: Count::default(),
         sizes: Vec::new(),
         addresses: Vec::new(),
-        stats_leaked: Count {
-            objects: st.leaked,
-            bytes: st.leaked_bytes,
-        },
+        stats_leaked,
         culprits: BTreeMap::new(),
         example: None,
         missed: Vec::new(),
         ok: false,
         reason: None,
+        stated: Stated {
+            expected,
+            objects: match v {
+                Variant::Leaky => lost.to_vec(),
+                Variant::Fixed => Vec::new(),
+            },
+            stats: stats_leaked,
+        },
+        objects: Vec::new(),
     }
 }
 
-/// Judges one pattern and variant: kmemleak must have reported what the
-/// module says it lost, and the module's stats must agree.
+impl Verdict {
+    /// Counts a report of `object` against this row.
+    pub(super) fn count(&mut self, object: Object) {
+        self.found.add(object.size);
+        self.sizes.push(object.size);
+        self.addresses.push(format!("{:#x}", object.address));
+        self.objects.push(object);
+    }
+}
+
+/// Judges one pattern and variant by the rules ([`rules::row`]).
 pub(super) fn judge(v: &mut Verdict) {
-    v.reason = if v.found.objects != v.expected.objects {
-        Some(format!(
-            "kmemleak reported {} objects, expected {}",
-            v.found.objects, v.expected.objects
-        ))
-    } else if v.found.bytes != v.expected.bytes {
-        Some(format!(
-            "kmemleak reported {} bytes, expected {}",
-            v.found.bytes, v.expected.bytes
-        ))
-    } else if v.stats_leaked != v.found {
-        Some(format!(
-            "the module's stats say {} objects / {} bytes leaked, kmemleak found {} / {}",
-            v.stats_leaked.objects, v.stats_leaked.bytes, v.found.objects, v.found.bytes
-        ))
-    } else {
-        None
-    };
+    v.sizes.sort_unstable();
+    v.reason = rules::row(v.variant, v.runs, &v.stated, &v.objects);
     v.ok = v.reason.is_none();
 }
 
-/// Judges a reference module: kmemleak must report exactly the objects it
-/// is known to leak.
+/// Judges a reference module ([`rules::reference`]).
 pub(super) fn judge_reference(x: &mut ReferenceVerdict) {
-    x.ok = x.found.objects == x.expected;
-    x.reason = (!x.ok).then(|| {
-        format!(
-            "kmemleak reported {} objects of {}, expected {}",
-            x.found.objects, x.module, x.expected
-        )
-    });
+    x.reason = rules::reference(&x.module, x.expected, x.found.objects);
+    x.ok = x.reason.is_none();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::{Outcome, Verdict as RunVerdict};
+
+    fn pattern() -> PatternInfo {
+        PatternInfo {
+            name: "error_path".into(),
+            description: String::new(),
+            objects: 1,
+            bytes: 256,
+            after_unload: false,
+        }
+    }
+
+    fn record(verdicts: Vec<Verdict>, stable: bool) -> CycleRecord {
+        let ok = rules::cycle(verdicts.len()).is_none() && verdicts.iter().all(|v| v.ok);
+        CycleRecord {
+            cycle: 1,
+            verdicts,
+            unexpected: Vec::new(),
+            kernel_log: Vec::new(),
+            expected_log: Vec::new(),
+            references: Vec::new(),
+            layout: ModuleLayout {
+                name: "leaklab".into(),
+                sections: Vec::new(),
+                loader: None,
+            },
+            scans: 6,
+            stable,
+            meminfo_delta: MemInfo::default(),
+            slab_delta: BTreeMap::new(),
+            ok,
+        }
+    }
+
+    /// The row of error_path leaky, one run, its object at 0x1000, judged
+    /// on what kmemleak `found`.
+    fn judged(found: &[Object]) -> Verdict {
+        let lost = Object {
+            address: 0x1000,
+            size: 256,
+        };
+        let mut st = StatRecord::new("error_path".into(), Variant::Leaky);
+        (st.leaked, st.leaked_bytes) = (1, 256);
+        let mut v = new_verdict(&pattern(), Variant::Leaky, 1, &st, &[lost]);
+        for o in found {
+            v.count(*o);
+        }
+        judge(&mut v);
+        v
+    }
+
+    #[test]
+    fn a_row_and_its_run_follow_the_rules() {
+        let lost = Object {
+            address: 0x1000,
+            size: 256,
+        };
+        let good = judged(&[lost]);
+        assert!(good.ok, "{:?}", good.reason);
+        let run = CycleRun::new(vec![pattern()], vec![record(vec![good], true)]);
+        assert_eq!((run.ok, run.verdict()), (true, RunVerdict::Passed));
+        assert_eq!(run.summary(), "as expected");
+
+        // Another object of the same size is not the one the module lost.
+        let other = judged(&[Object {
+            address: 0x2000,
+            size: 256,
+        }]);
+        assert!(!other.ok);
+        assert!(other.reason.as_deref().unwrap().contains("0x2000"));
+        let run = CycleRun::new(vec![pattern()], vec![record(vec![other], true)]);
+        assert_eq!((run.ok, run.verdict()), (false, RunVerdict::Failed));
+        // Nothing reported.
+        assert!(!judged(&[]).ok);
+    }
+
+    #[test]
+    fn an_empty_run_is_not_as_expected() {
+        let run = CycleRun::new(Vec::new(), vec![record(Vec::new(), true)]);
+        assert_eq!(run.verdict(), RunVerdict::Failed);
+        assert!(
+            run.summary().contains("nothing was judged"),
+            "{}",
+            run.summary()
+        );
+        let none = CycleRun::new(Vec::new(), Vec::new());
+        assert_eq!(none.verdict(), RunVerdict::Failed);
+    }
+
+    #[test]
+    fn a_window_that_did_not_settle_is_inconclusive() {
+        let lost = Object {
+            address: 0x1000,
+            size: 256,
+        };
+        let run = CycleRun::new(vec![pattern()], vec![record(vec![judged(&[lost])], false)]);
+        assert_eq!(run.verdict(), RunVerdict::Inconclusive);
+        assert_eq!(RunVerdict::Inconclusive.exit_status(), 3);
+        assert!(
+            run.summary().starts_with("INCONCLUSIVE"),
+            "{}",
+            run.summary()
+        );
+        assert!(run.ktap().unwrap().contains("not ok 3 cycle1.settled"));
+    }
 }

@@ -1,0 +1,364 @@
+//! The rules of the verdict, as pure functions: what the module states
+//! against what kmemleak reported. Each rule has a test that passes it and
+//! one that fails it (below, fed from real captures where one fits).
+
+use super::verdict::Count;
+use crate::ko::Variant;
+
+/// An object: where it starts and its size, as kmemleak and the module's
+/// `leaked` file give them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Object {
+    /// Its start address.
+    pub address: u64,
+    /// Its size, as the allocator sized it.
+    pub size: u64,
+}
+
+impl std::fmt::Display for Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#x} ({} bytes)", self.address, self.size)
+    }
+}
+
+/// What the module states about one pattern and variant of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Stated {
+    /// Objects and bytes the runs leak on purpose (0 for a fixed variant).
+    pub expected: Count,
+    /// The objects its `leaked` file names, in the order they were lost:
+    /// all of them when there are `expected.objects`, else the first ones.
+    pub objects: Vec<Object>,
+    /// What its stats say the runs leaked.
+    pub stats: Count,
+}
+
+/// The objects of `list`, for a reason.
+fn named(list: &[Object]) -> String {
+    list.iter()
+        .map(Object::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Sizes as `N x S B`, largest first.
+fn sizes(list: &[u64]) -> String {
+    let mut counts = std::collections::BTreeMap::<u64, usize>::new();
+    for s in list {
+        *counts.entry(*s).or_default() += 1;
+    }
+    counts
+        .iter()
+        .rev()
+        .map(|(s, n)| format!("{n} x {s} B"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Judges one pattern and variant that ran `runs` times: `None` when
+/// kmemleak reported exactly what the module states it lost, else why not.
+///
+/// 1. A leaky variant must state a leak.
+/// 2. kmemleak must report as many objects as stated.
+/// 3. They must be the stated objects, one for one: by address and size
+///    where the module names every object it lost; else every named object
+///    must be reported, and the sizes must be the stated ones (those of one
+///    run, `runs` times over) or, with none named, the bytes must agree.
+/// 4. The module's own stats must agree with what kmemleak found.
+pub fn row(variant: Variant, runs: u32, stated: &Stated, found: &[Object]) -> Option<String> {
+    let expected = stated.expected;
+    if variant == Variant::Leaky && runs > 0 && expected.objects == 0 {
+        return Some(
+            "the module states no leak for a leaky run (its expect file says 0 objects)".into(),
+        );
+    }
+    let mut reported = Count::default();
+    for f in found {
+        reported.add(f.size);
+    }
+    // One for one: each named object takes the report at its address.
+    let mut unmatched: Vec<Object> = found.to_vec();
+    let mut missing = Vec::new();
+    for s in &stated.objects {
+        match unmatched.iter().position(|f| f == s) {
+            Some(i) => {
+                unmatched.remove(i);
+            }
+            None => missing.push(*s),
+        }
+    }
+    let complete = stated.objects.len() as u64 == expected.objects;
+    if reported.objects != expected.objects {
+        let mut r = format!(
+            "kmemleak reported {} objects, expected {}",
+            reported.objects, expected.objects
+        );
+        if !missing.is_empty() {
+            r += &format!("; not reported: {}", named(&missing));
+        }
+        if complete && !unmatched.is_empty() {
+            r += &format!("; reported but not lost: {}", named(&unmatched));
+        }
+        return Some(r);
+    }
+    if complete {
+        if !missing.is_empty() || !unmatched.is_empty() {
+            return Some(format!(
+                "kmemleak reported other objects than the module lost: not reported {}; reported instead {}",
+                named(&missing),
+                named(&unmatched)
+            ));
+        }
+    } else if !missing.is_empty() {
+        return Some(format!(
+            "kmemleak did not report {} that the module lost",
+            named(&missing)
+        ));
+    } else if let Some(want) = sizes_of_runs(stated, runs) {
+        let mut got: Vec<u64> = found.iter().map(|f| f.size).collect();
+        got.sort_unstable();
+        if got != want {
+            return Some(format!(
+                "kmemleak reported objects of {}, the module lost {}",
+                sizes(&got),
+                sizes(&want)
+            ));
+        }
+    } else if reported.bytes != expected.bytes {
+        return Some(format!(
+            "kmemleak reported {} bytes, expected {}",
+            reported.bytes, expected.bytes
+        ));
+    }
+    if stated.stats != reported {
+        return Some(format!(
+            "the module's stats say {} objects / {} bytes leaked, kmemleak found {} / {}",
+            stated.stats.objects, stated.stats.bytes, reported.objects, reported.bytes
+        ));
+    }
+    None
+}
+
+/// The sizes `runs` runs lose, sorted, when the named objects include all
+/// of one run's (the first run's, named first).
+fn sizes_of_runs(stated: &Stated, runs: u32) -> Option<Vec<u64>> {
+    let runs = u64::from(runs).max(1);
+    let per_run = usize::try_from(stated.expected.objects / runs).ok()?;
+    if per_run == 0 || stated.expected.objects % runs != 0 || stated.objects.len() < per_run {
+        return None;
+    }
+    let one: Vec<u64> = stated.objects[..per_run].iter().map(|o| o.size).collect();
+    let mut all: Vec<u64> = (0..runs).flat_map(|_| one.iter().copied()).collect();
+    all.sort_unstable();
+    Some(all)
+}
+
+/// Judges a reference module: kmemleak must report exactly the objects it
+/// is known to leak.
+pub fn reference(module: &str, expected: u64, found: u64) -> Option<String> {
+    (found != expected)
+        .then(|| format!("kmemleak reported {found} objects of {module}, expected {expected}"))
+}
+
+/// Why a cycle's record cannot pass by its rows alone, if it cannot: a
+/// cycle that judged nothing is not "as expected".
+pub fn cycle(rows: usize) -> Option<String> {
+    (rows == 0).then(|| "nothing was judged: no pattern, variant or reference module ran".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kmemleak::report::parse;
+
+    /// The console capture of error_path and conditional_free, leaky twice
+    /// each (x86_64): two 256-byte and two 128-byte objects.
+    const CAPTURE: &str = include_str!("../../../tests/data/leaklab-samples-x86_64.log");
+
+    fn reported(size: u64) -> Vec<Object> {
+        parse(CAPTURE)
+            .into_iter()
+            .filter(|r| r.size == size)
+            .map(|r| Object {
+                address: r.address,
+                size: r.size,
+            })
+            .collect()
+    }
+
+    /// What the module states for `objects` lost by `runs` runs.
+    fn stated(objects: &[Object]) -> Stated {
+        let mut c = Count::default();
+        for o in objects {
+            c.add(o.size);
+        }
+        Stated {
+            expected: c,
+            objects: objects.to_vec(),
+            stats: c,
+        }
+    }
+
+    #[test]
+    fn exactly_the_lost_objects_pass() {
+        let found = reported(256);
+        assert_eq!(found.len(), 2);
+        assert_eq!(row(Variant::Leaky, 2, &stated(&found), &found), None);
+        // A fixed variant that lost nothing, and kmemleak reported nothing.
+        assert_eq!(row(Variant::Fixed, 2, &Stated::default(), &[]), None);
+    }
+
+    #[test]
+    fn a_leaky_run_that_states_no_leak_fails() {
+        let r = row(Variant::Leaky, 1, &Stated::default(), &[]).unwrap();
+        assert!(r.contains("states no leak for a leaky run"), "{r}");
+    }
+
+    #[test]
+    fn a_fixed_run_with_a_report_fails() {
+        let found = reported(128);
+        let r = row(Variant::Fixed, 2, &Stated::default(), &found).unwrap();
+        assert!(
+            r.starts_with("kmemleak reported 2 objects, expected 0"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn a_missed_object_is_named() {
+        let lost = reported(256);
+        let r = row(Variant::Leaky, 2, &stated(&lost), &lost[..1]).unwrap();
+        assert!(
+            r.starts_with("kmemleak reported 1 objects, expected 2"),
+            "{r}"
+        );
+        assert!(r.contains(&format!("not reported: {}", lost[1])), "{r}");
+    }
+
+    #[test]
+    fn other_objects_of_the_same_count_fail() {
+        // Same count and the same total bytes, other objects: 64 + 128
+        // stated, 32 + 160 found.
+        let lost = [
+            Object {
+                address: 0x1000,
+                size: 64,
+            },
+            Object {
+                address: 0x2000,
+                size: 128,
+            },
+        ];
+        let found = [
+            Object {
+                address: 0x1000,
+                size: 32,
+            },
+            Object {
+                address: 0x3000,
+                size: 160,
+            },
+        ];
+        let r = row(Variant::Leaky, 1, &stated(&lost), &found).unwrap();
+        assert!(r.contains("other objects than the module lost"), "{r}");
+        assert!(
+            r.contains("0x2000 (128 bytes)") && r.contains("0x3000 (160 bytes)"),
+            "{r}"
+        );
+        // Without addresses (none named), the sizes still have to match one
+        // for one: the first run's sizes, twice.
+        let unnamed = Stated {
+            objects: lost.to_vec(),
+            expected: Count {
+                objects: 4,
+                bytes: 384,
+            },
+            stats: Count {
+                objects: 4,
+                bytes: 384,
+            },
+        };
+        let twice = [found, found].concat();
+        let moved: Vec<Object> = twice
+            .iter()
+            .map(|o| Object {
+                address: o.address + 0x100,
+                size: o.size,
+            })
+            .collect();
+        let r = row(Variant::Leaky, 2, &unnamed, &moved).unwrap();
+        assert!(r.contains("did not report"), "{r}");
+        let mut partly = Stated {
+            objects: Vec::new(),
+            ..unnamed.clone()
+        };
+        partly.objects = lost[..1].to_vec();
+        partly.expected.objects = 4;
+        let r = row(Variant::Leaky, 2, &partly, &moved);
+        // Named: only 0x1000, which was not reported (found at 0x1100).
+        assert!(r.unwrap().contains("did not report 0x1000"));
+    }
+
+    #[test]
+    fn sizes_of_runs_compare_as_a_multiset() {
+        // Two runs of one that loses a 64- and a 128-byte object; only the
+        // first run's objects are named.
+        let first = [
+            Object {
+                address: 0x1000,
+                size: 64,
+            },
+            Object {
+                address: 0x2000,
+                size: 128,
+            },
+        ];
+        let s = Stated {
+            objects: first.to_vec(),
+            expected: Count {
+                objects: 4,
+                bytes: 384,
+            },
+            stats: Count {
+                objects: 4,
+                bytes: 384,
+            },
+        };
+        let mut good = first.to_vec();
+        good.extend([
+            Object {
+                address: 0x5000,
+                size: 128,
+            },
+            Object {
+                address: 0x6000,
+                size: 64,
+            },
+        ]);
+        // Complete by count (4 named would be complete; here 2 of 4).
+        assert_eq!(row(Variant::Leaky, 2, &s, &good), None);
+        let mut bad = good.clone();
+        bad[2].size = 96;
+        bad[3].size = 96;
+        let r = row(Variant::Leaky, 2, &s, &bad).unwrap();
+        assert!(r.contains("2 x 96 B"), "{r}");
+    }
+
+    #[test]
+    fn stats_that_disagree_fail() {
+        let found = reported(256);
+        let mut s = stated(&found);
+        s.stats.objects = 3;
+        let r = row(Variant::Leaky, 2, &s, &found).unwrap();
+        assert!(r.contains("the module's stats say 3 objects"), "{r}");
+    }
+
+    #[test]
+    fn references_and_empty_cycles() {
+        assert_eq!(reference("kmemleak_test", 25, 25), None);
+        assert!(reference("kmemleak_test", 25, 24).is_some());
+        assert!(reference("rust_minimal", 0, 1).is_some());
+        assert_eq!(cycle(1), None);
+        assert!(cycle(0).unwrap().contains("nothing was judged"));
+    }
+}
