@@ -144,7 +144,10 @@ pub fn row(variant: Variant, runs: u32, stated: &Stated, found: &[Object]) -> Op
 fn sizes_of_runs(stated: &Stated, runs: u32) -> Option<Vec<u64>> {
     let runs = u64::from(runs).max(1);
     let per_run = usize::try_from(stated.expected.objects / runs).ok()?;
-    if per_run == 0 || stated.expected.objects % runs != 0 || stated.objects.len() < per_run {
+    if per_run == 0
+        || !stated.expected.objects.is_multiple_of(runs)
+        || stated.objects.len() < per_run
+    {
         return None;
     }
     let one: Vec<u64> = stated.objects[..per_run].iter().map(|o| o.size).collect();
