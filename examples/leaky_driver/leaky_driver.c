@@ -68,7 +68,7 @@ struct fw_image {
 
 static noinline int error_path_leaky(void)
 {
-	struct fw_image *fw = kzalloc(sizeof(*fw), GFP_KERNEL);
+	struct fw_image *fw = kmalloc(sizeof(*fw), GFP_KERNEL);
 
 	if (!fw)
 		return -ENOMEM;
@@ -80,7 +80,7 @@ static noinline int error_path_leaky(void)
 
 static noinline int error_path_fixed(void)
 {
-	struct fw_image *fw = kzalloc(sizeof(*fw), GFP_KERNEL);
+	struct fw_image *fw = kmalloc(sizeof(*fw), GFP_KERNEL);
 	int ret;
 
 	if (!fw)
@@ -110,7 +110,7 @@ static struct kept_buf *kept_fixed;	/* freed in leaky_exit() */
 
 static noinline int module_exit_leaky(void)
 {
-	struct kept_buf *b = kzalloc(sizeof(*b), GFP_KERNEL);
+	struct kept_buf *b = kmalloc(sizeof(*b), GFP_KERNEL);
 
 	if (!b)
 		return -ENOMEM;
@@ -121,7 +121,7 @@ static noinline int module_exit_leaky(void)
 
 static noinline int module_exit_fixed(void)
 {
-	struct kept_buf *b = kzalloc(sizeof(*b), GFP_KERNEL);
+	struct kept_buf *b = kmalloc(sizeof(*b), GFP_KERNEL);
 
 	if (!b)
 		return -ENOMEM;
@@ -170,7 +170,7 @@ struct leaky_req {
 
 static noinline int conditional_free_leaky(void)
 {
-	struct leaky_req *req = kzalloc(sizeof(*req), GFP_KERNEL);
+	struct leaky_req *req = kmalloc(sizeof(*req), GFP_KERNEL);
 
 	if (!req)
 		return -ENOMEM;
@@ -181,7 +181,7 @@ static noinline int conditional_free_leaky(void)
 
 static noinline int conditional_free_fixed(void)
 {
-	struct leaky_req *req = kzalloc(sizeof(*req), GFP_KERNEL);
+	struct leaky_req *req = kmalloc(sizeof(*req), GFP_KERNEL);
 
 	if (!req)
 		return -ENOMEM;
@@ -209,7 +209,7 @@ static bool desc_leaked;		/* keep the cache at exit */
 
 static noinline int slab_cache_leaky(void)
 {
-	struct desc *d = kmem_cache_zalloc(desc_cache, GFP_KERNEL);
+	struct desc *d = kmem_cache_alloc(desc_cache, GFP_KERNEL);
 
 	if (!d)
 		return -ENOMEM;
@@ -219,7 +219,7 @@ static noinline int slab_cache_leaky(void)
 
 static noinline int slab_cache_fixed(void)
 {
-	struct desc *d = kmem_cache_zalloc(desc_cache, GFP_KERNEL);
+	struct desc *d = kmem_cache_alloc(desc_cache, GFP_KERNEL);
 
 	if (!d)
 		return -ENOMEM;
@@ -324,7 +324,7 @@ static const struct file_operations fixed_fops = {
  */
 static int holder_fn(void *unused)
 {
-	u8 *buf = kzalloc(192, GFP_KERNEL);
+	u8 *buf = kmalloc(192, GFP_KERNEL);
 
 	while (!kthread_should_stop()) {
 		set_current_state(TASK_INTERRUPTIBLE);
