@@ -1,0 +1,397 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * leaky_driver - five memory leaks C drivers make, each next to its fix.
+ *
+ * Nothing leaks unless asked. Pick leaks at load time or at run time:
+ *
+ *   insmod leaky_driver.ko bug=error_path,slab_cache
+ *   echo device_ref > /sys/kernel/debug/leaky_driver/trigger
+ *
+ * and run the fixed twins the same way (fixed=all, or write to .../fixed).
+ * Words: error_path, module_exit, device_ref, conditional_free, slab_cache,
+ * all, none; a comma-separated list is fine. Anything else is -EINVAL.
+ *
+ * keep_buffer_on_stack=1 starts a kthread that holds a buffer only in a
+ * local variable while it sleeps. That is not a leak (the thread frees it at
+ * unload), but kmemleak reports it when it does not scan task stacks.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/bitops.h>
+#include <linux/debugfs.h>
+#include <linux/device.h>
+#include <linux/kthread.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/timekeeping.h>
+#include <linux/uaccess.h>
+
+static char *bug = "none";
+module_param(bug, charp, 0444);
+MODULE_PARM_DESC(bug, "Leaky patterns to run at load (comma-separated, default none)");
+
+static char *fixed = "none";
+module_param(fixed, charp, 0444);
+MODULE_PARM_DESC(fixed, "Fixed patterns to run at load (comma-separated, default none)");
+
+static bool keep_buffer_on_stack;
+module_param(keep_buffer_on_stack, bool, 0444);
+MODULE_PARM_DESC(keep_buffer_on_stack,
+		 "Run a kthread holding a 192-byte buffer in a local while it sleeps (default 0)");
+
+static DEFINE_MUTEX(lock);		/* serialises the patterns */
+
+/* Pretend hardware: the reset always fails, the device is always busy. */
+static noinline int hw_reset(void *fw)
+{
+	return -EIO;
+}
+
+enum req_status { REQ_DONE, REQ_BUSY };
+
+static noinline enum req_status hw_submit(void *req)
+{
+	return REQ_BUSY;
+}
+
+/*
+ * 1. error_path: a probe allocates, a later step fails, and the early return
+ * skips the kfree(). Leaks one 256-byte buffer per run.
+ * Fix: unwind with "goto err_free" (or __free(kfree)).
+ */
+struct fw_image {
+	u8 data[256];
+};
+
+static noinline int error_path_leaky(void)
+{
+	struct fw_image *fw = kmalloc(sizeof(*fw), GFP_KERNEL);
+
+	if (!fw)
+		return -ENOMEM;
+	if (hw_reset(fw))
+		return -EIO;		/* BUG: fw leaks */
+	kfree(fw);
+	return 0;
+}
+
+static noinline int error_path_fixed(void)
+{
+	struct fw_image *fw = kmalloc(sizeof(*fw), GFP_KERNEL);
+	int ret;
+
+	if (!fw)
+		return -ENOMEM;
+	ret = hw_reset(fw);
+	if (ret)
+		goto err_free;
+	/* ... load fw into the device ... */
+err_free:
+	kfree(fw);
+	return ret;
+}
+
+/*
+ * 2. module_exit: buffers kept for the module's lifetime in a global that the
+ * exit function never walks. Nothing is lost while the module is loaded;
+ * rmmod frees the global, and each buffer (512 bytes) leaks then.
+ * Fix: leaky_exit() frees the chain, as it does for kept_fixed.
+ */
+struct kept_buf {
+	struct kept_buf *next;
+	u8 data[504];
+};
+
+static struct kept_buf *kept_leaky;	/* BUG: leaky_exit() forgets it */
+static struct kept_buf *kept_fixed;	/* freed in leaky_exit() */
+
+static noinline int module_exit_leaky(void)
+{
+	struct kept_buf *b = kmalloc(sizeof(*b), GFP_KERNEL);
+
+	if (!b)
+		return -ENOMEM;
+	b->next = kept_leaky;
+	kept_leaky = b;
+	return 0;
+}
+
+static noinline int module_exit_fixed(void)
+{
+	struct kept_buf *b = kmalloc(sizeof(*b), GFP_KERNEL);
+
+	if (!b)
+		return -ENOMEM;
+	b->next = kept_fixed;
+	kept_fixed = b;
+	return 0;
+}
+
+/*
+ * 3. device_ref: get_device() without put_device(). After unregistering, the
+ * device's refcount never reaches zero, so its release never runs: the
+ * struct root_device, its name and its device_private leak (3 objects).
+ * Fix: put_device() every reference you took.
+ */
+static noinline int device_ref_leaky(void)
+{
+	struct device *dev = root_device_register("leaky_driver");
+
+	if (IS_ERR(dev))
+		return PTR_ERR(dev);
+	get_device(dev);		/* e.g. kept for a callback */
+	root_device_unregister(dev);	/* BUG: our reference is never put */
+	return 0;
+}
+
+static noinline int device_ref_fixed(void)
+{
+	struct device *dev = root_device_register("leaky_driver");
+
+	if (IS_ERR(dev))
+		return PTR_ERR(dev);
+	get_device(dev);
+	root_device_unregister(dev);
+	put_device(dev);		/* the last reference frees it all */
+	return 0;
+}
+
+/*
+ * 4. conditional_free: the request is freed only when the device completed
+ * it; the "busy" branch drops the last pointer. Leaks one 128-byte request.
+ * Fix: free it after the branch, whichever branch ran.
+ */
+struct leaky_req {
+	u8 payload[128];
+};
+
+static noinline int conditional_free_leaky(void)
+{
+	struct leaky_req *req = kmalloc(sizeof(*req), GFP_KERNEL);
+
+	if (!req)
+		return -ENOMEM;
+	if (hw_submit(req) == REQ_DONE)
+		kfree(req);
+	return 0;			/* BUG: on REQ_BUSY req leaks */
+}
+
+static noinline int conditional_free_fixed(void)
+{
+	struct leaky_req *req = kmalloc(sizeof(*req), GFP_KERNEL);
+
+	if (!req)
+		return -ENOMEM;
+	hw_submit(req);
+	kfree(req);
+	return 0;
+}
+
+/*
+ * 5. slab_cache: an object taken from the driver's own cache is never
+ * returned. Leaks one 96-byte descriptor per run, reported while the module
+ * is still loaded. kmem_cache_destroy() of a cache that still has objects
+ * WARNs ("Slab cache still has objects") and leaks the cache anyway, so once
+ * this leak ran leaky_exit() leaves the cache alone: no WARN, and kmemleak
+ * reports the descriptor only (the cache stays on the kernel's list). The
+ * cache's name stays taken until reboot, so each load makes a fresh one.
+ * Fix: kmem_cache_free() every object before kmem_cache_destroy().
+ */
+struct desc {
+	u8 data[96];
+};
+
+static struct kmem_cache *desc_cache;
+static bool desc_leaked;		/* keep the cache at exit */
+
+static noinline int slab_cache_leaky(void)
+{
+	struct desc *d = kmem_cache_alloc(desc_cache, GFP_KERNEL);
+
+	if (!d)
+		return -ENOMEM;
+	desc_leaked = true;
+	return 0;			/* BUG: d is never kmem_cache_free()d */
+}
+
+static noinline int slab_cache_fixed(void)
+{
+	struct desc *d = kmem_cache_alloc(desc_cache, GFP_KERNEL);
+
+	if (!d)
+		return -ENOMEM;
+	kmem_cache_free(desc_cache, d);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int (*leaky)(void);
+	int (*fixed)(void);
+} patterns[] = {
+	{ "error_path", error_path_leaky, error_path_fixed },
+	{ "module_exit", module_exit_leaky, module_exit_fixed },
+	{ "device_ref", device_ref_leaky, device_ref_fixed },
+	{ "conditional_free", conditional_free_leaky, conditional_free_fixed },
+	{ "slab_cache", slab_cache_leaky, slab_cache_fixed },
+};
+
+/* "name[,name...]", "all" or "none" to a bitmask of patterns[]. */
+static int parse_patterns(const char *list, unsigned long *mask)
+{
+	char buf[96], *s = buf, *word;
+	int i;
+
+	*mask = 0;
+	if (strscpy(buf, list, sizeof(buf)) < 0)
+		return -EINVAL;
+	while ((word = strsep(&s, ","))) {
+		word = strim(word);
+		if (!strcmp(word, "none"))
+			continue;
+		if (!strcmp(word, "all")) {
+			*mask |= GENMASK(ARRAY_SIZE(patterns) - 1, 0);
+			continue;
+		}
+		for (i = 0; i < ARRAY_SIZE(patterns); i++)
+			if (!strcmp(word, patterns[i].name))
+				break;
+		if (i == ARRAY_SIZE(patterns))
+			return -EINVAL;
+		*mask |= BIT(i);
+	}
+	return 0;
+}
+
+static void run_patterns(unsigned long mask, bool leaky)
+{
+	int i, ret;
+
+	mutex_lock(&lock);
+	for_each_set_bit(i, &mask, ARRAY_SIZE(patterns)) {
+		ret = leaky ? patterns[i].leaky() : patterns[i].fixed();
+		pr_info("%s %s: %d\n", patterns[i].name,
+			leaky ? "leaky" : "fixed", ret);
+	}
+	mutex_unlock(&lock);
+}
+
+static ssize_t write_patterns(const char __user *ubuf, size_t len, bool leaky)
+{
+	char buf[96];
+	unsigned long mask;
+
+	if (len >= sizeof(buf))
+		return -EINVAL;
+	if (copy_from_user(buf, ubuf, len))
+		return -EFAULT;
+	buf[len] = '\0';
+	if (parse_patterns(buf, &mask))
+		return -EINVAL;
+	run_patterns(mask, leaky);
+	return len;
+}
+
+static ssize_t trigger_write(struct file *file, const char __user *ubuf,
+			     size_t len, loff_t *ppos)
+{
+	return write_patterns(ubuf, len, true);
+}
+
+static ssize_t fixed_write(struct file *file, const char __user *ubuf,
+			   size_t len, loff_t *ppos)
+{
+	return write_patterns(ubuf, len, false);
+}
+
+static const struct file_operations trigger_fops = {
+	.owner = THIS_MODULE,
+	.write = trigger_write,
+};
+
+static const struct file_operations fixed_fops = {
+	.owner = THIS_MODULE,
+	.write = fixed_write,
+};
+
+/*
+ * keep_buffer_on_stack: the only pointer to buf is a local of a sleeping
+ * kthread, so kmemleak finds it only by scanning task stacks (stack=on).
+ * Not a leak: the thread frees it when leaky_exit() stops it.
+ */
+static int holder_fn(void *unused)
+{
+	u8 *buf = kmalloc(192, GFP_KERNEL);
+
+	while (!kthread_should_stop()) {
+		set_current_state(TASK_INTERRUPTIBLE);
+		if (!kthread_should_stop())
+			schedule();
+		__set_current_state(TASK_RUNNING);
+	}
+	kfree(buf);
+	return 0;
+}
+
+static struct dentry *dir;
+static struct task_struct *holder;
+
+static int __init leaky_init(void)
+{
+	unsigned long bug_mask, fixed_mask;
+	char name[40];
+
+	if (parse_patterns(bug, &bug_mask) ||
+	    parse_patterns(fixed, &fixed_mask)) {
+		pr_err("bad bug= or fixed=: use error_path, module_exit, device_ref, conditional_free, slab_cache, all or none\n");
+		return -EINVAL;
+	}
+
+	snprintf(name, sizeof(name), "leaky_driver_desc_%llu", ktime_get_ns());
+	desc_cache = kmem_cache_create(name, sizeof(struct desc), 0, 0, NULL);
+	if (!desc_cache)
+		return -ENOMEM;
+
+	if (keep_buffer_on_stack) {
+		holder = kthread_run(holder_fn, NULL, "leaky_holder");
+		if (IS_ERR(holder)) {
+			kmem_cache_destroy(desc_cache);
+			return PTR_ERR(holder);
+		}
+	}
+
+	dir = debugfs_create_dir("leaky_driver", NULL);
+	debugfs_create_file("trigger", 0200, dir, NULL, &trigger_fops);
+	debugfs_create_file("fixed", 0200, dir, NULL, &fixed_fops);
+
+	run_patterns(fixed_mask, false);
+	run_patterns(bug_mask, true);
+	return 0;
+}
+
+static void __exit leaky_exit(void)
+{
+	struct kept_buf *b;
+
+	debugfs_remove(dir);		/* waits for writers in progress */
+	if (holder)
+		kthread_stop(holder);
+
+	while (kept_fixed) {
+		b = kept_fixed;
+		kept_fixed = b->next;
+		kfree(b);
+	}
+	/* module_exit BUG: kept_leaky is not walked, its buffers leak now. */
+
+	if (!desc_leaked)
+		kmem_cache_destroy(desc_cache);
+}
+
+module_init(leaky_init);
+module_exit(leaky_exit);
+MODULE_DESCRIPTION("Five C memory-leak patterns and their fixes, for leaklab");
+MODULE_LICENSE("GPL");
