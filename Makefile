@@ -10,6 +10,7 @@
 #   make test                   unit tests, both module builds, VM tests on both ARCHs
 #   make check                  rustfmt and the kernel's CLIPPY=1 on the module
 #   make bench   [ARCH=...]     speed and memory figures into BENCHMARKS.md
+#   make boots   [ARCH=...]     the main job over 40 fresh boots: how many exit 0
 #   make recall  [ARCH=...]     measure kmemleak's recall on the leaky samples
 #   make scan-time [ARCH=...]   one kmemleak scan's cost at 512 MiB, 2 GiB, 4 GiB
 #   make soak    [ARCH=...]     1000 load/run/unload cycles, fixed then leaky, with a plot
@@ -49,7 +50,7 @@ KBUILD_ARGS = ARCH=$(ARCH) $(if $(LLVM),LLVM=$(LLVM),$(if $(cross_$(ARCH)),CROSS
 # A user's own kernel tree (KDIR=...) wins over the cached one.
 KDIR_OF = $(or $(KDIR),$(shell cat $(OUT)/kdir 2>/dev/null))
 
-.PHONY: all setup kernel module tool run test check bench recall soak scan-time sabotaged bundle rust-analyzer clean
+.PHONY: all setup kernel module tool run test check bench boots recall soak scan-time sabotaged bundle rust-analyzer clean
 all: module tool
 
 setup:
@@ -135,6 +136,11 @@ check: kernel
 # make bench [ARCH=] [NO_COLD=1] (NO_COLD skips the cold kernel build).
 bench: module tool
 	python3 scripts/bench.py $(HOST_TOOL) $(BUILD) $(ARCH) $(if $(NO_COLD),--no-cold)
+
+# The main job over fresh boots: how many exit 0 (a measurement, not a
+# test): make boots [ARCH=] [BOOTS=40]
+boots: module tool
+	bash scripts/boots.sh $(BUILD)/leaklab $(BUILD) $(ARCH) $(if $(filter command line environment,$(origin BOOTS)),$(BOOTS),40)
 
 # kmemleak's recall on the leaky samples over BOOTS fresh boots (a
 # measurement, not a test): make recall [ARCH=] [BOOTS=20]
