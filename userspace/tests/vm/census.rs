@@ -63,12 +63,14 @@ fn check_census(arch: &str) {
     // rust_minimal frees its vector on unload: a negative control.
     assert_eq!(module(&c, "rust_minimal").leaks.objects, 0);
     // kmemleak-test leaks 25 objects on a 1-vCPU guest; with the scan
-    // protocol kmemleak reports all 25 in 39 of 40 boots (`make recall`,
-    // x86_64 and arm64), 24 in the other.
+    // protocol kmemleak reported all 25 in 20 of 20 boots of `make recall`
+    // (x86_64, December 2026; an earlier tree saw 24 in about one boot of
+    // 20, Documentation/architecture.md). The census is not the main job:
+    // it takes that one miss; the matrix test does not.
     let kt = module(&c, "kmemleak_test").leaks.objects;
     assert!(
         (24..=25).contains(&kt),
-        "kmemleak_test: {kt} leaks, expected 25 (24 in one boot of 20)"
+        "kmemleak_test: {kt} leaks, expected 25"
     );
 }
 
