@@ -22,10 +22,14 @@ pub struct Group {
     pub count: usize,
     /// Their bytes together.
     pub bytes: u64,
-    /// The first frame outside the allocator wrappers (see `cycle::SKIP`).
+    /// The first frame outside the allocator wrappers (see
+    /// [`super::attribute::SKIP`]).
     pub culprit: Option<String>,
     /// The culprit's source line, when the module's DWARF gave one.
     pub culprit_line: Option<String>,
+    /// `memory leak in <function>` of the culprit (no offset), for CI to
+    /// deduplicate with; `None` when the culprit has no name.
+    pub title: Option<String>,
     /// The leaklab pattern and variant, when it is one of the samples.
     pub sample: Option<String>,
     /// The module the culprit is in (`None`: the kernel).
@@ -169,6 +173,7 @@ impl Tally {
                     bytes: 0,
                     culprit: a.culprit,
                     culprit_line: a.culprit_line,
+                    title: a.title,
                     sample: a
                         .pattern
                         .map(|p| format!("{p} {}", a.variant.map_or("?", |v| v.name()))),
