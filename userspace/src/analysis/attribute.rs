@@ -392,3 +392,176 @@ impl Example {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kmemleak::report::parse;
+
+    /// Real reports of several kernel versions (tests/data/kmemleak-reports/).
+    const REPORTS: &[(&str, &str)] = &[
+        (
+            "linux-old.txt",
+            include_str!("../../tests/data/kmemleak-reports/linux-old.txt"),
+        ),
+        (
+            "linux-4.x.txt",
+            include_str!("../../tests/data/kmemleak-reports/linux-4.x.txt"),
+        ),
+        (
+            "linux-5.x.txt",
+            include_str!("../../tests/data/kmemleak-reports/linux-5.x.txt"),
+        ),
+        (
+            "linux-6.x.txt",
+            include_str!("../../tests/data/kmemleak-reports/linux-6.x.txt"),
+        ),
+        (
+            "linux-6.x-syzbot.txt",
+            include_str!("../../tests/data/kmemleak-reports/linux-6.x-syzbot.txt"),
+        ),
+    ];
+
+    /// The cases of a file: the title a `# expect: ` line gives, and the
+    /// reports after it.
+    fn cases(text: &str) -> Vec<(String, Vec<Report>)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for line in text.lines() {
+            if let Some(title) = line.strip_prefix("# expect: ") {
+                out.push((title.to_string(), String::new()));
+            } else if let Some((_, body)) = out.last_mut() {
+                body.push_str(line);
+                body.push('\n');
+            }
+        }
+        out.into_iter().map(|(t, body)| (t, parse(&body))).collect()
+    }
+
+    fn one(text: &str) -> Attribution {
+        attribute(&parse(text)[0], &Symbolizer::default())
+    }
+
+    #[test]
+    fn names_the_caller_of_the_allocator_in_real_reports() {
+        let sym = Symbolizer::default();
+        let (mut reports, mut wrong) = (0, Vec::new());
+        for (file, text) in REPORTS {
+            let cases = cases(text);
+            assert!(!cases.is_empty(), "{file}: no cases");
+            for (expect, found) in cases {
+                assert!(!found.is_empty(), "{file}: no report for {expect:?}");
+                for r in &found {
+                    reports += 1;
+                    assert!(!r.garbled, "{file}: {expect:?}: garbled: {r:#?}");
+                    let a = attribute(r, &sym);
+                    if a.title.as_deref() != Some(expect.as_str()) {
+                        wrong.push(format!(
+                            "{file}: want {expect:?}, got {:?} ({:?})",
+                            a.title, a.culprit
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+        assert!(reports >= 30, "{reports} reports");
+    }
+
+    #[test]
+    fn the_culprit_keeps_its_frame_and_the_title_its_function() {
+        let text = include_str!("../../tests/data/kmemleak-reports/linux-4.x.txt");
+        let (_, ipv6) = &cases(text)[0];
+        let a = attribute(&ipv6[0], &Symbolizer::default());
+        assert_eq!(
+            a.culprit.as_deref(),
+            Some("do_ipv6_setsockopt.isra.7+0x15d0")
+        );
+        assert_eq!(
+            a.title.as_deref(),
+            Some("memory leak in do_ipv6_setsockopt")
+        );
+        assert_eq!(a.module, None);
+        // A module's frame wins over the kernel's, and names the module.
+        let vc4 = cases(text)
+            .into_iter()
+            .find(|(t, _)| t.ends_with("__drm_mode_object_add"))
+            .unwrap();
+        let a = attribute(&vc4.1[0], &Symbolizer::default());
+        assert_eq!(a.culprit.as_deref(), Some("__drm_mode_object_add+0x5c"));
+        assert_eq!(a.module.as_deref(), Some("drm"));
+    }
+
+    #[test]
+    fn a_bare_address_is_a_culprit_without_a_title() {
+        // A module unloaded before the report was read, not symbolized.
+        let a = one("unreferenced object 0xffff888003a8e000 (size 32):\n  backtrace (crc 1):\n    kmemleak_alloc+0x4a/0x80\n    __kmalloc_cache_noprof+0x1a2/0x2a0\n    0xffffffffa000023a\n    do_one_initcall+0x41/0x1e0\n");
+        assert_eq!(a.culprit.as_deref(), Some("0xffffffffa000023a"));
+        assert_eq!(a.title, None);
+    }
+
+    #[test]
+    fn nothing_but_allocator_frames_names_no_culprit() {
+        // Old kernels end a trace with ULONG_MAX: not a frame of anyone's.
+        let a = one("unreferenced object 0xc625e000 (size 2048):\n  backtrace:\n    [<c00c89f0>] create_object+0x11c/0x200\n    [<c00c6764>] __kmalloc_track_caller+0x138/0x178\n    [<ffffffff>] 0xffffffff\n");
+        assert_eq!((a.culprit, a.title), (None, None));
+        // A report with no frames at all (syzkaller's "corrupted").
+        let a = one("unreferenced object 0xffff880039a55260 (size 64):\n backtrace:\n");
+        assert_eq!((a.culprit, a.title), (None, None));
+    }
+
+    #[test]
+    fn the_skip_list_matches_names_not_substrings() {
+        for f in [
+            "__kmalloc_cache_noprof",
+            "kmemleak_alloc_recursive.constprop.0",
+            "kmalloc_reserve",
+            "sock_kmalloc",
+            "sk_prot_alloc",
+            "kobject_set_name_vargs",
+            "__list_lru_init",
+            "pcpu_mem_zalloc",
+            "create_object",
+            "bucket_table_alloc.isra.0",
+            "<kernel::alloc::kbox::Box<leaklab::samples::Node>>::new",
+        ] {
+            assert!(skip_entry(f).is_some(), "{f} is not skipped");
+        }
+        for f in [
+            "kmemleak_test_init",
+            "alloc_extent_map",
+            "ftgmac100_alloc_rx_buf.constprop.0",
+            "htab_map_alloc",
+            "sget_userns",
+            "debug_objects_mem_init",
+            "leaklab::samples::error_path::probe_leaky",
+        ] {
+            assert!(skip_entry(f).is_none(), "{f} is skipped");
+        }
+    }
+
+    #[test]
+    fn every_entry_has_a_reason_and_none_hides_another() {
+        for s in SKIP {
+            let name = match s.name {
+                Name::Exact(n) | Name::Prefix(n) => n,
+            };
+            assert!(!s.why.is_empty(), "{name}: no reason");
+            assert!(!name.ends_with("_noprof"), "{name}: written with _noprof");
+            let others = SKIP.iter().filter(|o| !std::ptr::eq(*o, s));
+            for o in others {
+                assert!(!o.names(name), "{name} is already named by {:?}", o.name);
+            }
+        }
+    }
+
+    #[test]
+    fn titles_drop_offsets_and_compiler_suffixes() {
+        assert_eq!(base_name("do_ipv6_setsockopt.isra.7"), "do_ipv6_setsockopt");
+        assert_eq!(base_name("krb5_selftest.cold"), "krb5_selftest");
+        assert_eq!(
+            title("leaklab::samples::error_path::probe_leaky").as_deref(),
+            Some("memory leak in leaklab::samples::error_path::probe_leaky")
+        );
+        assert_eq!(title(".init.text"), None);
+    }
+}

@@ -234,5 +234,28 @@ unreferenced object 0xffff888001000200 (size 64):
         assert_eq!((g[0].count, g[0].bytes), (2, 64));
         assert_eq!((g[1].count, g[1].bytes), (1, 64));
         assert_ne!(g[0].fingerprint, g[1].fingerprint);
+        // Bare addresses of an unloaded module: culprits without a name.
+        assert_eq!(g[0].culprit.as_deref(), Some("0xffffffffa000023a"));
+        assert_eq!(g[0].title, None);
+    }
+
+    #[test]
+    fn a_group_is_titled_by_its_culprit_function() {
+        let text = TWO_SITES.replace(
+            "0xffffffffa000023a",
+            "[<ffffffff84e5bea0>] do_ipv6_setsockopt.isra.7+0x15d0/0x2830",
+        );
+        let g = group(&parse(&text), &Symbolizer::default());
+        assert_eq!(g[0].count, 2);
+        assert_eq!(
+            g[0].culprit.as_deref(),
+            Some("do_ipv6_setsockopt.isra.7+0x15d0")
+        );
+        assert_eq!(
+            g[0].title.as_deref(),
+            Some("memory leak in do_ipv6_setsockopt")
+        );
+        let json = serde_json::to_value(&g[0]).unwrap();
+        assert_eq!(json["title"], "memory leak in do_ipv6_setsockopt");
     }
 }
