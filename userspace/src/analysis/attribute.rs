@@ -106,7 +106,7 @@ pub const SKIP: &[Skip] = &[
     // kmemleak's own frames.
     prefix("kmemleak_alloc", "kmemleak's hooks (kmemleak_alloc, _recursive, _percpu, _phys): where kmemleak records the object"),
     exact("kmemleak_vmalloc", "kmemleak's hook for vmalloc areas"),
-    exact("create_object", "kmemleak's bookkeeping: the first frame of traces on kernels before 4.x"),
+    exact("create_object", "kmemleak's bookkeeping: the first frame of traces on older kernels"),
     exact("__create_object", "kmemleak's bookkeeping"),
     // The slab allocator: entry points and internals.
     prefix("kmalloc", "kmalloc and its variants (kmalloc_trace, _node_trace, _large, _array, _order, skbuff's kmalloc_reserve)"),
