@@ -18,42 +18,286 @@ pub struct Attribution {
     pub variant: Option<Variant>,
     /// The module the first non-allocator frame is in (`None`: the kernel).
     pub module: Option<String>,
-    /// The culprit: the first frame outside the allocator wrappers, in a
-    /// module where the stack has one.
+    /// The culprit: the first frame outside the allocator wrappers
+    /// ([`SKIP`]), in a module where the stack has one.
     pub culprit: Option<String>,
     /// The culprit's source line (`samples/error_path.rs:31`), from the
     /// module's DWARF.
     pub culprit_line: Option<String>,
+    /// `memory leak in <function>`: the culprit's function without its
+    /// offset or compiler suffix (`.isra.0`), for deduplication across runs
+    /// and kernels; `None` when the culprit has no name (a bare address).
+    #[serde(default)]
+    pub title: Option<String>,
 }
 
-/// Frames of allocator and library wrappers, skipped when looking for the
-/// culprit (prefix match on the demangled function name).
-pub const SKIP: &[&str] = &[
-    "kmemleak_",
-    "__kmalloc",
-    "kmalloc",
-    "__kmem_cache_alloc",
-    "kmem_cache_alloc",
-    "krealloc",
-    "__vmalloc",
-    "vmalloc",
-    "kvmalloc",
-    "kstrdup",
-    "kvasprintf",
-    "kzalloc",
-    "pcpu_alloc",
-    "__alloc_percpu",
-    "slab_post_alloc_hook",
-    "<kernel::alloc::",
-    "kernel::alloc::",
-    "<kernel::sync::arc::",
-    "<kernel::init::",
-    "kernel::init::",
-    "<alloc::",
+/// How a [`SKIP`] entry names the functions it takes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Name {
+    /// This function only.
+    Exact(&'static str),
+    /// Every function whose name begins so.
+    Prefix(&'static str),
+}
+
+/// One entry of the skip list: frames of a function that allocates on its
+/// caller's behalf, so that a leak of what it returns is the caller's.
+#[derive(Debug, Clone, Copy)]
+pub struct Skip {
+    /// The function (or family of functions), as its name reads without
+    /// compiler suffixes (`.isra.0`, `.constprop.0`) and without the
+    /// `_noprof` of kernels since 6.10.
+    pub name: Name,
+    /// Whether the frames it called go too (those before it in the
+    /// backtrace): set for constructors that call hooks of other code
+    /// (an LSM's blob, a file system's inode), whose allocations belong to
+    /// the object the constructor makes.
+    pub callees: bool,
+    /// Why it is not the culprit (for the reader of the table, and checked
+    /// by the tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub why: &'static str,
+}
+
+const fn exact(name: &'static str, why: &'static str) -> Skip {
+    Skip {
+        name: Name::Exact(name),
+        callees: false,
+        why,
+    }
+}
+
+const fn prefix(name: &'static str, why: &'static str) -> Skip {
+    Skip {
+        name: Name::Prefix(name),
+        callees: false,
+        why,
+    }
+}
+
+impl Skip {
+    /// The same entry, taking out the frames the function called as well.
+    const fn with_callees(self) -> Self {
+        Self {
+            callees: true,
+            ..self
+        }
+    }
+
+    /// Whether the entry names `function` (a name as [`base_name`] gives it,
+    /// `_noprof` removed).
+    fn names(&self, function: &str) -> bool {
+        match self.name {
+            Name::Exact(n) => function == n,
+            Name::Prefix(p) => function.starts_with(p),
+        }
+    }
+}
+
+/// Frames that are never the culprit: allocator entry points and their
+/// internals, and helpers that allocate for their caller. The culprit is the
+/// first frame after them, as a kernel reviewer names a leak ("memory leak
+/// in do_ipv6_setsockopt", not in `sock_kmalloc`). Entries match a whole
+/// function name or a prefix that only that family of functions has, never
+/// a substring: `alloc_extent_map` or `ftgmac100_alloc_rx_buf` stay
+/// culprits.
+#[rustfmt::skip]
+pub const SKIP: &[Skip] = &[
+    // kmemleak's own frames.
+    prefix("kmemleak_alloc", "kmemleak's hooks (kmemleak_alloc, _recursive, _percpu, _phys): where kmemleak records the object"),
+    exact("kmemleak_vmalloc", "kmemleak's hook for vmalloc areas"),
+    exact("create_object", "kmemleak's bookkeeping: the first frame of traces on older kernels"),
+    exact("__create_object", "kmemleak's bookkeeping"),
+    // The slab allocator: entry points and internals.
+    prefix("kmalloc", "kmalloc and its variants (kmalloc_trace, _node_trace, _large, _array, _order, skbuff's kmalloc_reserve)"),
+    prefix("__kmalloc", "kmalloc's bodies (__kmalloc, _node, _track_caller, _cache, _large_node)"),
+    exact("__do_kmalloc_node", "kmalloc's common body in mm/slab_common.c"),
+    prefix("kmem_cache_alloc", "slab cache allocation and its _trace, _node, _lru and _bulk variants"),
+    prefix("__kmem_cache_alloc", "slab internals (__kmem_cache_alloc_node, _lru, _bulk)"),
+    exact("kmem_cache_zalloc", "kmem_cache_alloc with __GFP_ZERO"),
+    prefix("slab_alloc", "SLUB/SLAB internals (slab_alloc, slab_alloc_node)"),
+    prefix("__slab_alloc", "SLUB's slow path"),
+    exact("___slab_alloc", "SLUB's slow path"),
+    exact("slab_post_alloc_hook", "SLUB's hook that calls kmemleak"),
+    exact("allocate_slab", "SLUB: a new slab for the cache"),
+    exact("new_slab", "SLUB: a new slab for the cache"),
+    prefix("kzalloc", "kmalloc with __GFP_ZERO (kzalloc, kzalloc_node)"),
+    prefix("kcalloc", "kmalloc of an array, zeroed"),
+    prefix("krealloc", "resizes the caller's buffer (krealloc, krealloc_array)"),
+    exact("__do_krealloc", "krealloc's body"),
+    prefix("kvmalloc", "kmalloc or vmalloc (kvmalloc, kvmalloc_node, kvmalloc_array)"),
+    prefix("__kvmalloc", "kvmalloc's body"),
+    prefix("kvzalloc", "kvmalloc, zeroed"),
+    prefix("kvcalloc", "kvmalloc of an array, zeroed"),
+    prefix("kvrealloc", "resizes the caller's kvmalloc buffer"),
+    prefix("kmemdup", "copies a buffer for the caller (kmemdup, kmemdup_nul, kmemdup_array)"),
+    prefix("memdup_user", "copies user memory for the caller (memdup_user, memdup_user_nul)"),
+    exact("vmemdup_user", "copies user memory for the caller"),
+    prefix("devm_k", "device-managed kmalloc, kzalloc, kstrdup, kasprintf, kmemdup: freed with the device"),
+    // Strings and names.
+    prefix("kstrdup", "copies a string for the caller (kstrdup, kstrdup_const)"),
+    exact("kstrndup", "copies a string for the caller"),
+    exact("strndup_user", "copies a user string for the caller"),
+    prefix("kvasprintf", "formats a string for the caller (kvasprintf, kvasprintf_const)"),
+    exact("kasprintf", "formats a string for the caller"),
+    prefix("kobject_", "the kobject core (kobject_set_name_vargs, kobject_add, kobject_init_and_add, kobject_create_and_add): a leaked kobject, its name or its sysfs directory is its owner's"),
+    exact("kset_create_and_add", "allocates a kset for its caller"),
+    exact("dev_set_name", "names a device's kobject for the driver"),
+    // vmalloc.
+    prefix("vmalloc", "vmalloc and its variants (vmalloc_node, vmalloc_user, vmalloc_huge)"),
+    prefix("vzalloc", "vmalloc, zeroed"),
+    prefix("__vmalloc", "vmalloc internals (__vmalloc, __vmalloc_node, __vmalloc_node_range, __vmalloc_area_node)"),
+    // percpu.
+    prefix("__alloc_percpu", "the percpu allocator's entry points (__alloc_percpu, __alloc_percpu_gfp)"),
+    exact("pcpu_alloc", "the percpu allocator"),
+    exact("pcpu_mem_zalloc", "percpu internals: a chunk's metadata"),
+    exact("pcpu_create_chunk", "percpu internals: a new chunk"),
+    exact("pcpu_alloc_chunk", "percpu internals: a new chunk"),
+    // Early boot and pools.
+    prefix("memblock_alloc", "the boot-time allocator"),
+    prefix("memblock_phys_alloc", "the boot-time allocator"),
+    prefix("mempool_alloc", "takes an element from a mempool (or allocates one) for the caller"),
+    exact("mempool_kmalloc", "a mempool's kmalloc callback"),
+    prefix("mempool_create", "allocates a mempool for its caller"),
+    prefix("mempool_init", "fills a mempool for its caller"),
+    prefix("kmem_cache_create", "allocates a slab cache for its caller"),
+    prefix("__kmem_cache_create", "allocates a slab cache for its caller"),
+    // IDR, radix tree and XArray nodes.
+    exact("radix_tree_node_alloc", "radix tree (IDR) node for the caller's entry"),
+    prefix("idr_get_free", "IDR internals"),
+    prefix("idr_alloc", "allocates an ID (and tree nodes) for the caller (idr_alloc, _u32, _cyclic)"),
+    prefix("ida_alloc", "allocates an ID for the caller"),
+    exact("ida_simple_get", "allocates an ID for the caller"),
+    exact("idr_pre_get", "preallocates IDR nodes for the caller (kernels before 3.9)"),
+    prefix("xas_", "XArray internals (xas_alloc, xas_create, xas_expand, xas_store, xas_nomem)"),
+    exact("__xa_alloc", "allocates an XArray entry for the caller"),
+    exact("__xa_alloc_cyclic", "allocates an XArray entry for the caller"),
+    exact("__xa_store", "stores in an XArray for the caller"),
+    exact("xa_store", "stores in an XArray for the caller"),
+    exact("__xa_insert", "stores in an XArray for the caller"),
+    exact("xa_store_range", "stores in an XArray for the caller"),
+    // list_lru and rhashtable.
+    prefix("__list_lru_init", "initializes the caller's list_lru"),
+    prefix("list_lru_init", "initializes the caller's list_lru"),
+    prefix("memcg_init_list_lru", "list_lru's per-memcg lists"),
+    exact("memcg_list_lru_alloc", "list_lru's per-memcg lists"),
+    exact("bucket_table_alloc", "rhashtable internals: a bucket table"),
+    exact("nested_table_alloc", "rhashtable internals: a nested table"),
+    prefix("rhashtable_init", "initializes the caller's rhashtable"),
+    prefix("rhltable_init", "initializes the caller's rhltable"),
+    exact("rhashtable_rehash_alloc", "rhashtable internals: a resized table"),
+    exact("rhashtable_insert_slow", "rhashtable internals: an insert that grows the table"),
+    exact("rhashtable_try_insert", "rhashtable internals: an insert that grows the table"),
+    // Networking.
+    exact("sock_kmalloc", "socket-accounted kmalloc for the protocol"),
+    exact("sock_kmemdup", "socket-accounted kmemdup for the protocol"),
+    exact("sk_prot_alloc", "a new sock, with its LSM blob: the protocol's create function owns it").with_callees(),
+    exact("sk_alloc", "a new sock for the protocol's create function"),
+    exact("__alloc_skb", "a new sk_buff for the caller"),
+    prefix("alloc_skb", "a new sk_buff for the caller (alloc_skb, _with_frags, _fclone)"),
+    exact("__netdev_alloc_skb", "a new sk_buff for the driver"),
+    exact("netdev_alloc_skb", "a new sk_buff for the driver"),
+    exact("__napi_alloc_skb", "a new sk_buff for the driver"),
+    exact("napi_alloc_skb", "a new sk_buff for the driver"),
+    exact("dev_alloc_skb", "a new sk_buff for the driver"),
+    exact("napi_skb_cache_get", "skbuff's per-CPU cache of sk_buffs"),
+    prefix("__build_skb", "an sk_buff around the driver's buffer"),
+    prefix("build_skb", "an sk_buff around the driver's buffer"),
+    prefix("__napi_build_skb", "an sk_buff around the driver's buffer"),
+    prefix("napi_build_skb", "an sk_buff around the driver's buffer"),
+    exact("skb_clone", "a clone for the caller"),
+    exact("skb_copy", "a copy for the caller"),
+    exact("skb_copy_expand", "a copy for the caller"),
+    exact("__pskb_copy_fclone", "a copy for the caller"),
+    exact("pskb_expand_head", "a new head for the caller's sk_buff"),
+    prefix("sock_alloc_send_", "an sk_buff for the protocol's sendmsg"),
+    exact("sock_wmalloc", "a send buffer for the protocol"),
+    exact("sock_rmalloc", "a receive buffer for the protocol"),
+    exact("sock_omalloc", "a buffer for the protocol"),
+    exact("netlink_alloc_large_skb", "the sk_buff of a netlink message for its sender"),
+    // File systems, memory maps and credentials.
+    exact("alloc_inode", "a new inode from the file system's ->alloc_inode and its LSM blob: its caller's").with_callees(),
+    exact("__alloc_file", "a new struct file and its LSM blob, for the caller").with_callees(),
+    prefix("alloc_empty_file", "a new struct file and its LSM blob, for the caller").with_callees(),
+    prefix("alloc_file", "a new struct file for the caller (alloc_file, _pseudo, _clone)"),
+    exact("__d_alloc", "a new dentry for the caller"),
+    prefix("d_alloc", "a new dentry for the caller (d_alloc, _parallel, _name, _pseudo)"),
+    prefix("getname", "a path name copied for the caller (getname, getname_flags, getname_kernel)"),
+    exact("vm_area_alloc", "a new VMA for the caller"),
+    exact("vm_area_dup", "a copy of a VMA for the caller"),
+    exact("prepare_creds", "new credentials that the caller commits or drops"),
+    exact("prepare_kernel_cred", "new credentials for the caller"),
+    // LSM hooks: the blob belongs to the object the caller makes.
+    exact("security_sk_alloc", "LSM blob of a new sock").with_callees(),
+    exact("security_inode_alloc", "LSM blob of a new inode").with_callees(),
+    exact("security_file_alloc", "LSM blob of a new file").with_callees(),
+    exact("security_cred_alloc_blank", "LSM blob of new credentials").with_callees(),
+    exact("security_prepare_creds", "LSM blob of new credentials").with_callees(),
+    exact("security_task_alloc", "LSM blob of a new task").with_callees(),
+    exact("security_sb_alloc", "LSM blob of a new superblock").with_callees(),
+    exact("security_msg_msg_alloc", "LSM blob of a new IPC message").with_callees(),
+    exact("security_msg_queue_alloc", "LSM blob of a new IPC queue").with_callees(),
+    exact("security_shm_alloc", "LSM blob of a new shared memory segment").with_callees(),
+    exact("security_sem_alloc", "LSM blob of a new semaphore set").with_callees(),
+    exact("security_xfrm_policy_alloc", "LSM blob of a new xfrm policy").with_callees(),
+    exact("security_key_alloc", "LSM blob of a new key").with_callees(),
+    // Other subsystems' allocators.
+    exact("usb_alloc_urb", "a new URB for the USB driver"),
+    exact("cdev_alloc", "a new cdev for the driver"),
+    prefix("alloc_workqueue", "a new workqueue for the caller"),
+    prefix("__alloc_workqueue", "a new workqueue for the caller"),
+    prefix("sgl_alloc", "a scatterlist for the caller"),
+    prefix("sg_alloc_table", "a scatterlist table for the caller"),
+    exact("__sg_alloc_table", "a scatterlist table for the caller"),
+    exact("sg_kmalloc", "a scatterlist table for the caller"),
+    // Rust: the kernel crate's allocation and initialization machinery.
+    prefix("<kernel::alloc::", "Rust allocators (Box, Vec, KVec and their Allocator impls)"),
+    prefix("kernel::alloc::", "Rust allocators"),
+    prefix("<kernel::sync::arc::", "Rust Arc: allocates for its owner"),
+    prefix("<kernel::init::", "Rust pin-init machinery"),
+    prefix("kernel::init::", "Rust pin-init machinery"),
+    prefix("<pin_init::", "Rust pin-init machinery (its own crate since 6.15)"),
+    prefix("pin_init::", "Rust pin-init machinery (its own crate since 6.15)"),
+    prefix("<alloc::", "Rust's alloc crate (Box, Vec)"),
+    prefix("alloc::", "Rust's alloc crate"),
+    exact("<kernel::str::CString>::try_from_fmt", "formats a string for the caller (Rust's kasprintf)"),
 ];
 
-fn skipped(function: &str) -> bool {
-    SKIP.iter().any(|p| function.starts_with(p))
+/// A function's name without what the compiler appends to a C function's
+/// copies (`.isra.0`, `.constprop.0`, `.part.0`, `.cold`).
+pub fn base_name(function: &str) -> &str {
+    match function.find('.') {
+        Some(i)
+            if i > 0
+                && function[..i]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            &function[..i]
+        }
+        _ => function,
+    }
+}
+
+/// The skip-list entry for `function`, if any.
+pub fn skip_entry(function: &str) -> Option<&'static Skip> {
+    let name = base_name(function);
+    let name = name.strip_suffix("_noprof").unwrap_or(name);
+    SKIP.iter().find(|s| s.names(name))
+}
+
+/// The title of a leak whose culprit is in `function`:
+/// `memory leak in <function>`, as syzkaller titles a kmemleak report.
+/// `None` for a section without symbols (`.init.text`).
+pub fn title(function: &str) -> Option<String> {
+    let name = base_name(function);
+    (!name.is_empty() && !name.starts_with('.')).then(|| format!("memory leak in {name}"))
+}
+
+/// Whether the frame only ends the backtrace: old kernels close it with
+/// `ULONG_MAX` (`0xffffffffffffffff`, `0xffffffff` on 32 bits).
+fn end_marker(f: &Frame) -> bool {
+    f.symbol.is_none() && matches!(f.address, Some(a) if a == u64::MAX || a == u64::from(u32::MAX))
 }
 
 /// Ties a report to a module, a sample pattern and a variant.
@@ -65,30 +309,39 @@ pub fn attribute(r: &Report, sym: &Symbolizer) -> Attribution {
         module: None,
         culprit: None,
         culprit_line: None,
+        title: None,
     };
-    // The culprit: the first frame outside the allocator wrappers that lies
-    // in a module (the driver's own code, not the driver core it called);
-    // for a leak with no module frame, the first frame outside the wrappers.
-    let outside = |(res, _): &(&Option<Resolved>, &Frame)| match res {
-        Some(res) => !skipped(&res.function),
-        None => true,
-    };
-    let culprit = frames
+    let entry = |res: &Option<Resolved>| res.as_ref().and_then(|r| skip_entry(&r.function));
+    // Frames up to the outermost constructor that owns its callees belong
+    // to the object it makes.
+    let start = frames
+        .iter()
+        .rposition(|res| entry(res).is_some_and(|s| s.callees))
+        .map_or(0, |i| i + 1);
+    // The culprit: the first frame outside the skip list that lies in a
+    // module (the driver's own code, not the driver core it called); for a
+    // leak with no module frame, the first frame outside the skip list.
+    let outside: Vec<(&Option<Resolved>, &Frame)> = frames
         .iter()
         .zip(&r.frames)
-        .filter(outside)
+        .skip(start)
+        .filter(|(res, raw)| entry(res).is_none() && !end_marker(raw))
+        .collect();
+    let culprit = outside
+        .iter()
         .find(|(res, _)| res.as_ref().is_some_and(|r| r.module.is_some()))
-        .or_else(|| frames.iter().zip(&r.frames).find(outside));
+        .or_else(|| outside.first());
     if let Some((res, raw)) = culprit {
         a.culprit = Some(match res {
             Some(res) => format!("{}+{:#x}", res.function, res.offset.unwrap_or(0)),
             None => raw.raw.clone(),
         });
         a.culprit_line = res.as_ref().and_then(|r| r.location.clone());
+        a.title = res.as_ref().and_then(|r| title(&r.function));
     }
     // Generic allocator frames (`<Box<T>>::new`) may carry another sample's
     // type: identical instantiations are merged. Only the caller's frames count.
-    for res in frames.iter().flatten().filter(|r| !skipped(&r.function)) {
+    for res in outside.iter().filter_map(|(res, _)| res.as_ref()) {
         if a.module.is_none() && res.module.is_some() {
             a.module = res.module.clone();
         }
@@ -137,5 +390,178 @@ impl Example {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kmemleak::report::parse;
+
+    /// Real reports of several kernel versions (tests/data/kmemleak-reports/).
+    const REPORTS: &[(&str, &str)] = &[
+        (
+            "linux-old.txt",
+            include_str!("../../tests/data/kmemleak-reports/linux-old.txt"),
+        ),
+        (
+            "linux-4.x.txt",
+            include_str!("../../tests/data/kmemleak-reports/linux-4.x.txt"),
+        ),
+        (
+            "linux-5.x.txt",
+            include_str!("../../tests/data/kmemleak-reports/linux-5.x.txt"),
+        ),
+        (
+            "linux-6.x.txt",
+            include_str!("../../tests/data/kmemleak-reports/linux-6.x.txt"),
+        ),
+        (
+            "linux-6.x-syzbot.txt",
+            include_str!("../../tests/data/kmemleak-reports/linux-6.x-syzbot.txt"),
+        ),
+    ];
+
+    /// The cases of a file: the title a `# expect: ` line gives, and the
+    /// reports after it.
+    fn cases(text: &str) -> Vec<(String, Vec<Report>)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for line in text.lines() {
+            if let Some(title) = line.strip_prefix("# expect: ") {
+                out.push((title.to_string(), String::new()));
+            } else if let Some((_, body)) = out.last_mut() {
+                body.push_str(line);
+                body.push('\n');
+            }
+        }
+        out.into_iter().map(|(t, body)| (t, parse(&body))).collect()
+    }
+
+    fn one(text: &str) -> Attribution {
+        attribute(&parse(text)[0], &Symbolizer::default())
+    }
+
+    #[test]
+    fn names_the_caller_of_the_allocator_in_real_reports() {
+        let sym = Symbolizer::default();
+        let (mut reports, mut wrong) = (0, Vec::new());
+        for (file, text) in REPORTS {
+            let cases = cases(text);
+            assert!(!cases.is_empty(), "{file}: no cases");
+            for (expect, found) in cases {
+                assert!(!found.is_empty(), "{file}: no report for {expect:?}");
+                for r in &found {
+                    reports += 1;
+                    assert!(!r.garbled, "{file}: {expect:?}: garbled: {r:#?}");
+                    let a = attribute(r, &sym);
+                    if a.title.as_deref() != Some(expect.as_str()) {
+                        wrong.push(format!(
+                            "{file}: want {expect:?}, got {:?} ({:?})",
+                            a.title, a.culprit
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+        assert!(reports >= 30, "{reports} reports");
+    }
+
+    #[test]
+    fn the_culprit_keeps_its_frame_and_the_title_its_function() {
+        let text = include_str!("../../tests/data/kmemleak-reports/linux-4.x.txt");
+        let (_, ipv6) = &cases(text)[0];
+        let a = attribute(&ipv6[0], &Symbolizer::default());
+        assert_eq!(
+            a.culprit.as_deref(),
+            Some("do_ipv6_setsockopt.isra.7+0x15d0")
+        );
+        assert_eq!(
+            a.title.as_deref(),
+            Some("memory leak in do_ipv6_setsockopt")
+        );
+        assert_eq!(a.module, None);
+        // A module's frame wins over the kernel's, and names the module.
+        let vc4 = cases(text)
+            .into_iter()
+            .find(|(t, _)| t.ends_with("__drm_mode_object_add"))
+            .unwrap();
+        let a = attribute(&vc4.1[0], &Symbolizer::default());
+        assert_eq!(a.culprit.as_deref(), Some("__drm_mode_object_add+0x5c"));
+        assert_eq!(a.module.as_deref(), Some("drm"));
+    }
+
+    #[test]
+    fn a_bare_address_is_a_culprit_without_a_title() {
+        // A module unloaded before the report was read, not symbolized.
+        let a = one("unreferenced object 0xffff888003a8e000 (size 32):\n  backtrace (crc 1):\n    kmemleak_alloc+0x4a/0x80\n    __kmalloc_cache_noprof+0x1a2/0x2a0\n    0xffffffffa000023a\n    do_one_initcall+0x41/0x1e0\n");
+        assert_eq!(a.culprit.as_deref(), Some("0xffffffffa000023a"));
+        assert_eq!(a.title, None);
+    }
+
+    #[test]
+    fn nothing_but_allocator_frames_names_no_culprit() {
+        // Old kernels end a trace with ULONG_MAX: not a frame of anyone's.
+        let a = one("unreferenced object 0xc625e000 (size 2048):\n  backtrace:\n    [<c00c89f0>] create_object+0x11c/0x200\n    [<c00c6764>] __kmalloc_track_caller+0x138/0x178\n    [<ffffffff>] 0xffffffff\n");
+        assert_eq!((a.culprit, a.title), (None, None));
+        // A report with no frames at all (syzkaller's "corrupted").
+        let a = one("unreferenced object 0xffff880039a55260 (size 64):\n backtrace:\n");
+        assert_eq!((a.culprit, a.title), (None, None));
+    }
+
+    #[test]
+    fn the_skip_list_matches_names_not_substrings() {
+        for f in [
+            "__kmalloc_cache_noprof",
+            "kmemleak_alloc_recursive.constprop.0",
+            "kmalloc_reserve",
+            "sock_kmalloc",
+            "sk_prot_alloc",
+            "kobject_set_name_vargs",
+            "__list_lru_init",
+            "pcpu_mem_zalloc",
+            "create_object",
+            "bucket_table_alloc.isra.0",
+            "<kernel::alloc::kbox::Box<leaklab::samples::Node>>::new",
+        ] {
+            assert!(skip_entry(f).is_some(), "{f} is not skipped");
+        }
+        for f in [
+            "kmemleak_test_init",
+            "alloc_extent_map",
+            "ftgmac100_alloc_rx_buf.constprop.0",
+            "htab_map_alloc",
+            "sget_userns",
+            "debug_objects_mem_init",
+            "leaklab::samples::error_path::probe_leaky",
+        ] {
+            assert!(skip_entry(f).is_none(), "{f} is skipped");
+        }
+    }
+
+    #[test]
+    fn every_entry_has_a_reason_and_none_hides_another() {
+        for s in SKIP {
+            let name = match s.name {
+                Name::Exact(n) | Name::Prefix(n) => n,
+            };
+            assert!(!s.why.is_empty(), "{name}: no reason");
+            assert!(!name.ends_with("_noprof"), "{name}: written with _noprof");
+            let others = SKIP.iter().filter(|o| !std::ptr::eq(*o, s));
+            for o in others {
+                assert!(!o.names(name), "{name} is already named by {:?}", o.name);
+            }
+        }
+    }
+
+    #[test]
+    fn titles_drop_offsets_and_compiler_suffixes() {
+        assert_eq!(base_name("do_ipv6_setsockopt.isra.7"), "do_ipv6_setsockopt");
+        assert_eq!(base_name("krb5_selftest.cold"), "krb5_selftest");
+        assert_eq!(
+            title("leaklab::samples::error_path::probe_leaky").as_deref(),
+            Some("memory leak in leaklab::samples::error_path::probe_leaky")
+        );
+        assert_eq!(title(".init.text"), None);
     }
 }

@@ -22,10 +22,14 @@ pub struct Group {
     pub count: usize,
     /// Their bytes together.
     pub bytes: u64,
-    /// The first frame outside the allocator wrappers (see `cycle::SKIP`).
+    /// The first frame outside the allocator wrappers (see
+    /// [`super::attribute::SKIP`]).
     pub culprit: Option<String>,
     /// The culprit's source line, when the module's DWARF gave one.
     pub culprit_line: Option<String>,
+    /// `memory leak in <function>` of the culprit (no offset), for CI to
+    /// deduplicate with; `None` when the culprit has no name.
+    pub title: Option<String>,
     /// The leaklab pattern and variant, when it is one of the samples.
     pub sample: Option<String>,
     /// The module the culprit is in (`None`: the kernel).
@@ -169,6 +173,7 @@ impl Tally {
                     bytes: 0,
                     culprit: a.culprit,
                     culprit_line: a.culprit_line,
+                    title: a.title,
                     sample: a
                         .pattern
                         .map(|p| format!("{p} {}", a.variant.map_or("?", |v| v.name()))),
@@ -229,5 +234,28 @@ unreferenced object 0xffff888001000200 (size 64):
         assert_eq!((g[0].count, g[0].bytes), (2, 64));
         assert_eq!((g[1].count, g[1].bytes), (1, 64));
         assert_ne!(g[0].fingerprint, g[1].fingerprint);
+        // Bare addresses of an unloaded module: culprits without a name.
+        assert_eq!(g[0].culprit.as_deref(), Some("0xffffffffa000023a"));
+        assert_eq!(g[0].title, None);
+    }
+
+    #[test]
+    fn a_group_is_titled_by_its_culprit_function() {
+        let text = TWO_SITES.replace(
+            "0xffffffffa000023a",
+            "[<ffffffff84e5bea0>] do_ipv6_setsockopt.isra.7+0x15d0/0x2830",
+        );
+        let g = group(&parse(&text), &Symbolizer::default());
+        assert_eq!(g[0].count, 2);
+        assert_eq!(
+            g[0].culprit.as_deref(),
+            Some("do_ipv6_setsockopt.isra.7+0x15d0")
+        );
+        assert_eq!(
+            g[0].title.as_deref(),
+            Some("memory leak in do_ipv6_setsockopt")
+        );
+        let json = serde_json::to_value(&g[0]).unwrap();
+        assert_eq!(json["title"], "memory leak in do_ipv6_setsockopt");
     }
 }

@@ -6,7 +6,9 @@
 //! shapes printed from 6.1 to 6.12: frames with or without the `[<addr>]`
 //! column, `backtrace:` or `backtrace (crc ...):`, `(age ...)` after the
 //! jiffies, module tags such as `[kmemleak_test]`, and bare `0xffff...`
-//! frames (a module that was unloaded before the report was read). It never
+//! frames (a module that was unloaded before the report was read), and
+//! reports as syzkaller's tools symbolize them (a source line after each
+//! frame, `[inline]` frames). It never
 //! panics: a block it cannot make sense of is kept with `garbled` set.
 
 use serde::{Deserialize, Serialize};
@@ -56,6 +58,18 @@ fn hex(mut s: &str) -> Option<u64> {
     u64::from_str_radix(s, 16).ok()
 }
 
+/// Whether `word` is a source location such as `net/core/sock.c:1774`.
+fn source_line(word: &str) -> bool {
+    word.rsplit_once(':').is_some_and(|(path, line)| {
+        path.contains('.')
+            && path
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_./+-".contains(&b))
+            && !line.is_empty()
+            && line.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
 /// Parses one backtrace line such as `kfree+0x1/0x2 [mod]`,
 /// `[<ffffffff81000000>] kfree+0x1/0x2` or `0xffffffffa000023a`.
 pub fn parse_frame(line: &str) -> Frame {
@@ -68,11 +82,25 @@ pub fn parse_frame(line: &str) -> Frame {
             rest = tail.trim();
         }
     }
+    // Reports symbolized by syzkaller's tools (as syzbot mails them) add
+    // the call's source line after a frame and a frame for each inlined
+    // call: `kmalloc include/linux/slab.h:557 [inline]`. Neither is a module.
     let mut module = None;
-    if let Some(open) = rest.rfind(" [") {
-        if rest.ends_with(']') {
-            module = Some(rest[open + 2..rest.len() - 1].to_string());
-            rest = rest[..open].trim();
+    loop {
+        if let Some(r) = rest.strip_suffix(" [inline]") {
+            rest = r.trim_end();
+            continue;
+        }
+        if module.is_none() && rest.ends_with(']') {
+            if let Some(open) = rest.rfind(" [") {
+                module = Some(rest[open + 2..rest.len() - 1].to_string());
+                rest = rest[..open].trim();
+                continue;
+            }
+        }
+        match rest.rsplit_once(' ') {
+            Some((head, last)) if source_line(last) => rest = head.trim_end(),
+            _ => break,
         }
     }
     let (mut symbol, mut offset) = (None, None);

@@ -45,6 +45,29 @@ fn parses_61_report_with_address_column_and_module_tag() {
     assert_eq!(f.module.as_deref(), Some("kmemleak_test"));
 }
 
+#[test]
+fn reads_frames_symbolized_by_syzkaller() {
+    // syzbot's shape: a source line after each frame, a frame per inlined call.
+    let text = "unreferenced object 0xffff888109e0af00 (size 192):\n  comm \"kworker/1:2\", pid 3205, jiffies 4294942324 (age 8.180s)\n  backtrace:\n    [<0000000070ad19b0>] kmalloc include/linux/slab.h:557 [inline]\n    [<0000000070ad19b0>] usb_alloc_urb+0x66/0xe0 drivers/usb/core/urb.c:74\n    lookup_or_create_module_kobject kernel/params.c:774 [inline]\n    entry_SYSCALL_64_after_hwframe+0x1f/0x30 arch/x86/entry/entry_64.S:296\n    nvmet_req_alloc_sgls+0x294/0x4f0 [nvmet]\n";
+    let r = &parse(text)[0];
+    let names: Vec<_> = r.frames.iter().map(|f| f.symbol.as_deref()).collect();
+    assert_eq!(
+        names,
+        [
+            Some("kmalloc"),
+            Some("usb_alloc_urb"),
+            Some("lookup_or_create_module_kobject"),
+            Some("entry_SYSCALL_64_after_hwframe"),
+            Some("nvmet_req_alloc_sgls"),
+        ]
+    );
+    assert_eq!(r.frames[0].offset, None);
+    assert_eq!(r.frames[1].offset, Some(0x66));
+    let modules: Vec<_> = r.frames.iter().map(|f| f.module.as_deref()).collect();
+    assert_eq!(modules, [None, None, None, None, Some("nvmet")]);
+    assert!(!r.garbled);
+}
+
 /// `V612` as a kernel log prints it with `kmemleak.verbose=1`, each line
 /// behind `prefix` and "kmemleak: ", with another message in between.
 fn as_log(prefix: &str) -> String {
