@@ -189,6 +189,24 @@ mod tests {
             .collect()
     }
 
+    fn obj(address: u64, size: u64) -> Object {
+        Object { address, size }
+    }
+
+    /// Two runs that lose a 64- and a 128-byte object each, of which
+    /// `named` are named.
+    fn two_runs(named: &[Object]) -> Stated {
+        let c = Count {
+            objects: 4,
+            bytes: 384,
+        };
+        Stated {
+            objects: named.to_vec(),
+            expected: c,
+            stats: c,
+        }
+    }
+
     /// What the module states for `objects` lost by `runs` runs.
     fn stated(objects: &[Object]) -> Stated {
         let mut c = Count::default();
@@ -242,26 +260,8 @@ mod tests {
     fn other_objects_of_the_same_count_fail() {
         // Same count and the same total bytes, other objects: 64 + 128
         // stated, 32 + 160 found.
-        let lost = [
-            Object {
-                address: 0x1000,
-                size: 64,
-            },
-            Object {
-                address: 0x2000,
-                size: 128,
-            },
-        ];
-        let found = [
-            Object {
-                address: 0x1000,
-                size: 32,
-            },
-            Object {
-                address: 0x3000,
-                size: 160,
-            },
-        ];
+        let lost = [obj(0x1000, 64), obj(0x2000, 128)];
+        let found = [obj(0x1000, 32), obj(0x3000, 160)];
         let r = row(Variant::Leaky, 1, &stated(&lost), &found).unwrap();
         assert!(r.contains("other objects than the module lost"), "{r}");
         assert!(
@@ -270,17 +270,7 @@ mod tests {
         );
         // Without addresses (none named), the sizes still have to match one
         // for one: the first run's sizes, twice.
-        let unnamed = Stated {
-            objects: lost.to_vec(),
-            expected: Count {
-                objects: 4,
-                bytes: 384,
-            },
-            stats: Count {
-                objects: 4,
-                bytes: 384,
-            },
-        };
+        let unnamed = two_runs(&lost);
         let twice = [found, found].concat();
         let moved: Vec<Object> = twice
             .iter()
@@ -291,12 +281,7 @@ mod tests {
             .collect();
         let r = row(Variant::Leaky, 2, &unnamed, &moved).unwrap();
         assert!(r.contains("did not report"), "{r}");
-        let mut partly = Stated {
-            objects: Vec::new(),
-            ..unnamed.clone()
-        };
-        partly.objects = lost[..1].to_vec();
-        partly.expected.objects = 4;
+        let partly = two_runs(&lost[..1]);
         let r = row(Variant::Leaky, 2, &partly, &moved);
         // Named: only 0x1000, which was not reported (found at 0x1100).
         assert!(r.unwrap().contains("did not report 0x1000"));
@@ -306,38 +291,10 @@ mod tests {
     fn sizes_of_runs_compare_as_a_multiset() {
         // Two runs of one that loses a 64- and a 128-byte object; only the
         // first run's objects are named.
-        let first = [
-            Object {
-                address: 0x1000,
-                size: 64,
-            },
-            Object {
-                address: 0x2000,
-                size: 128,
-            },
-        ];
-        let s = Stated {
-            objects: first.to_vec(),
-            expected: Count {
-                objects: 4,
-                bytes: 384,
-            },
-            stats: Count {
-                objects: 4,
-                bytes: 384,
-            },
-        };
+        let first = [obj(0x1000, 64), obj(0x2000, 128)];
+        let s = two_runs(&first);
         let mut good = first.to_vec();
-        good.extend([
-            Object {
-                address: 0x5000,
-                size: 128,
-            },
-            Object {
-                address: 0x6000,
-                size: 64,
-            },
-        ]);
+        good.extend([obj(0x5000, 128), obj(0x6000, 64)]);
         // Complete by count (4 named would be complete; here 2 of 4).
         assert_eq!(row(Variant::Leaky, 2, &s, &good), None);
         let mut bad = good.clone();
