@@ -5,7 +5,7 @@
 #   make kernel  [ARCH=...]     build or reuse the cached Rust+kmemleak kernel
 #                [VARIANT=debug]  the test kernel with lockdep and hung-task checks
 #   make module  [ARCH=...]     build leaklab.ko   (KDIR=... for your own tree)
-#   make tool    [ARCH=...]     build the host tool and the static guest binary
+#   make tool    [ARCH=...]     build the host tool, the static guest binary and its busybox
 #   make run     [ARCH=...]     boot QEMU and run the main job (CPUS=, MEMORY= MiB)
 #   make test                   unit tests, both module builds, VM tests on both ARCHs
 #   make check                  rustfmt and the kernel's CLIPPY=1 on the module
@@ -92,6 +92,10 @@ tool: setup
 	cd userspace && cargo build --release --target $(musl_$(ARCH)) \
 		--config 'target.$(musl_$(ARCH)).rustflags=["-C","target-feature=+crt-static"]'
 	@mkdir -p $(OUT) && cp $(CARGO_TARGET_DIR)/$(musl_$(ARCH))/release/leaklab $(OUT)/leaklab
+	@# The guest's shell and tools (sh, insmod, cat, ...): `leaklab vm` puts
+	@# the busybox beside the guest leaklab into the initramfs.
+	@bb=$$(bash scripts/busybox.sh $(ARCH)) && cp "$$bb" $(OUT)/busybox
+	@$(call check_elf,$(OUT)/leaklab $(OUT)/busybox)
 
 # The guest's shape: CPUS=8 MEMORY=4096 (MiB) models a Rock 5B+ on arm64.
 VM_SHAPE = $(if $(CPUS),--cpus $(CPUS)) $(if $(MEMORY),--memory $(MEMORY))

@@ -61,3 +61,7 @@ if [ "$(bindgen --version 2>/dev/null || true)" != "bindgen $BINDGEN_VERSION" ];
 	say "installing bindgen-cli $BINDGEN_VERSION (about 80 s)"
 	cargo install --locked --quiet bindgen-cli --version "$BINDGEN_VERSION"
 fi
+
+# The guest's shell: Debian's busybox-static for both ARCHs, downloaded (never
+# installed) into the cache; `make tool` copies it beside the guest leaklab.
+bash "$(dirname "$0")/busybox.sh" x86_64 arm64 >/dev/null

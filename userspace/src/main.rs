@@ -5,9 +5,8 @@ use leaklab::{cli, init, interrupt::Interrupted, EXIT_ERROR};
 
 fn main() -> ExitCode {
     if std::process::id() == 1 {
-        // PID 1 of the guest: the kernel passes what followed `--` on its
-        // command line as our arguments.
-        init::run(std::env::args().skip(1).collect());
+        // PID 1 of the guest: it runs the command the initramfs holds.
+        init::run(std::env::args().skip(1).collect(), cli::is_command);
     }
     // Output to a pipe that closed (`leaklab parse big.log | head`) ends the
     // program quietly, as for other Unix tools, instead of a failed print.

@@ -33,7 +33,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Boot the project's kernel in QEMU with leaklab as /init and run a
-    /// leaklab command there; exits with that command's status.
+    /// command there (a leaklab command, or any program of the guest's
+    /// busybox: `-- sh -c '...'`); exits with that command's status.
     Vm(crate::vm::args::VmArgs),
     /// List the leak patterns of the loaded leaklab.ko.
     Patterns(FormatArg),
@@ -199,6 +200,14 @@ pub enum Cmd {
     },
 }
 
+/// Whether `word` names one of leaklab's subcommands (or `help`): in the
+/// guest, such a command runs leaklab; any other runs a program of the
+/// guest's (`leaklab vm -- sh -c '...'`).
+pub fn is_command(word: &str) -> bool {
+    use clap::CommandFactory;
+    word == "help" || Cli::command().find_subcommand(word).is_some()
+}
+
 /// Runs the parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     use commands::*;
@@ -215,7 +224,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         interrupt::install()?;
     }
     match cli.command {
-        Cmd::Vm(a) => crate::vm::args::run(a),
+        Cmd::Vm(a) => crate::vm::args::run(a, is_command),
         Cmd::Patterns(f) => emit(&catalogue::patterns()?, f.format),
         Cmd::Trigger {
             pattern,

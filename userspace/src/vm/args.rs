@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::{Context, Result};
 
 use super::{
-    initramfs::{modules_in, Contents},
+    initramfs::{check_distinct, modules_in, provides, Contents, UserFile},
     Accel, Arch, VmSpec,
 };
 
@@ -27,6 +27,16 @@ pub struct VmArgs {
     /// Module to put in the guest's /lib/modules (default: every .ko in <build-dir>/<arch>/).
     #[arg(long = "module")]
     pub modules: Vec<PathBuf>,
+    /// Static busybox for the guest's /bin: its shell and tools (default:
+    /// <build-dir>/<arch>/busybox when there is one; without it the guest
+    /// runs leaklab commands only).
+    #[arg(long)]
+    pub busybox: Option<PathBuf>,
+    /// A file of yours for the guest (repeatable): SRC on the host, DEST its
+    /// absolute path in the guest (default /root/<file name>; a DEST ending
+    /// in / is a directory); its mode is kept.
+    #[arg(long = "file", value_name = "SRC[:DEST]")]
+    pub files: Vec<String>,
     /// Wall-clock limit in seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
@@ -51,20 +61,29 @@ pub struct VmArgs {
     /// Also show the kernel's console lines.
     #[arg(short, long)]
     pub verbose: bool,
-    /// The leaklab command to run in the guest.
+    /// The command to run in the guest: a leaklab command (its words, with
+    /// or without `leaklab` first), or any program on the guest's PATH with
+    /// its arguments (busybox's `sh`, `insmod`, `cat`, ...; `sh -c '...'`).
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
 }
 
 /// Runs the guest command `a` asks for; the exit status is the guest
-/// command's.
-pub fn run(a: VmArgs) -> Result<ExitCode> {
-    // The kernel ends init's arguments at a second `--`: it would be lost.
-    anyhow::ensure!(
-        !a.command.iter().any(|w| w == "--"),
-        "the guest command cannot contain '--' (the kernel command line ends init's arguments there): give the command's words without it"
-    );
+/// command's. `is_leaklab_command` tells a leaklab subcommand's name.
+pub fn run(a: VmArgs, is_leaklab_command: fn(&str) -> bool) -> Result<ExitCode> {
+    let files = a
+        .files
+        .iter()
+        .map(|f| UserFile::parse(f))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    check_distinct(&files).map_err(anyhow::Error::msg)?;
     let dir = a.build_dir.join(a.arch.name());
+    let busybox = match a.busybox {
+        Some(b) if b.is_file() => Some(b),
+        Some(b) => anyhow::bail!("busybox {} not found", b.display()),
+        None => Some(dir.join("busybox")).filter(|b| b.is_file()),
+    };
     let modules = if a.modules.is_empty() {
         modules_in(&dir)
             .with_context(|| format!("no modules given and cannot list {}", dir.display()))?
@@ -77,6 +96,8 @@ pub fn run(a: VmArgs) -> Result<ExitCode> {
         contents: Contents {
             init: a.init.unwrap_or_else(|| dir.join("leaklab")),
             modules,
+            busybox,
+            files,
         },
         command: a.command,
         append: a.append,
@@ -92,6 +113,19 @@ pub fn run(a: VmArgs) -> Result<ExitCode> {
         qemu: a.qemu,
         show_kernel: a.verbose,
     };
+    if let Some(first) = spec.command.first() {
+        if !is_leaklab_command(first)
+            && first != "leaklab"
+            && !first.starts_with('-')
+            && !provides(&spec.contents, first)
+        {
+            anyhow::bail!(
+                "{first:?} is not a leaklab command and the guest has no shell or tools to run it: no busybox at {} (run 'make tool ARCH={}', or pass --busybox PATH)",
+                dir.join("busybox").display(),
+                spec.arch.name()
+            );
+        }
+    }
     let out = super::run(&spec)?;
     eprintln!(
         "vm: {} under {}: init after {}, guest command exited {} after {:.1} s",

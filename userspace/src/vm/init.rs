@@ -1,8 +1,12 @@
 //! The guest side of `leaklab vm`: `leaklab` as PID 1 of the initramfs.
 //!
-//! It mounts proc, sysfs, devtmpfs, debugfs and a tmpfs, runs the command it
-//! was given on the kernel command line (everything after `--`) as a child
-//! process, and powers the VM off afterwards, whatever the command did.
+//! It mounts proc, sysfs, devtmpfs, debugfs and a tmpfs, installs busybox's
+//! applets in `/bin` when the initramfs has busybox, runs the command it was
+//! given in [`COMMAND_FILE`] as a child process, and powers the VM off
+//! afterwards, whatever the command did. A command whose first word is a
+//! leaklab subcommand (or `leaklab`) runs this binary; any other runs the
+//! program of that name from `PATH` (`/bin:/sbin:...`): `sh -c '...'`,
+//! `insmod /lib/modules/my.ko x=1`.
 //!
 //! The console has one writer. The kernel is booted with `loglevel=4`, so
 //! only errors and worse reach the console directly; PID 1 relays every other
@@ -22,6 +26,11 @@ use nix::{
     mount::{mount, MsFlags},
     sys::reboot::{reboot, RebootMode},
 };
+
+use super::initramfs::{command_words, BUSYBOX, COMMAND_FILE};
+
+/// The guest's `PATH`: busybox's applets are installed in `/bin`.
+pub const PATH: &str = "/bin:/sbin:/usr/bin:/usr/sbin";
 
 /// The tags that start console lines written by PID 1 in the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,10 +64,14 @@ impl Tag {
     }
 }
 
-/// Runs as PID 1: sets up the guest, runs `command`, reports its status and
-/// powers off. Never returns.
-pub fn run(command: Vec<String>) -> ! {
-    let status = std::panic::catch_unwind(|| supervise(&command)).unwrap_or(125);
+/// Runs as PID 1: sets up the guest, runs the guest command, reports its
+/// status and powers off. Never returns.
+///
+/// The command is the one in [`COMMAND_FILE`]; `args` (the words after `--`
+/// on the kernel command line) only when the initramfs has none.
+/// `is_leaklab_command` tells a leaklab subcommand's name.
+pub fn run(args: Vec<String>, is_leaklab_command: fn(&str) -> bool) -> ! {
+    let status = std::panic::catch_unwind(|| supervise(args, is_leaklab_command)).unwrap_or(125);
     console_line(Tag::Exit, &status.to_string());
     // Under QEMU's -no-reboot a reboot ends the VM.
     let _ = reboot(RebootMode::RB_AUTOBOOT);
@@ -103,25 +116,116 @@ enum Event {
     Closed,
 }
 
+/// What PID 1 runs for a guest command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Program {
+    /// This binary, with these leaklab arguments.
+    Leaklab(Vec<String>),
+    /// A program of the guest (a name found on [`PATH`], or a path), with
+    /// its arguments.
+    Exec(String, Vec<String>),
+}
+
+impl Program {
+    /// Which program `command` runs: leaklab for its subcommands (and
+    /// options, and `leaklab ...`), the named program otherwise.
+    pub fn of(command: &[String], is_leaklab_command: fn(&str) -> bool) -> Option<Self> {
+        let (first, rest) = command.split_first()?;
+        Some(if first == "leaklab" {
+            Program::Leaklab(rest.to_vec())
+        } else if is_leaklab_command(first) || first.starts_with('-') {
+            Program::Leaklab(command.to_vec())
+        } else {
+            Program::Exec(first.clone(), rest.to_vec())
+        })
+    }
+
+    /// The command line, words quoted as a shell would need them.
+    pub fn display(&self) -> String {
+        let (name, args) = match self {
+            Program::Leaklab(args) => ("leaklab", args),
+            Program::Exec(name, args) => (name.as_str(), args),
+        };
+        std::iter::once(name)
+            .chain(args.iter().map(String::as_str))
+            .map(quote)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// `word` as a shell reads it back: bare when it is safe so, else in single
+/// quotes.
+fn quote(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// The guest command: [`COMMAND_FILE`]'s words, or `args`.
+fn guest_command(args: Vec<String>) -> Vec<String> {
+    match fs::read(COMMAND_FILE) {
+        Ok(data) => command_words(&data),
+        Err(_) => args,
+    }
+}
+
+/// Puts busybox's applets (`sh`, `insmod`, `cat`, ...) in `/bin` as links
+/// to it; says so when the initramfs has no busybox.
+fn install_busybox() {
+    if !std::path::Path::new(BUSYBOX).exists() {
+        return;
+    }
+    match Command::new(BUSYBOX)
+        .args(["--install", "-s", "/bin"])
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => console_line(
+            Tag::Init,
+            &format!(
+                "{BUSYBOX} --install -s /bin failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ),
+        Err(e) => console_line(Tag::Init, &format!("running {BUSYBOX}: {e}")),
+    }
+}
+
 /// Mounts, starts the command, relays its output and the kernel log, and
 /// returns the command's exit status.
-fn supervise(command: &[String]) -> i32 {
+fn supervise(args: Vec<String>, is_leaklab_command: fn(&str) -> bool) -> i32 {
     mount_all();
-    if command.is_empty() {
-        console_line(
-            Tag::Init,
-            "no command given after '--' on the kernel command line",
-        );
+    // Only this thread runs yet: the environment can change safely.
+    std::env::set_var("PATH", PATH);
+    std::env::set_var("HOME", "/root");
+    install_busybox();
+    let command = guest_command(args);
+    let Some(program) = Program::of(&command, is_leaklab_command) else {
+        console_line(Tag::Init, "no guest command given");
         return 2;
-    }
-    console_line(
-        Tag::Init,
-        &format!("running: leaklab {}", command.join(" ")),
-    );
+    };
+    console_line(Tag::Init, &format!("running: {}", program.display()));
+    let mut cmd = match &program {
+        Program::Leaklab(args) => {
+            let mut c = Command::new("/proc/self/exe");
+            c.args(args);
+            c
+        }
+        Program::Exec(name, args) => {
+            let mut c = Command::new(name);
+            c.args(args);
+            c
+        }
+    };
     let (tx, rx) = mpsc::channel();
     relay_kmsg(tx.clone());
-    let mut child = match Command::new("/proc/self/exe")
-        .args(command)
+    let mut child = match cmd
         .env("LEAKLAB_GUEST", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -130,8 +234,19 @@ fn supervise(command: &[String]) -> i32 {
     {
         Ok(c) => c,
         Err(e) => {
-            console_line(Tag::Init, &format!("starting {command:?}: {e}"));
-            return 2;
+            let (status, why) = match e.kind() {
+                io::ErrorKind::NotFound if !std::path::Path::new(BUSYBOX).exists() => {
+                    (127, format!("not found: the guest has no busybox (its shell and tools), only leaklab's commands and your --file files; PATH={PATH}"))
+                }
+                io::ErrorKind::NotFound => (127, format!("not found (PATH={PATH})")),
+                _ => (126, e.to_string()),
+            };
+            let name = match &program {
+                Program::Leaklab(_) => "leaklab",
+                Program::Exec(name, _) => name,
+            };
+            console_line(Tag::Init, &format!("{name}: {why}"));
+            return status;
         }
     };
     let mut open = 0;
@@ -257,6 +372,46 @@ pub fn format_kmsg(record: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn words(w: &[&str]) -> Vec<String> {
+        w.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn leaklab_commands_run_leaklab_others_run_from_path() {
+        let is_leaklab = |w: &str| ["census", "cycle", "matrix"].contains(&w);
+        assert_eq!(
+            Program::of(&words(&["census", "/lib/modules/x.ko"]), is_leaklab),
+            Some(Program::Leaklab(words(&["census", "/lib/modules/x.ko"])))
+        );
+        assert_eq!(
+            Program::of(&words(&["leaklab", "cycle", "-n", "3"]), is_leaklab),
+            Some(Program::Leaklab(words(&["cycle", "-n", "3"])))
+        );
+        assert_eq!(
+            Program::of(&words(&["--version"]), is_leaklab),
+            Some(Program::Leaklab(words(&["--version"])))
+        );
+        let sh = Program::of(&words(&["sh", "-c", "echo 'a b'; exit 3"]), is_leaklab);
+        assert_eq!(
+            sh,
+            Some(Program::Exec(
+                "sh".into(),
+                words(&["-c", "echo 'a b'; exit 3"])
+            ))
+        );
+        assert_eq!(sh.unwrap().display(), r#"sh -c 'echo '\''a b'\''; exit 3'"#);
+        assert_eq!(
+            Program::of(
+                &words(&["insmod", "/lib/modules/my.ko", "x=1", ""]),
+                is_leaklab
+            )
+            .unwrap()
+            .display(),
+            "insmod /lib/modules/my.ko x=1 ''"
+        );
+        assert_eq!(Program::of(&[], is_leaklab), None);
+    }
 
     #[test]
     fn tags_round_trip() {

@@ -1,8 +1,8 @@
 //! Booting the project's kernel in QEMU with `leaklab` as `/init`.
 //!
 //! [`run`] writes the initramfs, starts `qemu-system-x86_64` or
-//! `qemu-system-aarch64 -M virt -cpu cortex-a76`, passes the guest command on
-//! the kernel command line, streams the console (guest stdout to stdout, the
+//! `qemu-system-aarch64 -M virt -cpu cortex-a76`, passes the guest command in
+//! the initramfs ([`initramfs::COMMAND_FILE`]), streams the console (guest stdout to stdout, the
 //! rest to stderr), saves every console line to a log file, enforces a
 //! timeout, and returns the guest command's exit status.
 //!
@@ -105,9 +105,10 @@ pub struct VmSpec {
     pub kernel: PathBuf,
     /// Files for the initramfs.
     pub contents: Contents,
-    /// The command `/init` runs, as `leaklab` arguments.
+    /// The command `/init` runs: a leaklab command (its words without
+    /// `leaklab`) or any program of the guest with its arguments.
     pub command: Vec<String>,
-    /// Extra kernel command line words (before `--`).
+    /// Extra kernel command line words.
     pub append: Vec<String>,
     /// Guest memory in MiB.
     pub memory_mib: u32,
@@ -147,9 +148,9 @@ pub enum VmError {
     /// The QEMU binary is not there.
     #[error("{0} not found: run 'make setup' (Debian: qemu-system-x86 / qemu-system-arm)")]
     QemuMissing(String),
-    /// A guest command word the kernel command line cannot carry.
-    #[error("guest command word {0:?} is empty or has a space or quote: the kernel command line cannot carry it")]
-    BadWord(String),
+    /// No guest command.
+    #[error("no guest command: give one after '--'")]
+    NoCommand,
     /// QEMU could not start or stopped with an error before the guest ran.
     #[error("qemu failed: {msg}; console log: {log}")]
     Qemu {
@@ -223,12 +224,7 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome, VmError> {
         return Err(VmError::KernelMissing(spec.kernel.clone()));
     }
     if spec.command.is_empty() {
-        return Err(VmError::BadWord(String::new()));
-    }
-    for w in &spec.command {
-        if w.is_empty() || w.contains(|c: char| c.is_whitespace() || c == '"') {
-            return Err(VmError::BadWord(w.clone()));
-        }
+        return Err(VmError::NoCommand);
     }
     let qemu = match &spec.qemu {
         Some(q) if q.is_file() => q.clone(),
@@ -240,7 +236,7 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome, VmError> {
         fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
     }
     let initrd = spec.log.with_extension("cpio");
-    initramfs::write(&spec.contents, &initrd)?;
+    initramfs::write(&spec.contents, &spec.command, &initrd)?;
 
     let verdict_file = kvm_verdict_file(&qemu);
     let try_kvm = match spec.accel {
@@ -351,9 +347,9 @@ fn boot(
         // node (dead frames of tasks that mapped memory) hide the leak.
         "slab_nomerge".into(),
     ];
+    // The guest command is in the initramfs, not here (see
+    // initramfs::COMMAND_FILE).
     cmdline.extend(spec.append.iter().cloned());
-    cmdline.push("--".into());
-    cmdline.extend(spec.command.iter().cloned());
 
     let mut args = spec.arch.machine_args(kvm);
     args.extend(

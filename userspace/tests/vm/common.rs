@@ -84,8 +84,10 @@ impl Guest {
             .expect("this guest keeps no console log")
     }
 
-    /// Boots the guest, runs `leaklab <command>` there, and returns what
-    /// `leaklab vm` did: its status (the guest command's), stdout, stderr.
+    /// Boots the guest, runs `command` there (a leaklab command, its words
+    /// without `leaklab`, or a program of the guest's busybox such as `sh`),
+    /// and returns what `leaklab vm` did: its status (the guest command's),
+    /// stdout, stderr.
     pub fn run(&self, command: &[&str]) -> Output {
         let dir = build_dir();
         let mut args = vec!["vm"];

@@ -37,4 +37,5 @@ mod environment;
 mod hardening;
 mod matrix;
 mod parse;
+mod shell;
 mod views;
