@@ -17,15 +17,8 @@ set -euo pipefail
 say() { printf 'busybox: %s\n' "$*" >&2; }
 die() { say "$*"; exit 2; }
 
-as_root() {
-	if [ "$(id -u)" = 0 ]; then
-		"$@"
-	elif command -v sudo >/dev/null 2>&1; then
-		sudo "$@"
-	else
-		die "need root to run: $* (install sudo or run 'make setup' as root)"
-	fi
-}
+# shellcheck source=scripts/as-root.sh
+. "$(dirname "$0")/as-root.sh"
 
 [ $# -gt 0 ] || die "usage: scripts/busybox.sh x86_64|arm64..."
 cache=${LEAKLAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/leaklab}/busybox

@@ -13,16 +13,8 @@ DEB_PACKAGES=(
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 
-as_root() {
-	if [ "$(id -u)" = 0 ]; then
-		"$@"
-	elif command -v sudo >/dev/null 2>&1; then
-		sudo "$@"
-	else
-		say "need root to run: $* (install sudo or run 'make setup' as root)"
-		exit 2
-	fi
-}
+# shellcheck source=scripts/as-root.sh
+. "$(dirname "$0")/as-root.sh"
 
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
