@@ -27,7 +27,7 @@ pub struct Grouped {
     count: usize,
     garbled: usize,
     groups: Vec<Group>,
-    /// kmemleak's set settled (always, for a saved file).
+    /// kmemleak's set settled (a saved file's always counts as settled).
     settled: bool,
 }
 
@@ -49,21 +49,26 @@ impl Grouped {
     ) -> Result<Self> {
         head["reports"] = serde_json::to_value(reports)?;
         head["groups"] = serde_json::to_value(&groups)?;
-        let settled = head["stable"].as_bool().unwrap_or(true);
         Ok(Self {
             json: head,
             count,
             garbled,
             groups,
-            settled,
+            settled: true,
         })
     }
 
-    /// `reports` grouped with `sym`.
-    pub fn of(reports: &[Report], sym: &Symbolizer, head: serde_json::Value) -> Result<Self> {
+    /// `reports`, from a scan whose set `settled` or not, grouped with `sym`.
+    pub fn of(
+        reports: &[Report],
+        sym: &Symbolizer,
+        head: serde_json::Value,
+        settled: bool,
+    ) -> Result<Self> {
         let groups = group::group(reports, sym);
         let garbled = reports.iter().filter(|r| r.garbled).count();
-        Self::new(reports, reports.len(), garbled, groups, head)
+        let grouped = Self::new(reports, reports.len(), garbled, groups, head)?;
+        Ok(Self { settled, ..grouped })
     }
 }
 

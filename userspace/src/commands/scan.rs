@@ -55,5 +55,6 @@ pub fn run(command: &[String], progress: &mut dyn FnMut(&str)) -> Result<Grouped
                 "after": auto_scan_running(),
             },
         }),
+        settled.stable,
     )
 }
