@@ -23,6 +23,7 @@ use crate::{
         module::{Ko, ModuleLayout},
     },
     kmemleak::{
+        report::Report,
         window::{Settled, Window},
         Kmemleak,
     },
@@ -100,10 +101,23 @@ impl<'k> Session<'k> {
 
     /// Unloads the module (its exit-time leaks happen here), waits out
     /// kmemleak's minimum age and scans until the reports settle.
-    pub fn harvest(mut self, progress: &mut dyn FnMut(&str)) -> Result<Harvest> {
+    pub fn harvest(self, progress: &mut dyn FnMut(&str)) -> Result<Harvest> {
+        self.harvest_settling_on(progress, &|_, _| true)
+    }
+
+    /// As [`Session::harvest`], the scans having to agree only on the
+    /// reports `judged` keeps ([`Window::close_settling_on`]).
+    fn harvest_settling_on(
+        mut self,
+        progress: &mut dyn FnMut(&str),
+        judged: &dyn Fn(&Report, &Symbolizer) -> bool,
+    ) -> Result<Harvest> {
         self.module.unload()?;
         let youngest = Instant::now();
-        let settled = self.window.close_with(youngest, progress)?;
+        let sym = &self.sym;
+        let settled = self
+            .window
+            .close_settling_on(youngest, progress, &|r| judged(r, sym))?;
         Ok(Harvest {
             settled,
             log: self.kmsg.drain(),
@@ -117,7 +131,13 @@ impl<'k> Session<'k> {
     /// leaky variants of `leaky`.
     pub fn finish(self, leaky: &[String], progress: &mut dyn FnMut(&str)) -> Result<Judgement> {
         progress("waiting for kmemleak");
-        let h = self.harvest(progress)?;
+        // The judgement counts the leaky samples' reports but judges only
+        // the others: those must settle.
+        let outside = |r: &Report, sym: &Symbolizer| {
+            let a = attribute(r, sym);
+            !matches!((&a.pattern, a.variant), (Some(p), Some(Variant::Leaky)) if leaky.contains(p))
+        };
+        let h = self.harvest_settling_on(progress, &outside)?;
         let mut j = Judgement {
             stable: h.settled.stable,
             kernel_log: findings::findings(&h.log)
@@ -160,7 +180,8 @@ pub struct Judgement {
     pub leaky_reports: u64,
     /// Reports outside the leaky samples (must be none).
     pub outside: Vec<String>,
-    /// Whether kmemleak's set settled (two scans agreed).
+    /// Whether the judged reports (those outside the leaky samples) settled:
+    /// two scans in a row agreed on them.
     pub stable: bool,
     /// Reports of a known kernel leak (see
     /// [`findings::KNOWN_KERNEL_LEAKS`]) that a sample's call into the

@@ -109,10 +109,19 @@ impl<'k> Window<'k> {
     }
 
     /// As [`Window::close`], telling `progress` what it waits for.
-    pub fn close_with(
+    pub fn close_with(self, youngest: Instant, progress: &mut dyn FnMut(&str)) -> Result<Settled> {
+        self.close_settling_on(youngest, progress, &|_| true)
+    }
+
+    /// As [`Window::close_with`], the set that must agree between two scans
+    /// being only the reports `judged` keeps: a verdict that depends on
+    /// those alone need not wait for the rest (thousands of objects leaked
+    /// on purpose, whose set may flicker by one for a long time) to settle.
+    pub fn close_settling_on(
         mut self,
         youngest: Instant,
         progress: &mut dyn FnMut(&str),
+        judged: &dyn Fn(&Report) -> bool,
     ) -> Result<Settled> {
         let mut action = self.protocol.step(Event::WorkDone { youngest });
         let mut last = Vec::new();
@@ -139,7 +148,11 @@ impl<'k> Window<'k> {
                         self.protocol.step(failed)
                     } else {
                         last = report::parse(&self.kmemleak.read()?);
-                        let set = last.iter().map(|r| r.address).collect();
+                        let set = last
+                            .iter()
+                            .filter(|r| judged(r))
+                            .map(|r| r.address)
+                            .collect();
                         self.protocol.step(Event::Scanned(set))
                     }
                 }
