@@ -65,8 +65,8 @@ fn check_census(arch: &str) {
     // kmemleak-test leaks 25 objects on a 1-vCPU guest; with the scan
     // protocol kmemleak reported all 25 in 20 of 20 boots of `make recall`
     // (x86_64, December 2026; an earlier tree saw 24 in about one boot of
-    // 20, Documentation/architecture.md). The census is not the main job:
-    // it takes that one miss; the matrix test does not.
+    // 20, and a CI run under load once: Documentation/architecture.md); it
+    // takes that one miss, as the matrix test does.
     let kt = module(&c, "kmemleak_test").leaks.objects;
     assert!(
         (24..=25).contains(&kt),
