@@ -14,6 +14,10 @@
  * keep_buffer_on_stack=1 starts a kthread that holds a buffer only in a
  * local variable while it sleeps. That is not a leak (the thread frees it at
  * unload), but kmemleak reports it when it does not scan task stacks.
+ *
+ * fail_init=1 makes init fail with -ENODEV after the patterns above ran, as
+ * a probe fails late. Init then undoes what it set up (exit never runs), but
+ * what the patterns leaked stays leaked, and it is still this module's.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -41,6 +45,11 @@ static bool keep_buffer_on_stack;
 module_param(keep_buffer_on_stack, bool, 0444);
 MODULE_PARM_DESC(keep_buffer_on_stack,
 		 "Run a kthread holding a 192-byte buffer in a local while it sleeps (default 0)");
+
+static bool fail_init;
+module_param(fail_init, bool, 0444);
+MODULE_PARM_DESC(fail_init,
+		 "Fail init with -ENODEV after the load-time patterns ran (default 0)");
 
 static DEFINE_MUTEX(lock);		/* serialises the patterns */
 
@@ -339,6 +348,26 @@ static int holder_fn(void *unused)
 static struct dentry *dir;
 static struct task_struct *holder;
 
+/* Undoes what leaky_init() set up: for a failed init, and at unload. */
+static void leaky_teardown(void)
+{
+	struct kept_buf *b;
+
+	debugfs_remove(dir);		/* waits for writers in progress */
+	if (holder)
+		kthread_stop(holder);
+
+	while (kept_fixed) {
+		b = kept_fixed;
+		kept_fixed = b->next;
+		kfree(b);
+	}
+	/* module_exit BUG: kept_leaky is not walked, its buffers leak now. */
+
+	if (!desc_leaked)
+		kmem_cache_destroy(desc_cache);
+}
+
 static int __init leaky_init(void)
 {
 	unsigned long bug_mask, fixed_mask;
@@ -369,26 +398,23 @@ static int __init leaky_init(void)
 
 	run_patterns(fixed_mask, false);
 	run_patterns(bug_mask, true);
+
+	/*
+	 * A late failure: leaky_exit() will never run, so undo everything
+	 * here. What the patterns leaked is not undone; kmemleak blames it on
+	 * this init (via do_one_initcall) even after the module is gone.
+	 */
+	if (fail_init) {
+		pr_info("fail_init: failing with -ENODEV\n");
+		leaky_teardown();
+		return -ENODEV;
+	}
 	return 0;
 }
 
 static void __exit leaky_exit(void)
 {
-	struct kept_buf *b;
-
-	debugfs_remove(dir);		/* waits for writers in progress */
-	if (holder)
-		kthread_stop(holder);
-
-	while (kept_fixed) {
-		b = kept_fixed;
-		kept_fixed = b->next;
-		kfree(b);
-	}
-	/* module_exit BUG: kept_leaky is not walked, its buffers leak now. */
-
-	if (!desc_leaked)
-		kmem_cache_destroy(desc_cache);
+	leaky_teardown();
 }
 
 module_init(leaky_init);
