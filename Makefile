@@ -5,6 +5,7 @@
 #   make kernel  [ARCH=...]     build or reuse the cached Rust+kmemleak kernel
 #                [VARIANT=debug]  the test kernel with lockdep and hung-task checks
 #   make module  [ARCH=...]     build leaklab.ko   (KDIR=... for your own tree)
+#   make example [ARCH=...]     build examples/leaky_driver into build/ARCH/examples/
 #   make tool    [ARCH=...]     build the host tool, the static guest binary and its busybox
 #   make run     [ARCH=...]     boot QEMU and run the main job (CPUS=, MEMORY= MiB)
 #   make test                   unit tests, both module builds, VM tests on both ARCHs
@@ -50,7 +51,7 @@ KBUILD_ARGS = ARCH=$(ARCH) $(if $(LLVM),LLVM=$(LLVM),$(if $(cross_$(ARCH)),CROSS
 # A user's own kernel tree (KDIR=...) wins over the cached one.
 KDIR_OF = $(or $(KDIR),$(shell cat $(OUT)/kdir 2>/dev/null))
 
-.PHONY: all setup kernel module tool run test check bench boots recall soak scan-time sabotaged bundle rust-analyzer clean
+.PHONY: all setup kernel module example tool run test check bench boots recall soak scan-time sabotaged bundle rust-analyzer clean
 all: module tool
 
 setup:
@@ -86,6 +87,26 @@ else
 endif
 	@$(call check_sabotaged,$(OUT)/leaklab.ko,0)
 
+# The C example driver, built from a copy in $(OUT)/examples/src (the source
+# directory stays clean, and each ARCH keeps its own objects). Its .ko sits in
+# a subdirectory: every build/ARCH/*.ko goes into the VM.
+EXAMPLE_SRC = $(OUT)/examples/src
+EXAMPLE_FILES := Kbuild Makefile leaky_driver.c
+example: kernel $(addprefix $(EXAMPLE_SRC)/,$(EXAMPLE_FILES))
+	@test -n "$(KDIR_OF)" || { echo "example: no kernel tree: run 'make kernel' or pass KDIR=" >&2; exit 2; }
+	@# Another tree of the same ARCH (KDIR=): start clean, as for the module.
+	@[ "$$(cat $(EXAMPLE_SRC)/.built-for 2>/dev/null)" = "$(KDIR_OF) $(KBUILD_ARGS)" ] || \
+		$(MAKE) -s -C $(KDIR_OF) M=$(EXAMPLE_SRC) $(KBUILD_ARGS) clean
+	$(MAKE) -C $(KDIR_OF) M=$(EXAMPLE_SRC) $(KBUILD_ARGS) modules
+	@echo "$(KDIR_OF) $(KBUILD_ARGS)" > $(EXAMPLE_SRC)/.built-for
+	@cmp -s $(EXAMPLE_SRC)/leaky_driver.ko $(OUT)/examples/leaky_driver.ko || \
+		cp $(EXAMPLE_SRC)/leaky_driver.ko $(OUT)/examples/leaky_driver.ko
+	@$(call check_elf,$(OUT)/examples/leaky_driver.ko)
+
+# Copied only when changed, so that kbuild finds nothing to redo.
+$(EXAMPLE_SRC)/%: examples/leaky_driver/%
+	@mkdir -p $(@D) && cp $< $@
+
 tool: setup
 	cd userspace && cargo build --release
 	@mkdir -p $(BUILD) && cp $(HOST_TOOL) $(BUILD)/leaklab
@@ -114,8 +135,8 @@ run: module tool
 
 test: setup
 	cd userspace && cargo build --release
-	$(MAKE) --no-print-directory module tool sabotaged ARCH=x86_64
-	$(MAKE) --no-print-directory module tool sabotaged bundle ARCH=arm64
+	$(MAKE) --no-print-directory module example tool sabotaged ARCH=x86_64
+	$(MAKE) --no-print-directory module example tool sabotaged bundle ARCH=arm64
 	$(MAKE) --no-print-directory module VARIANT=debug ARCH=x86_64
 	$(MAKE) --no-print-directory check rust-analyzer ARCH=x86_64
 	@# The unit tests and the crafted-input tests once more in a debug build,
