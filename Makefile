@@ -87,10 +87,10 @@ else
 endif
 	@$(call check_sabotaged,$(OUT)/leaklab.ko,0)
 
-# The C example driver, built from a copy in $(OUT)/examples/src (the source
+# The C example driver, built from a copy in $(OUT)/examples/leaky_driver (the source
 # directory stays clean, and each ARCH keeps its own objects). Its .ko sits in
 # a subdirectory: every build/ARCH/*.ko goes into the VM.
-EXAMPLE_SRC = $(OUT)/examples/src
+EXAMPLE_SRC = $(OUT)/examples/leaky_driver
 EXAMPLE_FILES := Kbuild Makefile leaky_driver.c
 example: kernel $(addprefix $(EXAMPLE_SRC)/,$(EXAMPLE_FILES))
 	@test -n "$(KDIR_OF)" || { echo "example: no kernel tree: run 'make kernel' or pass KDIR=" >&2; exit 2; }

@@ -45,6 +45,12 @@ fn frame_text(res: Option<Resolved>, raw: &str) -> String {
     res.map_or_else(|| raw.to_string(), |r| r.display())
 }
 
+/// The fingerprint of a symbolized backtrace as [`Group::fingerprint`]
+/// gives it: 16 hex digits.
+pub fn fingerprint(frames: &[impl AsRef<str>]) -> String {
+    format!("{:016x}", fingerprint_u64(frames))
+}
+
 /// The fingerprint of a symbolized backtrace (FNV-1a, 64 bits): stable
 /// across runs, boots and tool versions.
 fn fingerprint_u64(frames: &[impl AsRef<str>]) -> u64 {

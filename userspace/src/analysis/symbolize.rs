@@ -25,6 +25,13 @@ pub fn demangle(name: &str) -> String {
     }
 }
 
+/// The names `module_init()` and `module_exit()` give the functions they
+/// are passed (a C module's; in a Rust module they are functions of their
+/// own, alone at their address).
+fn is_alias(name: &str) -> bool {
+    matches!(name, "init_module" | "cleanup_module")
+}
+
 /// A frame resolved to a function.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Resolved {
@@ -130,16 +137,25 @@ fn load_dwarf(file: &object::File<'_>, layout: &ModuleLayout) -> Result<Dwarf> {
     Ok(addr2line::Context::from_dwarf(dwarf)?)
 }
 
-/// `file:line` of the code at `addr`, the innermost inlined call first.
+/// `file:line` of the code at `addr` in the function the symbol names: of
+/// the inlined calls there (a C driver's `kmalloc()` is inlined from
+/// `<linux/slab.h>`), the outermost, the line the driver author wrote.
 fn location(dwarf: &Dwarf, addr: u64) -> Option<String> {
-    let loc = dwarf.find_location(addr).ok()??;
+    let mut frames = dwarf.find_frames(addr).skip_all_loads().ok()?;
+    let mut outermost = None;
+    while let Ok(Some(frame)) = frames.next() {
+        if let Some(loc) = frame.location {
+            outermost = Some(loc);
+        }
+    }
+    let loc = outermost.or_else(|| dwarf.find_location(addr).ok()?)?;
     Some(format!("{}:{}", short_path(loc.file?), loc.line?))
 }
 
-/// A source path as the project names it: from `samples/`, `module/` or
-/// `rust/` on, else as DWARF gives it.
+/// A source path as the project names it: from `samples/`, `module/`,
+/// `rust/` or `examples/` on, else as DWARF gives it.
 fn short_path(path: &str) -> &str {
-    ["/samples/", "/module/", "/rust/"]
+    ["/samples/", "/module/", "/rust/", "/examples/"]
         .iter()
         .find_map(|d| path.rfind(d).map(|i| &path[i + 1..]))
         .unwrap_or(path)
@@ -197,7 +213,10 @@ impl Symbolizer {
     }
 
     fn add_symbols(&mut self, layout: ModuleLayout, mut syms: Vec<Sym>, dwarf: Option<Dwarf>) {
-        syms.sort_by_key(|s| s.start);
+        // Of the names at one address, the one looked up (the last) is the
+        // function's own: `module_init(foo_init)` also names it
+        // `init_module`, which says nothing.
+        syms.sort_by_key(|s| (s.start, !is_alias(&s.raw)));
         self.modules.push(ModuleSyms {
             layout,
             syms,
@@ -279,14 +298,20 @@ impl Symbolizer {
             return Some(r);
         }
         let sym = f.symbol.as_ref()?;
-        let location = f.module.as_ref().and_then(|tag| {
+        let known = f.module.as_ref().and_then(|tag| {
             let m = self.modules.iter().find(|m| &m.layout.name == tag)?;
             let s = m.syms.iter().find(|s| &s.raw == sym)?;
-            m.line_of(s.start.checked_add(f.offset?)?)
+            Some((m, s))
         });
+        let location = known.and_then(|(m, s)| m.line_of(s.start.checked_add(f.offset?)?));
+        // The kernel may print an alias (`init_module`): the function's own
+        // name is the last at its address.
+        let function = known
+            .and_then(|(m, s)| m.syms.iter().rev().find(|o| o.start == s.start))
+            .map_or_else(|| demangle(sym), |s| s.name.clone());
         Some(Resolved {
             module: f.module.clone(),
-            function: demangle(sym),
+            function,
             offset: f.offset,
             location,
         })

@@ -185,6 +185,16 @@ pub enum Cmd {
         #[command(flatten)]
         format: FormatArg,
     },
+    /// Check your own module (C or Rust) for leaks: load it with its
+    /// parameters, run your exercise scripts, unload it, in cycles; every
+    /// leak with its backtrace to file:line and the cycles that made it.
+    /// Exits 0 when it leaks nothing, 1 when it leaks (or will not unload).
+    Check {
+        #[command(flatten)]
+        plan: commands::check::Plan,
+        #[command(flatten)]
+        format: ResultFormatArg,
+    },
     /// Load and unload kernel modules, scan kmemleak, and count the
     /// unreferenced objects each module left behind.
     Census {
@@ -287,6 +297,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             naive,
             modules,
         } => emit(&census::run(modules, naive)?, format.format),
+        Cmd::Check { plan, format } => report(format.format, |p| check::run(&plan, p)),
     }
 }
 

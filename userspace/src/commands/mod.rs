@@ -8,6 +8,7 @@ use anyhow::Result;
 
 pub mod catalogue;
 pub mod census;
+pub mod check;
 pub mod cycle;
 pub mod doctor;
 pub mod faults;

@@ -1,7 +1,11 @@
 //! Loading and unloading kernel modules (finit_module, delete_module), with
 //! errors that say what went wrong and what to do.
 
-use std::fs::File;
+use std::{
+    fs::File,
+    sync::atomic::{AtomicBool, Ordering},
+    thread,
+};
 
 use anyhow::{bail, Context, Result};
 use nix::{
@@ -52,36 +56,118 @@ pub fn check(ko: &Ko) -> Result<()> {
 
 /// Loads the module `ko` (after [`check`]).
 pub fn load(ko: &Ko) -> Result<()> {
-    check(ko)?;
+    load_with(ko, "").map_err(|e| e.into_error(ko.name()))
+}
+
+/// Why a module did not load.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The module's init function ran and returned this error: the module
+    /// failed, not the machine. What its init allocated is its own.
+    Init(Errno),
+    /// The module could not be loaded here (file, permission, symbols,
+    /// parameters, already loaded): the message says what to do.
+    Refused(anyhow::Error),
+}
+
+impl LoadError {
+    /// As one error, for callers to whom both kinds are failures.
+    pub fn into_error(self, name: &str) -> anyhow::Error {
+        match self {
+            Self::Init(e) => anyhow::anyhow!("loading {name}: its init failed: {}", init_error(e)),
+            Self::Refused(e) => e,
+        }
+    }
+}
+
+/// An init's error as the kernel's headers name it: `-ENODEV (No such
+/// device)`.
+pub fn init_error(e: Errno) -> String {
+    format!("-{e:?} ({})", e.desc())
+}
+
+/// Loads the module `ko` (after [`check`]) with `params` (`key=value`
+/// separated by spaces, as insmod takes them), telling a failure of the
+/// module's own init apart from a refusal to load it.
+pub fn load_with(ko: &Ko, params: &str) -> std::result::Result<(), LoadError> {
+    check(ko).map_err(LoadError::Refused)?;
     let name = ko.name();
-    let file = File::open(ko.path()).with_context(|| format!("opening {}", ko.path().display()))?;
-    // The kernel names missing symbols only in its log.
+    let refused = |e: anyhow::Error| LoadError::Refused(e);
+    let params = std::ffi::CString::new(params)
+        .map_err(|_| refused(anyhow::anyhow!("module parameters contain a NUL byte")))?;
+    let file = File::open(ko.path())
+        .with_context(|| format!("opening {}", ko.path().display()))
+        .map_err(refused)?;
+    // The kernel names missing symbols and bad parameters only in its log.
     let mut log = KmsgWatch::start().ok();
-    match finit_module(&file, c"", ModuleInitFlags::empty()) {
+    let result = finit_module(&file, &params, ModuleInitFlags::empty());
+    let lines = match result {
+        Ok(()) => return Ok(()),
+        Err(_) => log.as_mut().map(|l| l.drain()).unwrap_or_default(),
+    };
+    // The kernel checks parameters before init runs and says which one.
+    if let Some(bad) = lines.iter().find(|l| {
+        l.contains(name) && (l.contains("invalid for parameter") || l.contains("Unknown parameter"))
+    }) {
+        return Err(refused(anyhow::anyhow!(
+            "loading {name}: the kernel refused a parameter ({}): fix --param",
+            bad.trim()
+        )));
+    }
+    match result {
         Ok(()) => Ok(()),
-        Err(Errno::EPERM) => bail!("loading {name}: not permitted: run as root (CAP_SYS_MODULE)"),
-        Err(Errno::EEXIST) => bail!("loading {name}: already loaded: unload it first (rmmod {name})"),
-        Err(Errno::ENOEXEC) => bail!(
+        Err(
+            e @ (Errno::EPERM
+            | Errno::EEXIST
+            | Errno::ENOEXEC
+            | Errno::ENOENT
+            | Errno::EKEYREJECTED
+            | Errno::ENOKEY
+            | Errno::EBADMSG),
+        ) => Err(refused(refusal(name, e, &lines))),
+        // EINVAL is the kernel's for a module it cannot take, and many an
+        // init's: the kernel says so in its log when it is its own.
+        Err(Errno::EINVAL)
+            if lines.iter().any(|l| {
+                ["disagrees about version", "version magic", "ELF"]
+                    .iter()
+                    .any(|w| l.contains(w))
+            }) =>
+        {
+            Err(refused(refusal(name, Errno::EINVAL, &lines)))
+        }
+        Err(e) => Err(LoadError::Init(e)),
+    }
+}
+
+/// What a refused load means and what to do, from its error and the
+/// kernel log lines it printed.
+fn refusal(name: &str, errno: Errno, lines: &[String]) -> anyhow::Error {
+    use anyhow::anyhow;
+    match errno {
+        Errno::EPERM => anyhow!("loading {name}: not permitted: run as root (CAP_SYS_MODULE)"),
+        Errno::EEXIST => anyhow!("loading {name}: already loaded: unload it first (rmmod {name})"),
+        Errno::ENOEXEC => anyhow!(
             "loading {name}: the kernel rejected the file (wrong architecture or vermagic): build it against the running kernel"
         ),
-        Err(Errno::ENOENT) => {
-            let lines = log.as_mut().map(|l| l.drain()).unwrap_or_default();
+        Errno::ENOENT => {
             let missing: Vec<&str> = lines
                 .iter()
                 .filter_map(|l| l.split_once("Unknown symbol ")?.1.split_whitespace().next())
                 .collect();
             if missing.is_empty() {
-                bail!("loading {name}: unknown symbol: the kernel lacks a symbol it needs (see the kernel log)")
+                anyhow!("loading {name}: unknown symbol: the kernel lacks a symbol it needs (see the kernel log)")
+            } else {
+                anyhow!(
+                    "loading {name}: the kernel lacks {}: build the module against this kernel's tree, with the options that export them",
+                    missing.join(", ")
+                )
             }
-            bail!(
-                "loading {name}: the kernel lacks {}: build the module against this kernel's tree, with the options that export them",
-                missing.join(", ")
-            )
         }
-        Err(Errno::EINVAL) => bail!(
+        Errno::EINVAL => anyhow!(
             "loading {name}: invalid module (vermagic or format mismatch with the running kernel): build it against this kernel"
         ),
-        Err(e) => bail!("loading {name}: {e}"),
+        e => anyhow!("loading {name}: {e}"),
     }
 }
 
@@ -111,12 +197,77 @@ impl LoadedModule {
         })
     }
 
+    /// Loads `ko` with `params` from a thread of its own while another
+    /// thread records where its sections are as soon as the kernel shows
+    /// them: for a module whose init fails, the only record (it is gone
+    /// when the load returns, with its init's allocations still in
+    /// kmemleak's list).
+    pub fn attempt(ko: &Ko, params: &str) -> Attempt {
+        let done = AtomicBool::new(false);
+        thread::scope(|s| {
+            let watcher = s.spawn(|| {
+                while !done.load(Ordering::Acquire) {
+                    if let Ok(layout) = ModuleLayout::record(ko) {
+                        return Some(layout);
+                    }
+                    thread::yield_now();
+                }
+                None
+            });
+            let loader = s.spawn(|| {
+                let tid = nix::unistd::gettid().as_raw() as u32;
+                let result = load_with(ko, params);
+                done.store(true, Ordering::Release);
+                (tid, result)
+            });
+            let (loader, result) = loader.join().unwrap_or_else(|_| {
+                done.store(true, Ordering::Release);
+                (
+                    0,
+                    Err(LoadError::Refused(anyhow::anyhow!(
+                        "the loading thread panicked"
+                    ))),
+                )
+            });
+            let mut layout = watcher.join().ok().flatten();
+            if let Some(l) = &mut layout {
+                l.loader = Some(loader);
+            }
+            Attempt {
+                loader,
+                layout,
+                result: result.map(|()| Self {
+                    name: ko.name().to_string(),
+                    loader,
+                    loaded: true,
+                }),
+            }
+        })
+    }
+
     /// Records where its sections are (`ko` is its object file), with the
     /// loading thread, so that frames of its init read right after unload.
     pub fn layout(&self, ko: &Ko) -> Result<ModuleLayout> {
         let mut layout = ModuleLayout::record(ko)?;
         layout.loader = Some(self.loader);
         Ok(layout)
+    }
+
+    /// Unloads it, trying again while it is in use for up to `patience`
+    /// (a file of its own still closing, a work item still running). When
+    /// it will not go, the error says why and dropping it tries once more.
+    pub fn unload_within(&mut self, patience: std::time::Duration) -> Result<()> {
+        let until = std::time::Instant::now() + patience;
+        loop {
+            match unload(&self.name) {
+                Ok(()) => {
+                    self.loaded = false;
+                    return Ok(());
+                }
+                Err(e) if std::time::Instant::now() >= until || !in_use(&e) => return Err(e),
+                Err(_) => thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
     }
 
     /// Unloads it now; it is not tried again on drop, whatever the outcome.
@@ -134,6 +285,26 @@ impl Drop for LoadedModule {
     }
 }
 
+/// One attempt to load a module ([`LoadedModule::attempt`]).
+#[derive(Debug)]
+pub struct Attempt {
+    /// The thread that loaded it: kmemleak's `pid` of what its init
+    /// allocated.
+    pub loader: u32,
+    /// Its sections as recorded while it was being loaded, when the
+    /// kernel showed them in time.
+    pub layout: Option<ModuleLayout>,
+    /// The loaded module, or why it did not load.
+    pub result: std::result::Result<LoadedModule, LoadError>,
+}
+
+/// Whether an [`unload`] error says the module is in use.
+fn in_use(e: &anyhow::Error) -> bool {
+    e.to_string().contains(IN_USE)
+}
+
+const IN_USE: &str = "in use: close its files and retry";
+
 /// Unloads the module `name` without waiting for its users.
 pub fn unload(name: &str) -> Result<()> {
     let cname = std::ffi::CString::new(name).context("module name contains NUL")?;
@@ -142,7 +313,7 @@ pub fn unload(name: &str) -> Result<()> {
         Err(Errno::EPERM) => bail!("unloading {name}: not permitted: run as root (CAP_SYS_MODULE)"),
         Err(Errno::ENOENT) => bail!("unloading {name}: not loaded"),
         Err(Errno::EBUSY) | Err(Errno::EAGAIN) => {
-            bail!("unloading {name}: in use: close its files and retry")
+            bail!("unloading {name}: {IN_USE}")
         }
         Err(e) => bail!("unloading {name}: {e}"),
     }

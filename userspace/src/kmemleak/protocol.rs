@@ -9,9 +9,11 @@
 //! the protocol's back. The protocol is a small state machine:
 //!
 //! ```text
-//!  Idle --begin--> Paused --cleared--> Quieting --stack=off--> Open --work done--> Aging
-//!   (auto-scan stopped,      (old reports       (task stacks          (waits until the youngest
-//!    noted to restore)        flushed)           not scanned)           object is old enough)
+//!  Idle --begin--> Paused --cleared--> Quieting --stack=off|on--> Open --work done--> Aging
+//!   (auto-scan stopped,      (old reports       (task stacks not         (waits until the youngest
+//!    noted to restore)        flushed)           scanned for the lab's    object is old enough)
+//!                                                samples, scanned for
+//!                                                any other module)
 //!
 //!  Aging --ripe--> Scanning --same set twice--> Settled { stable: true }
 //!                     |  \--MAX_SCANS scans--> Settled { stable: false }
@@ -44,7 +46,7 @@ pub enum State {
         /// Earlier reports are to be flushed.
         flush: bool,
     },
-    /// Stack scanning is being turned off for the window.
+    /// Stack scanning is being set for the window ([`Stacks`]).
     Quieting,
     /// Ready for the work: what is reported from now on is new (unless the
     /// window keeps earlier reports).
@@ -106,11 +108,9 @@ pub enum Action {
     StopAutoScan,
     /// Write `scan`, then `clear`.
     ScanAndClear,
-    /// Write `stack=off`. Task stacks are not scanned in the window:
-    /// kmemleak scans each one whole, dead frames below the stack pointer
-    /// too, and a stale copy there (of a leak, or of the object that last
-    /// had its slot) keeps a leak from being reported.
-    StopStackScan,
+    /// Write `stack=off` (`false`) or `stack=on` (`true`), as the
+    /// protocol's [`Stacks`] says.
+    StackScan(bool),
     /// Let the caller do its work.
     Work,
     /// Sleep until then.
@@ -121,15 +121,34 @@ pub enum Action {
     Finish,
 }
 
+/// Whether kmemleak scans task stacks in the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stacks {
+    /// Not scanned: the lab's own samples. kmemleak scans each stack whole,
+    /// dead frames below the stack pointer too, and a stale copy there (of
+    /// a leak, or of the object that last had its slot) keeps a leak from
+    /// being reported. The lab's samples keep nothing on a stack, so
+    /// nothing real is missed.
+    Ignored,
+    /// Scanned (kmemleak's default): any other module, which may keep an
+    /// object only in a local of a sleeping thread; without the stacks
+    /// that object would be reported, a false leak
+    /// (Documentation/scan-protocol.md has the measurement).
+    Scanned,
+}
+
 /// The protocol's state machine.
 #[derive(Debug, Clone)]
 pub struct Protocol {
     /// Where it is.
     pub state: State,
+    /// The stack scanning the window asks for.
+    pub stacks: Stacks,
     /// The auto-scan thread was running when the protocol began: turn it
     /// back on when leaving.
     pub restore_auto_scan: bool,
-    /// `stack=off` went through: `stack=on` (kmemleak's default) on leaving.
+    /// `stack=off` went through: `stack=on` (kmemleak's default) on
+    /// leaving. (kmemleak does not say how it was set; leaklab leaves it on.)
     pub restore_stack_scan: bool,
 }
 
@@ -140,13 +159,25 @@ impl Default for Protocol {
 }
 
 impl Protocol {
-    /// A protocol in [`State::Idle`].
+    /// A protocol in [`State::Idle`] for the lab's samples
+    /// ([`Stacks::Ignored`]).
     pub fn new() -> Self {
+        Self::with_stacks(Stacks::Ignored)
+    }
+
+    /// A protocol in [`State::Idle`] that sets stack scanning so.
+    pub fn with_stacks(stacks: Stacks) -> Self {
         Self {
             state: State::Idle,
+            stacks,
             restore_auto_scan: false,
             restore_stack_scan: false,
         }
+    }
+
+    /// The action that sets stack scanning for the window.
+    fn stack_scan(&self) -> Action {
+        Action::StackScan(self.stacks == Stacks::Scanned)
     }
 
     /// Takes `event` and says what to do next.
@@ -168,16 +199,16 @@ impl Protocol {
                 match (auto_scan, flush) {
                     (true, _) => (S::Paused { flush }, A::StopAutoScan),
                     (false, true) => (S::Paused { flush }, A::ScanAndClear),
-                    (false, false) => (S::Quieting, A::StopStackScan),
+                    (false, false) => (S::Quieting, self.stack_scan()),
                 }
             }
             // `scan=off` went through (a `Now` after StopAutoScan).
             (S::Paused { flush: true }, E::Now(_)) => (S::Paused { flush: true }, A::ScanAndClear),
-            (S::Paused { flush: false }, E::Now(_)) => (S::Quieting, A::StopStackScan),
-            (S::Paused { .. }, E::Cleared) => (S::Quieting, A::StopStackScan),
-            // `stack=off` went through.
+            (S::Paused { flush: false }, E::Now(_)) => (S::Quieting, self.stack_scan()),
+            (S::Paused { .. }, E::Cleared) => (S::Quieting, self.stack_scan()),
+            // `stack=off` or `stack=on` went through.
             (S::Quieting, E::Now(_)) => {
-                self.restore_stack_scan = true;
+                self.restore_stack_scan = self.stacks == Stacks::Ignored;
                 (S::Open, A::Work)
             }
             (S::Open, E::WorkDone { youngest }) => {
@@ -286,7 +317,7 @@ mod tests {
         } else {
             assert_eq!(a, Action::ScanAndClear);
         }
-        assert_eq!(p.step(Event::Cleared), Action::StopStackScan);
+        assert_eq!(p.step(Event::Cleared), Action::StackScan(false));
         assert!(!p.restore_stack_scan);
         assert_eq!(p.step(Event::Now(youngest)), Action::Work);
         assert!(p.restore_stack_scan);
@@ -395,14 +426,29 @@ mod tests {
             auto_scan,
             flush: false,
         };
-        assert_eq!(p.step(begin(false)), Action::StopStackScan);
+        assert_eq!(p.step(begin(false)), Action::StackScan(false));
         assert_eq!(p.step(Event::Now(Instant::now())), Action::Work);
         let mut q = Protocol::new();
         assert_eq!(q.step(begin(true)), Action::StopAutoScan);
-        assert_eq!(q.step(Event::Now(Instant::now())), Action::StopStackScan);
+        assert_eq!(q.step(Event::Now(Instant::now())), Action::StackScan(false));
         assert_eq!(q.step(Event::Now(Instant::now())), Action::Work);
         assert_eq!(q.state, State::Open);
         assert!(q.restore_auto_scan && q.restore_stack_scan);
+    }
+
+    #[test]
+    fn a_window_for_any_module_scans_stacks_and_leaves_them_on() {
+        let mut p = Protocol::with_stacks(Stacks::Scanned);
+        let begin = Event::Begin {
+            auto_scan: true,
+            flush: true,
+        };
+        assert_eq!(p.step(begin), Action::StopAutoScan);
+        assert_eq!(p.step(Event::Now(Instant::now())), Action::ScanAndClear);
+        assert_eq!(p.step(Event::Cleared), Action::StackScan(true));
+        assert_eq!(p.step(Event::Now(Instant::now())), Action::Work);
+        assert!(p.restore_auto_scan);
+        assert!(!p.restore_stack_scan);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use super::{
-    protocol::{log_failure, Action, Event, Protocol, State},
+    protocol::{log_failure, Action, Event, Protocol, Stacks, State},
     report::{self, Report},
     Kmemleak,
 };
@@ -54,19 +54,25 @@ impl<'k> Window<'k> {
     /// Stops the auto-scan thread (noting whether it ran), flushes earlier
     /// reports, and returns ready for the work.
     pub fn open(kmemleak: &'k Kmemleak) -> Result<Self> {
-        Self::begin(kmemleak, true)
+        Self::begin(kmemleak, true, Stacks::Ignored)
     }
 
     /// As [`Window::open`], but earlier reports still count.
     pub fn open_keeping_reports(kmemleak: &'k Kmemleak) -> Result<Self> {
-        Self::begin(kmemleak, false)
+        Self::begin(kmemleak, false, Stacks::Ignored)
     }
 
-    fn begin(kmemleak: &'k Kmemleak, flush: bool) -> Result<Self> {
+    /// As [`Window::open`], task stacks scanned: for a module that gets
+    /// none of the lab's help ([`Stacks::Scanned`]).
+    pub fn open_scanning_stacks(kmemleak: &'k Kmemleak) -> Result<Self> {
+        Self::begin(kmemleak, true, Stacks::Scanned)
+    }
+
+    fn begin(kmemleak: &'k Kmemleak, flush: bool, stacks: Stacks) -> Result<Self> {
         let mut w = Self {
             kmemleak,
             kmsg: KmsgWatch::start()?,
-            protocol: Protocol::new(),
+            protocol: Protocol::with_stacks(stacks),
         };
         let mut action = w.protocol.step(Event::Begin {
             auto_scan: auto_scan_running(),
@@ -85,8 +91,8 @@ impl<'k> Window<'k> {
                         .unwrap_or(Event::Cleared);
                     w.protocol.step(e)
                 }
-                Action::StopStackScan => {
-                    let e = w.command("stack=off");
+                Action::StackScan(on) => {
+                    let e = w.command(if on { "stack=on" } else { "stack=off" });
                     w.protocol.step(e.unwrap_or(Event::Now(Instant::now())))
                 }
                 Action::Work => return Ok(w),

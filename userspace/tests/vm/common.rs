@@ -136,11 +136,14 @@ impl<T: Document> Doc<T> {
     /// [`assert_schema`]), of `T`'s kind, and readable as `T`.
     pub fn from_output(out: &Output) -> Self {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let raw: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "guest output is not JSON ({e}): {}\nstderr: {stderr}",
-                String::from_utf8_lossy(&out.stdout)
-            )
+        Self::parse(&String::from_utf8_lossy(&out.stdout), &stderr)
+    }
+
+    /// As [`Doc::from_output`], for one document of several a guest
+    /// printed (`stderr` for the failure message).
+    pub fn parse(stdout: &str, stderr: &str) -> Self {
+        let raw: Value = serde_json::from_str(stdout).unwrap_or_else(|e| {
+            panic!("guest output is not JSON ({e}): {stdout}\nstderr: {stderr}")
         });
         assert_schema(&raw);
         assert_eq!(raw["schema"], T::SCHEMA, "not the document expected");

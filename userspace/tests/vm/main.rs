@@ -30,6 +30,7 @@ macro_rules! on_both_arches {
 
 mod bundle;
 mod census;
+mod check;
 mod common;
 mod cycle;
 mod doctor;

@@ -312,3 +312,46 @@ pub struct Injection {
     pub failed_runs: u64,
     pub complete: bool,
 }
+
+/// `leaklab check` (`check_run`).
+#[derive(Debug, Deserialize)]
+pub struct CheckRun {
+    pub module: String,
+    pub cycles: Vec<CheckCycle>,
+    pub leaks: Vec<CheckLeak>,
+    pub outside: Vec<CheckLeak>,
+    pub stable: bool,
+    pub stacks_scanned: bool,
+}
+
+impl Document for CheckRun {
+    const SCHEMA: &'static str = "leaklab.check/1";
+}
+
+impl CheckRun {
+    /// Objects of the module's leaks.
+    pub fn objects(&self) -> u64 {
+        self.leaks.iter().map(|l| l.objects).sum()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CheckCycle {
+    pub cycle: u32,
+    pub loaded: bool,
+    pub init_error: Option<String>,
+    pub exercise: Vec<i32>,
+    pub unloaded: Option<bool>,
+    pub leaked: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CheckLeak {
+    pub title: Option<String>,
+    pub culprit_line: Option<String>,
+    pub objects: u64,
+    pub bytes: u64,
+    pub per_cycle: BTreeMap<u32, u64>,
+    pub first_cycle: Option<u32>,
+    pub frames: Vec<String>,
+}

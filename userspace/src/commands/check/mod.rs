@@ -1,0 +1,526 @@
+//! `leaklab check`: a driver author's own module, C or Rust, loaded and
+//! unloaded in cycles with its parameters, exercised by their scripts, and
+//! judged by kmemleak with the scan protocol.
+//!
+//! The module gets none of the lab's help (no laundering, no scrubbing):
+//! task stacks are scanned, as kmemleak does by default, so an object a
+//! sleeping thread keeps in a local is not called a leak. Its sections are
+//! recorded each cycle while it is loaded (and while its init runs, for an
+//! init that fails), so every frame of it reads `function+off [module] at
+//! file.c:LINE` after it is gone. Each leak is tied to the cycle that
+//! allocated it by the allocating task's pid: every cycle's tasks (the
+//! loading thread, the exercise scripts, the unloading thread) are created
+//! after the cycle began, so their pids lie between the cycle's first and
+//! the next one's.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::{
+    analysis::{
+        attribute::{attribute, Example},
+        group::fingerprint,
+        symbolize::Symbolizer,
+    },
+    kernel::{
+        kmod::{self, init_error, LoadError, LoadedModule},
+        module::{Ko, ModuleLayout},
+        procfs::kernel_release,
+        thread::in_fresh_thread,
+    },
+    kmemleak::{report::Report, window::Window, Kmemleak},
+};
+
+mod render;
+
+/// How long an unload may wait for the module's users to go (a file of its
+/// own closing, a work item finishing) before it is reported as stuck.
+const UNLOAD_PATIENCE: Duration = Duration::from_secs(2);
+
+/// What kmemleak cannot see, said with every verdict.
+pub const BLIND_SPOTS: &str = "kmemleak tracks slab, vmalloc and per-CPU objects: pages taken from the page allocator (alloc_pages, __get_free_pages) and objects still referenced (a list that only grows) are not seen";
+
+/// What `check` runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Plan {
+    /// The module to check (a .ko built for the running kernel).
+    pub module: PathBuf,
+    /// Load/exercise/unload cycles.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub cycles: u32,
+    /// A module parameter, KEY=VALUE, as insmod takes it (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub params: Vec<String>,
+    /// A shell script run with `sh` each cycle while the module is loaded
+    /// (repeatable; in order). It gets LEAKLAB_MODULE and LEAKLAB_CYCLE in
+    /// its environment; its output goes to stderr.
+    #[arg(long = "exercise", value_name = "SCRIPT")]
+    pub exercise: Vec<PathBuf>,
+    /// Keep the module loaded while kmemleak scans after the last cycle
+    /// (as on a board that needs it), and unload it after.
+    #[arg(long)]
+    pub keep_loaded: bool,
+}
+
+/// A `--param` word: `KEY=VALUE` with a key as the kernel spells one.
+fn parse_param(s: &str) -> std::result::Result<String, String> {
+    let (key, _) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    if key.is_empty()
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+    {
+        return Err(format!("{key:?} is not a module parameter's name"));
+    }
+    if s.contains(char::is_whitespace) || s.contains('"') {
+        return Err(format!(
+            "{s:?}: a value with spaces or quotes cannot be passed; use one without"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// One cycle.
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleRecord {
+    /// Its number, from 1.
+    pub cycle: u32,
+    /// Whether the module loaded.
+    pub loaded: bool,
+    /// What its init returned when it failed (`-ENODEV (No such device)`).
+    pub init_error: Option<String>,
+    /// The exercise scripts' exit statuses, in order.
+    pub exercise: Vec<i32>,
+    /// Whether it unloaded (`None`: it never loaded).
+    pub unloaded: Option<bool>,
+    /// Why it did not unload.
+    pub unload_error: Option<String>,
+    /// Objects of the module's leaks allocated in this cycle.
+    pub leaked: usize,
+}
+
+/// A place the module leaks from: reports with the same backtrace.
+#[derive(Debug, Clone, Serialize)]
+pub struct Leak {
+    /// `memory leak in <function>`, for CI to deduplicate with.
+    pub title: Option<String>,
+    /// The first frame outside the allocator wrappers.
+    pub culprit: Option<String>,
+    /// Its source line, from the module's DWARF.
+    pub culprit_line: Option<String>,
+    /// Objects reported.
+    pub objects: usize,
+    /// Their bytes together.
+    pub bytes: u64,
+    /// Objects per cycle that allocated them (cycles without any left out).
+    pub per_cycle: BTreeMap<u32, usize>,
+    /// The cycle the first of them was allocated in.
+    pub first_cycle: Option<u32>,
+    /// Objects whose cycle is not known (allocated by a task no cycle
+    /// started: a kworker, a timer, an interrupt).
+    pub unknown_cycle: usize,
+    /// The allocating tasks' names.
+    pub comms: Vec<String>,
+    /// The backtrace of the first object, symbolized, innermost first.
+    pub frames: Vec<String>,
+    /// The fingerprint of the backtrace, as `parse` and `scan` give it.
+    pub fingerprint: String,
+}
+
+/// What `check` found.
+#[derive(Debug, Serialize)]
+pub struct Check {
+    /// Schema name and version of this JSON document.
+    pub schema: &'static str,
+    /// The running kernel's release.
+    pub kernel: String,
+    /// The module's name.
+    pub module: String,
+    /// Its file.
+    pub path: PathBuf,
+    /// The parameters it was loaded with.
+    pub params: Vec<String>,
+    /// The exercise scripts.
+    pub exercise: Vec<PathBuf>,
+    /// Whether it stayed loaded through the scans.
+    pub kept_loaded: bool,
+    /// The cycles run.
+    pub cycles: Vec<CycleRecord>,
+    /// The module's leaks, the most objects first.
+    pub leaks: Vec<Leak>,
+    /// Reports not in the module's code paths, listed apart and not held
+    /// against it.
+    pub outside: Vec<Leak>,
+    /// Scans after the last cycle.
+    pub scans: usize,
+    /// Whether two scans in a row agreed.
+    pub stable: bool,
+    /// Whether kmemleak scanned task stacks (it does for any module).
+    pub stacks_scanned: bool,
+    /// What kmemleak cannot see.
+    pub blind_spots: &'static str,
+}
+
+impl Check {
+    /// Objects and bytes the module leaked.
+    pub fn leaked(&self) -> (usize, u64) {
+        self.leaks.iter().fold((0, 0), |(o, b), l| {
+            (o.saturating_add(l.objects), b.saturating_add(l.bytes))
+        })
+    }
+
+    /// The cycle that would not unload the module, if one would not.
+    pub fn stuck(&self) -> Option<&CycleRecord> {
+        self.cycles.iter().find(|c| c.unloaded == Some(false))
+    }
+}
+
+/// Where each cycle's tasks lie among pids: a cycle's tasks are created
+/// after its first (the loading thread) and before the next cycle's first.
+#[derive(Debug, Default)]
+struct PidMarks {
+    /// The first pid of each cycle, then a pid taken after the last one.
+    starts: Vec<u32>,
+}
+
+impl PidMarks {
+    /// The cycle (from 1) whose tasks include `pid`, when pids did not
+    /// wrap around during the run.
+    fn cycle_of(&self, pid: u32) -> Option<u32> {
+        if self.starts.windows(2).any(|w| w[0] >= w[1]) {
+            return None;
+        }
+        let i = self.starts.partition_point(|&s| s <= pid);
+        (i >= 1 && i < self.starts.len()).then_some(i as u32)
+    }
+}
+
+/// The pid of a thread created now: a mark between cycles.
+fn pid_mark() -> Result<u32> {
+    in_fresh_thread(|| Ok(nix::unistd::gettid().as_raw() as u32))
+}
+
+/// What the cycles left to judge.
+struct Cycles {
+    records: Vec<CycleRecord>,
+    marks: PidMarks,
+    /// Per cycle, the loading thread of the layout its frames resolve with.
+    resolver: Vec<Option<u32>>,
+    /// Loading threads of inits that failed.
+    failed_inits: Vec<u32>,
+    sym: Symbolizer,
+    /// The module, when it is still loaded (`--keep-loaded`, or stuck).
+    still_loaded: Option<LoadedModule>,
+    youngest: Instant,
+}
+
+/// Runs the plan: the cycles in one kmemleak window, then the harvest.
+pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Check> {
+    let ko = Ko::open(&plan.module)?;
+    kmod::check(&ko)?;
+    let name = ko.name().to_string();
+    if Path::new("/sys/module")
+        .join(&name)
+        .join("initstate")
+        .exists()
+    {
+        bail!("{name} is loaded already: unload it first (rmmod {name}), so that leaklab sees every load");
+    }
+    for script in &plan.exercise {
+        anyhow::ensure!(
+            script.is_file(),
+            "exercise script {} does not exist: give the path of a shell script",
+            script.display()
+        );
+    }
+    let kmemleak = Kmemleak::open()?;
+    let window = Window::open_scanning_stacks(&kmemleak)?;
+    let mut cycles = run_cycles(plan, &ko, progress)?;
+    progress("waiting for kmemleak");
+    let settled = window.close_with(cycles.youngest, progress)?;
+    if let Some(mut m) = cycles.still_loaded.take() {
+        if plan.keep_loaded {
+            let last = cycles.records.last_mut();
+            let unloaded = in_fresh_thread(|| m.unload_within(UNLOAD_PATIENCE));
+            if let (Some(c), Err(e)) = (last, &unloaded) {
+                c.unloaded = Some(false);
+                c.unload_error = Some(format!("{e:#}"));
+            }
+        }
+    }
+    Ok(judge(
+        plan,
+        &ko,
+        cycles,
+        &settled.reports,
+        settled.scans,
+        settled.stable,
+    ))
+}
+
+/// Loads, exercises and unloads the module `plan.cycles` times.
+fn run_cycles(plan: &Plan, ko: &Ko, progress: &mut dyn FnMut(&str)) -> Result<Cycles> {
+    let params = plan.params.join(" ");
+    let mut c = Cycles {
+        records: Vec::new(),
+        marks: PidMarks::default(),
+        resolver: Vec::new(),
+        failed_inits: Vec::new(),
+        sym: Symbolizer::default(),
+        still_loaded: None,
+        youngest: Instant::now(),
+    };
+    let mut layouts: Vec<ModuleLayout> = Vec::new();
+    for n in 1..=plan.cycles {
+        crate::kernel::interrupt::check()?;
+        progress(&format!(
+            "cycle {n} of {}: loading {}",
+            plan.cycles,
+            ko.name()
+        ));
+        let attempt = LoadedModule::attempt(ko, &params);
+        c.marks.starts.push(attempt.loader);
+        let mut record = CycleRecord {
+            cycle: n,
+            loaded: false,
+            init_error: None,
+            exercise: Vec::new(),
+            unloaded: None,
+            unload_error: None,
+            leaked: 0,
+        };
+        let layout = match (&attempt.result, attempt.layout) {
+            (Ok(m), _) => Some(m.layout(ko)?),
+            (Err(LoadError::Init(_)), seen) => seen,
+            (Err(LoadError::Refused(_)), _) => None,
+        };
+        // Frames resolve with this cycle's layout, or an earlier cycle's
+        // when the module landed at the same addresses.
+        let resolver = match layout {
+            Some(l) => Some(match layouts.iter().find(|p| p.sections == l.sections) {
+                Some(same) => same.loader.unwrap_or(attempt.loader),
+                None => {
+                    c.sym.add(&l, ko)?;
+                    layouts.push(l);
+                    attempt.loader
+                }
+            }),
+            None => None,
+        };
+        c.resolver.push(resolver);
+        let mut module = match attempt.result {
+            Ok(m) => m,
+            Err(LoadError::Init(e)) => {
+                record.init_error = Some(init_error(e));
+                c.failed_inits.push(attempt.loader);
+                c.records.push(record);
+                c.youngest = Instant::now();
+                continue;
+            }
+            Err(LoadError::Refused(e)) => return Err(e),
+        };
+        record.loaded = true;
+        for script in &plan.exercise {
+            progress(&format!(
+                "cycle {n} of {}: running {}",
+                plan.cycles,
+                script.display()
+            ));
+            let status = exercise(script, ko.name(), n)?;
+            record.exercise.push(status);
+            if status != 0 {
+                bail!(
+                    "exercise script {} exited with status {status} in cycle {n} (its output is above): fix it, or check that it runs with sh",
+                    script.display()
+                );
+            }
+        }
+        if plan.keep_loaded && n == plan.cycles {
+            record.unloaded = Some(true);
+            c.records.push(record);
+            c.youngest = Instant::now();
+            c.still_loaded = Some(module);
+            break;
+        }
+        progress(&format!("cycle {n} of {}: unloading", plan.cycles));
+        let unloaded = in_fresh_thread(|| module.unload_within(UNLOAD_PATIENCE));
+        c.youngest = Instant::now();
+        record.unloaded = Some(unloaded.is_ok());
+        record.unload_error = unloaded.err().map(|e| format!("{e:#}"));
+        let stuck = record.unloaded == Some(false);
+        c.records.push(record);
+        if stuck {
+            // It cannot be loaded again: the run ends here, judged as it is.
+            c.still_loaded = Some(module);
+            break;
+        }
+    }
+    c.marks.starts.push(pid_mark()?);
+    Ok(c)
+}
+
+/// Runs one exercise script with `sh`, its output on stderr; its status
+/// (128 + the signal when a signal ended it).
+fn exercise(script: &Path, module: &str, cycle: u32) -> Result<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    let status = Command::new("sh")
+        .arg(script)
+        .env("LEAKLAB_MODULE", module)
+        .env("LEAKLAB_CYCLE", cycle.to_string())
+        .stdin(Stdio::null())
+        .stdout(std::io::stderr())
+        .status()
+        .with_context(|| {
+            format!(
+                "running sh {}: no shell here? (leaklab vm puts busybox's in the guest)",
+                script.display()
+            )
+        })?;
+    Ok(status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1))
+}
+
+/// Ties each report to the module (or not) and to its cycle, and groups
+/// them by backtrace.
+fn judge(
+    plan: &Plan,
+    ko: &Ko,
+    mut c: Cycles,
+    reports: &[Report],
+    scans: usize,
+    stable: bool,
+) -> Check {
+    let mut leaks: Vec<Leak> = Vec::new();
+    let mut outside: Vec<Leak> = Vec::new();
+    for r in reports {
+        let cycle = r.pid.and_then(|p| c.marks.cycle_of(p));
+        // Resolve with the layout of the cycle that allocated it.
+        let mut seen = r.clone();
+        if let Some(loader) = cycle.and_then(|n| c.resolver.get(n as usize - 1).copied().flatten())
+        {
+            seen.pid = Some(loader);
+        }
+        let failed_init = r.pid.is_some_and(|p| c.failed_inits.contains(&p))
+            && r.frames
+                .iter()
+                .any(|f| f.symbol.as_deref() == Some("do_one_initcall"));
+        let ours = failed_init || c.sym.owner_of(&seen) == Some(ko.name());
+        let example = Example::of(&seen, &c.sym);
+        let a = attribute(&seen, &c.sym);
+        let fp = fingerprint(&example.symbolized);
+        let list = if ours { &mut leaks } else { &mut outside };
+        let i = match list.iter().position(|l| l.fingerprint == fp) {
+            Some(i) => i,
+            None => {
+                list.push(Leak {
+                    title: a.title,
+                    culprit: a.culprit,
+                    culprit_line: a.culprit_line,
+                    objects: 0,
+                    bytes: 0,
+                    per_cycle: BTreeMap::new(),
+                    first_cycle: None,
+                    unknown_cycle: 0,
+                    comms: Vec::new(),
+                    frames: example.symbolized,
+                    fingerprint: fp,
+                });
+                list.len() - 1
+            }
+        };
+        let l = &mut list[i];
+        l.objects += 1;
+        l.bytes = l.bytes.saturating_add(r.size);
+        match cycle {
+            Some(n) => *l.per_cycle.entry(n).or_default() += 1,
+            None => l.unknown_cycle += 1,
+        }
+        l.first_cycle = l.per_cycle.keys().next().copied();
+        if let Some(comm) = &r.comm {
+            if !l.comms.contains(comm) {
+                l.comms.push(comm.clone());
+            }
+        }
+        if let (true, Some(n)) = (ours, cycle) {
+            if let Some(rec) = c.records.get_mut(n as usize - 1) {
+                rec.leaked += 1;
+            }
+        }
+    }
+    for list in [&mut leaks, &mut outside] {
+        list.sort_by(|a, b| {
+            b.objects
+                .cmp(&a.objects)
+                .then(a.fingerprint.cmp(&b.fingerprint))
+        });
+    }
+    Check {
+        schema: "leaklab.check/1",
+        kernel: kernel_release(),
+        module: ko.name().to_string(),
+        path: plan.module.clone(),
+        params: plan.params.clone(),
+        exercise: plan.exercise.clone(),
+        kept_loaded: plan.keep_loaded,
+        cycles: c.records,
+        leaks,
+        outside,
+        scans,
+        stable,
+        stacks_scanned: true,
+        blind_spots: BLIND_SPOTS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pids_fall_in_the_cycle_that_created_them() {
+        let marks = PidMarks {
+            starts: vec![100, 110, 125, 130],
+        };
+        assert_eq!(marks.cycle_of(99), None);
+        assert_eq!(marks.cycle_of(100), Some(1));
+        assert_eq!(marks.cycle_of(109), Some(1));
+        assert_eq!(marks.cycle_of(110), Some(2));
+        assert_eq!(marks.cycle_of(129), Some(3));
+        assert_eq!(marks.cycle_of(130), None);
+        // A kworker started at boot belongs to no cycle.
+        assert_eq!(marks.cycle_of(7), None);
+    }
+
+    #[test]
+    fn wrapped_pids_tell_no_cycle() {
+        let marks = PidMarks {
+            starts: vec![32760, 5, 12],
+        };
+        assert_eq!(marks.cycle_of(32761), None);
+        assert_eq!(marks.cycle_of(6), None);
+    }
+
+    #[test]
+    fn params_are_key_value_words() {
+        assert_eq!(
+            parse_param("bug=error_path,slab_cache").as_deref(),
+            Ok("bug=error_path,slab_cache")
+        );
+        assert!(parse_param("bug").is_err());
+        assert!(parse_param("=1").is_err());
+        assert!(parse_param("a b=1").is_err());
+        assert!(parse_param("name=two words").is_err());
+        assert!(parse_param("x=\"q\"").is_err());
+    }
+}
