@@ -8,6 +8,7 @@
 #   make example [ARCH=...]     build examples/leaky_driver into build/ARCH/examples/
 #   make tool    [ARCH=...]     build the host tool, the static guest binary and its busybox
 #   make run     [ARCH=...]     boot QEMU and run the main job (CPUS=, MEMORY= MiB)
+#   make try KO=my.ko [CYCLES= PARAMS= EXERCISE= FORMAT= ARCH= KDIR=]  check your own module in a VM
 #   make test                   unit tests, both module builds, VM tests on both ARCHs
 #   make check                  rustfmt and the kernel's CLIPPY=1 on the module
 #   make bench   [ARCH=...]     speed and memory figures into BENCHMARKS.md
@@ -132,6 +133,39 @@ run: module tool
 		$(HOST_TOOL) show --format ktap $(RESULTS)/matrix-$(ARCH).json > $(RESULTS)/matrix-$(ARCH).ktap; \
 		echo "results: $(RESULTS)/matrix-$(ARCH).{log,json,ktap}"; \
 	fi; exit $$status
+
+# The kernel the guest boots: the cached one, or that of the user's own tree
+# (KDIR=), which must have kmemleak, debugfs and module unloading built in.
+kdir_image_x86_64 := arch/x86/boot/bzImage
+kdir_image_arm64 := arch/arm64/boot/Image
+KERNEL_IMAGE = $(if $(KDIR),$(KDIR)/$(kdir_image_$(ARCH)),$(OUT)/kernel-image)
+
+# Check a module of yours in a fresh VM (none of the lab's help):
+#   make try KO=path/to/my.ko [CYCLES=3] [PARAMS="bug=1 debug=0"] [EXERCISE=poke.sh]
+#            [FORMAT=json|ktap] [ARCH=arm64] [KDIR=your kernel tree]
+# The verdict goes to stdout (its build steps talk on stderr), the console
+# log to $(RESULTS)/try-ARCH.log. make exits 0 when the module is clean and 2
+# (make's status for any failed step) otherwise; the last line on stderr
+# then gives check's own status: 1 leaks, 2 unusable, 3 inconclusive.
+try:
+	@test -n "$(KO)" || { echo "try: say which module: make try KO=path/to/my.ko" >&2; exit 2; }
+	@test -f "$(KO)" || { echo "try: $(KO) does not exist: build your module first (make -C $$(cat $(OUT)/kdir 2>/dev/null || echo KDIR) M=\$$PWD)" >&2; exit 2; }
+	@$(if $(EXERCISE),test -f "$(EXERCISE)" || { echo "try: the exercise script $(EXERCISE) does not exist" >&2; exit 2; })
+	@$(if $(KDIR),bash scripts/check-kdir.sh "$(KDIR)" $(ARCH))
+	@$(MAKE) -s --no-print-directory tool $(if $(KDIR),,kernel) ARCH=$(ARCH) >&2
+	@mkdir -p $(RESULTS)
+	@$(HOST_TOOL) vm --arch $(ARCH) --build-dir $(BUILD) --kernel $(KERNEL_IMAGE) \
+		--log $(RESULTS)/try-$(ARCH).log $(VM_SHAPE) --module $(KO) \
+		$(if $(EXERCISE),--file $(EXERCISE):/root/exercise/) \
+		-- check /lib/modules/$(notdir $(KO)) $(if $(filter command line environment,$(origin CYCLES)),--cycles $(CYCLES)) \
+		$(foreach p,$(PARAMS),--param $(p)) \
+		$(if $(EXERCISE),--exercise /root/exercise/$(notdir $(EXERCISE))) \
+		$(if $(FORMAT),--format $(FORMAT)); \
+	status=$$?; case $$status in \
+	0) ;; 1) echo "try: leaklab check exited 1: $(KO) leaks (or would not unload)" >&2 ;; \
+	3) echo "try: leaklab check exited 3: inconclusive, kmemleak kept changing: run it again" >&2 ;; \
+	*) echo "try: leaklab check exited $$status: the check could not be done (see the error above)" >&2 ;; \
+	esac; exit $$status
 
 test: setup
 	cd userspace && cargo build --release

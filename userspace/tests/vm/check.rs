@@ -336,3 +336,93 @@ fn check_init_calibration_and_stacks(arch: &str) {
 }
 
 on_both_arches!(check_init_calibration_and_stacks: check_failed_init_calibration_and_kthread_stack_x86_64, check_failed_init_calibration_and_kthread_stack_arm64);
+
+/// `make try` on a module built outside the project, as a driver author
+/// does: the verdict alone on stdout, make's status 2 with check's own
+/// status named on stderr when it leaks; clean, status 0, with JSON and
+/// with the kernel tree given as KDIR= (its bzImage boots, not the
+/// project's PVH image).
+#[test]
+#[ignore = "boots QEMU: run through 'make test'"]
+fn make_try_checks_a_module_built_outside_the_project() {
+    let repo = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let kdir = std::fs::read_to_string(build_dir().join("x86_64").join("kdir")).unwrap();
+    let kdir = kdir.trim();
+    let dir = build_dir().join("results").join("try-outside");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["Kbuild", "leaky_driver.c"] {
+        std::fs::copy(repo.join("examples/leaky_driver").join(f), dir.join(f)).unwrap();
+    }
+    let make = |args: &[&str]| {
+        let out = std::process::Command::new("make")
+            .args(args)
+            .env_remove("MAKEFLAGS")
+            .env_remove("MFLAGS")
+            .env_remove("MAKELEVEL")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stdout, stderr)
+    };
+    let m = format!("M={}", dir.display());
+    let (status, _, stderr) = make(&["-s", "-C", kdir, &m, "modules"]);
+    assert_eq!(status, Some(0), "building the module: {stderr}");
+    let ko = dir.join("leaky_driver.ko");
+    let poke = dir.join("poke.sh");
+    std::fs::write(
+        &poke,
+        "echo conditional_free > /sys/kernel/debug/leaky_driver/trigger\n",
+    )
+    .unwrap();
+    let repo = repo.display().to_string();
+    let ko = format!("KO={}", ko.display());
+
+    let (status, stdout, stderr) = make(&[
+        "-C",
+        &repo,
+        "--no-print-directory",
+        "try",
+        &ko,
+        "CYCLES=2",
+        "PARAMS=bug=error_path",
+        &format!("EXERCISE={}", poke.display()),
+    ]);
+    assert_eq!(status, Some(2), "stdout: {stdout}\nstderr: {stderr}");
+    // Two cycles of a 256-byte leak at load and a 128-byte one per write.
+    assert_eq!(
+        stdout.lines().last(),
+        Some(
+            "result: FAIL: leaky_driver leaked 4 object(s), 768 bytes, in 2 place(s) in 2 cycle(s)"
+        ),
+        "stdout: {stdout}"
+    );
+    assert!(
+        stdout.starts_with("leaklab check: leaky_driver "),
+        "stdout: {stdout}"
+    );
+    assert!(
+        stderr.contains("try: leaklab check exited 1: "),
+        "stderr: {stderr}"
+    );
+
+    let (status, stdout, stderr) = make(&[
+        "-C",
+        &repo,
+        "--no-print-directory",
+        "try",
+        &ko,
+        "FORMAT=json",
+        &format!("KDIR={kdir}"),
+    ]);
+    assert_eq!(status, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    let doc = Doc::<CheckRun>::parse(&stdout, &stderr);
+    assert_eq!((doc.cycles.len(), doc.objects()), (1, 0), "{doc:#}");
+    let log = std::fs::read_to_string(build_dir().join("results").join("try-x86_64.log")).unwrap();
+    let qemu = log.lines().next().unwrap_or_default();
+    assert!(
+        qemu.contains(&format!("-kernel {kdir}/arch/x86/boot/bzImage ")),
+        "KDIR's image was not booted: {qemu}"
+    );
+}
