@@ -230,8 +230,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             require_root(&cli.command.name())?;
         }
         // These load modules and change kmemleak's settings: on Ctrl-C or
-        // SIGTERM they undo both before they exit.
+        // SIGTERM they undo both before they exit, and on a panic too.
         interrupt::install()?;
+        crate::kernel::undo::install_panic_hook();
     }
     match cli.command {
         Cmd::Vm(a) => crate::vm::args::run(a, is_command),

@@ -17,6 +17,7 @@ use super::{
     kmsg::KmsgWatch,
     module::{Ko, ModuleLayout},
     thread::in_fresh_thread,
+    undo::{self, Noted},
 };
 
 /// The machine name `uname -m` gives for an ELF machine.
@@ -178,6 +179,8 @@ pub struct LoadedModule {
     name: String,
     loader: u32,
     loaded: bool,
+    /// Its unload, noted for a panic (which skips `drop`).
+    undo: Option<Noted>,
 }
 
 impl LoadedModule {
@@ -190,11 +193,20 @@ impl LoadedModule {
             load(ko)?;
             Ok(tid)
         })?;
-        Ok(Self {
+        Ok(Self::loaded(ko, loader))
+    }
+
+    /// The guard of `ko`, just loaded by the thread `loader`.
+    fn loaded(ko: &Ko, loader: u32) -> Self {
+        Self {
             name: ko.name().to_string(),
             loader,
             loaded: true,
-        })
+            undo: Some({
+                let name = ko.name().to_string();
+                undo::note(format!("unloaded {name}"), move || unload(&name))
+            }),
+        }
     }
 
     /// Loads `ko` with `params` from a thread of its own while another
@@ -236,11 +248,7 @@ impl LoadedModule {
             Attempt {
                 loader,
                 layout,
-                result: result.map(|()| Self {
-                    name: ko.name().to_string(),
-                    loader,
-                    loaded: true,
-                }),
+                result: result.map(|()| Self::loaded(ko, loader)),
             }
         })
     }
@@ -262,6 +270,7 @@ impl LoadedModule {
             match unload(&self.name) {
                 Ok(()) => {
                     self.loaded = false;
+                    self.undo = None;
                     return Ok(());
                 }
                 Err(e) if std::time::Instant::now() >= until || !in_use(&e) => return Err(e),
@@ -273,6 +282,7 @@ impl LoadedModule {
     /// Unloads it now; it is not tried again on drop, whatever the outcome.
     pub fn unload(&mut self) -> Result<()> {
         self.loaded = false;
+        self.undo = None;
         unload(&self.name)
     }
 }

@@ -1,7 +1,7 @@
 //! The running kernel as leaklab uses it: modules (object files, loading,
 //! their layout in memory), the kernel log, procfs figures, memory through
-//! /proc/kcore, signals, and threads whose kernel stacks do not outlive a
-//! step.
+//! /proc/kcore, signals, threads whose kernel stacks do not outlive a step,
+//! and the undo steps a panic runs.
 
 pub mod interrupt;
 pub mod kcore;
@@ -10,3 +10,4 @@ pub mod kmsg;
 pub mod module;
 pub mod procfs;
 pub mod thread;
+pub mod undo;

@@ -64,6 +64,11 @@ impl Kmemleak {
         }
     }
 
+    /// The control file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Sends one command (`scan`, `clear`, `scan=off`, ...).
     pub fn command(&self, cmd: &str) -> Result<()> {
         in_fresh_thread(|| self.command_here(cmd))

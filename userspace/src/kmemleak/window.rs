@@ -11,7 +11,11 @@ use super::{
     report::{self, Report},
     Kmemleak,
 };
-use crate::kernel::{interrupt, kmsg::KmsgWatch};
+use crate::kernel::{
+    interrupt,
+    kmsg::KmsgWatch,
+    undo::{self, Noted},
+};
 
 /// Whether kmemleak's auto-scan thread (the `kmemleak` kernel thread) runs.
 pub fn auto_scan_running() -> bool {
@@ -37,6 +41,8 @@ pub struct Window<'k> {
     kmemleak: &'k Kmemleak,
     kmsg: KmsgWatch,
     protocol: Protocol,
+    /// The restores, noted for a panic (which skips `drop`).
+    undo: Vec<Noted>,
 }
 
 /// The settled answer.
@@ -73,6 +79,7 @@ impl<'k> Window<'k> {
             kmemleak,
             kmsg: KmsgWatch::start()?,
             protocol: Protocol::with_stacks(stacks),
+            undo: Vec::new(),
         };
         let mut action = w.protocol.step(Event::Begin {
             auto_scan: auto_scan_running(),
@@ -82,6 +89,9 @@ impl<'k> Window<'k> {
             action = match action {
                 Action::StopAutoScan => {
                     let e = w.command("scan=off");
+                    if e.is_none() {
+                        w.note("scan=on");
+                    }
                     w.protocol.step(e.unwrap_or(Event::Now(Instant::now())))
                 }
                 Action::ScanAndClear => {
@@ -93,6 +103,9 @@ impl<'k> Window<'k> {
                 }
                 Action::StackScan(on) => {
                     let e = w.command(if on { "stack=on" } else { "stack=off" });
+                    if e.is_none() && !on {
+                        w.note("stack=on");
+                    }
                     w.protocol.step(e.unwrap_or(Event::Now(Instant::now())))
                 }
                 Action::Work => return Ok(w),
@@ -174,6 +187,15 @@ impl<'k> Window<'k> {
             }),
             _ => Err(self.failure()),
         }
+    }
+
+    /// Notes `cmd` as the restore of a setting the window changed, for a
+    /// panic ([`undo`]).
+    fn note(&mut self, cmd: &'static str) {
+        let kmemleak = self.kmemleak.clone();
+        let what = format!("wrote {cmd} to {}", kmemleak.path().display());
+        self.undo
+            .push(undo::note(what, move || kmemleak.command(cmd)));
     }
 
     /// Sends `cmd`; a refusal comes back as the event to feed.

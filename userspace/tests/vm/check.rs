@@ -250,7 +250,8 @@ on_both_arches!(check_cycles_and_exercise: check_attributes_ten_cycles_and_an_ex
 /// gives its documented count (24 objects and one per possible CPU). A
 /// buffer a sleeping kthread keeps in a local is no leak for `check`
 /// (task stacks scanned, module loaded during the scans), while kmemleak
-/// without stack scanning reports it: the case the setting is for.
+/// without stack scanning reports it: the case the setting is for. A
+/// panic leaves the module unloaded and kmemleak's auto-scan running.
 fn check_init_calibration_and_stacks(arch: &str) {
     let stack_off = "cat /sys/devices/system/cpu/possible\n\
         insmod /lib/modules/leaky_driver.ko keep_buffer_on_stack=1\n\
@@ -261,7 +262,12 @@ fn check_init_calibration_and_stacks(arch: &str) {
         echo scan > /sys/kernel/debug/kmemleak\n\
         cat /sys/kernel/debug/kmemleak\n\
         echo stack=on > /sys/kernel/debug/kmemleak\n\
-        rmmod leaky_driver\n";
+        rmmod leaky_driver\n\
+        LEAKLAB_PANIC_AT=check-loaded leaklab check /lib/modules/leaky_driver.ko > /dev/null 2> /tmp/panic\n\
+        echo \"panic-status $?\"\n\
+        echo \"still-loaded $(grep -c '^leaky_driver ' /proc/modules)\"\n\
+        echo \"auto-scan $(cat /proc/[0-9]*/comm 2> /dev/null | grep -cx kmemleak)\"\n\
+        cat /tmp/panic\n";
     let b = batch(
         arch,
         "init",

@@ -329,6 +329,7 @@ fn run_cycles(plan: &Plan, ko: &Ko, progress: &mut dyn FnMut(&str)) -> Result<Cy
             Err(LoadError::Refused(e)) => return Err(e),
         };
         record.loaded = true;
+        crate::kernel::undo::failpoint("check-loaded");
         for script in &plan.exercise {
             progress(&format!(
                 "cycle {n} of {}: running {}",
