@@ -196,7 +196,8 @@ pub enum Cmd {
         format: ResultFormatArg,
     },
     /// Load and unload kernel modules, scan kmemleak, and count the
-    /// unreferenced objects each module left behind.
+    /// unreferenced objects each module left behind. Exits 0 when every
+    /// module loaded, unloaded and leaked nothing, 1 otherwise.
     Census {
         #[command(flatten)]
         format: FormatArg,

@@ -7,6 +7,10 @@
 //! allocation is older than kmemleak's minimum age, repeating until two scans
 //! in a row report the same set. Reports are attributed to a module by their
 //! frames: a `[module]` tag, or a bare address inside a recorded section.
+//!
+//! The verdict fails when a module leaked (objects attributed to it), or
+//! did not load or unload; it is inconclusive when kmemleak's set did not
+//! settle.
 
 use std::{
     collections::BTreeMap,
@@ -92,14 +96,53 @@ pub struct Census {
     pub stable: Option<bool>,
 }
 
+impl Census {
+    /// What makes the census fail, module by module: a leak, a load or an
+    /// unload that did not happen.
+    fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for m in &self.modules {
+            let name = m
+                .name
+                .clone()
+                .unwrap_or_else(|| m.path.display().to_string());
+            if !m.loaded {
+                out.push(format!("{name} did not load"));
+            } else if !m.unloaded {
+                out.push(format!("{name} did not unload"));
+            }
+            if m.leaks.objects > 0 {
+                out.push(format!(
+                    "{name} leaked {} object(s), {} bytes",
+                    m.leaks.objects, m.leaks.bytes
+                ));
+            }
+        }
+        out
+    }
+}
+
 impl Outcome for Census {
-    /// Passes when every module loaded and unloaded; inconclusive when
-    /// kmemleak's set did not settle.
+    /// Passes when every module loaded, unloaded and has no leak
+    /// attributed to it; fails otherwise (the README's "1 leaks"); is
+    /// inconclusive when kmemleak's set did not settle, whatever it held.
+    /// Reports of no module's (the kernel's own) do not fail it.
     fn verdict(&self) -> Verdict {
         if self.stable == Some(false) {
             return Verdict::Inconclusive;
         }
-        Verdict::of(self.modules.iter().all(|m| m.loaded && m.unloaded))
+        Verdict::of(self.problems().is_empty())
+    }
+
+    fn summary(&self) -> String {
+        match self.verdict() {
+            Verdict::Inconclusive => "INCONCLUSIVE: kmemleak's reports were still changing when the scans ran out: run it again".into(),
+            Verdict::Passed => format!(
+                "ok: {} module(s) loaded and unloaded, no leaks",
+                self.modules.len()
+            ),
+            Verdict::Failed => format!("FAIL: {}", self.problems().join("; ")),
+        }
     }
 
     /// A short table for people.
@@ -255,4 +298,52 @@ fn debugfs_entries(name: &str) -> BTreeMap<String, DebugfsFile> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn census(leaked: usize, stable: Option<bool>) -> Census {
+        Census {
+            schema: "leaklab.census/1",
+            kernel: "6.12.0".into(),
+            modules: vec![ModuleResult {
+                path: "/lib/modules/kmemleak-test.ko".into(),
+                name: Some("kmemleak_test".into()),
+                loaded: true,
+                unloaded: true,
+                debugfs: BTreeMap::new(),
+                error: None,
+                leaks: LeakCount {
+                    objects: leaked,
+                    bytes: 32 * leaked as u64,
+                },
+            }],
+            unattributed: LeakCount {
+                objects: 3,
+                bytes: 96,
+            },
+            scans: 2,
+            stable,
+        }
+    }
+
+    #[test]
+    fn a_module_that_leaks_fails_the_census() {
+        let leaky = census(25, Some(true));
+        assert_eq!(leaky.verdict(), Verdict::Failed);
+        assert_eq!(
+            leaky.summary(),
+            "FAIL: kmemleak_test leaked 25 object(s), 800 bytes"
+        );
+        assert_eq!(census(25, None).verdict(), Verdict::Failed);
+        // The kernel's own reports (not a module's) do not fail it.
+        assert_eq!(census(0, Some(true)).verdict(), Verdict::Passed);
+        assert_eq!(census(25, Some(false)).verdict(), Verdict::Inconclusive);
+        let mut stuck = census(0, Some(true));
+        stuck.modules[0].unloaded = false;
+        assert_eq!(stuck.verdict(), Verdict::Failed);
+        assert_eq!(stuck.summary(), "FAIL: kmemleak_test did not unload");
+    }
 }
