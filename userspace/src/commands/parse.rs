@@ -156,8 +156,12 @@ impl Outcome for Grouped {
                 .clone()
                 .or_else(|| g.module.clone())
                 .unwrap_or_else(|| {
+                    // A bare address is a module's frame the kernel could
+                    // not name: the module was unloaded, or it is still
+                    // loaded and the frame is in its init code, freed once
+                    // init returned.
                     if bare {
-                        "a module no longer loaded (--ko/--sections name it)".into()
+                        "a module's frames without symbols (parse --ko/--sections name them)".into()
                     } else {
                         "kernel".into()
                     }
@@ -323,6 +327,19 @@ mod tests {
         let json = serde_json::to_value(parse_log(&log, Format::Json)).unwrap();
         assert_eq!(json["announced"], 2, "{json:#}");
         assert_schema(&json);
+    }
+
+    #[test]
+    fn bare_frames_are_a_modules_loaded_or_not() {
+        // Read while the module is loaded, its init (freed after it ran)
+        // prints bare: the group is not called "no longer loaded".
+        let file: String = REPORT.lines().map(|l| format!("{}\n", &l[25..])).collect();
+        let text = human(&parse_log(&file, Format::Human));
+        assert!(
+            text.contains("1 x, 32 bytes, a module's frames without symbols (parse --ko/--sections name them): 0xffffffffa000023a\n"),
+            "{text}"
+        );
+        assert!(!text.contains("no longer loaded"), "{text}");
     }
 
     #[test]
