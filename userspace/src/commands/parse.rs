@@ -330,6 +330,41 @@ mod tests {
     }
 
     #[test]
+    fn scan_names_the_module_whose_status_show_leaked_a_kasprintf_string() {
+        // As `scan` groups what kmemleak holds (no --ko): read while the
+        // module was loaded, and after it was unloaded.
+        let loaded = "unreferenced object 0xffff888004b3c2a0 (size 16):
+  comm \"cat\", pid 212, jiffies 4294893012
+  backtrace (crc 5e8a2b1c):
+    __kmalloc_node_track_caller_noprof+0x1f3/0x3e0
+    kvasprintf+0x6a/0xd0
+    kasprintf+0x4e/0x70
+    status_show+0x1c/0x60 [mydrv]
+    seq_read_iter+0x11f/0x460
+    seq_read+0xfa/0x130
+    full_proxy_read+0x55/0x80
+    vfs_read+0xb0/0x370
+";
+        let unloaded = loaded.replace("status_show+0x1c/0x60 [mydrv]", "0xffffffffa0000016");
+        let scan = |text: &str| {
+            let reports = crate::kmemleak::report::parse(text);
+            let head = serde_json::json!({"schema": "leaklab.scan/1"});
+            human(&Grouped::of(&reports, &Symbolizer::default(), head, true).unwrap())
+        };
+        let text = scan(loaded);
+        assert!(
+            text.contains("\n1 x, 16 bytes, mydrv: status_show+0x1c\n"),
+            "{text}"
+        );
+        let text = scan(&unloaded);
+        assert!(
+            text.contains("\n1 x, 16 bytes, a module's frames without symbols (parse --ko/--sections name them): 0xffffffffa0000016\n"),
+            "{text}"
+        );
+        assert!(!text.contains("kernel:"), "{text}");
+    }
+
+    #[test]
     fn bare_frames_are_a_modules_loaded_or_not() {
         // Read while the module is loaded, its init (freed after it ran)
         // prints bare: the group is not called "no longer loaded".
