@@ -491,6 +491,60 @@ mod tests {
         assert_eq!(a.module.as_deref(), Some("drm"));
     }
 
+    /// A module's `status_show` formats a string with kasprintf and loses
+    /// it, read while the module is loaded (its frames carry `[mydrv]`).
+    const KASPRINTF: &str = "unreferenced object 0xffff888004b3c2a0 (size 16):
+  comm \"cat\", pid 212, jiffies 4294893012
+  backtrace (crc 5e8a2b1c):
+    __kmalloc_node_track_caller_noprof+0x1f3/0x3e0
+    kvasprintf+0x6a/0xd0
+    kasprintf+0x4e/0x70
+    status_show+0x1c/0x60 [mydrv]
+    seq_read_iter+0x11f/0x460
+    seq_read+0xfa/0x130
+    full_proxy_read+0x55/0x80
+    vfs_read+0xb0/0x370
+";
+
+    /// [`KASPRINTF`] read after the module was unloaded: its frame is bare.
+    fn kasprintf_unloaded() -> String {
+        KASPRINTF.replace("status_show+0x1c/0x60 [mydrv]", "0xffffffffa0000016")
+    }
+
+    #[test]
+    fn kasprintf_for_a_module_is_the_modules_leak() {
+        // kasprintf formats a string for its caller: the culprit is the
+        // module's status_show, and the leak the module's.
+        let a = one(KASPRINTF);
+        assert_eq!(a.module.as_deref(), Some("mydrv"));
+        assert!(
+            a.culprit
+                .as_deref()
+                .is_some_and(|c| c.starts_with("status_show")),
+            "{a:?}"
+        );
+        assert_eq!(a.title.as_deref(), Some("memory leak in status_show"));
+        // Read after unload, not symbolized: the culprit is the module's
+        // bare frame, not kasprintf (which would read as the kernel's).
+        let a = one(&kasprintf_unloaded());
+        assert_eq!(a.culprit.as_deref(), Some("0xffffffffa0000016"), "{a:?}");
+        assert_eq!((a.module, a.title), (None, None));
+        // With the module's recorded sections, the bare frame is mydrv's.
+        let mut sym = Symbolizer::default();
+        sym.add_layout(crate::kernel::module::ModuleLayout {
+            name: "mydrv".into(),
+            sections: vec![crate::kernel::module::Section {
+                name: ".text".into(),
+                address: 0xffffffffa0000000,
+                size: 0x1000,
+            }],
+            loader: None,
+        });
+        let a = attribute(&parse(&kasprintf_unloaded())[0], &sym);
+        assert_eq!(a.module.as_deref(), Some("mydrv"));
+        assert_eq!(a.culprit.as_deref(), Some(".text+0x16"));
+    }
+
     #[test]
     fn a_bare_address_is_a_culprit_without_a_title() {
         // A module unloaded before the report was read, not symbolized.

@@ -141,7 +141,8 @@ pub enum Cmd {
     /// Parse kmemleak reports from a saved kmemleak file or a kernel log
     /// (dmesg, journal, serial console) and print them grouped by backtrace,
     /// symbolized against a module's .ko when given. Exits 1 when there are
-    /// reports.
+    /// reports, 3 when a log announces suspected leaks but holds none of
+    /// their reports (booted without kmemleak.verbose=1).
     Parse {
         /// The input file; `-` or nothing reads standard input.
         input: Option<PathBuf>,
@@ -196,7 +197,8 @@ pub enum Cmd {
         format: ResultFormatArg,
     },
     /// Load and unload kernel modules, scan kmemleak, and count the
-    /// unreferenced objects each module left behind.
+    /// unreferenced objects each module left behind. Exits 0 when every
+    /// module loaded, unloaded and leaked nothing, 1 otherwise.
     Census {
         #[command(flatten)]
         format: FormatArg,

@@ -29,6 +29,9 @@ pub struct Grouped {
     groups: Vec<Group>,
     /// kmemleak's set settled (a saved file's always counts as settled).
     settled: bool,
+    /// The suspected leaks the input's kernel log announced
+    /// (`kmemleak: N new suspected memory leaks`; `parse` only).
+    announced: u64,
 }
 
 impl Serialize for Grouped {
@@ -55,7 +58,35 @@ impl Grouped {
             garbled,
             groups,
             settled: true,
+            announced: 0,
         })
+    }
+
+    /// The same, from a log that announced `announced` suspected leaks
+    /// (JSON: `announced`, when there were any).
+    fn announcing(mut self, announced: u64) -> Self {
+        if announced > 0 {
+            self.json["announced"] = announced.into();
+        }
+        Self { announced, ..self }
+    }
+
+    /// Whether the log announced more leaks than it holds reports of
+    /// (a log of a kernel booted without `kmemleak.verbose=1`).
+    fn missing_reports(&self) -> bool {
+        self.announced > self.count as u64
+    }
+
+    /// What to say of a log that announced leaks it does not hold.
+    fn missing_note(&self) -> String {
+        let held = match self.count {
+            0 => "no reports".to_string(),
+            k => format!("only {k} report(s)"),
+        };
+        format!(
+            "the log announces {} suspected leak(s) but holds {held}: boot with kmemleak.verbose=1 or read /sys/kernel/debug/kmemleak (leaklab scan)",
+            self.announced
+        )
     }
 
     /// `reports`, from a scan whose set `settled` or not, grouped with `sym`.
@@ -74,9 +105,18 @@ impl Grouped {
 
 impl Outcome for Grouped {
     /// Fails when there are reports; inconclusive when kmemleak's set was
-    /// still changing (`scan`).
+    /// still changing (`scan`), or when a log announces suspected leaks
+    /// and holds none of their reports (`parse`).
+    ///
+    /// The latter is not a pass, since kmemleak did suspect leaks, and not
+    /// a failure either: kmemleak reports an object that it later finds
+    /// referenced again no more (its file drops it), so an announcement
+    /// alone is no leak the tool can show, and nothing in the log says
+    /// what or where it was. The answer is elsewhere (the reports, from
+    /// `kmemleak.verbose=1` or the kmemleak file), as for an unsettled
+    /// scan: exit 3. A log that holds some of its reports fails on those.
     fn verdict(&self) -> Verdict {
-        if !self.settled {
+        if !self.settled || (self.count == 0 && self.missing_reports()) {
             return Verdict::Inconclusive;
         }
         Verdict::of(self.count == 0)
@@ -85,6 +125,9 @@ impl Outcome for Grouped {
     fn summary(&self) -> String {
         if !self.settled {
             return "INCONCLUSIVE: kmemleak's reports were still changing when the scans ran out: run it again".into();
+        }
+        if self.count == 0 && self.missing_reports() {
+            return format!("INCONCLUSIVE: {}", self.missing_note());
         }
         match self.count {
             0 => "ok: no reports".into(),
@@ -103,6 +146,9 @@ impl Outcome for Grouped {
                 String::new()
             }
         );
+        if self.missing_reports() {
+            s += &format!("note: {}\n", self.missing_note());
+        }
         for g in &self.groups {
             let bare = g.culprit.as_deref().is_some_and(|c| c.starts_with("0x"));
             let owner = g
@@ -110,8 +156,12 @@ impl Outcome for Grouped {
                 .clone()
                 .or_else(|| g.module.clone())
                 .unwrap_or_else(|| {
+                    // A bare address is a module's frame the kernel could
+                    // not name: the module was unloaded, or it is still
+                    // loaded and the frame is in its init code, freed once
+                    // init returned.
                     if bare {
-                        "a module no longer loaded (--ko/--sections name it)".into()
+                        "a module's frames without symbols (parse --ko/--sections name them)".into()
                     } else {
                         "kernel".into()
                     }
@@ -168,7 +218,7 @@ pub fn run(
     // Human output keeps the groups only; JSON lists every report as well.
     let keep = format == Format::Json;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (tally, reports) = parse_parallel(
+    let parsed = parse_parallel(
         read,
         threads,
         1 << 20,
@@ -185,15 +235,17 @@ pub fn run(
         },
     )
     .with_context(|| format!("reading {source}"))?;
+    let (tally, reports) = parsed.reports;
     let (count, garbled) = (tally.reports(), tally.garbled());
     let groups = tally.group(&sym);
-    Grouped::new(
+    Ok(Grouped::new(
         &reports,
         count,
         garbled,
         groups,
         serde_json::json!({"schema": "leaklab.parse/1"}),
-    )
+    )?
+    .announcing(parsed.announced))
 }
 
 /// `file` mapped into memory when it is a regular file worth it (1 MiB or
@@ -213,4 +265,140 @@ fn map_file(file: &File) -> Option<memmap2::Mmap> {
     // (logrotate's copytruncate) ends the run with SIGBUS; the README says
     // to pipe a log that is being rotated.
     unsafe { memmap2::Mmap::map(file) }.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::human;
+
+    /// What kmemleak prints after a scan that found `n` new leaks.
+    fn announcement(n: u32) -> String {
+        format!("[   12.345678] kmemleak: {n} new suspected memory leaks (see /sys/kernel/debug/kmemleak)\n")
+    }
+
+    const REPORT: &str =
+        "[   12.300000] kmemleak: unreferenced object 0xffff888003a8e000 (size 32):
+[   12.300000] kmemleak:   comm \"insmod\", pid 18, jiffies 4294892816
+[   12.300000] kmemleak:   backtrace (crc 1):
+[   12.300000] kmemleak:     __kmalloc_cache_noprof+0x104/0x114
+[   12.300000] kmemleak:     0xffffffffa000023a
+";
+
+    /// `log` parsed from a file, in `format`.
+    fn parse_log(log: &str, format: Format) -> Grouped {
+        let path = std::env::temp_dir().join(format!(
+            "leaklab-parse-announced-{}-{:?}.log",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::write(&path, log).unwrap();
+        let g = run(Some(&path), None, format).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        g
+    }
+
+    fn assert_schema(doc: &serde_json::Value) {
+        let schema: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../Documentation/schema/leaklab-1.schema.json"
+        ))
+        .unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = validator.iter_errors(doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}: {doc:#}");
+    }
+
+    #[test]
+    fn a_log_that_announces_leaks_without_their_reports_is_inconclusive() {
+        // A kernel booted without kmemleak.verbose=1: the announcements only.
+        let log = format!(
+            "[    5.100000] virtio_blk virtio0: [vda] 8 512-byte logical blocks\n{}",
+            announcement(2)
+        );
+        let g = parse_log(&log, Format::Human);
+        let text = human(&g);
+        assert!(text.starts_with("0 reports in 0 groups\nnote: the log announces 2 suspected leak(s) but holds no reports: boot with kmemleak.verbose=1 or read /sys/kernel/debug/kmemleak (leaklab scan)\n"), "{text}");
+        assert_eq!(g.verdict(), Verdict::Inconclusive);
+        assert_eq!(g.verdict().exit_status(), 3);
+        assert!(
+            text.ends_with("result: INCONCLUSIVE: the log announces 2 suspected leak(s) but holds no reports: boot with kmemleak.verbose=1 or read /sys/kernel/debug/kmemleak (leaklab scan)\n"),
+            "{text}"
+        );
+        let json = serde_json::to_value(parse_log(&log, Format::Json)).unwrap();
+        assert_eq!(json["announced"], 2, "{json:#}");
+        assert_schema(&json);
+    }
+
+    #[test]
+    fn scan_names_the_module_whose_status_show_leaked_a_kasprintf_string() {
+        // As `scan` groups what kmemleak holds (no --ko): read while the
+        // module was loaded, and after it was unloaded.
+        let loaded = "unreferenced object 0xffff888004b3c2a0 (size 16):
+  comm \"cat\", pid 212, jiffies 4294893012
+  backtrace (crc 5e8a2b1c):
+    __kmalloc_node_track_caller_noprof+0x1f3/0x3e0
+    kvasprintf+0x6a/0xd0
+    kasprintf+0x4e/0x70
+    status_show+0x1c/0x60 [mydrv]
+    seq_read_iter+0x11f/0x460
+    seq_read+0xfa/0x130
+    full_proxy_read+0x55/0x80
+    vfs_read+0xb0/0x370
+";
+        let unloaded = loaded.replace("status_show+0x1c/0x60 [mydrv]", "0xffffffffa0000016");
+        let scan = |text: &str| {
+            let reports = crate::kmemleak::report::parse(text);
+            let head = serde_json::json!({"schema": "leaklab.scan/1"});
+            human(&Grouped::of(&reports, &Symbolizer::default(), head, true).unwrap())
+        };
+        let text = scan(loaded);
+        assert!(
+            text.contains("\n1 x, 16 bytes, mydrv: status_show+0x1c\n"),
+            "{text}"
+        );
+        let text = scan(&unloaded);
+        assert!(
+            text.contains("\n1 x, 16 bytes, a module's frames without symbols (parse --ko/--sections name them): 0xffffffffa0000016\n"),
+            "{text}"
+        );
+        assert!(!text.contains("kernel:"), "{text}");
+    }
+
+    #[test]
+    fn bare_frames_are_a_modules_loaded_or_not() {
+        // Read while the module is loaded, its init (freed after it ran)
+        // prints bare: the group is not called "no longer loaded".
+        let file: String = REPORT.lines().map(|l| format!("{}\n", &l[25..])).collect();
+        let text = human(&parse_log(&file, Format::Human));
+        assert!(
+            text.contains("1 x, 32 bytes, a module's frames without symbols (parse --ko/--sections name them): 0xffffffffa000023a\n"),
+            "{text}"
+        );
+        assert!(!text.contains("no longer loaded"), "{text}");
+    }
+
+    #[test]
+    fn a_log_with_some_of_its_reports_fails_on_them_and_says_what_is_missing() {
+        // Two scans announced 1 and 2; one report was printed.
+        let log = format!("{REPORT}{}{}", announcement(1), announcement(2));
+        let g = parse_log(&log, Format::Json);
+        assert_eq!(g.verdict(), Verdict::Failed);
+        assert!(human(&g).contains("note: the log announces 3 suspected leak(s) but holds only 1 report(s): boot with kmemleak.verbose=1"));
+        let json = serde_json::to_value(&g).unwrap();
+        assert_eq!(json["announced"], 3, "{json:#}");
+        assert_schema(&json);
+        // With kmemleak.verbose=1, every announced leak's report is there.
+        let g = parse_log(&format!("{REPORT}{}", announcement(1)), Format::Human);
+        assert_eq!(g.verdict(), Verdict::Failed);
+        assert!(!human(&g).contains("note:"), "{}", human(&g));
+        // A kmemleak file announces nothing: no field.
+        let file: String = REPORT.lines().map(|l| format!("{}\n", &l[25..])).collect();
+        let json = serde_json::to_value(parse_log(&file, Format::Json)).unwrap();
+        assert_eq!(
+            json["reports"].as_array().map(Vec::len),
+            Some(1),
+            "{json:#}"
+        );
+        assert!(json.get("announced").is_none(), "{json:#}");
+    }
 }

@@ -253,6 +253,12 @@ impl LoadedModule {
         })
     }
 
+    /// The thread that loaded it: kmemleak's `pid` of what its init
+    /// allocated.
+    pub fn loader(&self) -> u32 {
+        self.loader
+    }
+
     /// Records where its sections are (`ko` is its object file), with the
     /// loading thread, so that frames of its init read right after unload.
     pub fn layout(&self, ko: &Ko) -> Result<ModuleLayout> {

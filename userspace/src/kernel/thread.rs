@@ -21,3 +21,10 @@ pub fn in_fresh_thread<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<
             .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
     })
 }
+
+/// The thread id of a thread created now: kmemleak's `pid` of a task grows
+/// with the time it was created (until pids wrap), so such a mark tells
+/// the tasks created before it from those created after.
+pub fn pid_mark() -> Result<u32> {
+    in_fresh_thread(|| Ok(nix::unistd::gettid().as_raw() as u32))
+}

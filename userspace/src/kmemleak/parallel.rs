@@ -1,7 +1,18 @@
 //! Reading reports on every core: the input cut into chunks at report
 //! headers, each parsed on its own, joined in input order.
 
-use super::report::{Block, Parser};
+use super::report::{announced_in, Block, Parser};
+
+/// What [`parse_parallel`] read.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Parsed<A> {
+    /// What `add` and `append` made of the reports.
+    pub reports: A,
+    /// The suspected leaks the input's kernel log lines announce
+    /// (`kmemleak: N new suspected memory leaks`), all together: without
+    /// `kmemleak.verbose=1` a log announces leaks but holds no reports.
+    pub announced: u64,
+}
 
 /// What [`parse_parallel`] reads.
 pub enum Input<'a> {
@@ -22,6 +33,7 @@ pub enum Input<'a> {
 /// results are joined in input order with `append`. A chunk whose parse on
 /// its own could differ from reading on (it starts inside a report, or the
 /// log state before it matters) is read again after the chunks before it.
+/// The announcements of leaks are counted too, each line once.
 pub fn parse_parallel<'a, A: Send>(
     input: Input<'a>,
     threads: usize,
@@ -29,7 +41,7 @@ pub fn parse_parallel<'a, A: Send>(
     new: impl Fn() -> A + Sync,
     add: impl Fn(&mut A, &Block) + Sync,
     mut append: impl FnMut(&mut A, A) + Send,
-) -> std::io::Result<A> {
+) -> std::io::Result<Parsed<A>> {
     use std::borrow::Cow;
     use std::sync::{mpsc, Mutex};
 
@@ -37,6 +49,7 @@ pub fn parse_parallel<'a, A: Send>(
         data: Cow<'d, [u8]>,
         tally: A,
         parser: Parser,
+        announced: u64,
     }
     let chunk = chunk.max(1);
     enum Source<'s> {
@@ -68,10 +81,12 @@ pub fn parse_parallel<'a, A: Send>(
                         add(&mut tally, b);
                     }
                 });
+                let announced = announced_in(&data);
                 let done = Done {
                     data,
                     tally,
                     parser,
+                    announced,
                 };
                 if to_merge.send((i, done)).is_err() {
                     break;
@@ -84,6 +99,7 @@ pub fn parse_parallel<'a, A: Send>(
         let merge = scope.spawn(move || {
             let mut acc = new();
             let mut p = Parser::new();
+            let mut announced: u64 = 0;
             let mut waiting = std::collections::BTreeMap::new();
             let mut next = 0;
             let mut released = 0;
@@ -91,6 +107,7 @@ pub fn parse_parallel<'a, A: Send>(
                 waiting.insert(i, d);
                 while let Some(d) = waiting.remove(&next) {
                     next += 1;
+                    announced = announced.saturating_add(d.announced);
                     let first = d.data.split(|&b| b == b'\n').next().unwrap_or(&[]);
                     if p.joins_at(without_cr(&String::from_utf8_lossy(first))) {
                         if let Some(b) = p.finish() {
@@ -116,7 +133,7 @@ pub fn parse_parallel<'a, A: Send>(
                     }
                 }
             }
-            (acc, p)
+            (acc, p, announced)
         });
         // The reader: chunks of whole lines, cut before a report header.
         let send = |index: &mut usize, data: Cow<'a, [u8]>| {
@@ -185,7 +202,7 @@ pub fn parse_parallel<'a, A: Send>(
             send(&mut index, lines);
         }
         drop(to_workers);
-        let (mut acc, mut p) = match merge.join() {
+        let (mut acc, mut p, mut announced) = match merge.join() {
             Ok(r) => r,
             Err(e) => std::panic::resume_unwind(e),
         };
@@ -194,11 +211,15 @@ pub fn parse_parallel<'a, A: Send>(
         }
         if !tail.is_empty() {
             p.cut(&String::from_utf8_lossy(&tail));
+            announced = announced.saturating_add(announced_in(&tail));
         }
         if let Some(b) = p.finish() {
             add(&mut acc, b);
         }
-        Ok(acc)
+        Ok(Parsed {
+            reports: acc,
+            announced,
+        })
     })
 }
 

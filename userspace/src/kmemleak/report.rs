@@ -398,6 +398,35 @@ impl Parser {
     }
 }
 
+/// What kmemleak prints after a scan that found new suspected leaks, with or
+/// without `kmemleak.verbose=1` (the reports themselves only with it):
+/// `kmemleak: 2 new suspected memory leaks (see /sys/kernel/debug/kmemleak)`.
+const ANNOUNCEMENT: &str = "new suspected memory leak";
+
+/// The number of suspected leaks a kernel log line announces (see
+/// [`ANNOUNCEMENT`]), behind any log prefix.
+pub fn announced(line: &str) -> Option<u64> {
+    let body = log_body(line).unwrap_or(line);
+    let rest = body.trim_start().strip_prefix("kmemleak: ")?;
+    let (n, rest) = rest.split_once(' ')?;
+    if !rest.starts_with(ANNOUNCEMENT) {
+        return None;
+    }
+    n.parse().ok()
+}
+
+/// The suspected leaks the lines of `bytes` announce together (each scan
+/// announces only the leaks it found new, so they add up).
+pub fn announced_in(bytes: &[u8]) -> u64 {
+    memchr::memmem::find_iter(bytes, ANNOUNCEMENT.as_bytes())
+        .filter_map(|at| {
+            let start = memchr::memrchr(b'\n', &bytes[..at]).map_or(0, |i| i + 1);
+            let end = memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i);
+            announced(&String::from_utf8_lossy(&bytes[start..end]))
+        })
+        .fold(0, u64::saturating_add)
+}
+
 /// Parses all reports in `text` (a kmemleak file or a kernel log).
 pub fn parse(text: &str) -> Vec<Report> {
     let mut out = Vec::new();

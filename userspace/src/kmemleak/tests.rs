@@ -201,9 +201,14 @@ fn reads_reports_from_kernel_logs() {
     }
 }
 
-/// `text` read by [`parse_parallel`] in chunks of `chunk` bytes,
-/// Read as a mapped file and as a stream, which must agree.
+/// `text` read by [`parse_parallel`] in chunks of `chunk` bytes: its reports.
 fn parallel(text: &[u8], chunk: usize, threads: usize) -> Vec<Report> {
+    parallel_parsed(text, chunk, threads).reports
+}
+
+/// `text` read by [`parse_parallel`] in chunks of `chunk` bytes, in memory,
+/// as a mapped file and as a stream, which must agree.
+fn parallel_parsed(text: &[u8], chunk: usize, threads: usize) -> Parsed<Vec<Report>> {
     let run = |input| {
         parse_parallel(
             input,
@@ -441,4 +446,37 @@ fn percpu_header_and_garbage_are_kept() {
     let r = parse("unreferenced object 0xzz (size\n");
     assert_eq!(r.len(), 1);
     assert!(r[0].garbled);
+}
+
+#[test]
+fn announcements_of_leaks_are_counted_once_in_any_chunking() {
+    // Without kmemleak.verbose=1: two scans announce 2 and 3 leaks, no
+    // report follows; with it (as_log), one report and its announcement.
+    let quiet = "[    5.100000] virtio_blk virtio0: [vda] 8 512-byte logical blocks\n\
+        [   12.345678] kmemleak: 2 new suspected memory leaks (see /sys/kernel/debug/kmemleak)\n\
+        [   13.000000] kmemleak: Automatic memory scanning thread ended\n\
+        @1 kmemleak: 9 new suspected memory leaks, says a program\n\
+        Jan  1 00:00:20 host kernel: kmemleak: 3 new suspected memory leaks (see /sys/kernel/debug/kmemleak)\n";
+    // Also with the last line cut short of its newline.
+    for text in [quiet.to_string(), quiet.trim_end().to_string()] {
+        for chunk in [16, 64, 1 << 20] {
+            let p = parallel_parsed(text.as_bytes(), chunk, 2);
+            assert_eq!(
+                (p.reports.len(), p.announced),
+                (0, 5),
+                "chunk {chunk}: {text}"
+            );
+        }
+    }
+    let verbose = as_log("[    6.874545] ");
+    let p = parallel_parsed(verbose.as_bytes(), 32, 2);
+    assert_eq!((p.reports.len(), p.announced), (1, 1));
+    assert_eq!(
+        announced("<6>kmemleak: 1 new suspected memory leaks (see /sys/kernel/debug/kmemleak)"),
+        Some(1)
+    );
+    assert_eq!(
+        announced("kmemleak: Kernel memory leak detector initialized"),
+        None
+    );
 }

@@ -33,7 +33,8 @@ pub mod exit {
     /// (one line on stderr says what to do).
     pub const ERROR: u8 = 2;
     /// The run worked but its answer cannot be trusted: kmemleak's set of
-    /// reports was still changing when the scans ran out. Run it again.
+    /// reports was still changing when the scans ran out (run it again), or
+    /// a log announces suspected leaks but holds none of their reports.
     pub const INCONCLUSIVE: u8 = 3;
     // Stopped by a signal: 128 + the signal's number (130 for SIGINT, 143
     // for SIGTERM), after the cleanup (`kernel::interrupt`).
@@ -46,7 +47,8 @@ pub enum Verdict {
     Passed,
     /// Not as required.
     Failed,
-    /// No trustworthy answer: kmemleak's reports did not settle.
+    /// No trustworthy answer: kmemleak's reports did not settle, or the
+    /// input announces leaks without their reports.
     Inconclusive,
 }
 
