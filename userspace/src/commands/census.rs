@@ -30,7 +30,7 @@ use crate::{
         kmod::LoadedModule,
         module::{Ko, ModuleLayout},
         procfs::kernel_release,
-        thread::{in_fresh_thread, pid_mark},
+        thread::{in_fresh_thread, pid_mark, PidMarks},
     },
     kmemleak::{
         report::{self, Report},
@@ -344,18 +344,18 @@ fn load_of(r: &Report, name: &str, loads: &[Load], end: u32) -> Option<usize> {
         if let Some(&i) = candidates.iter().find(|&&i| loads[i].loader == Some(pid)) {
             return Some(i);
         }
-        let mut marks: Vec<(Option<usize>, u32)> = loads
-            .iter()
-            .enumerate()
-            .filter_map(|(i, l)| Some((Some(i), l.loader?)))
-            .collect();
-        marks.push((None, end));
-        if marks.windows(2).all(|w| w[0].1 < w[1].1) {
-            let k = marks.partition_point(|&(_, start)| start <= pid);
-            if let Some(i) = k.checked_sub(1).and_then(|k| marks[k].0) {
-                if of_name(&i) {
-                    return Some(i);
-                }
+        let mut marks = PidMarks::default();
+        let mut which = Vec::new();
+        for (i, l) in loads.iter().enumerate() {
+            if let Some(loader) = l.loader {
+                marks.push(loader);
+                which.push(i);
+            }
+        }
+        marks.push(end);
+        if let Some(&i) = marks.step_of(pid).and_then(|k| which.get(k)) {
+            if of_name(&i) {
+                return Some(i);
             }
         }
     }

@@ -28,3 +28,60 @@ pub fn in_fresh_thread<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<
 pub fn pid_mark() -> Result<u32> {
     in_fresh_thread(|| Ok(nix::unistd::gettid().as_raw() as u32))
 }
+
+/// Pid marks taken in order: the first task of each step (a thread made
+/// for it), then one taken after the last step. Which step created a task
+/// follows from its pid, while pids do not wrap around.
+#[derive(Debug, Default, Clone)]
+pub struct PidMarks {
+    starts: Vec<u32>,
+}
+
+impl PidMarks {
+    /// Adds the next mark.
+    pub fn push(&mut self, pid: u32) {
+        self.starts.push(pid);
+    }
+
+    /// The step (from 0) whose tasks include `pid`: its mark at or below
+    /// `pid`, the next mark above. `None` before the first mark, at or
+    /// after the last, and when the pids wrapped between two marks.
+    pub fn step_of(&self, pid: u32) -> Option<usize> {
+        if self.starts.windows(2).any(|w| w[0] >= w[1]) {
+            return None;
+        }
+        let i = self.starts.partition_point(|&s| s <= pid);
+        (i >= 1 && i < self.starts.len()).then_some(i - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PidMarks;
+
+    fn marks(starts: &[u32]) -> PidMarks {
+        let mut m = PidMarks::default();
+        starts.iter().for_each(|&s| m.push(s));
+        m
+    }
+
+    #[test]
+    fn pids_fall_in_the_step_that_created_them() {
+        let m = marks(&[100, 110, 125, 130]);
+        assert_eq!(m.step_of(99), None);
+        assert_eq!(m.step_of(100), Some(0));
+        assert_eq!(m.step_of(109), Some(0));
+        assert_eq!(m.step_of(110), Some(1));
+        assert_eq!(m.step_of(129), Some(2));
+        assert_eq!(m.step_of(130), None);
+        // A kworker started at boot belongs to no step.
+        assert_eq!(m.step_of(7), None);
+    }
+
+    #[test]
+    fn wrapped_pids_tell_no_step() {
+        let m = marks(&[32760, 5, 12]);
+        assert_eq!(m.step_of(32761), None);
+        assert_eq!(m.step_of(6), None);
+    }
+}

@@ -33,7 +33,7 @@ use crate::{
         kmod::{self, init_error, LoadError, LoadedModule},
         module::{Ko, ModuleLayout},
         procfs::kernel_release,
-        thread::in_fresh_thread,
+        thread::{in_fresh_thread, pid_mark, PidMarks},
     },
     kmemleak::{report::Report, window::Window, Kmemleak},
 };
@@ -184,31 +184,6 @@ impl Check {
     }
 }
 
-/// Where each cycle's tasks lie among pids: a cycle's tasks are created
-/// after its first (the loading thread) and before the next cycle's first.
-#[derive(Debug, Default)]
-struct PidMarks {
-    /// The first pid of each cycle, then a pid taken after the last one.
-    starts: Vec<u32>,
-}
-
-impl PidMarks {
-    /// The cycle (from 1) whose tasks include `pid`, when pids did not
-    /// wrap around during the run.
-    fn cycle_of(&self, pid: u32) -> Option<u32> {
-        if self.starts.windows(2).any(|w| w[0] >= w[1]) {
-            return None;
-        }
-        let i = self.starts.partition_point(|&s| s <= pid);
-        (i >= 1 && i < self.starts.len()).then_some(i as u32)
-    }
-}
-
-/// The pid of a thread created now: a mark between cycles.
-fn pid_mark() -> Result<u32> {
-    in_fresh_thread(|| Ok(nix::unistd::gettid().as_raw() as u32))
-}
-
 /// What the cycles left to judge.
 struct Cycles {
     records: Vec<CycleRecord>,
@@ -288,7 +263,7 @@ fn run_cycles(plan: &Plan, ko: &Ko, progress: &mut dyn FnMut(&str)) -> Result<Cy
             ko.name()
         ));
         let attempt = LoadedModule::attempt(ko, &params);
-        c.marks.starts.push(attempt.loader);
+        c.marks.push(attempt.loader);
         let mut record = CycleRecord {
             cycle: n,
             loaded: false,
@@ -365,7 +340,7 @@ fn run_cycles(plan: &Plan, ko: &Ko, progress: &mut dyn FnMut(&str)) -> Result<Cy
             break;
         }
     }
-    c.marks.starts.push(pid_mark()?);
+    c.marks.push(pid_mark()?);
     Ok(c)
 }
 
@@ -405,7 +380,7 @@ fn judge(
     let mut leaks: Vec<Leak> = Vec::new();
     let mut outside: Vec<Leak> = Vec::new();
     for r in reports {
-        let cycle = r.pid.and_then(|p| c.marks.cycle_of(p));
+        let cycle = r.pid.and_then(|p| c.marks.step_of(p)).map(|i| i as u32 + 1);
         // Resolve with the layout of the cycle that allocated it.
         let mut seen = r.clone();
         if let Some(loader) = cycle.and_then(|n| c.resolver.get(n as usize - 1).copied().flatten())
@@ -487,30 +462,6 @@ fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pids_fall_in_the_cycle_that_created_them() {
-        let marks = PidMarks {
-            starts: vec![100, 110, 125, 130],
-        };
-        assert_eq!(marks.cycle_of(99), None);
-        assert_eq!(marks.cycle_of(100), Some(1));
-        assert_eq!(marks.cycle_of(109), Some(1));
-        assert_eq!(marks.cycle_of(110), Some(2));
-        assert_eq!(marks.cycle_of(129), Some(3));
-        assert_eq!(marks.cycle_of(130), None);
-        // A kworker started at boot belongs to no cycle.
-        assert_eq!(marks.cycle_of(7), None);
-    }
-
-    #[test]
-    fn wrapped_pids_tell_no_cycle() {
-        let marks = PidMarks {
-            starts: vec![32760, 5, 12],
-        };
-        assert_eq!(marks.cycle_of(32761), None);
-        assert_eq!(marks.cycle_of(6), None);
-    }
 
     #[test]
     fn params_are_key_value_words() {
