@@ -14,6 +14,7 @@
 #   make bench   [ARCH=...]     speed and memory figures into BENCHMARKS.md
 #   make boots   [ARCH=...]     the main job over 40 fresh boots: how many exit 0
 #   make recall  [ARCH=...]     measure kmemleak's recall on the leaky samples
+#   make recall-unhelped [ARCH=...]  the same for modules without the lab's help, against LKFT and syzkaller
 #   make scan-time [ARCH=...]   one kmemleak scan's cost at 512 MiB, 2 GiB, 4 GiB
 #   make soak    [ARCH=...]     1000 load/run/unload cycles, fixed then leaky, with a plot
 #   make bundle  [ARCH=arm64] [KDIR=...]  a tarball for a board (build/leaklab-bundle-ARCH.tar.gz)
@@ -52,7 +53,7 @@ KBUILD_ARGS = ARCH=$(ARCH) $(if $(LLVM),LLVM=$(LLVM),$(if $(cross_$(ARCH)),CROSS
 # A user's own kernel tree (KDIR=...) wins over the cached one.
 KDIR_OF = $(or $(KDIR),$(shell cat $(OUT)/kdir 2>/dev/null))
 
-.PHONY: all setup kernel module example tool run test check bench boots recall soak scan-time sabotaged bundle rust-analyzer clean
+.PHONY: all setup kernel module example tool run try test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer clean
 all: module tool
 
 setup:
@@ -206,6 +207,13 @@ boots: module tool
 BOOTS ?= 20
 recall: module tool
 	bash scripts/recall.sh $(BUILD)/leaklab $(BUILD) $(ARCH) $(BOOTS)
+
+# kmemleak's recall on modules without the lab's help (the C example driver
+# and kmemleak-test) and the time to a verdict, leaklab check against LKFT's
+# and syzkaller's harvests in the same boots (a measurement, not a test):
+# make recall-unhelped [ARCH=] [BOOTS=20]
+recall-unhelped: example tool
+	bash scripts/recall-unhelped.sh $(BUILD)/leaklab $(BUILD) $(ARCH) $(BOOTS)
 
 # What an in-tree module build leaves beside the sources.
 IN_TREE_OUTPUTS = leaklab.ko leaklab.o leaklab.mod leaklab.mod.c leaklab.mod.o \

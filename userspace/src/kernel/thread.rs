@@ -51,7 +51,7 @@ impl PidMarks {
             return None;
         }
         let i = self.starts.partition_point(|&s| s <= pid);
-        (i >= 1 && i < self.starts.len()).then_some(i - 1)
+        i.checked_sub(1).filter(|_| i < self.starts.len())
     }
 }
 

@@ -47,6 +47,10 @@ const UNLOAD_PATIENCE: Duration = Duration::from_secs(2);
 /// What kmemleak cannot see, said with every verdict.
 pub const BLIND_SPOTS: &str = "kmemleak tracks slab, vmalloc and per-CPU objects: pages taken from the page allocator (alloc_pages, __get_free_pages) and objects still referenced (a list that only grows) are not seen";
 
+/// The help the lab gives its own samples and not a user's module, as
+/// `doctor` says it.
+pub const LAB_HELP: &str = "leaklab's own samples are helped to be seen exactly (their slab slots laundered, their stacks scrubbed, slab_nomerge, task stacks left out of the scans); a module of yours gets none of that (leaklab check scans task stacks): BENCHMARKS.md, \"Recall of a module without the lab's help\", has what kmemleak finds then";
+
 /// What `check` runs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Plan {
