@@ -394,7 +394,7 @@ impl Example {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::kmemleak::report::parse;
 
@@ -493,7 +493,7 @@ mod tests {
 
     /// A module's `status_show` formats a string with kasprintf and loses
     /// it, read while the module is loaded (its frames carry `[mydrv]`).
-    const KASPRINTF: &str = "unreferenced object 0xffff888004b3c2a0 (size 16):
+    pub(crate) const KASPRINTF: &str = "unreferenced object 0xffff888004b3c2a0 (size 16):
   comm \"cat\", pid 212, jiffies 4294893012
   backtrace (crc 5e8a2b1c):
     __kmalloc_node_track_caller_noprof+0x1f3/0x3e0

@@ -333,18 +333,7 @@ mod tests {
     fn scan_names_the_module_whose_status_show_leaked_a_kasprintf_string() {
         // As `scan` groups what kmemleak holds (no --ko): read while the
         // module was loaded, and after it was unloaded.
-        let loaded = "unreferenced object 0xffff888004b3c2a0 (size 16):
-  comm \"cat\", pid 212, jiffies 4294893012
-  backtrace (crc 5e8a2b1c):
-    __kmalloc_node_track_caller_noprof+0x1f3/0x3e0
-    kvasprintf+0x6a/0xd0
-    kasprintf+0x4e/0x70
-    status_show+0x1c/0x60 [mydrv]
-    seq_read_iter+0x11f/0x460
-    seq_read+0xfa/0x130
-    full_proxy_read+0x55/0x80
-    vfs_read+0xb0/0x370
-";
+        let loaded = crate::analysis::attribute::tests::KASPRINTF;
         let unloaded = loaded.replace("status_show+0x1c/0x60 [mydrv]", "0xffffffffa0000016");
         let scan = |text: &str| {
             let reports = crate::kmemleak::report::parse(text);

@@ -385,12 +385,12 @@ fn make_try_checks_a_module_built_outside_the_project() {
     let repo = repo.display().to_string();
     let ko = format!("KO={}", ko.display());
 
-    let (status, stdout, stderr) = make(&[
-        "-C",
-        &repo,
-        "--no-print-directory",
-        "try",
-        &ko,
+    let try_it = |more: &[&str]| {
+        let mut args = vec!["-C", &repo, "--no-print-directory", "try", &ko];
+        args.extend_from_slice(more);
+        make(&args)
+    };
+    let (status, stdout, stderr) = try_it(&[
         "CYCLES=2",
         "PARAMS=bug=error_path",
         &format!("EXERCISE={}", poke.display()),
@@ -413,15 +413,7 @@ fn make_try_checks_a_module_built_outside_the_project() {
         "stderr: {stderr}"
     );
 
-    let (status, stdout, stderr) = make(&[
-        "-C",
-        &repo,
-        "--no-print-directory",
-        "try",
-        &ko,
-        "FORMAT=json",
-        &format!("KDIR={kdir}"),
-    ]);
+    let (status, stdout, stderr) = try_it(&["FORMAT=json", &format!("KDIR={kdir}")]);
     assert_eq!(status, Some(0), "stdout: {stdout}\nstderr: {stderr}");
     let doc = Doc::<CheckRun>::parse(&stdout, &stderr);
     assert_eq!((doc.cycles.len(), doc.objects()), (1, 0), "{doc:#}");
