@@ -184,6 +184,7 @@ impl Outcome for Census {
             "{:<20} {:>6} {:>8} {:>8} {:>8}\n",
             "(not a module)", "", "", self.unattributed.objects, self.unattributed.bytes
         );
+        s += &format!("note: {}\n", crate::kmemleak::BLIND_SPOTS);
         s
     }
 }

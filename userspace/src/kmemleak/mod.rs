@@ -26,6 +26,9 @@ mod tests;
 /// mm/kmemleak.c, 5000 ms), plus a margin for jiffies rounding.
 pub const MIN_AGE: Duration = Duration::from_millis(5500);
 
+/// What kmemleak cannot see, said with every verdict that rests on it.
+pub const BLIND_SPOTS: &str = "kmemleak tracks slab, vmalloc and per-CPU objects: pages taken from the page allocator (alloc_pages, __get_free_pages) and objects still referenced (a list that only grows) are not seen";
+
 /// Where debugfs is mounted.
 pub const DEBUGFS: &str = "/sys/kernel/debug";
 

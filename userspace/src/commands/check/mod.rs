@@ -35,7 +35,7 @@ use crate::{
         procfs::kernel_release,
         thread::{in_fresh_thread, pid_mark, PidMarks},
     },
-    kmemleak::{report::Report, window::Window, Kmemleak},
+    kmemleak::{report::Report, window::Window, Kmemleak, BLIND_SPOTS},
 };
 
 mod render;
@@ -43,9 +43,6 @@ mod render;
 /// How long an unload may wait for the module's users to go (a file of its
 /// own closing, a work item finishing) before it is reported as stuck.
 const UNLOAD_PATIENCE: Duration = Duration::from_secs(2);
-
-/// What kmemleak cannot see, said with every verdict.
-pub const BLIND_SPOTS: &str = "kmemleak tracks slab, vmalloc and per-CPU objects: pages taken from the page allocator (alloc_pages, __get_free_pages) and objects still referenced (a list that only grows) are not seen";
 
 /// The help the lab gives its own samples and not a user's module, as
 /// `doctor` says it.

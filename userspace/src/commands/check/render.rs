@@ -169,7 +169,7 @@ impl Outcome for Check {
                 s += &format!("  {}", l.human(n));
             }
         }
-        s += &format!("note: {}\n", super::BLIND_SPOTS);
+        s += &format!("note: {}\n", crate::kmemleak::BLIND_SPOTS);
         s
     }
 
