@@ -68,5 +68,5 @@ fn bundle_runs_doctor_and_matrix_on_a_board_like_arm64_guest() {
         .vm_args(&vm)
         .json::<CycleRun>(&["matrix"]);
     // kmemleak-test: 24 objects and one per possible CPU.
-    assert_matrix(status, &run, 28);
+    assert_matrix("arm64", status, &run, 28);
 }

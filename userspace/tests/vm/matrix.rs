@@ -12,15 +12,14 @@ use crate::{
 /// control (rust_minimal.ko, none) in one window: every row ok, exit 0.
 fn check_matrix(arch: &str) {
     let (status, run) = Guest::new(arch, "matrix").json::<CycleRun>(&["matrix"]);
-    assert_matrix(status, &run, 25);
+    assert_matrix(arch, status, &run, 25);
 }
 
 /// A matrix run: every sample row ok (the whole catalogue, a leaky and a
-/// fixed row each), nothing unexpected, the negative control clean, and the
+/// fixed row each), nothing unexpected, the negative control clean, the
 /// calibration (kmemleak-test: 24 objects and one per possible CPU,
-/// `calibration`) found whole or one short, with the verdict and exit status
-/// following the count.
-pub fn assert_matrix(status: Option<i32>, run: &Doc<CycleRun>, calibration: u64) {
+/// `calibration`) ok, and exit 0: a failed main job is a failed test.
+pub fn assert_matrix(arch: &str, status: Option<i32>, run: &Doc<CycleRun>, calibration: u64) {
     assert_whole_catalogue(run.pattern_names());
     let cycle = run.cycle();
     assert_eq!(cycle.verdicts.len(), 2 * run.patterns.len(), "{run:#}");
@@ -38,18 +37,22 @@ pub fn assert_matrix(status: Option<i32>, run: &Doc<CycleRun>, calibration: u64)
     assert_eq!(names, ["kmemleak_test", "rust_minimal"]);
     assert_eq!(refs[1].found.objects, 0, "the negative control leaked");
     assert_eq!(refs[0].expected, calibration);
-    // kmemleak itself misses one of kmemleak-test's objects now and then:
-    // 40 of 40 boots of `make boots` were whole on an idle machine, but a
-    // clean-clone CI run under load (two guests at once) saw 24 of 25
-    // (December 2026; cause not found, issue 14 stays open for it). The
-    // matrix then says so, and fails: its verdict and exit status must
-    // follow the counts.
+    // kmemleak-test leaks one per-CPU object (`__alloc_percpu(64, 4)`). On
+    // x86_64 its pointer is a small number (0x00023c54 measured), which any
+    // word of scanned memory in its range counts as a reference to: the
+    // calibration may miss it, and only it (the row says so and passes).
     let found = refs[0].found.objects;
-    assert!((calibration - 1..=calibration).contains(&found), "{run:#}");
-    let all_ok = found == calibration;
-    assert_eq!(refs[0].ok, all_ok, "{run:#}");
-    assert_eq!(run.ok, all_ok, "{run:#}");
-    assert_eq!(status, Some(if all_ok { 0 } else { 1 }));
+    let percpu_hidden = arch == "x86_64"
+        && found == calibration - 1
+        && refs[0].percpu_found == 0
+        && refs[0]
+            .note
+            .as_deref()
+            .is_some_and(|n| n.starts_with("1 per-CPU object(s) not reported"));
+    assert!(found == calibration || percpu_hidden, "{run:#}");
+    assert!(refs[0].ok, "{run:#}");
+    assert!(run.ok, "{run:#}");
+    assert_eq!(status, Some(0), "{run:#}");
 }
 
 on_both_arches!(check_matrix: matrix_x86_64, matrix_arm64);

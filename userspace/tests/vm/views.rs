@@ -125,8 +125,10 @@ pub struct Reference {
     pub module: String,
     pub expected: u64,
     pub found: Count,
+    pub percpu_found: u64,
     pub ok: bool,
     pub reason: Option<String>,
+    pub note: Option<String>,
 }
 
 /// `leaklab census` (`census_run`).

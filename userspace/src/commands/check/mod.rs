@@ -46,7 +46,7 @@ const UNLOAD_PATIENCE: Duration = Duration::from_secs(2);
 
 /// The help the lab gives its own samples and not a user's module, as
 /// `doctor` says it.
-pub const LAB_HELP: &str = "leaklab's own samples are helped to be seen exactly (their slab slots laundered, their stacks scrubbed, slab_nomerge, task stacks left out of the scans); a module of yours gets none of that (leaklab check scans task stacks): BENCHMARKS.md, \"Recall of a module without the lab's help\", has what kmemleak finds then";
+pub const LAB_HELP: &str = "leaklab's own samples are helped to be seen exactly (their slab slots laundered, their stacks scrubbed, slab_nomerge, task stacks left out of the scans); a module of yours gets none of that (leaklab check scans task stacks). Measured without it (BENCHMARKS.md, 20 boots an architecture): the example C driver 280 of 280 objects, kmemleak-test 998 of 1000";
 
 /// What `check` runs.
 #[derive(Debug, Clone, clap::Args)]

@@ -46,7 +46,7 @@ impl Outcome for CycleRun {
                 tests.push((
                     x.ok,
                     format!("cycle{}.reference.{}", c.cycle, x.module),
-                    x.reason.clone(),
+                    x.reason.clone().or_else(|| x.note.clone()),
                 ));
             }
             tests.push((
@@ -113,9 +113,10 @@ impl Outcome for CycleRun {
                     1,
                     x.expected,
                     format!("{}/{}B", x.found.objects, x.found.bytes),
-                    match &x.reason {
-                        None => "ok".to_string(),
-                        Some(r) => format!("FAIL: {r}"),
+                    match (&x.reason, &x.note) {
+                        (None, None) => "ok".to_string(),
+                        (None, Some(n)) => format!("ok ({n})"),
+                        (Some(r), _) => format!("FAIL: {r}"),
                     }
                 );
             }

@@ -13,7 +13,7 @@ use super::{
         judge_reference, new_verdict, Count, CycleRecord, Missed, ReferenceVerdict, Unexpected,
         Verdict,
     },
-    Plan,
+    Plan, Reference,
 };
 use crate::{
     analysis::{
@@ -144,7 +144,7 @@ pub fn drive(plan: &Plan, l: &Loaded) -> Result<Driven> {
 /// here) and lets kmemleak settle.
 pub fn harvest(
     l: Loaded,
-    references: &[(Ko, u64)],
+    references: &[(Ko, Reference)],
     progress: &mut dyn FnMut(&str),
 ) -> Result<(Harvest, Vec<ReferenceVerdict>, Before)> {
     let Loaded {
@@ -155,14 +155,17 @@ pub fn harvest(
     } = l;
     drop(control);
     let mut verdicts = Vec::new();
-    for (ko, leaks) in references {
+    for (ko, r) in references {
         progress(&format!("loading {}", ko.path().display()));
         verdicts.push(ReferenceVerdict {
             module: session.load_and_unload(ko)?,
-            expected: *leaks,
+            expected: r.leaks,
             found: Count::default(),
+            percpu_expected: r.percpu,
+            percpu_found: 0,
             ok: false,
             reason: None,
+            note: None,
         });
     }
     Ok((session.harvest(progress)?, verdicts, before))
@@ -172,7 +175,7 @@ pub fn harvest(
 pub fn one_cycle(
     plan: &Plan,
     ko: &Ko,
-    references: &[(Ko, u64)],
+    references: &[(Ko, Reference)],
     kmemleak: &Kmemleak,
     cycle: u32,
     progress: &mut dyn FnMut(&str),
@@ -230,6 +233,9 @@ fn judge(
             .and_then(|m| references.iter_mut().find(|x| x.module == m));
         if let Some(x) = reference {
             x.found.add(r.size);
+            if rules::small_percpu_pointer(r.address) {
+                x.percpu_found += 1;
+            }
             continue;
         }
         let slot = verdicts

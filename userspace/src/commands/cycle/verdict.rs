@@ -25,10 +25,20 @@ pub struct ReferenceVerdict {
     pub expected: u64,
     /// Reports attributed to it (a frame in its recorded sections).
     pub found: Count,
+    /// How many of the expected objects are per-CPU objects.
+    #[serde(default)]
+    pub percpu_expected: u64,
+    /// Reports of it at a per-CPU pointer that is a small number (x86_64).
+    #[serde(default)]
+    pub percpu_found: u64,
     /// Expected and found agree.
     pub ok: bool,
     /// Why not.
     pub reason: Option<String>,
+    /// What an ok row has to say: the per-CPU objects kmemleak could not
+    /// tell from a number ([`rules::reference_note`]).
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// A count of objects and bytes.
@@ -268,8 +278,14 @@ pub(super) fn judge(v: &mut Verdict) {
 
 /// Judges a reference module ([`rules::reference`]).
 pub(super) fn judge_reference(x: &mut ReferenceVerdict) {
-    x.reason = rules::reference(&x.module, x.expected, x.found.objects);
+    let expected = (x.expected, x.percpu_expected);
+    let found = (x.found.objects, x.percpu_found);
+    let small = rules::SMALL_PERCPU_POINTERS;
+    x.reason = rules::reference(&x.module, expected, found, small);
     x.ok = x.reason.is_none();
+    x.note =
+        x.ok.then(|| rules::reference_note(expected, found, small))
+            .flatten();
 }
 
 #[cfg(test)]
