@@ -317,13 +317,21 @@ fn check_init_calibration_and_stacks(arch: &str) {
             None => 1,
         })
         .sum();
+    // Its documented count, 24 + one per possible CPU, all the module's.
+    // Without the lab's help kmemleak found them all in 38 of 40 boots
+    // (BENCHMARKS.md, "Recall of a module without the lab's help"): one
+    // object short twice on x86_64 (its per-CPU object, whose pointer is a
+    // small number there; a list element once, with task stacks scanned).
+    // The test takes that one miss; the verdict is the same (it leaks).
     let (status, doc) = b.get("calibration");
     assert_eq!(status, 1, "{doc:#}");
-    assert_eq!(
-        doc.objects(),
-        24 + cpus,
-        "possible CPUs {possible}: {doc:#}"
+    let expected = 24 + cpus;
+    let found = doc.objects();
+    assert!(
+        found == expected || (arch == "x86_64" && found == expected - 1),
+        "possible CPUs {possible}, {found} of {expected}: {doc:#}"
     );
+    assert!(doc.outside.is_empty(), "{doc:#}");
 
     let (status, doc) = b.get("kthread");
     assert_eq!((status, doc.objects()), (0, 0), "{doc:#}");
