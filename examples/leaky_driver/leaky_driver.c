@@ -18,6 +18,9 @@
  * fail_init=1 makes init fail with -ENODEV after the patterns above ran, as
  * a probe fails late. Init then undoes what it set up (exit never runs), but
  * what the patterns leaked stays leaked, and it is still this module's.
+ *
+ * pin=1 takes a reference on the module itself and never puts it, as a
+ * driver that leaks a try_module_get(): rmmod fails with EBUSY until reboot.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -50,6 +53,10 @@ static bool fail_init;
 module_param(fail_init, bool, 0444);
 MODULE_PARM_DESC(fail_init,
 		 "Fail init with -ENODEV after the load-time patterns ran (default 0)");
+
+static bool pin;
+module_param(pin, bool, 0444);
+MODULE_PARM_DESC(pin, "Take a reference on the module that is never put: it cannot be unloaded (default 0)");
 
 static DEFINE_MUTEX(lock);		/* serialises the patterns */
 
@@ -409,6 +416,8 @@ static int __init leaky_init(void)
 		leaky_teardown();
 		return -ENODEV;
 	}
+	if (pin)
+		__module_get(THIS_MODULE);	/* BUG: never module_put() */
 	return 0;
 }
 

@@ -195,7 +195,8 @@ on_both_arches!(check_each_pattern: check_finds_each_c_pattern_at_its_line_x86_6
 
 /// Ten cycles of a leak per load plus one per write of an exercise script
 /// to the driver's debugfs: each leak shows 10 objects, one per cycle, from
-/// cycle 1; the script ran in every cycle.
+/// cycle 1; the script ran in every cycle. A module that will not unload
+/// ends its run in the first cycle, reported.
 fn check_cycles_and_exercise(arch: &str) {
     let poke = "echo conditional_free > /sys/kernel/debug/leaky_driver/trigger\n\
                 echo error_path > /sys/kernel/debug/leaky_driver/fixed\n";
@@ -203,10 +204,14 @@ fn check_cycles_and_exercise(arch: &str) {
         arch,
         "cycles",
         &[("poke.sh", poke)],
-        &[(
-            "cycles",
-            "leaky_driver.ko --cycles 10 --param bug=error_path --exercise /root/poke.sh",
-        )],
+        &[
+            (
+                "cycles",
+                "leaky_driver.ko --cycles 10 --param bug=error_path --exercise /root/poke.sh",
+            ),
+            // Last: the module stays loaded for good.
+            ("pinned", "leaky_driver.ko --cycles 3 --param pin=1"),
+        ],
         "",
     );
     let (status, doc) = b.get("cycles");
@@ -241,6 +246,21 @@ fn check_cycles_and_exercise(arch: &str) {
             "{written:#?}"
         );
     }
+
+    // A module that will not unload (it keeps a reference on itself): the
+    // first cycle says why, the run ends there and fails, nothing leaked.
+    let (status, doc) = b.get("pinned");
+    assert_eq!(status, 1, "{doc:#}");
+    assert_eq!(doc.cycles.len(), 1, "the run went on: {doc:#}");
+    let c = &doc.cycles[0];
+    assert!(c.loaded && c.unloaded == Some(false), "{doc:#}");
+    assert!(
+        c.unload_error
+            .as_deref()
+            .is_some_and(|e| e.contains("in use")),
+        "{doc:#}"
+    );
+    assert_eq!(doc.objects(), 0, "{doc:#}");
 }
 
 on_both_arches!(check_cycles_and_exercise: check_attributes_ten_cycles_and_an_exercise_script_x86_64, check_attributes_ten_cycles_and_an_exercise_script_arm64);

@@ -344,6 +344,7 @@ pub struct CheckCycle {
     pub init_error: Option<String>,
     pub exercise: Vec<i32>,
     pub unloaded: Option<bool>,
+    pub unload_error: Option<String>,
     pub leaked: u64,
 }
 
