@@ -32,7 +32,9 @@ for i in range(1, boots + 1):
         continue
     for r in c["references"]:
         if r["module"] == "kmemleak_test":
-            calib[f"{r['found']['objects']} of {r['expected']}"] += 1
+            # A note: only the per-CPU object was missing (x86_64).
+            note = " (per-CPU object not reported)" if r.get("note") else ""
+            calib[f"{r['found']['objects']} of {r['expected']}{note}"] += 1
     for v in c["verdicts"]:
         if not v["ok"]:
             rows[f"{v['pattern']} {v['variant']}"] += 1
