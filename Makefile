@@ -4,6 +4,7 @@
 #   make setup                  install what is missing (idempotent)
 #   make kernel  [ARCH=...]     build or reuse the cached Rust+kmemleak kernel
 #                [VARIANT=debug]  the test kernel with lockdep and hung-task checks
+#                [VARIANT=nokmemleak]  a distribution-like kernel: tracing, no kmemleak
 #   make module  [ARCH=...]     build leaklab.ko   (KDIR=... for your own tree)
 #   make example [ARCH=...]     build examples/leaky_driver into build/ARCH/examples/
 #   make tool    [ARCH=...]     build the host tool, the static guest binary and its busybox
@@ -65,7 +66,8 @@ ifeq ($(KDIR),)
 	@kdir=$$(LLVM=$(LLVM) bash qemu/build-kernel.sh $(ARCH) $(VARIANT)) && \
 	echo "$$kdir" > $(OUT)/kdir && \
 	ln -sfn "$$kdir/leaklab-image" $(OUT)/kernel-image && \
-	cp "$$kdir/samples/kmemleak/kmemleak-test.ko" "$$kdir/samples/rust/rust_minimal.ko" $(OUT)/ && \
+	cp "$$kdir/samples/rust/rust_minimal.ko" $(OUT)/ && \
+	{ [ ! -f "$$kdir/samples/kmemleak/kmemleak-test.ko" ] || cp "$$kdir/samples/kmemleak/kmemleak-test.ko" $(OUT)/; } && \
 	echo "kernel: $(ARCH)$(if $(VARIANT), $(VARIANT)) ready in $$kdir"
 else
 	@echo "kernel: using KDIR=$(KDIR)"

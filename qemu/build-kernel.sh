@@ -81,15 +81,26 @@ mkdir -p "$out"
 
 # A fragment option that did not take (a missing dependency, or Rust found
 # unavailable by the kernel's probe) must stop the build, not pass silently.
-bad=0
+# A later fragment overrides an earlier one (a variant turning an option off).
+declare -A want=()
+order=()
 while IFS= read -r line; do
 	case "$line" in
-	CONFIG_*=*) grep -qxF "$line" "$out/.config" || { say "option did not take: $line"; bad=1; } ;;
-	"# CONFIG_"*" is not set")
-		opt=${line#\# }; opt=${opt%% *}
-		! grep -q "^$opt=" "$out/.config" || { say "option is set but should not be: $opt"; bad=1; } ;;
+	CONFIG_*=*) opt=${line%%=*} ;;
+	"# CONFIG_"*" is not set") opt=${line#\# }; opt=${opt%% *} ;;
+	*) continue ;;
 	esac
+	[ -n "${want[$opt]+x}" ] || order+=("$opt")
+	want[$opt]=$line
 done < <(cat "${fragments[@]}")
+bad=0
+for opt in "${order[@]}"; do
+	line=${want[$opt]}
+	case "$line" in
+	CONFIG_*=*) grep -qxF "$line" "$out/.config" || { say "option did not take: $line"; bad=1; } ;;
+	*) ! grep -q "^$opt=" "$out/.config" || { say "option is set but should not be: $opt"; bad=1; } ;;
+	esac
+done
 if [ "$bad" != 0 ]; then
 	"${mk[@]}" rustavailable >&2 || true
 	say "kernel config is not what qemu/*.config asks for; see above"

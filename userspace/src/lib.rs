@@ -9,6 +9,7 @@
 //!
 //! ```text
 //! cli -> commands -> analysis -> kmemleak -> kernel
+//!                 -> trace -> kmemleak, kernel
 //!                 -> ko, output, vm
 //! analysis -> ko
 //! ```
@@ -23,6 +24,7 @@ mod kernel;
 mod kmemleak;
 mod ko;
 mod output;
+mod trace;
 mod vm;
 
 pub use kernel::interrupt;

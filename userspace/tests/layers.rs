@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! cli -> commands -> analysis -> kmemleak -> kernel
+//!                 -> trace -> kmemleak, kernel
 //!                 -> ko, output, vm
 //! analysis -> ko
 //! ```
@@ -19,10 +20,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cli", &["commands", "output", "ko", "vm", "kernel"]),
     (
         "commands",
-        &["analysis", "kmemleak", "ko", "kernel", "output", "vm"],
+        &["analysis", "kmemleak", "trace", "ko", "kernel", "output", "vm"],
     ),
     ("analysis", &["kmemleak", "kernel", "ko"]),
     ("kmemleak", &["kernel"]),
+    ("trace", &["kmemleak", "kernel"]),
     ("kernel", &[]),
     ("ko", &[]),
     ("output", &[]),

@@ -4,7 +4,7 @@
 use clap::{Args, ValueEnum};
 
 use crate::{
-    commands::{cycle::Plan, ModuleArg},
+    commands::{cycle::Plan, detectors::DetectorArgs, ModuleArg},
     ko::{Variant, MAX_RUNS},
     output::Format,
 };
@@ -55,17 +55,22 @@ pub struct SelectArgs {
     /// Load/run/unload cycles.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     cycles: u32,
+    #[command(flatten)]
+    detectors: DetectorArgs,
 }
 
 impl SelectArgs {
     /// The plan of these, for `variants`.
     pub fn plan(self, variants: Vec<Variant>) -> Plan {
-        Plan::new(
-            self.module.path(),
-            self.patterns,
-            variants,
-            self.runs.n,
-            self.cycles,
-        )
+        Plan {
+            detectors: self.detectors,
+            ..Plan::new(
+                self.module.path(),
+                self.patterns,
+                variants,
+                self.runs.n,
+                self.cycles,
+            )
+        }
     }
 }

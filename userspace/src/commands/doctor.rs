@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     cycle::{self, CycleRun, Plan},
+    detectors::{Detector, DetectorArgs},
     ModuleArg,
 };
 use crate::{
@@ -426,6 +427,10 @@ fn run_canary(c: &mut Checks, opts: &Options, progress: &mut dyn FnMut(&str)) ->
         runs: 1,
         cycles: 1,
         references: Vec::new(),
+        detectors: DetectorArgs {
+            detectors: vec![Detector::Kmemleak],
+            ..DetectorArgs::default()
+        },
     };
     let t = Instant::now();
     let run = match cycle::run(&plan, progress) {

@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod census;
 pub mod check;
 pub mod cycle;
+pub mod detectors;
 pub mod doctor;
 pub mod faults;
 pub mod fuzz;

@@ -6,7 +6,7 @@
 //! the leaky samples may leak, and only a leaky sample may explain a kernel
 //! warning.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,7 @@ use crate::{
         kmsg::KmsgWatch,
         module::{Ko, ModuleLayout},
     },
+    kernel::interrupt,
     kmemleak::{
         report::Report,
         window::{Settled, Window},
@@ -29,13 +30,27 @@ use crate::{
     },
     ko::Variant,
     output::Verdict,
+    trace::{
+        self,
+        tracer::Tracer,
+        vmalloc::{self, Area},
+        Space,
+    },
 };
+
+use super::detectors::Detectors;
 
 /// A module loaded inside one kmemleak window, and what is needed to judge
 /// after. Dropping it (also on an error) unloads the module and closes the
 /// window, restoring kmemleak's settings.
 pub struct Session<'k> {
-    window: Window<'k>,
+    window: Option<Window<'k>>,
+    tracer: Option<Tracer>,
+    /// Each module's vmalloc areas: read before it was loaded and just
+    /// before it was unloaded.
+    vmalloc_loaded: Vec<(String, Vec<Area>, Vec<Area>)>,
+    /// The areas before the session's module was loaded.
+    vmalloc_before: Vec<Area>,
     kmsg: KmsgWatch,
     module: LoadedModule,
     /// Where the module was loaded.
@@ -46,8 +61,10 @@ pub struct Session<'k> {
 
 /// What the window gave once the module was gone.
 pub struct Harvest {
-    /// kmemleak's settled reports.
+    /// kmemleak's settled reports (none, and settled, without kmemleak).
     pub settled: Settled,
+    /// What the allocation trace found, when it ran.
+    pub traced: Option<TraceHarvest>,
     /// The kernel log since the session opened.
     pub log: Vec<String>,
     /// The kernel log from here on.
@@ -61,18 +78,34 @@ pub struct Harvest {
 impl<'k> Session<'k> {
     /// Opens a window (earlier reports flushed) and loads `ko` in it.
     pub fn open(kmemleak: &'k Kmemleak, ko: &Ko) -> Result<Self> {
-        Ok(Self::open_with(kmemleak, ko, || Ok(()))?.0)
+        let window = Window::open(kmemleak)?;
+        Ok(Self::load(Some(window), None, ko, || Ok(()))?.0)
     }
 
-    /// As [`Session::open`], running `before_load` once the window is open
-    /// (its own reads of procfs done), just before the module loads.
+    /// Starts the detectors `detectors` (a kmemleak window, earlier reports
+    /// flushed; the allocation trace), runs `before_load` (its own reads of
+    /// procfs done), and loads `ko`.
     pub fn open_with<T>(
-        kmemleak: &'k Kmemleak,
+        detectors: &'k Detectors,
         ko: &Ko,
         before_load: impl FnOnce() -> Result<T>,
     ) -> Result<(Self, T)> {
-        let window = Window::open(kmemleak)?;
+        let tracer = detectors.trace.map(Tracer::start).transpose()?;
+        let window = detectors.kmemleak.as_ref().map(Window::open).transpose()?;
+        Self::load(window, tracer, ko, before_load)
+    }
+
+    fn load<T>(
+        window: Option<Window<'k>>,
+        tracer: Option<Tracer>,
+        ko: &Ko,
+        before_load: impl FnOnce() -> Result<T>,
+    ) -> Result<(Self, T)> {
         let before = before_load()?;
+        let vmalloc_before = match tracer {
+            Some(_) => vmalloc::read()?,
+            None => Vec::new(),
+        };
         let kmsg = KmsgWatch::start()?;
         let module = LoadedModule::load(ko)?;
         let layout = module.layout(ko)?;
@@ -80,6 +113,9 @@ impl<'k> Session<'k> {
         sym.add(&layout, ko)?;
         let session = Self {
             window,
+            tracer,
+            vmalloc_loaded: Vec::new(),
+            vmalloc_before,
             kmsg,
             module,
             layout,
@@ -88,13 +124,33 @@ impl<'k> Session<'k> {
         Ok((session, before))
     }
 
+    /// The allocation trace, when it runs.
+    pub fn tracer(&self) -> Option<&Tracer> {
+        self.tracer.as_ref()
+    }
+
+    /// Notes the vmalloc areas of module `name` before it goes, with
+    /// those from before it came (trace only).
+    fn note_vmalloc(&mut self, name: &str, before: Vec<Area>) -> Result<()> {
+        if self.tracer.is_some() {
+            self.vmalloc_loaded
+                .push((name.to_string(), before, vmalloc::read()?));
+        }
+        Ok(())
+    }
+
     /// Loads `ko` beside the session's module and unloads it again, its
     /// frames added to the symbols: a reference module whose leaks land in
     /// the same window. Returns its name.
     pub fn load_and_unload(&mut self, ko: &Ko) -> Result<String> {
+        let before = match self.tracer {
+            Some(_) => vmalloc::read()?,
+            None => Vec::new(),
+        };
         let mut other = LoadedModule::load(ko)?;
         let layout = other.layout(ko)?;
         self.sym.add(&layout, ko)?;
+        self.note_vmalloc(ko.name(), before)?;
         other.unload()?;
         Ok(ko.name().to_string())
     }
@@ -112,19 +168,81 @@ impl<'k> Session<'k> {
         progress: &mut dyn FnMut(&str),
         judged: &dyn Fn(&Report, &Symbolizer) -> bool,
     ) -> Result<Harvest> {
+        let name = self.layout.name.clone();
+        let before = std::mem::take(&mut self.vmalloc_before);
+        self.note_vmalloc(&name, before)?;
         self.module.unload()?;
         let youngest = Instant::now();
         let sym = &self.sym;
-        let settled = self
-            .window
-            .close_settling_on(youngest, progress, &|r| judged(r, sym))?;
+        let settled = match self.window.take() {
+            Some(w) => w.close_settling_on(youngest, progress, &|r| judged(r, sym))?,
+            None => Settled {
+                reports: Vec::new(),
+                scans: 0,
+                stable: true,
+            },
+        };
+        let traced = match self.tracer.take() {
+            Some(t) => Some(self.harvest_trace(t, progress)?),
+            None => None,
+        };
         Ok(Harvest {
             settled,
+            traced,
             log: self.kmsg.drain(),
             kmsg: self.kmsg,
             sym: self.sym,
             layout: self.layout,
         })
+    }
+
+    /// Lets deferred frees (RCU, kvfree_rcu, work items) land: polls what
+    /// the modules still hold until it has not changed for [`TRACE_QUIET`]
+    /// (at most [`TRACE_SETTLE_MAX`]), then stops tracing and keeps what the
+    /// modules' stacks passed through.
+    fn harvest_trace(&self, tracer: Tracer, progress: &mut dyn FnMut(&str)) -> Result<TraceHarvest> {
+        progress("letting deferred frees settle");
+        let owned = |t: &Tracer| {
+            t.ledger()
+                .outstanding(|a| self.sym.owner_of(&a.report()).is_some())
+                .len()
+        };
+        let start = Instant::now();
+        let (mut last, mut since) = (usize::MAX, Instant::now());
+        while start.elapsed() < TRACE_SETTLE_MAX {
+            tracer.sync()?;
+            let now = owned(&tracer);
+            if now != last {
+                (last, since) = (now, Instant::now());
+            } else if since.elapsed() >= TRACE_QUIET {
+                break;
+            }
+            interrupt::sleep(Duration::from_millis(100))?;
+        }
+        let traced = tracer.finish()?;
+        let after = vmalloc::read()?;
+        let mut h = TraceHarvest {
+            lost: traced.lost,
+            events: traced.events,
+            ..TraceHarvest::default()
+        };
+        for a in traced
+            .ledger
+            .outstanding(|a| self.sym.owner_of(&a.report()).is_some())
+        {
+            match trace::internal(a.space, &a.frames) {
+                Some(_) => h.internal += 1,
+                None => h.reports.push((a.space, a.report())),
+            }
+        }
+        for (module, before, loaded) in &self.vmalloc_loaded {
+            h.vmalloc.extend(
+                vmalloc::left_by(module, before, loaded, &after)
+                    .iter()
+                    .map(Area::report),
+            );
+        }
+        Ok(h)
     }
 
     /// Harvests and judges: reports and warnings are allowed only from the
@@ -168,6 +286,36 @@ impl<'k> Session<'k> {
             }
         }
         Ok(j)
+    }
+}
+
+/// How long what the modules hold must stay the same after the unload
+/// before the trace is judged.
+pub const TRACE_QUIET: Duration = Duration::from_millis(1500);
+/// The longest the trace waits for deferred frees.
+pub const TRACE_SETTLE_MAX: Duration = Duration::from_secs(10);
+
+/// What the allocation trace found once the modules were gone.
+#[derive(Debug, Default)]
+pub struct TraceHarvest {
+    /// Allocations not freed whose stack passed through a module of the
+    /// session, with their allocator.
+    pub reports: Vec<(Space, Report)>,
+    /// vmalloc areas a module made and left.
+    pub vmalloc: Vec<Report>,
+    /// Allocations an allocator made for itself on a module's behalf (a new
+    /// slab, kmemleak's metadata): not counted.
+    pub internal: u64,
+    /// Events lost: the trace is inconclusive when this is not 0.
+    pub lost: u64,
+    /// Events read.
+    pub events: u64,
+}
+
+impl TraceHarvest {
+    /// Every leak found: the allocations, then the vmalloc areas.
+    pub fn leaks(&self) -> impl Iterator<Item = &Report> {
+        self.reports.iter().map(|(_, r)| r).chain(&self.vmalloc)
     }
 }
 

@@ -73,6 +73,20 @@ pub struct PatternInfo {
     pub bytes: u64,
     /// Whether the leak appears only after the module is unloaded.
     pub after_unload: bool,
+    /// Whether kmemleak can see the leak (`kmemleak=0`: pages from the page
+    /// allocator, which it does not track). True when a module does not say.
+    #[serde(default = "visible")]
+    pub kmemleak: bool,
+    /// Whether the leaky variant's objects stay referenced while the module
+    /// is loaded and are freed at unload (`grows=1`): its verdict is growth
+    /// per run while loaded, not a report at unload.
+    #[serde(default)]
+    pub grows: bool,
+}
+
+/// A module that does not say is kmemleak-visible.
+fn visible() -> bool {
+    true
 }
 
 /// One `stats` record.
@@ -237,12 +251,16 @@ impl Control {
                     objects: 0,
                     bytes: 0,
                     after_unload: false,
+                    kmemleak: true,
+                    grows: false,
                 };
                 for (k, v) in fields(&expect) {
                     match k {
                         "objects" => info.objects = number(v, k)?,
                         "bytes" => info.bytes = number(v, k)?,
                         "after_unload" => info.after_unload = v == "1",
+                        "kmemleak" => info.kmemleak = v != "0",
+                        "grows" => info.grows = v == "1",
                         _ => {}
                     }
                 }

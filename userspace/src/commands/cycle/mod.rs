@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use super::detectors::{DetectorArgs, Detectors};
 use crate::{
     kernel::{kmod::LoadedModule, module::Ko, procfs::possible_cpus},
-    kmemleak::Kmemleak,
     ko::{Control, Variant},
 };
 
@@ -43,6 +43,8 @@ pub struct Plan {
     /// number of objects it is known to leak: a calibration (the kernel's
     /// kmemleak-test) and a negative control (rust_minimal, none).
     pub references: Vec<Reference>,
+    /// The detectors that judge.
+    pub detectors: DetectorArgs,
 }
 
 /// A module with a known leak, run beside the samples to check the harvest.
@@ -73,6 +75,7 @@ impl Plan {
             runs,
             cycles,
             references: Vec::new(),
+            detectors: DetectorArgs::default(),
         }
     }
 }
@@ -141,7 +144,7 @@ impl Modules {
 
 /// Runs the plan.
 pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<CycleRun> {
-    let kmemleak = Kmemleak::open()?;
+    let detectors = Detectors::resolve(&plan.detectors)?;
     let modules = Modules::open(plan)?;
     let mut cycles = Vec::new();
     let mut catalogue = Vec::new();
@@ -151,14 +154,14 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<CycleRun> {
             plan,
             &modules.module,
             &modules.references,
-            &kmemleak,
+            &detectors,
             cycle,
             progress,
         )?;
         catalogue = patterns;
         cycles.push(record);
     }
-    Ok(CycleRun::new(catalogue, cycles))
+    Ok(CycleRun::new(catalogue, cycles, detectors.names()))
 }
 
 /// Runs the plan one pattern at a time, each with a kmemleak window of its
@@ -167,7 +170,7 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<CycleRun> {
 /// baseline for the one-window run.
 /// Returns one record per window, numbered in order.
 pub fn run_sequential(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<CycleRun> {
-    let kmemleak = Kmemleak::open()?;
+    let detectors = Detectors::resolve(&plan.detectors)?;
     let modules = Modules::open(plan)?;
     let names: Vec<String> = if plan.patterns.is_empty() {
         // The catalogue, from the module itself.
@@ -198,10 +201,10 @@ pub fn run_sequential(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Cyc
         };
         progress(&format!("{name}: window {}/{}", i + 1, names.len()));
         let (mut record, patterns) =
-            steps::one_cycle(&one, &modules.module, references, &kmemleak, 1, progress)?;
+            steps::one_cycle(&one, &modules.module, references, &detectors, 1, progress)?;
         record.cycle = i as u32 + 1;
         catalogue = patterns;
         cycles.push(record);
     }
-    Ok(CycleRun::new(catalogue, cycles))
+    Ok(CycleRun::new(catalogue, cycles, detectors.names()))
 }

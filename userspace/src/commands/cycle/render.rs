@@ -17,6 +17,12 @@ impl Outcome for CycleRun {
 
     fn summary(&self) -> String {
         if let Some(c) = self.unsettled() {
+            if let Some(t) = c.trace.as_ref().filter(|t| t.lost > 0) {
+                return format!(
+                    "INCONCLUSIVE: the allocation trace lost {} events in cycle {} (a full ring buffer): run it again with a larger --trace-buffer-kb",
+                    t.lost, c.cycle
+                );
+            }
             return format!(
                 "INCONCLUSIVE: kmemleak's reports in cycle {} were still changing after {} scans: run it again, on a quieter machine",
                 c.cycle, c.scans
@@ -55,6 +61,20 @@ impl Outcome for CycleRun {
                 (!c.unexpected.is_empty())
                     .then(|| format!("{} reports outside the driven samples", c.unexpected.len())),
             ));
+            if let Some(t) = &c.trace {
+                tests.push((
+                    t.unexpected.is_empty(),
+                    format!("cycle{}.trace_unexpected", c.cycle),
+                    (!t.unexpected.is_empty()).then(|| {
+                        format!("{} allocations outside the driven samples", t.unexpected.len())
+                    }),
+                ));
+                tests.push((
+                    t.lost == 0,
+                    format!("cycle{}.trace_complete", c.cycle),
+                    (t.lost > 0).then(|| format!("{} trace events lost", t.lost)),
+                ));
+            }
             if !c.stable {
                 tests.push((
                     false,
@@ -83,42 +103,78 @@ impl Outcome for CycleRun {
         ))
     }
 
-    /// A compact table, then what went wrong.
+    /// A compact table (a column per detector), then what went wrong.
     fn human(&self) -> String {
         let mut s = String::new();
+        let count = |c: &super::verdict::Count| format!("{}/{}B", c.objects, c.bytes);
         for c in &self.cycles {
+            let mut head = format!("cycle {}", c.cycle);
+            if self.detectors.iter().any(|d| d == "kmemleak") {
+                head += &format!(" (kmemleak: {} scans)", c.scans);
+            }
+            if let Some(t) = &c.trace {
+                head += &format!(
+                    " (trace: {} events, {} lost, {} allocator-internal)",
+                    t.events, t.lost, t.internal
+                );
+            }
             s += &format!(
-                "cycle {} ({} scans)\n{:<18} {:<6} {:>5} {:>9} {:>9}  {}\n",
-                c.cycle, c.scans, "pattern", "variant", "runs", "expected", "found", "verdict"
+                "{head}\n{:<18} {:<6} {:>5} {:>9} {:>10} {:>10}  {}\n",
+                "pattern", "variant", "runs", "expected", "kmemleak", "trace", "verdict"
             );
             for v in &c.verdicts {
+                let expected = v.trace.as_ref().map_or(v.expected, |t| t.expected);
+                let kmemleak = match (v.kmemleak, v.blind.is_some()) {
+                    (false, _) => "-".to_string(),
+                    (true, false) => count(&v.found),
+                    (true, true) => format!("{} *", count(&v.found)),
+                };
+                let trace = v.trace.as_ref().map_or("-".into(), |t| count(&t.found));
+                let mut verdict = match &v.reason {
+                    None => "ok".to_string(),
+                    Some(r) => format!("FAIL: {r}"),
+                };
+                if let Some(g) = v.trace.as_ref().and_then(|t| t.growth.as_ref()) {
+                    let (objects, bytes) = g.per_run();
+                    verdict += &format!("; grows {objects} objects / {bytes} B a run while loaded");
+                }
                 s += &format!(
-                    "{:<18} {:<6} {:>5} {:>9} {:>9}  {}\n",
+                    "{:<18} {:<6} {:>5} {:>9} {:>10} {:>10}  {}\n",
                     v.pattern,
                     v.variant.name(),
                     v.runs,
-                    format!("{}/{}B", v.expected.objects, v.expected.bytes),
-                    format!("{}/{}B", v.found.objects, v.found.bytes),
-                    match &v.reason {
-                        None => "ok".to_string(),
-                        Some(r) => format!("FAIL: {r}"),
-                    }
+                    count(&expected),
+                    kmemleak,
+                    trace,
+                    verdict
                 );
             }
             for x in &c.references {
                 s += &format!(
-                    "{:<18} {:<6} {:>5} {:>9} {:>9}  {}\n",
+                    "{:<18} {:<6} {:>5} {:>9} {:>10} {:>10}  {}\n",
                     x.module,
                     if x.expected > 0 { "calib" } else { "none" },
                     1,
                     x.expected,
-                    format!("{}/{}B", x.found.objects, x.found.bytes),
+                    if self.detectors.iter().any(|d| d == "kmemleak") {
+                        count(&x.found)
+                    } else {
+                        "-".into()
+                    },
+                    x.trace_found.as_ref().map_or("-".into(), count),
                     match (&x.reason, &x.note) {
                         (None, None) => "ok".to_string(),
                         (None, Some(n)) => format!("ok ({n})"),
                         (Some(r), _) => format!("FAIL: {r}"),
                     }
                 );
+            }
+            let blind: Vec<_> = c.verdicts.iter().filter_map(|v| v.blind.as_ref().map(|b| (v, b))).collect();
+            if !blind.is_empty() && v_has_both(self) {
+                s += "* seen by one detector only:\n";
+                for (v, b) in blind {
+                    s += &format!("    {} {}: {b}\n", v.pattern, v.variant.name());
+                }
             }
             for v in c
                 .verdicts
@@ -153,10 +209,26 @@ impl Outcome for CycleRun {
                     u.attribution.culprit.as_deref().unwrap_or("?")
                 );
             }
+            for u in c.trace.iter().flat_map(|t| &t.unexpected) {
+                s += &format!(
+                    "unexpected (trace): {} bytes at {:#x}, culprit {}\n",
+                    u.report.size,
+                    u.report.address,
+                    u.attribution.culprit.as_deref().unwrap_or("?")
+                );
+            }
             for f in &c.kernel_log {
                 s += &format!("kernel log ({}): {}\n", f.kind, f.line);
             }
         }
+        if self.detectors.iter().any(|d| d == "trace") {
+            s += &format!("trace: {}\n", crate::trace::BLIND_SPOTS);
+        }
         s
     }
+}
+
+/// Whether both detectors judged the run.
+fn v_has_both(run: &CycleRun) -> bool {
+    run.detectors.len() > 1
 }

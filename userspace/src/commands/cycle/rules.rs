@@ -66,6 +66,17 @@ fn sizes(list: &[u64]) -> String {
 ///    run, `runs` times over) or, with none named, the bytes must agree.
 /// 4. The module's own stats must agree with what kmemleak found.
 pub fn row(variant: Variant, runs: u32, stated: &Stated, found: &[Object]) -> Option<String> {
+    row_by("kmemleak", variant, runs, stated, found)
+}
+
+/// [`row`], for the objects `detector` found (`kmemleak`, `tracing`).
+pub fn row_by(
+    detector: &str,
+    variant: Variant,
+    runs: u32,
+    stated: &Stated,
+    found: &[Object],
+) -> Option<String> {
     let expected = stated.expected;
     if variant == Variant::Leaky && runs > 0 && expected.objects == 0 {
         return Some(
@@ -90,7 +101,7 @@ pub fn row(variant: Variant, runs: u32, stated: &Stated, found: &[Object]) -> Op
     let complete = stated.objects.len() as u64 == expected.objects;
     if reported.objects != expected.objects {
         let mut r = format!(
-            "kmemleak reported {} objects, expected {}",
+            "{detector} reported {} objects, expected {}",
             reported.objects, expected.objects
         );
         if !missing.is_empty() {
@@ -104,14 +115,14 @@ pub fn row(variant: Variant, runs: u32, stated: &Stated, found: &[Object]) -> Op
     if complete {
         if !missing.is_empty() || !unmatched.is_empty() {
             return Some(format!(
-                "kmemleak reported other objects than the module lost: not reported {}; reported instead {}",
+                "{detector} reported other objects than the module lost: not reported {}; reported instead {}",
                 named(&missing),
                 named(&unmatched)
             ));
         }
     } else if !missing.is_empty() {
         return Some(format!(
-            "kmemleak did not report {} that the module lost",
+            "{detector} did not report {} that the module lost",
             named(&missing)
         ));
     } else if let Some(want) = sizes_of_runs(stated, runs) {
@@ -119,20 +130,20 @@ pub fn row(variant: Variant, runs: u32, stated: &Stated, found: &[Object]) -> Op
         got.sort_unstable();
         if got != want {
             return Some(format!(
-                "kmemleak reported objects of {}, the module lost {}",
+                "{detector} reported objects of {}, the module lost {}",
                 sizes(&got),
                 sizes(&want)
             ));
         }
     } else if reported.bytes != expected.bytes {
         return Some(format!(
-            "kmemleak reported {} bytes, expected {}",
+            "{detector} reported {} bytes, expected {}",
             reported.bytes, expected.bytes
         ));
     }
     if stated.stats != reported {
         return Some(format!(
-            "the module's stats say {} objects / {} bytes leaked, kmemleak found {} / {}",
+            "the module's stats say {} objects / {} bytes leaked, {detector} found {} / {}",
             stated.stats.objects, stated.stats.bytes, reported.objects, reported.bytes
         ));
     }

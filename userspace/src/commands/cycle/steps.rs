@@ -10,8 +10,8 @@ use anyhow::{Context, Result};
 use super::{
     rules::{self, Object},
     verdict::{
-        judge_reference, new_verdict, Count, CycleRecord, Missed, ReferenceVerdict, Unexpected,
-        Verdict,
+        judge_reference, new_verdict, Count, CycleRecord, Missed, ReferenceVerdict, TraceRecord,
+        Unexpected, Verdict,
     },
     Plan, Reference,
 };
@@ -20,7 +20,11 @@ use crate::{
         attribute::{attribute, Example},
         findings::{self, explains, Finding},
     },
-    commands::session::{Harvest, Session},
+    analysis::symbolize::Symbolizer,
+    commands::{
+        detectors::Detectors,
+        session::{Harvest, Session, TraceHarvest},
+    },
     kernel::{
         interrupt,
         kmsg::KmsgWatch,
@@ -30,7 +34,13 @@ use crate::{
     },
     kmemleak::Kmemleak,
     ko::{Control, PatternInfo, StatRecord, Variant},
+    trace::tracer::Tracer,
 };
+
+/// Runs in each of the two batches that measure a growing pattern's slope:
+/// more than the bound of a bounded cache, so that a bound shows as a flat
+/// line.
+pub const GROWTH_RUNS: u32 = 8;
 
 /// The module loaded, its catalogue read, the patterns chosen.
 pub struct Loaded<'k> {
@@ -48,6 +58,9 @@ pub struct Loaded<'k> {
 pub struct Driven {
     /// The objects each leaky pattern lost.
     lost: BTreeMap<String, Vec<Object>>,
+    /// Growth while loaded of the growing patterns, by pattern and variant:
+    /// outstanding after one batch of runs and after a second.
+    growth: BTreeMap<(String, Variant), (Count, Count)>,
     /// The module's counters after the runs.
     stats: Vec<StatRecord>,
 }
@@ -70,8 +83,8 @@ impl Before {
 /// Step 1: opens a window (what happened before is not counted), notes the
 /// memory figures, and loads `ko`; picks the plan's patterns from its
 /// catalogue.
-pub fn load<'k>(plan: &Plan, ko: &Ko, kmemleak: &'k Kmemleak) -> Result<Loaded<'k>> {
-    let (session, before) = Session::open_with(kmemleak, ko, Before::read)?;
+pub fn load<'k>(plan: &Plan, ko: &Ko, detectors: &'k Detectors) -> Result<Loaded<'k>> {
+    let (session, before) = Session::open_with(detectors, ko, Before::read)?;
     let control = Control::open()?;
     let catalogue = control.patterns()?;
     let selected = if plan.patterns.is_empty() {
@@ -132,10 +145,45 @@ pub fn drive(plan: &Plan, l: &Loaded) -> Result<Driven> {
         }
         Ok(lost)
     })?;
+    let mut growth = BTreeMap::new();
+    if let Some(tracer) = l.session.tracer() {
+        for p in selected.iter().filter(|p| p.grows) {
+            for &v in &plan.variants {
+                growth.insert((p.name.clone(), v), measure_growth(control, tracer, l, p, v)?);
+            }
+        }
+    }
     Ok(Driven {
         lost,
+        growth,
         stats: l.control.stats()?,
     })
+}
+
+/// Runs `v` of the growing pattern `p` [`GROWTH_RUNS`] times twice, and
+/// counts what the trace finds outstanding of it after each batch.
+fn measure_growth(
+    control: &Control,
+    tracer: &Tracer,
+    l: &Loaded,
+    p: &PatternInfo,
+    v: Variant,
+) -> Result<(Count, Count)> {
+    let batch = || -> Result<Count> {
+        in_fresh_thread(|| control.trigger(&p.name, v, GROWTH_RUNS))?;
+        tracer.sync()?;
+        let mut c = Count::default();
+        let sym = &l.session.sym;
+        for a in tracer.ledger().outstanding(|a| sym.owner_of(&a.report()).is_some()) {
+            let at = attribute(&a.report(), sym);
+            if at.pattern.as_deref() == Some(&p.name) && at.variant == Some(v) {
+                c.add(a.bytes);
+            }
+        }
+        Ok(c)
+    };
+    let first = batch()?;
+    Ok((first, batch()?))
 }
 
 /// Step 3: loads and unloads each reference module while leaklab.ko is
@@ -163,6 +211,7 @@ pub fn harvest(
             found: Count::default(),
             percpu_expected: r.percpu,
             percpu_found: 0,
+            trace_found: None,
             ok: false,
             reason: None,
             note: None,
@@ -176,20 +225,20 @@ pub fn one_cycle(
     plan: &Plan,
     ko: &Ko,
     references: &[(Ko, Reference)],
-    kmemleak: &Kmemleak,
+    detectors: &Detectors,
     cycle: u32,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(CycleRecord, Vec<PatternInfo>)> {
     let of = plan.cycles;
     let mut progress = |m: &str| progress(&format!("cycle {cycle}/{of}: {m}"));
     progress(&format!("loading {}", ko.path().display()));
-    let loaded = load(plan, ko, kmemleak)?;
+    let loaded = load(plan, ko, detectors)?;
     let driven = drive(plan, &loaded)?;
     let selected: Vec<PatternInfo> = loaded.selected().cloned().collect();
     let catalogue = loaded.catalogue.clone();
     let (harvest, references, before) = harvest(loaded, references, &mut progress)?;
     let record = judge(
-        plan, cycle, &selected, driven, harvest, references, &before, kmemleak,
+        plan, cycle, &selected, driven, harvest, references, &before, detectors,
     )?;
     Ok((record, catalogue))
 }
@@ -205,7 +254,7 @@ fn judge(
     mut harvest: Harvest,
     mut references: Vec<ReferenceVerdict>,
     before: &Before,
-    kmemleak: &Kmemleak,
+    detectors: &Detectors,
 ) -> Result<CycleRecord> {
     let mem_after = MemInfo::read()?;
     let slab_after = procfs::read_slabinfo().unwrap_or_default();
@@ -220,7 +269,16 @@ fn judge(
                 .cloned()
                 .unwrap_or_else(|| StatRecord::new(p.name.clone(), v));
             let lost = driven.lost.get(&p.name).map_or(&[][..], Vec::as_slice);
-            verdicts.push(new_verdict(p, v, plan.runs, &st, lost));
+            let judging = (detectors.kmemleak.is_some(), harvest.traced.is_some());
+            let mut row = new_verdict(p, v, plan.runs, &st, lost, judging);
+            if let (Some(t), Some(&(first, second))) =
+                (&mut row.trace, driven.growth.get(&(p.name.clone(), v)))
+            {
+                if let Some(g) = &mut t.growth {
+                    (g.runs, g.first, g.second) = (GROWTH_RUNS, first, second);
+                }
+            }
+            verdicts.push(row);
         }
     }
     let reports = std::mem::take(&mut harvest.settled.reports);
@@ -264,8 +322,15 @@ fn judge(
             }),
         }
     }
+    let trace = harvest
+        .traced
+        .as_ref()
+        .map(|t| judge_trace(t, sym, &mut verdicts, &mut references));
     for v in &mut verdicts {
         super::verdict::judge(v);
+        let Some(kmemleak) = &detectors.kmemleak else {
+            continue;
+        };
         if v.variant == Variant::Leaky && v.found.objects < v.expected.objects {
             // The module states object starts: a reported object holds the
             // lost address when it starts there.
@@ -287,12 +352,13 @@ fn judge(
                 .any(|v| v.runs > 0 && explains(&v.pattern, v.variant, f))
         });
     for x in &mut references {
-        judge_reference(x);
+        judge_reference(x, detectors.kmemleak.is_some());
     }
     let ok = rules::cycle(verdicts.len() + references.len()).is_none()
         && verdicts.iter().all(|v| v.ok)
         && references.iter().all(|x| x.ok)
         && unexpected.is_empty()
+        && trace.as_ref().is_none_or(|t| t.unexpected.is_empty())
         && findings.is_empty();
     Ok(CycleRecord {
         cycle,
@@ -306,8 +372,53 @@ fn judge(
         stable: harvest.settled.stable,
         meminfo_delta: before.mem.delta(&mem_after),
         slab_delta: procfs::slab_delta(&before.slab, &slab_after),
+        trace,
         ok,
     })
+}
+
+/// Ties each allocation the trace found outstanding to a reference module
+/// or a pattern and variant, as kmemleak's reports are tied.
+fn judge_trace(
+    t: &TraceHarvest,
+    sym: &Symbolizer,
+    verdicts: &mut [Verdict],
+    references: &mut [ReferenceVerdict],
+) -> TraceRecord {
+    let mut record = TraceRecord {
+        events: t.events,
+        lost: t.lost,
+        internal: t.internal,
+        vmalloc_areas: t.vmalloc.len() as u64,
+        unexpected: Vec::new(),
+    };
+    for r in t.leaks() {
+        if let Some(x) = sym
+            .owner_of(r)
+            .and_then(|m| references.iter_mut().find(|x| x.module == m))
+        {
+            x.trace_found.get_or_insert_with(Count::default).add(r.size);
+            continue;
+        }
+        let a = attribute(r, sym);
+        let slot = verdicts
+            .iter_mut()
+            .find(|x| Some(&x.pattern) == a.pattern.as_ref() && Some(x.variant) == a.variant);
+        match slot {
+            Some(v) if v.trace.is_some() => v.count_traced(Object {
+                address: r.address,
+                size: r.size,
+            }),
+            _ => record.unexpected.push(Unexpected {
+                report: r.clone(),
+                attribution: a,
+            }),
+        }
+    }
+    for x in references.iter_mut() {
+        x.trace_found.get_or_insert_with(Count::default);
+    }
+    record
 }
 
 /// Asks kmemleak (`dump=`) about each of `objects` and reads its answers

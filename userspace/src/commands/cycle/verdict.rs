@@ -31,6 +31,10 @@ pub struct ReferenceVerdict {
     /// Reports of it at a per-CPU pointer that is a small number (x86_64).
     #[serde(default)]
     pub percpu_found: u64,
+    /// What the allocation trace found of it, when it ran: allocations and
+    /// vmalloc areas its stack or caller tie to it.
+    #[serde(default)]
+    pub trace_found: Option<Count>,
     /// Expected and found agree.
     pub ok: bool,
     /// Why not.
@@ -86,16 +90,109 @@ pub struct Verdict {
     /// kmemleak knows of each (`dump=`): `count` > 0 means it found a
     /// reference to the object somewhere.
     pub missed: Vec<Missed>,
-    /// Whether everything matched.
+    /// Whether everything matched, by every detector that ran.
     pub ok: bool,
     /// Why not, when not.
     pub reason: Option<String>,
-    /// What the module states (not saved: its figures are above).
+    /// Whether kmemleak judged this row (the fields above are its column).
+    #[serde(default = "judged_by_kmemleak")]
+    pub kmemleak: bool,
+    /// The allocation trace's column, when it ran.
+    #[serde(default)]
+    pub trace: Option<TraceColumn>,
+    /// Why one detector sees this leak and the other cannot, when so.
+    #[serde(default)]
+    pub blind: Option<String>,
+    /// What the module states for kmemleak (not saved: its figures are above).
     #[serde(skip)]
     pub(super) stated: Stated,
+    /// What the trace should find after the unload (not saved).
+    #[serde(skip)]
+    pub(super) trace_stated: Stated,
     /// The reported objects (not saved: `addresses` and `sizes` above).
     #[serde(skip)]
     pub(super) objects: Vec<Object>,
+}
+
+/// The allocation trace of one cycle.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TraceRecord {
+    /// Events read.
+    pub events: u64,
+    /// Events lost to a full ring buffer: the cycle is inconclusive then.
+    pub lost: u64,
+    /// Allocations an allocator made for itself on a module's behalf (a new
+    /// slab, kmemleak's metadata, a leaked cache's own structures): not
+    /// counted.
+    pub internal: u64,
+    /// vmalloc areas a module left.
+    pub vmalloc_areas: u64,
+    /// Outstanding allocations of a module that no driven pattern and
+    /// variant explains.
+    pub unexpected: Vec<Unexpected>,
+}
+
+/// A result saved before the trace detector was judged by kmemleak.
+fn judged_by_kmemleak() -> bool {
+    true
+}
+
+/// What the allocation trace found of one pattern and variant.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TraceColumn {
+    /// What it should find outstanding after the unload.
+    pub expected: Count,
+    /// What it found.
+    pub found: Count,
+    /// Sizes of the allocations found, sorted.
+    pub sizes: Vec<u64>,
+    /// Growth while loaded, for a pattern whose leak stays referenced.
+    pub growth: Option<Growth>,
+    /// Whether it matched.
+    pub ok: bool,
+    /// Why not, when not.
+    pub reason: Option<String>,
+    /// The allocations found (not saved: `sizes` above).
+    #[serde(skip)]
+    pub(super) objects: Vec<Object>,
+}
+
+/// A pattern's outstanding allocations while the module is loaded, after
+/// one batch of runs and after a second batch as long: the slope is what
+/// each run adds and never gives back.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Growth {
+    /// Runs in each batch.
+    pub runs: u32,
+    /// What the module says one run keeps for good (0 for a bounded cache).
+    pub stated_per_run: Count,
+    /// Outstanding after the first batch.
+    pub first: Count,
+    /// Outstanding after the second.
+    pub second: Count,
+}
+
+impl Growth {
+    /// Objects and bytes each run of the second batch added.
+    pub fn per_run(&self) -> (f64, f64) {
+        let runs = f64::from(self.runs.max(1));
+        (
+            (self.second.objects as f64 - self.first.objects as f64) / runs,
+            (self.second.bytes as f64 - self.first.bytes as f64) / runs,
+        )
+    }
+
+    /// Why the growth is not what the module states, if it is not.
+    pub fn reason(&self) -> Option<String> {
+        let (objects, bytes) = self.per_run();
+        let want = self.stated_per_run;
+        (objects != want.objects as f64 || bytes != want.bytes as f64).then(|| {
+            format!(
+                "grew by {objects} objects / {bytes} bytes a run while loaded ({} -> {} objects over {} runs), the module states {} / {}",
+                self.first.objects, self.second.objects, self.runs, want.objects, want.bytes
+            )
+        })
+    }
 }
 
 /// A leaked object kmemleak did not report, and kmemleak's view of it.
@@ -149,15 +246,28 @@ pub struct CycleRecord {
     pub meminfo_delta: MemInfo,
     /// /proc/slabinfo active-object changes over the cycle.
     pub slab_delta: BTreeMap<String, i64>,
+    /// The allocation trace's account of the cycle, when it ran.
+    #[serde(default)]
+    pub trace: Option<TraceRecord>,
     /// Whether this cycle went as expected.
     pub ok: bool,
 }
 
 impl CycleRecord {
+    /// Whether the detectors' findings can be trusted: kmemleak's reports
+    /// settled and the trace lost no event.
+    pub fn conclusive(&self) -> bool {
+        self.stable && self.trace.as_ref().is_none_or(|t| t.lost == 0)
+    }
+
     /// Why nothing could be judged in this cycle, if so.
     pub fn nothing_judged(&self) -> Option<String> {
         rules::cycle(self.verdicts.len() + self.references.len())
     }
+}
+
+fn kmemleak_only() -> Vec<String> {
+    vec!["kmemleak".into()]
 }
 
 /// A result saved before `stable` was recorded had settled: it was not
@@ -175,6 +285,10 @@ pub struct CycleRun {
     pub kernel: String,
     /// The catalogue as the module described it.
     pub patterns: Vec<PatternInfo>,
+    /// The detectors that judged (a result saved before there was a
+    /// choice: kmemleak).
+    #[serde(default = "kmemleak_only")]
+    pub detectors: Vec<String>,
     /// Per cycle.
     pub cycles: Vec<CycleRecord>,
     /// Whether every cycle went as expected.
@@ -195,17 +309,23 @@ impl CycleRun {
         })
     }
 
-    /// The first cycle whose reports did not settle.
+    /// The first cycle whose reports did not settle, or whose trace lost
+    /// events.
     pub fn unsettled(&self) -> Option<&CycleRecord> {
-        self.cycles.iter().find(|c| !c.stable)
+        self.cycles.iter().find(|c| !c.conclusive())
     }
 
     /// The run of `cycles` on this kernel, with the catalogue the module gave.
-    pub(super) fn new(patterns: Vec<PatternInfo>, cycles: Vec<CycleRecord>) -> Self {
+    pub(super) fn new(
+        patterns: Vec<PatternInfo>,
+        cycles: Vec<CycleRecord>,
+        detectors: Vec<&str>,
+    ) -> Self {
         Self {
             schema: "leaklab.cycle/1".into(),
+            detectors: detectors.into_iter().map(str::to_string).collect(),
             kernel: crate::kernel::procfs::kernel_release(),
-            ok: !cycles.is_empty() && cycles.iter().all(|c| c.ok && c.stable),
+            ok: !cycles.is_empty() && cycles.iter().all(|c| c.ok && c.conclusive()),
             patterns,
             cycles,
         }
@@ -214,15 +334,17 @@ impl CycleRun {
 
 /// The row of pattern `p`'s variant `v`, run `runs` times, before any
 /// report is counted: `lost` names the objects its leaky runs lost and `st`
-/// holds its stats.
+/// holds its stats. `detectors` says which detectors judge it (kmemleak,
+/// trace).
 pub(super) fn new_verdict(
     p: &PatternInfo,
     v: Variant,
     runs: u32,
     st: &StatRecord,
     lost: &[Object],
+    detectors: (bool, bool),
 ) -> Verdict {
-    let expected = match v {
+    let leak = match v {
         Variant::Leaky => Count {
             objects: p.objects.saturating_mul(u64::from(runs)),
             bytes: p.bytes.saturating_mul(u64::from(runs)),
@@ -233,11 +355,47 @@ pub(super) fn new_verdict(
         objects: st.leaked,
         bytes: st.leaked_bytes,
     };
+    let stated = Stated {
+        expected: leak,
+        objects: match v {
+            Variant::Leaky => lost.to_vec(),
+            Variant::Fixed => Vec::new(),
+        },
+        stats: stats_leaked,
+    };
+    // What is left after the unload: nothing of a leak that stays
+    // referenced (it is freed at unload); pages are found by the trace
+    // alone, by count and bytes (it names them by physical address).
+    let (at_unload, blind) = if p.grows {
+        (
+            Stated::default(),
+            (v == Variant::Leaky).then(|| {
+                "referenced: the objects stay reachable while the module is loaded, so kmemleak never reports them; the trace sees them grow".to_string()
+            }),
+        )
+    } else if !p.kmemleak {
+        (
+            Stated {
+                objects: Vec::new(),
+                ..stated.clone()
+            },
+            (v == Variant::Leaky).then(|| {
+                "pages: kmemleak does not track the page allocator; only the trace sees this leak".to_string()
+            }),
+        )
+    } else {
+        (stated.clone(), None)
+    };
+    let kmemleak_stated = if p.kmemleak && !p.grows {
+        stated
+    } else {
+        Stated::default()
+    };
     Verdict {
         pattern: p.name.clone(),
         variant: v,
         runs,
-        expected,
+        expected: kmemleak_stated.expected,
         found: Count::default(),
         sizes: Vec::new(),
         addresses: Vec::new(),
@@ -247,14 +405,24 @@ pub(super) fn new_verdict(
         missed: Vec::new(),
         ok: false,
         reason: None,
-        stated: Stated {
-            expected,
-            objects: match v {
-                Variant::Leaky => lost.to_vec(),
-                Variant::Fixed => Vec::new(),
-            },
-            stats: stats_leaked,
-        },
+        kmemleak: detectors.0,
+        trace: detectors.1.then(|| TraceColumn {
+            expected: at_unload.expected,
+            growth: p.grows.then(|| Growth {
+                stated_per_run: match v {
+                    Variant::Leaky => Count {
+                        objects: p.objects,
+                        bytes: p.bytes,
+                    },
+                    Variant::Fixed => Count::default(),
+                },
+                ..Growth::default()
+            }),
+            ..TraceColumn::default()
+        }),
+        blind,
+        stated: kmemleak_stated,
+        trace_stated: at_unload,
         objects: Vec::new(),
     }
 }
@@ -267,24 +435,77 @@ impl Verdict {
         self.addresses.push(format!("{:#x}", object.address));
         self.objects.push(object);
     }
+
+    /// Counts an allocation the trace found outstanding against this row.
+    pub(super) fn count_traced(&mut self, object: Object) {
+        if let Some(t) = &mut self.trace {
+            t.found.add(object.size);
+            t.sizes.push(object.size);
+            t.objects.push(object);
+        }
+    }
 }
 
-/// Judges one pattern and variant by the rules ([`rules::row`]).
+/// The variant whose rule judges what is left after the unload: a leaky
+/// row that states nothing left (its leak stays referenced, or is invisible
+/// to the detector) is judged as a fixed one: nothing may be left.
+fn unload_rule(v: Variant, stated: &Stated) -> Variant {
+    match stated.expected.objects {
+        0 => Variant::Fixed,
+        _ => v,
+    }
+}
+
+/// Judges one pattern and variant by the rules ([`rules::row`]), by each
+/// detector that ran.
 pub(super) fn judge(v: &mut Verdict) {
     v.sizes.sort_unstable();
-    v.reason = rules::row(v.variant, v.runs, &v.stated, &v.objects);
+    let mut reasons = Vec::new();
+    if v.kmemleak {
+        let rule = unload_rule(v.variant, &v.stated);
+        reasons.extend(rules::row(rule, v.runs, &v.stated, &v.objects));
+    }
+    if let Some(t) = &mut v.trace {
+        t.sizes.sort_unstable();
+        let rule = unload_rule(v.variant, &v.trace_stated);
+        // The trace has no view of the stats of a leak it cannot see at
+        // unload; it checks those through the growth.
+        let stated = match rule {
+            Variant::Fixed => Stated::default(),
+            Variant::Leaky => v.trace_stated.clone(),
+        };
+        t.reason = rules::row_by("the trace", rule, v.runs, &stated, &t.objects);
+        if t.reason.is_none() {
+            t.reason = t.growth.as_ref().and_then(Growth::reason);
+        }
+        t.ok = t.reason.is_none();
+        reasons.extend(t.reason.iter().map(|r| format!("trace: {r}")));
+    }
+    v.reason = (!reasons.is_empty()).then(|| reasons.join("; "));
     v.ok = v.reason.is_none();
 }
 
-/// Judges a reference module ([`rules::reference`]).
-pub(super) fn judge_reference(x: &mut ReferenceVerdict) {
+/// Judges a reference module ([`rules::reference`]), by each detector that
+/// ran (`kmemleak`: whether it did).
+pub(super) fn judge_reference(x: &mut ReferenceVerdict, kmemleak: bool) {
     let expected = (x.expected, x.percpu_expected);
     let found = (x.found.objects, x.percpu_found);
     let small = rules::SMALL_PERCPU_POINTERS;
-    x.reason = rules::reference(&x.module, expected, found, small);
+    let mut reasons: Vec<String> = Vec::new();
+    if kmemleak {
+        reasons.extend(rules::reference(&x.module, expected, found, small));
+    }
+    if let Some(t) = x.trace_found {
+        // The trace sees per-CPU objects by their own event: no exception.
+        reasons.extend(
+            rules::reference(&x.module, (x.expected, 0), (t.objects, 0), false)
+                .map(|r| format!("trace: {r}")),
+        );
+    }
+    x.reason = (!reasons.is_empty()).then(|| reasons.join("; "));
     x.ok = x.reason.is_none();
     x.note =
-        x.ok.then(|| rules::reference_note(expected, found, small))
+        (x.ok && kmemleak).then(|| rules::reference_note(expected, found, small))
             .flatten();
 }
 
@@ -300,6 +521,8 @@ mod tests {
             objects: 1,
             bytes: 256,
             after_unload: false,
+            kmemleak: true,
+            grows: false,
         }
     }
 
@@ -321,6 +544,7 @@ mod tests {
             stable,
             meminfo_delta: MemInfo::default(),
             slab_delta: BTreeMap::new(),
+            trace: None,
             ok,
         }
     }
@@ -334,7 +558,7 @@ mod tests {
         };
         let mut st = StatRecord::new("error_path".into(), Variant::Leaky);
         (st.leaked, st.leaked_bytes) = (1, 256);
-        let mut v = new_verdict(&pattern(), Variant::Leaky, 1, &st, &[lost]);
+        let mut v = new_verdict(&pattern(), Variant::Leaky, 1, &st, &[lost], (true, false));
         for o in found {
             v.count(*o);
         }
@@ -350,7 +574,7 @@ mod tests {
         };
         let good = judged(&[lost]);
         assert!(good.ok, "{:?}", good.reason);
-        let run = CycleRun::new(vec![pattern()], vec![record(vec![good], true)]);
+        let run = CycleRun::new(vec![pattern()], vec![record(vec![good], true)], vec!["kmemleak"]);
         assert_eq!((run.ok, run.verdict()), (true, RunVerdict::Passed));
         assert_eq!(run.summary(), "as expected");
 
@@ -361,7 +585,7 @@ mod tests {
         }]);
         assert!(!other.ok);
         assert!(other.reason.as_deref().unwrap().contains("0x2000"));
-        let run = CycleRun::new(vec![pattern()], vec![record(vec![other], true)]);
+        let run = CycleRun::new(vec![pattern()], vec![record(vec![other], true)], vec!["kmemleak"]);
         assert_eq!((run.ok, run.verdict()), (false, RunVerdict::Failed));
         // Nothing reported.
         assert!(!judged(&[]).ok);
@@ -369,14 +593,14 @@ mod tests {
 
     #[test]
     fn an_empty_run_is_not_as_expected() {
-        let run = CycleRun::new(Vec::new(), vec![record(Vec::new(), true)]);
+        let run = CycleRun::new(Vec::new(), vec![record(Vec::new(), true)], vec!["kmemleak"]);
         assert_eq!(run.verdict(), RunVerdict::Failed);
         assert!(
             run.summary().contains("nothing was judged"),
             "{}",
             run.summary()
         );
-        let none = CycleRun::new(Vec::new(), Vec::new());
+        let none = CycleRun::new(Vec::new(), Vec::new(), vec!["kmemleak"]);
         assert_eq!(none.verdict(), RunVerdict::Failed);
     }
 
@@ -386,7 +610,7 @@ mod tests {
             address: 0x1000,
             size: 256,
         };
-        let run = CycleRun::new(vec![pattern()], vec![record(vec![judged(&[lost])], false)]);
+        let run = CycleRun::new(vec![pattern()], vec![record(vec![judged(&[lost])], false)], vec!["kmemleak"]);
         assert_eq!(run.verdict(), RunVerdict::Inconclusive);
         assert_eq!(RunVerdict::Inconclusive.exit_status(), 3);
         assert!(

@@ -1,0 +1,125 @@
+//! The allocation-trace detector: a second leak detector beside kmemleak
+//! that needs only tracefs (on distribution and board kernels alike).
+//!
+//! The `kmem` and `percpu` allocation events are traced with their stacks
+//! (the `stacktrace` trigger), the free events without; a [`Ledger`] keeps
+//! what is allocated and not freed. An allocation is a module's when its
+//! stack passes through the module's text ([`Ledger::outstanding`] with the
+//! caller's test), so Rust allocations, whose `call_site` is the kernel
+//! crate's helper, are found too. Allocations the allocator makes for
+//! itself on the module's behalf (a new slab's pages, kmemleak's own
+//! metadata, a vmalloc area's bookkeeping) are told apart by their frames
+//! ([`internal`]); vmalloc areas are seen in `/proc/vmallocinfo`
+//! ([`vmalloc`]). It needs no age window: what is outstanding once the
+//! module is gone and deferred frees have settled is leaked.
+//!
+//! [`Ledger`]: ledger::Ledger
+//! [`Ledger::outstanding`]: ledger::Ledger::outstanding
+
+use crate::kmemleak::report::Frame;
+
+pub mod event;
+pub mod ledger;
+pub mod tracer;
+pub mod vmalloc;
+
+pub use event::Space;
+
+/// What the trace detector cannot see or may get wrong, said with every
+/// verdict that rests on it.
+pub const BLIND_SPOTS: &str = "allocation tracing sees kmalloc, kmem_cache, page and per-CPU allocations whose stack passes through the module, and vmalloc areas whose caller is the module; memory the module gets from another subsystem (an skb, a DMA pool) is that subsystem's, and events the ring buffer loses make the run inconclusive";
+
+/// Allocator-internal functions: an allocation whose stack reaches one of
+/// them before the module's first frame was made by that allocator for its
+/// own use, and is counted by that allocator's own event or view.
+const INTERNAL: &[(&str, &str, &[Space])] = &[
+    ("kmemleak_", "kmemleak's own metadata", &[Space::Slab, Space::Page]),
+    ("__create_object", "kmemleak's own metadata", &[Space::Slab]),
+    ("__alloc_object", "kmemleak's own metadata", &[Space::Slab]),
+    ("mem_pool_alloc", "kmemleak's own metadata", &[Space::Slab]),
+    ("allocate_slab", "a new slab's pages", &[Space::Page]),
+    ("new_slab", "a new slab's pages", &[Space::Page]),
+    ("___slab_alloc", "a new slab's pages", &[Space::Page]),
+    ("__kmalloc_large", "a large kmalloc (its kmalloc event counts)", &[Space::Page]),
+    ("___kmalloc_large", "a large kmalloc (its kmalloc event counts)", &[Space::Page]),
+    ("pcpu_", "a per-CPU chunk", &[Space::Page, Space::Slab]),
+    ("__vmalloc", "a vmalloc area (seen in /proc/vmallocinfo)", &[Space::Page, Space::Slab]),
+    ("vmalloc", "a vmalloc area (seen in /proc/vmallocinfo)", &[Space::Page, Space::Slab]),
+    ("vzalloc", "a vmalloc area (seen in /proc/vmallocinfo)", &[Space::Page, Space::Slab]),
+    ("__get_vm_area", "a vmalloc area (seen in /proc/vmallocinfo)", &[Space::Page, Space::Slab]),
+    ("alloc_vmap_area", "a vmalloc area (seen in /proc/vmallocinfo)", &[Space::Page, Space::Slab]),
+    ("stack_depot", "the stack depot", &[Space::Slab, Space::Page]),
+    (
+        "__kmem_cache_create",
+        "a slab cache's own structures (on the kernel's cache list)",
+        &[Space::Slab, Space::Page, Space::Percpu],
+    ),
+    (
+        "do_kmem_cache_create",
+        "a slab cache's own structures (on the kernel's cache list)",
+        &[Space::Slab, Space::Page, Space::Percpu],
+    ),
+    ("fill_pool", "debugobjects' pool", &[Space::Slab, Space::Page]),
+];
+
+/// Whether a frame is the module's rather than the kernel image's: tagged
+/// with a module, or (the module gone) a bare address.
+fn in_a_module(f: &Frame) -> bool {
+    f.module.is_some() || f.symbol.is_none()
+}
+
+/// The allocator that made an allocation of `space` with stack `frames`
+/// for its own use, in words, if one did: its function appears before the
+/// first module frame.
+pub fn internal(space: Space, frames: &[Frame]) -> Option<&'static str> {
+    frames
+        .iter()
+        .take_while(|f| !in_a_module(f))
+        .filter_map(|f| f.symbol.as_deref())
+        .find_map(|s| {
+            INTERNAL
+                .iter()
+                .find(|(prefix, _, spaces)| s.starts_with(prefix) && spaces.contains(&space))
+                .map(|(_, what, _)| *what)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kmemleak::report::parse_frame;
+
+    fn frames(lines: &[&str]) -> Vec<Frame> {
+        lines.iter().map(|l| parse_frame(l)).collect()
+    }
+
+    #[test]
+    fn a_new_slab_s_pages_are_the_allocator_s_and_the_module_s_own_pages_are_not() {
+        let slab = frames(&[
+            "__alloc_pages_noprof+0x1/0x2",
+            "allocate_slab+0x1/0x2",
+            "___slab_alloc+0x1/0x2",
+            "__kmalloc_noprof+0x1/0x2",
+            "probe_leaky+0x1/0x2 [leaklab]",
+        ]);
+        assert_eq!(internal(Space::Page, &slab), Some("a new slab's pages"));
+        let own = frames(&[
+            "__alloc_pages_noprof+0x1/0x2",
+            "rust_helper_alloc_pages+0x1/0x2",
+            "page_leak::ring_leaky+0x1/0x2 [leaklab]",
+            "allocate_slab+0x1/0x2",
+        ]);
+        assert_eq!(internal(Space::Page, &own), None, "only frames before the module's count");
+    }
+
+    #[test]
+    fn a_large_kmalloc_counts_once_and_a_per_cpu_allocation_is_its_own() {
+        let large = frames(&["__kmalloc_large_noprof+0x1/0x2", "0xffffffffa0001000"]);
+        assert!(internal(Space::Page, &large).is_some());
+        assert_eq!(internal(Space::Slab, &large), None);
+        let percpu = frames(&["pcpu_alloc_noprof+0x1/0x2", "init+0x1/0x2 [kmemleak_test]"]);
+        assert_eq!(internal(Space::Percpu, &percpu), None);
+        let meta = frames(&["__create_object+0x1/0x2", "kmemleak_alloc+0x1/0x2", "f+0x1/0x2 [m]"]);
+        assert_eq!(internal(Space::Slab, &meta), Some("kmemleak's own metadata"));
+    }
+}

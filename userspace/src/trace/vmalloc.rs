@@ -1,0 +1,128 @@
+//! vmalloc areas, from `/proc/vmallocinfo`: no trace event names the caller
+//! of `vmalloc()`, but this file does, for every live area. An area a
+//! module made while it was loaded, still there once it is gone, leaked.
+
+use std::fs;
+
+use anyhow::{Context, Result};
+
+use crate::kmemleak::report::{parse_frame, Frame, Report};
+
+/// The file.
+pub const VMALLOCINFO: &str = "/proc/vmallocinfo";
+
+/// One live vmalloc area.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Area {
+    /// Its start address.
+    pub start: u64,
+    /// Its size as listed (with the guard page, where it has one).
+    pub size: u64,
+    /// The function that asked for it.
+    pub caller: Frame,
+    /// Whether the line says `vmalloc` (an area with pages of its own, not
+    /// an ioremap or a vmap of someone else's pages).
+    pub vmalloc: bool,
+}
+
+impl Area {
+    /// The area as a report: its address, size and caller.
+    pub fn report(&self) -> Report {
+        Report {
+            address: self.start,
+            size: self.size,
+            comm: None,
+            pid: None,
+            jiffies: None,
+            crc: None,
+            frames: vec![self.caller.clone()],
+            garbled: false,
+        }
+    }
+}
+
+/// Parses `0xffffc900...-0xffffc900...  8192 caller+0x4c/0x2a0 [mod] pages=1 vmalloc N0=1`.
+pub fn parse(text: &str) -> Vec<Area> {
+    text.lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let (start, end) = words.next()?.split_once('-')?;
+            let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+            let (start, _end) = (hex(start)?, hex(end)?);
+            let size = words.next()?.parse().ok()?;
+            let rest: Vec<&str> = words.collect();
+            // The caller, and its `[module]` tag when it has one.
+            let mut caller = rest.first()?.to_string();
+            if let Some(tag) = rest.get(1).filter(|w| w.starts_with('[') && w.ends_with(']')) {
+                caller = format!("{caller} {tag}");
+            }
+            Some(Area {
+                start,
+                size,
+                caller: parse_frame(&caller),
+                vmalloc: rest.contains(&"vmalloc"),
+            })
+        })
+        .collect()
+}
+
+/// Reads the live areas (needs root: others see zero addresses).
+pub fn read() -> Result<Vec<Area>> {
+    let text = fs::read_to_string(VMALLOCINFO).with_context(|| format!("reading {VMALLOCINFO}"))?;
+    Ok(parse(&text))
+}
+
+/// The areas of `module` in `loaded` (read while it was there) that are
+/// new since `before` (read before it was loaded) and still live in
+/// `after`. An older area can name the module as its caller too: its
+/// caller was an earlier module's init code, whose freed addresses the
+/// module's own init now occupies.
+pub fn left_by(module: &str, before: &[Area], loaded: &[Area], after: &[Area]) -> Vec<Area> {
+    let live = |list: &[Area], a: &Area| list.iter().any(|b| b.start == a.start && b.size == a.size);
+    loaded
+        .iter()
+        .filter(|a| a.vmalloc && a.caller.module.as_deref() == Some(module))
+        .filter(|a| !live(before, a))
+        .filter(|a| live(after, a))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOADED: &str = "\
+0xffffc90000000000-0xffffc90000002000    8192 kmemleak_test_init+0x4c/0x2a0 [kmemleak_test] pages=1 vmalloc N0=1
+0xffffc90000004000-0xffffc90000006000    8192 kmemleak_test_init+0x5c/0x2a0 [kmemleak_test] pages=1 vmalloc N0=1
+0xffffc90000008000-0xffffc9000000d000   20480 execmem_vmalloc+0x1/0x2 pages=4 vmalloc N0=4
+0xffffc90000010000-0xffffc90000012000    8192 pci_iomap+0x1/0x2 [other] ioremap
+";
+
+    #[test]
+    fn areas_a_module_made_and_left_are_found_by_their_caller() {
+        let loaded = parse(LOADED);
+        assert_eq!(loaded.len(), 4);
+        assert_eq!(loaded[0].caller.module.as_deref(), Some("kmemleak_test"));
+        assert_eq!(loaded[2].caller.module, None);
+        // After the unload: the second area was freed, the first stays, its
+        // caller now a bare address.
+        let after = parse(
+            "0xffffc90000000000-0xffffc90000002000    8192 0xffffffffa000104c pages=1 vmalloc N0=1\n",
+        );
+        let left = left_by("kmemleak_test", &[], &loaded, &after);
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].start, 0xffffc90000000000);
+        let all = parse(LOADED);
+        assert!(left_by("other", &[], &all, &all).is_empty(), "an ioremap is not a vmalloc");
+        assert!(
+            left_by("kmemleak_test", &loaded, &loaded, &after).is_empty(),
+            "an area from before the load is not the module's, whatever its caller says now"
+        );
+    }
+
+    #[test]
+    fn odd_lines_are_skipped() {
+        assert!(parse("garbage\n0x1-0x2 notanumber f\n\n").is_empty());
+    }
+}
