@@ -30,4 +30,5 @@ samples! {
     slab_cache,
     rust_forget,
     arc_cycle,
+    page_leak,
 }
