@@ -31,4 +31,5 @@ samples! {
     rust_forget,
     arc_cycle,
     page_leak,
+    unbounded_cache,
 }
