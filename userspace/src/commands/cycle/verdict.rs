@@ -300,6 +300,8 @@ mod tests {
             objects: 1,
             bytes: 256,
             after_unload: false,
+            kmemleak: true,
+            grows: false,
         }
     }
 
