@@ -112,7 +112,7 @@ impl PatternInfo {
                 "objects" => info.objects = number(v, k)?,
                 "bytes" => info.bytes = number(v, k)?,
                 "after_unload" => info.after_unload = v == "1",
-                "kmemleak" => info.kmemleak = v == "1",
+                "kmemleak" => info.kmemleak = v != "0",
                 "grows" => info.grows = v == "1",
                 _ => {}
             }
