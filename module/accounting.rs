@@ -2,6 +2,9 @@
 
 //! What runs allocate and leak, counted as kmemleak will see it: objects, by
 //! their start address, and bytes as the allocator sized them (`ksize`).
+//! Pages taken straight from the page allocator, which kmemleak does not
+//! track, are counted apart ([`Tally::allocated_pages`]): by their kernel
+//! virtual address and the bytes of the whole block.
 //!
 //! A run records each object it allocates in a [`Tally`], which hands back an
 //! [`Allocation`]; a leaky run gives that record back to [`Tally::leaked`]
@@ -73,8 +76,9 @@ unsafe fn ksize(start: *const c_void) -> usize {
 /// # Invariants
 ///
 /// Made only by a [`Tally`]: `!inverted` was the start of a live slab or
-/// kmalloc object, and `size` its size by `ksize`. (The address is kept
-/// bitwise inverted, as in [`Recent`].)
+/// kmalloc object, and `size` its size by `ksize`; or the start of a live
+/// block of pages from the page allocator, and `size` its length in bytes.
+/// (The address is kept bitwise inverted, as in [`Recent`].)
 pub(crate) struct Allocation {
     inverted: usize,
     size: usize,
@@ -127,6 +131,32 @@ impl Tally {
         Allocation {
             inverted: !(start as usize),
             size,
+        }
+    }
+
+    /// Counts the block of pages starting at `start`, `bytes` long, as
+    /// allocated. Never calls `ksize`, which warns on memory that is not a
+    /// slab object; the block's size does not join [`Tally::classes`] (the
+    /// slab sizes [`crate::hygiene::launder`] cycles).
+    ///
+    /// # Safety
+    ///
+    /// `start` is the kernel virtual address of a live block of pages from
+    /// the page allocator (`__get_free_pages`, or `page_address` of what
+    /// `alloc_pages` returned), and `bytes` is its length (`PAGE_SIZE <<
+    /// order`).
+    pub(crate) unsafe fn allocated_pages(
+        &mut self,
+        start: *const c_void,
+        bytes: usize,
+    ) -> Allocation {
+        self.allocated += 1;
+        self.allocated_bytes += bytes;
+        // INVARIANT: By this function's safety requirements, `start` is the
+        // start of a live block of pages, of `bytes` bytes.
+        Allocation {
+            inverted: !(start as usize),
+            size: bytes,
         }
     }
 

@@ -7,11 +7,18 @@
 //! stats                        read: one record per pattern and variant
 //! leak_cap                     read: "cap_bytes=C leaked_bytes=L"; write: a new cap in bytes
 //! patterns/<name>/description  read: what leaks and why, and the fix
-//! patterns/<name>/expect       read: "objects=N bytes=B after_unload=0|1" per leaky run
+//! patterns/<name>/expect       read: "objects=N bytes=B after_unload=0|1 kmemleak=0|1 grows=0|1":
+//!                              what one leaky run leaks; after_unload=1: it shows only after rmmod;
+//!                              kmemleak=0: kmemleak cannot report it (the page allocator, which
+//!                              it does not track, or objects that stay referenced); grows=1: the
+//!                              objects stay referenced while loaded and are freed at unload
+//!                              (verdict: growth per run while loaded, not a report)
 //! patterns/<name>/leaky        write N (1..=10000): run the leaky variant N times
 //! patterns/<name>/fixed        write N (1..=10000): run the fixed variant N times
 //! patterns/<name>/leaked       read: "0xADDRESS SIZE" per object the leaky variant lost (last 64):
 //!                              the object's start address and its size as the allocator sized it
+//!                              (pages: their kernel virtual address and the block's bytes;
+//!                              grows=1: the objects kept without bound, still referenced)
 //! patterns/module_exit/disarm  write 1: free the buffers armed by leaky runs now
 //! ```
 //!
@@ -112,10 +119,12 @@ impl Writer for ExpectFile {
         let state = &self.0;
         writeln!(
             f,
-            "objects={} bytes={} after_unload={}",
+            "objects={} bytes={} after_unload={} kmemleak={} grows={}",
             state.expect.objects,
             state.expect.bytes,
-            u8::from(state.pattern.after_unload)
+            u8::from(state.pattern.after_unload),
+            u8::from(state.pattern.kmemleak_visible),
+            u8::from(state.pattern.grows)
         )
     }
 }

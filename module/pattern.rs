@@ -40,6 +40,15 @@ pub(crate) struct Pattern {
     pub(crate) fixed: fn(&mut Tally) -> Result,
     /// Whether the leak shows only after `rmmod`.
     pub(crate) after_unload: bool,
+    /// Whether kmemleak can report the leak: `false` for memory kmemleak
+    /// does not track (the page allocator), which only the allocation-trace
+    /// detector finds, and for objects that stay referenced (see `grows`).
+    pub(crate) kmemleak_visible: bool,
+    /// Whether the leaky variant's objects stay referenced while the module
+    /// is loaded and are freed at unload: memory that grows with every run
+    /// (a cache never purged). Its verdict is the growth per run while
+    /// loaded, not a report at unload; kmemleak never reports such objects.
+    pub(crate) grows: bool,
     /// Frees what earlier leaky runs left armed, if the pattern can; returns
     /// the objects and bytes freed.
     pub(crate) disarm: Option<fn() -> (usize, usize)>,

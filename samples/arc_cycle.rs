@@ -76,6 +76,8 @@ Fixed: teardown breaks the cycle before dropping.",
     leaky: teardown_leaky,
     fixed: teardown_fixed,
     after_unload: false,
+    kmemleak_visible: true,
+    grows: false,
     disarm: None,
     at_unload: None,
 };

@@ -65,6 +65,8 @@ branch.",
     leaky: handle_leaky,
     fixed: handle_fixed,
     after_unload: false,
+    kmemleak_visible: true,
+    grows: false,
     disarm: None,
     at_unload: None,
 };

@@ -111,6 +111,8 @@ Drop calls put_device().",
     leaky: probe_remove_leaky,
     fixed: probe_remove_fixed,
     after_unload: false,
+    kmemleak_visible: true,
+    grows: false,
     disarm: None,
     at_unload: None,
 };

@@ -67,6 +67,8 @@ every return path frees it.",
     leaky: |t| expected_failure(probe_leaky(t)),
     fixed: |t| expected_failure(probe_fixed(t)),
     after_unload: false,
+    kmemleak_visible: true,
+    grows: false,
     disarm: None,
     at_unload: None,
 };

@@ -30,4 +30,6 @@ samples! {
     slab_cache,
     rust_forget,
     arc_cycle,
+    page_leak,
+    unbounded_cache,
 }

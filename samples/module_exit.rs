@@ -120,6 +120,8 @@ buffers early). Fixed: the module's state owns the buffers and its Drop frees th
     leaky: arm_leaky,
     fixed: arm_fixed,
     after_unload: true,
+    kmemleak_visible: true,
+    grows: false,
     disarm: Some(disarm),
     at_unload: Some(free_owned),
 };

@@ -66,6 +66,8 @@ kept (dropped, or into_raw() paired with from_raw()).",
     leaky: run_leaky,
     fixed: run_fixed,
     after_unload: false,
+    kmemleak_visible: true,
+    grows: false,
     disarm: None,
     at_unload: None,
 };

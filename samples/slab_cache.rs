@@ -145,6 +145,8 @@ borrows the cache, so it is freed before the cache is destroyed.",
     leaky: probe_remove_leaky,
     fixed: probe_remove_fixed,
     after_unload: false,
+    kmemleak_visible: true,
+    grows: false,
     disarm: None,
     at_unload: None,
 };

@@ -32,7 +32,11 @@ impl Outcome for Patterns {
                 p.name,
                 p.objects,
                 p.bytes,
-                if p.after_unload {
+                if p.grows {
+                    "grows while loaded"
+                } else if !p.kmemleak {
+                    "at once, unseen by kmemleak"
+                } else if p.after_unload {
                     "after rmmod"
                 } else {
                     "at once"

@@ -73,20 +73,52 @@ pub struct PatternInfo {
     pub bytes: u64,
     /// Whether the leak appears only after the module is unloaded.
     pub after_unload: bool,
-    /// Whether kmemleak can see the leak (`kmemleak=0`: pages from the page
-    /// allocator, which it does not track). True when a module does not say.
-    #[serde(default = "visible")]
+    /// Whether kmemleak can report the leak (`kmemleak=` in `expect`):
+    /// `false` for memory kmemleak does not track (the page allocator),
+    /// which only the allocation-trace detector sees, and for objects that
+    /// stay referenced ([`PatternInfo::grows`]). True when the module does
+    /// not say (modules before the field).
+    #[serde(default = "default_kmemleak")]
     pub kmemleak: bool,
     /// Whether the leaky variant's objects stay referenced while the module
-    /// is loaded and are freed at unload (`grows=1`): its verdict is growth
-    /// per run while loaded, not a report at unload.
+    /// is loaded and are freed at unload (`grows=` in `expect`): memory that
+    /// grows with every run, which kmemleak never reports; its verdict is the
+    /// growth per run while loaded, not a report at unload. False when the
+    /// module does not say.
     #[serde(default)]
     pub grows: bool,
 }
 
-/// A module that does not say is kmemleak-visible.
-fn visible() -> bool {
+fn default_kmemleak() -> bool {
     true
+}
+
+impl PatternInfo {
+    /// The pattern `name` described by `description` and its `expect` file,
+    /// `objects=N bytes=B after_unload=0|1 kmemleak=0|1 grows=0|1` (the last
+    /// two fields absent from older modules: kmemleak=1 grows=0 then).
+    pub fn parse(name: String, description: String, expect: &str) -> Result<Self> {
+        let mut info = PatternInfo {
+            name,
+            description,
+            objects: 0,
+            bytes: 0,
+            after_unload: false,
+            kmemleak: true,
+            grows: false,
+        };
+        for (k, v) in fields(expect) {
+            match k {
+                "objects" => info.objects = number(v, k)?,
+                "bytes" => info.bytes = number(v, k)?,
+                "after_unload" => info.after_unload = v == "1",
+                "kmemleak" => info.kmemleak = v != "0",
+                "grows" => info.grows = v == "1",
+                _ => {}
+            }
+        }
+        Ok(info)
+    }
 }
 
 /// One `stats` record.
@@ -242,29 +274,11 @@ impl Control {
             .into_iter()
             .map(|name| {
                 let expect = self.read(&format!("patterns/{name}/expect"))?;
-                let mut info = PatternInfo {
-                    description: self
-                        .read(&format!("patterns/{name}/description"))?
-                        .trim()
-                        .to_string(),
-                    name,
-                    objects: 0,
-                    bytes: 0,
-                    after_unload: false,
-                    kmemleak: true,
-                    grows: false,
-                };
-                for (k, v) in fields(&expect) {
-                    match k {
-                        "objects" => info.objects = number(v, k)?,
-                        "bytes" => info.bytes = number(v, k)?,
-                        "after_unload" => info.after_unload = v == "1",
-                        "kmemleak" => info.kmemleak = v != "0",
-                        "grows" => info.grows = v == "1",
-                        _ => {}
-                    }
-                }
-                Ok(info)
+                let description = self
+                    .read(&format!("patterns/{name}/description"))?
+                    .trim()
+                    .to_string();
+                PatternInfo::parse(name, description, &expect)
             })
             .collect()
     }
@@ -354,5 +368,51 @@ mod tests {
         assert!(parse_stats("runs=1\n").is_err());
         assert!(parse_stats("pattern=a variant=b runs=1\n").is_err());
         assert!(parse_stats("pattern=a variant=leaky runs=x\n").is_err());
+    }
+
+    #[test]
+    fn expect_parses_kmemleak_and_grows() {
+        let p = PatternInfo::parse(
+            "page_leak".into(),
+            "pages".into(),
+            "objects=1 bytes=8192 after_unload=0 kmemleak=0 grows=0\n",
+        )
+        .unwrap();
+        assert_eq!((p.objects, p.bytes), (1, 8192));
+        assert!(!p.after_unload && !p.kmemleak && !p.grows, "{p:?}");
+        let p = PatternInfo::parse(
+            "unbounded_cache".into(),
+            "cache".into(),
+            "objects=1 bytes=1024 after_unload=0 kmemleak=0 grows=1\n",
+        )
+        .unwrap();
+        assert_eq!((p.objects, p.bytes), (1, 1024));
+        assert!(!p.kmemleak && p.grows, "{p:?}");
+        let p = PatternInfo::parse(
+            "module_exit".into(),
+            "exit".into(),
+            "objects=1 bytes=512 after_unload=1 kmemleak=1 grows=0\n",
+        )
+        .unwrap();
+        assert!(p.after_unload && p.kmemleak && !p.grows, "{p:?}");
+        assert!(PatternInfo::parse("a".into(), "b".into(), "objects=x").is_err());
+    }
+
+    #[test]
+    fn expect_of_an_older_module_defaults_to_kmemleak_without_growth() {
+        let p = PatternInfo::parse(
+            "error_path".into(),
+            "probe".into(),
+            "objects=1 bytes=256 after_unload=0\n",
+        )
+        .unwrap();
+        assert_eq!((p.objects, p.bytes, p.after_unload), (1, 256, false));
+        assert!(p.kmemleak && !p.grows, "{p:?}");
+        // A document written before the fields: the same defaults.
+        let p: PatternInfo = serde_json::from_str(
+            r#"{"name":"error_path","description":"d","objects":1,"bytes":256,"after_unload":false}"#,
+        )
+        .unwrap();
+        assert!(p.kmemleak && !p.grows, "{p:?}");
     }
 }
