@@ -28,41 +28,61 @@ use kernel::{c_str, new_mutex, prelude::*, sync::Mutex};
 /// How many entries the fixed cache keeps at most.
 const CAP: usize = 4;
 
-/// One cached lookup result.
+/// One cached lookup result, linked to the next newest: a list adds exactly
+/// one object per entry (a vector's buffer would grow in steps too).
 struct Entry {
     id: u64,
-    _value: [u8; 1016],
+    next: Option<KBox<Entry>>,
+    _value: [u8; 1008],
 }
 
-/// A lookup cache: its entries, and the bound on their number, if any.
+/// A lookup cache: its entries, newest first, and the bound on their
+/// number, if any.
 struct LookupCache {
-    entries: KVec<KBox<Entry>>,
+    newest: Option<KBox<Entry>>,
+    len: usize,
     /// At most this many entries (`None`: the bug, no bound).
     bound: Option<usize>,
-    /// Once the cache is full, the slot of the oldest entry (a ring).
-    oldest: usize,
 }
 
 impl LookupCache {
     fn get(&self, id: u64) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.id == id).map(|e| &**e)
+        let mut e = self.newest.as_deref();
+        while let Some(entry) = e {
+            if entry.id == id {
+                return Some(entry);
+            }
+            e = entry.next.as_deref();
+        }
+        None
     }
 
     /// Inserts `entry`; returns the entry it evicted to stay within the bound.
-    fn insert(&mut self, entry: KBox<Entry>) -> Result<Option<KBox<Entry>>> {
-        match self.bound {
-            Some(cap) if self.entries.len() >= cap => {
-                let evicted = core::mem::replace(&mut self.entries[self.oldest], entry);
-                self.oldest += 1;
-                if self.oldest == cap {
-                    self.oldest = 0;
-                }
-                Ok(Some(evicted))
-            }
-            _ => {
-                self.entries.push(entry, GFP_KERNEL)?;
-                Ok(None)
-            }
+    fn insert(&mut self, mut entry: KBox<Entry>) -> Option<KBox<Entry>> {
+        entry.next = self.newest.take();
+        self.newest = Some(entry);
+        self.len += 1;
+        let cap = self.bound?;
+        if self.len <= cap {
+            return None;
+        }
+        // Over the bound: unlink the oldest, the entry after the `cap`th.
+        let mut last = self.newest.as_mut()?;
+        for _ in 1..cap {
+            last = last.next.as_mut()?;
+        }
+        self.len -= 1;
+        last.next.take()
+    }
+}
+
+impl Drop for LookupCache {
+    /// Frees the entries one by one: dropping the head alone would recurse
+    /// once per entry, on a kernel stack of a few pages.
+    fn drop(&mut self) {
+        let mut next = self.newest.take();
+        while let Some(mut entry) = next {
+            next = entry.next.take();
         }
     }
 }
@@ -86,14 +106,10 @@ impl Global {
     fn get(&self) -> Result<&Mutex<LookupCache>> {
         let mut p = self.cache.load(Ordering::Acquire);
         if p.is_null() {
-            let entries = match self.bound {
-                Some(cap) => KVec::with_capacity(cap, GFP_KERNEL)?,
-                None => KVec::new(),
-            };
             let cache = LookupCache {
-                entries,
+                newest: None,
+                len: 0,
                 bound: self.bound,
-                oldest: 0,
             };
             let new = KBox::pin_init(new_mutex!(cache, "leaklab_lookup_cache"), GFP_KERNEL)?;
             // SAFETY: The mutex is never moved out of its box: only `free`
@@ -152,12 +168,13 @@ fn lookup_leaky(t: &mut Tally) -> Result {
     let entry = KBox::new(
         Entry {
             id,
-            _value: [0; 1016],
+            next: None,
+            _value: [0; 1008],
         },
         GFP_KERNEL,
     )?;
     let counted = t.allocated(&entry);
-    cache.insert(entry)?;
+    cache.insert(entry);
     // BUG: no bound and no purge: the cache keeps this entry, referenced,
     // for as long as the module is loaded, one more for every new id.
     t.leaked(counted);
@@ -175,13 +192,14 @@ fn lookup_fixed(t: &mut Tally) -> Result {
     let entry = KBox::new(
         Entry {
             id,
-            _value: [0; 1016],
+            next: None,
+            _value: [0; 1008],
         },
         GFP_KERNEL,
     )?;
     t.allocated(&entry);
     // A full cache evicts its oldest entry, freed here.
-    drop(cache.insert(entry)?);
+    drop(cache.insert(entry));
     Ok(())
 }
 

@@ -20,7 +20,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cli", &["commands", "output", "ko", "vm", "kernel"]),
     (
         "commands",
-        &["analysis", "kmemleak", "trace", "ko", "kernel", "output", "vm"],
+        &[
+            "analysis", "kmemleak", "trace", "ko", "kernel", "output", "vm",
+        ],
     ),
     ("analysis", &["kmemleak", "kernel", "ko"]),
     ("kmemleak", &["kernel"]),

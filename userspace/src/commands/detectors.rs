@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::{kmemleak::Kmemleak, trace::tracer};
 
 /// A leak detector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Detector {
     /// kmemleak: scans memory for objects nothing points to.

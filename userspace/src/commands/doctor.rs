@@ -58,13 +58,16 @@ pub struct Check {
 /// What the canary found.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Canary {
+    /// The detector it proved (`kmemleak`, `trace`).
+    #[serde(default = "kmemleak_name")]
+    pub detector: String,
     /// The sample it ran.
     pub pattern: String,
     /// Objects one leaky run leaks, as the module states.
     pub expected: u64,
-    /// Objects kmemleak reported for the leaky run.
+    /// Objects the detector found for the leaky run.
     pub found_leaky: u64,
-    /// Objects kmemleak reported for the fixed run (must be 0).
+    /// Objects the detector found for the fixed run (must be 0).
     pub found_fixed: u64,
     /// The culprit's source line, as symbolized.
     pub culprit_line: Option<String>,
@@ -91,15 +94,22 @@ pub struct Diagnosis {
     pub scan_seconds: Option<f64>,
     /// The checks, in order.
     pub checks: Vec<Check>,
-    /// The canary, when it ran.
+    /// The first detector's canary, when it ran.
     pub canary: Option<Canary>,
+    /// The canary of every detector this kernel has, in order.
+    #[serde(default)]
+    pub canaries: Vec<Canary>,
     /// No check failed.
     pub ok: bool,
 }
 
-/// The kernel options leaklab cannot do without.
+fn kmemleak_name() -> String {
+    "kmemleak".into()
+}
+
+/// The kernel options leaklab cannot do without (a detector besides: see
+/// the `detectors` check).
 const REQUIRED: &[&str] = &[
-    "DEBUG_KMEMLEAK",
     "DEBUG_FS",
     "RUST",
     "MODULES",
@@ -170,26 +180,60 @@ pub fn diagnose(opts: &Options, progress: &mut dyn FnMut(&str)) -> Diagnosis {
     check_config(&mut c);
     check_cmdline(&mut c);
     let debugfs = check_debugfs(&mut c, root);
+    let trace = Detector::Trace.supported();
     let mut scan_seconds = None;
     let kmemleak = if debugfs == Status::Fail {
         c.skip("kmemleak", "needs debugfs");
         None
     } else {
-        check_kmemleak(&mut c, &mut scan_seconds)
+        check_kmemleak(&mut c, &mut scan_seconds, trace.is_ok())
     };
+    match &trace {
+        Ok(()) => c.ok(
+            "trace",
+            "tracefs with the kmem and percpu events: allocation tracing works (no age window, sees pages)".into(),
+        ),
+        Err(e) => c.warn(
+            "trace",
+            format!("{e:#}"),
+            "build the kernel with CONFIG_TRACING and CONFIG_EVENT_TRACING for the second detector",
+        ),
+    };
+    let mut detectors = Vec::new();
+    if kmemleak.is_some() {
+        detectors.push(Detector::Kmemleak);
+    }
+    if trace.is_ok() {
+        detectors.push(Detector::Trace);
+    }
+    if detectors.is_empty() {
+        c.fail(
+            "detectors",
+            "none: neither kmemleak nor allocation tracing works on this kernel".into(),
+            "build the kernel with CONFIG_DEBUG_KMEMLEAK or CONFIG_EVENT_TRACING (qemu/common.config)",
+        );
+    } else {
+        let names: Vec<&str> = detectors.iter().map(|d| d.name()).collect();
+        c.ok("detectors", names.join(", "));
+    }
     let module = check_module(&mut c, &opts.module.path());
     let meminfo = check_memory(&mut c);
-    let ready = root && kmemleak.is_some() && module == Status::Ok;
-    let canary = if ready {
-        progress("canary: loading leaklab.ko, one leaky and one fixed run");
-        run_canary(&mut c, opts, progress)
+    let ready = root && !detectors.is_empty() && module == Status::Ok;
+    let mut canaries = Vec::new();
+    if ready {
+        for d in detectors {
+            progress(&format!(
+                "canary ({}): loading leaklab.ko, one leaky and one fixed run",
+                d.name()
+            ));
+            canaries.extend(run_canary(&mut c, opts, d, progress));
+        }
     } else {
         c.skip(
             "canary",
-            "needs root, kmemleak and a module for this kernel (see above)",
+            "needs root, a detector and a module for this kernel (see above)",
         );
-        None
-    };
+    }
     let ok = c.0.iter().all(|c| c.status != Status::Fail);
     Diagnosis {
         schema: "leaklab.doctor/1".into(),
@@ -200,7 +244,8 @@ pub fn diagnose(opts: &Options, progress: &mut dyn FnMut(&str)) -> Diagnosis {
         memory_mib: meminfo.map_or(0, |(total, _)| total / 1024),
         scan_seconds,
         checks: c.0,
-        canary,
+        canary: canaries.first().cloned(),
+        canaries,
         ok,
     }
 }
@@ -313,9 +358,19 @@ fn check_debugfs(c: &mut Checks, root: bool) -> Status {
 
 /// Checks that kmemleak is there, enabled, and never ran out of its pool;
 /// times one scan.
-fn check_kmemleak(c: &mut Checks, scan_seconds: &mut Option<f64>) -> Option<Kmemleak> {
+/// A kernel without kmemleak is fine when the trace works (`trace`): a
+/// warning then, not a failure.
+fn check_kmemleak(c: &mut Checks, scan_seconds: &mut Option<f64>, trace: bool) -> Option<Kmemleak> {
     let k = match Kmemleak::open() {
         Ok(k) => k,
+        Err(e) if trace => {
+            c.warn(
+                "kmemleak",
+                format!("{e:#}: the trace detector judges alone"),
+                "build the kernel with CONFIG_DEBUG_KMEMLEAK=y for a second opinion",
+            );
+            return None;
+        }
         Err(e) => {
             c.fail(
                 "kmemleak",
@@ -418,8 +473,17 @@ fn check_memory(c: &mut Checks) -> Option<(u64, u64)> {
     Some((total, available))
 }
 
-/// Runs the canary's pattern once leaky, once fixed, in one window.
-fn run_canary(c: &mut Checks, opts: &Options, progress: &mut dyn FnMut(&str)) -> Option<Canary> {
+/// Runs the canary's pattern once leaky, once fixed, in one window, judged
+/// by `detector` alone.
+fn run_canary(
+    c: &mut Checks,
+    opts: &Options,
+    detector: Detector,
+    progress: &mut dyn FnMut(&str),
+) -> Option<Canary> {
+    let check = format!("canary ({})", detector.name());
+    let check = check.as_str();
+    let by = detector.name();
     let plan = Plan {
         module: opts.module.path(),
         patterns: vec![opts.canary.clone()],
@@ -428,7 +492,7 @@ fn run_canary(c: &mut Checks, opts: &Options, progress: &mut dyn FnMut(&str)) ->
         cycles: 1,
         references: Vec::new(),
         detectors: DetectorArgs {
-            detectors: vec![Detector::Kmemleak],
+            detectors: vec![detector],
             ..DetectorArgs::default()
         },
     };
@@ -437,17 +501,17 @@ fn run_canary(c: &mut Checks, opts: &Options, progress: &mut dyn FnMut(&str)) ->
         Ok(run) => run,
         Err(e) => {
             c.fail(
-                "canary",
+                check,
                 format!("{e:#}"),
                 "fix what the line says, then run doctor again",
             );
             return None;
         }
     };
-    let canary = summarize(&run, &opts.canary, t.elapsed().as_secs_f64());
+    let canary = summarize(&run, &opts.canary, detector, t.elapsed().as_secs_f64());
     let Some(canary) = canary else {
         c.fail(
-            "canary",
+            check,
             format!("the module has no pattern {:?}", opts.canary),
             "pick one `leaklab patterns` lists (--canary)",
         );
@@ -460,29 +524,32 @@ fn run_canary(c: &mut Checks, opts: &Options, progress: &mut dyn FnMut(&str)) ->
         .map_or(String::new(), |l| format!(" at {l}"));
     if !seen {
         c.fail(
-            "canary",
+            check,
             format!(
-                "kmemleak reported {} of the {} object(s) {} leaky leaks: this kmemleak cannot see the leak, so its silence proves nothing",
+                "{by} found {} of the {} object(s) {} leaky leaks: this detector cannot see the leak here, so its silence proves nothing",
                 canary.found_leaky, canary.expected, canary.pattern
             ),
             "see Documentation/scan-protocol.md (stale pointers, slab_nomerge) and the kernel log",
         );
     } else if canary.found_fixed != 0 {
         c.fail(
-            "canary",
+            check,
             format!(
-                "kmemleak reported {} object(s) for {} fixed, which frees everything: reports here are not to be trusted",
+                "{by} found {} object(s) for {} fixed, which frees everything: its findings here are not to be trusted",
                 canary.found_fixed, canary.pattern
             ),
             "see the kernel log and Documentation/scan-protocol.md",
         );
     } else if let Some(u) = run.unsettled() {
         c.fail(
-            "canary",
-            format!(
-                "kmemleak's reports were still changing after {} scans: no trustworthy answer",
-                u.scans
-            ),
+            check,
+            match u.trace.as_ref().filter(|t| t.lost > 0) {
+                Some(t) => format!("the trace lost {} events: no trustworthy answer", t.lost),
+                None => format!(
+                    "kmemleak's reports were still changing after {} scans: no trustworthy answer",
+                    u.scans
+                ),
+            },
             "run doctor again, on a quieter machine",
         );
     } else if !run.ok {
@@ -493,15 +560,15 @@ fn run_canary(c: &mut Checks, opts: &Options, progress: &mut dyn FnMut(&str)) ->
             .find_map(|v| v.reason.clone())
             .unwrap_or_else(|| "something unexpected leaked or the kernel warned".into());
         c.fail(
-            "canary",
+            check,
             format!("the leak was seen, but the run failed: {why}"),
             "run `leaklab cycle --pattern ...` for the details",
         );
     } else {
         c.ok(
-            "canary",
+            check,
             format!(
-                "{} leaky: kmemleak reported {} of {} object(s){where_}; {} fixed: none",
+                "{} leaky: {by} found {} of {} object(s){where_}; {} fixed: none",
                 canary.pattern, canary.found_leaky, canary.expected, canary.pattern
             ),
         );
@@ -510,7 +577,7 @@ fn run_canary(c: &mut Checks, opts: &Options, progress: &mut dyn FnMut(&str)) ->
 }
 
 /// The canary's figures from its run, `None` if `pattern` did not run.
-fn summarize(run: &CycleRun, pattern: &str, seconds: f64) -> Option<Canary> {
+fn summarize(run: &CycleRun, pattern: &str, detector: Detector, seconds: f64) -> Option<Canary> {
     let verdicts: Vec<&cycle::verdict::Verdict> = run
         .cycles
         .iter()
@@ -519,11 +586,20 @@ fn summarize(run: &CycleRun, pattern: &str, seconds: f64) -> Option<Canary> {
         .collect();
     let leaky = verdicts.iter().find(|v| v.variant == Variant::Leaky)?;
     let fixed = verdicts.iter().find(|v| v.variant == Variant::Fixed);
+    let found = |v: &cycle::verdict::Verdict| match detector {
+        Detector::Kmemleak => v.found.objects,
+        Detector::Trace => v.trace.as_ref().map_or(0, |t| t.found.objects),
+    };
+    let expected = match detector {
+        Detector::Kmemleak => leaky.expected.objects,
+        Detector::Trace => leaky.trace.as_ref().map_or(0, |t| t.expected.objects),
+    };
     Some(Canary {
+        detector: detector.name().into(),
         pattern: pattern.into(),
-        expected: leaky.expected.objects,
-        found_leaky: leaky.found.objects,
-        found_fixed: fixed.map_or(0, |v| v.found.objects),
+        expected,
+        found_leaky: found(leaky),
+        found_fixed: fixed.map_or(0, |v| found(v)),
         culprit_line: leaky
             .culprits
             .keys()

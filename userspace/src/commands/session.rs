@@ -17,12 +17,12 @@ use crate::{
         findings::{self, explains, known_kernel_leak, Finding},
         symbolize::Symbolizer,
     },
+    kernel::interrupt,
     kernel::{
         kmod::LoadedModule,
         kmsg::KmsgWatch,
         module::{Ko, ModuleLayout},
     },
-    kernel::interrupt,
     kmemleak::{
         report::Report,
         window::{Settled, Window},
@@ -32,6 +32,7 @@ use crate::{
     output::Verdict,
     trace::{
         self,
+        ledger::Allocation,
         tracer::Tracer,
         vmalloc::{self, Area},
         Space,
@@ -196,17 +197,27 @@ impl<'k> Session<'k> {
         })
     }
 
+    /// What the trace has outstanding of the session's modules now: the
+    /// allocations whose stack passes through one of them, except those an
+    /// allocator made for itself ([`trace::internal`]).
+    pub fn module_allocations(&self, tracer: &Tracer) -> Vec<Allocation> {
+        tracer.ledger().outstanding(|a| {
+            trace::internal(a.space, &a.frames).is_none()
+                && self.sym.owner_of(&a.report()).is_some()
+        })
+    }
+
     /// Lets deferred frees (RCU, kvfree_rcu, work items) land: polls what
     /// the modules still hold until it has not changed for [`TRACE_QUIET`]
     /// (at most [`TRACE_SETTLE_MAX`]), then stops tracing and keeps what the
     /// modules' stacks passed through.
-    fn harvest_trace(&self, tracer: Tracer, progress: &mut dyn FnMut(&str)) -> Result<TraceHarvest> {
+    fn harvest_trace(
+        &self,
+        tracer: Tracer,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<TraceHarvest> {
         progress("letting deferred frees settle");
-        let owned = |t: &Tracer| {
-            t.ledger()
-                .outstanding(|a| self.sym.owner_of(&a.report()).is_some())
-                .len()
-        };
+        let owned = |t: &Tracer| self.module_allocations(t).len();
         let start = Instant::now();
         let (mut last, mut since) = (usize::MAX, Instant::now());
         while start.elapsed() < TRACE_SETTLE_MAX {

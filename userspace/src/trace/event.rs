@@ -155,9 +155,7 @@ pub fn parse(line: &str) -> Line {
             alloc(Space::Page, get("pfn", true), bytes)
         }
         "mm_page_free" | "mm_page_free_batched" => free(Space::Page, get("pfn", true)),
-        "percpu_alloc_percpu" => {
-            alloc(Space::Percpu, get("ptr", true), get("bytes_alloc", false))
-        }
+        "percpu_alloc_percpu" => alloc(Space::Percpu, get("ptr", true), get("bytes_alloc", false)),
         "percpu_free_percpu" => free(Space::Percpu, get("ptr", true)),
         _ => Line::Other,
     }
@@ -220,11 +218,34 @@ mod tests {
             }
         );
         let l = "leaklab-70 [000] ..... 9.0: mm_page_alloc: page=00000000a1b2c3d4 pfn=0x4a31 order=1 migratetype=0 gfp_flags=GFP_KERNEL";
-        assert!(matches!(parse(l), Line::Alloc { space: Space::Page, key: 0x4a31, bytes: 8192, .. }));
+        assert!(matches!(
+            parse(l),
+            Line::Alloc {
+                space: Space::Page,
+                key: 0x4a31,
+                bytes: 8192,
+                ..
+            }
+        ));
         let l = "<idle>-0 [001] ..s1. 9.0: mm_page_free_batched: page=00000000a1b2c3d4 pfn=0x4a31";
-        assert!(matches!(parse(l), Line::Free { space: Space::Page, key: 0x4a31, .. }));
+        assert!(matches!(
+            parse(l),
+            Line::Free {
+                space: Space::Page,
+                key: 0x4a31,
+                ..
+            }
+        ));
         let l = "insmod-5 [000] ..... 1.0: percpu_alloc_percpu: call_site=kmemleak_test_init+0x1/0x2 [kmemleak_test] reserved=0 is_atomic=0 size=1 align=1 base_addr=ffff88800f000000 off=150620 ptr=0000607fffc24c5c bytes_alloc=1 gfp_flags=GFP_KERNEL";
-        assert!(matches!(parse(l), Line::Alloc { space: Space::Percpu, key: 0x607fffc24c5c, bytes: 1, .. }));
+        assert!(matches!(
+            parse(l),
+            Line::Alloc {
+                space: Space::Percpu,
+                key: 0x607fffc24c5c,
+                bytes: 1,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -241,7 +262,8 @@ mod tests {
             parse("  insmod-61 [001] ..... 12.345680: <stack trace>"),
             Line::Stack(origin("insmod", 61, 1))
         );
-        let Line::Frame(f) = parse(" => error_path::probe_leaky+0x2a/0x90 [leaklab] <ffffffffa000112a>")
+        let Line::Frame(f) =
+            parse(" => error_path::probe_leaky+0x2a/0x90 [leaklab] <ffffffffa000112a>")
         else {
             panic!("a frame")
         };

@@ -161,7 +161,10 @@ mod tests {
         assert_eq!(out[0].frames[1].address, Some(0xffffffffa000112a));
         assert_eq!(l.events, 3);
         let r = out[0].report();
-        assert_eq!((r.address, r.size, r.pid), (0xffff888000001000, 256, Some(7)));
+        assert_eq!(
+            (r.address, r.size, r.pid),
+            (0xffff888000001000, 256, Some(7))
+        );
     }
 
     #[test]

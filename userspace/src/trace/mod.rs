@@ -33,22 +33,58 @@ pub const BLIND_SPOTS: &str = "allocation tracing sees kmalloc, kmem_cache, page
 /// them before the module's first frame was made by that allocator for its
 /// own use, and is counted by that allocator's own event or view.
 const INTERNAL: &[(&str, &str, &[Space])] = &[
-    ("kmemleak_", "kmemleak's own metadata", &[Space::Slab, Space::Page]),
+    (
+        "kmemleak_",
+        "kmemleak's own metadata",
+        &[Space::Slab, Space::Page],
+    ),
     ("__create_object", "kmemleak's own metadata", &[Space::Slab]),
     ("__alloc_object", "kmemleak's own metadata", &[Space::Slab]),
     ("mem_pool_alloc", "kmemleak's own metadata", &[Space::Slab]),
     ("allocate_slab", "a new slab's pages", &[Space::Page]),
     ("new_slab", "a new slab's pages", &[Space::Page]),
     ("___slab_alloc", "a new slab's pages", &[Space::Page]),
-    ("__kmalloc_large", "a large kmalloc (its kmalloc event counts)", &[Space::Page]),
-    ("___kmalloc_large", "a large kmalloc (its kmalloc event counts)", &[Space::Page]),
+    (
+        "__kmalloc_large",
+        "a large kmalloc (its kmalloc event counts)",
+        &[Space::Page],
+    ),
+    (
+        "___kmalloc_large",
+        "a large kmalloc (its kmalloc event counts)",
+        &[Space::Page],
+    ),
     ("pcpu_", "a per-CPU chunk", &[Space::Page, Space::Slab]),
-    ("__vmalloc", "a vmalloc area (seen in /proc/vmallocinfo)", &[Space::Page, Space::Slab]),
-    ("vmalloc", "a vmalloc area (seen in /proc/vmallocinfo)", &[Space::Page, Space::Slab]),
-    ("vzalloc", "a vmalloc area (seen in /proc/vmallocinfo)", &[Space::Page, Space::Slab]),
-    ("__get_vm_area", "a vmalloc area (seen in /proc/vmallocinfo)", &[Space::Page, Space::Slab]),
-    ("alloc_vmap_area", "a vmalloc area (seen in /proc/vmallocinfo)", &[Space::Page, Space::Slab]),
-    ("stack_depot", "the stack depot", &[Space::Slab, Space::Page]),
+    (
+        "__vmalloc",
+        "a vmalloc area (seen in /proc/vmallocinfo)",
+        &[Space::Page, Space::Slab],
+    ),
+    (
+        "vmalloc",
+        "a vmalloc area (seen in /proc/vmallocinfo)",
+        &[Space::Page, Space::Slab],
+    ),
+    (
+        "vzalloc",
+        "a vmalloc area (seen in /proc/vmallocinfo)",
+        &[Space::Page, Space::Slab],
+    ),
+    (
+        "__get_vm_area",
+        "a vmalloc area (seen in /proc/vmallocinfo)",
+        &[Space::Page, Space::Slab],
+    ),
+    (
+        "alloc_vmap_area",
+        "a vmalloc area (seen in /proc/vmallocinfo)",
+        &[Space::Page, Space::Slab],
+    ),
+    (
+        "stack_depot",
+        "the stack depot",
+        &[Space::Slab, Space::Page],
+    ),
     (
         "__kmem_cache_create",
         "a slab cache's own structures (on the kernel's cache list)",
@@ -59,7 +95,11 @@ const INTERNAL: &[(&str, &str, &[Space])] = &[
         "a slab cache's own structures (on the kernel's cache list)",
         &[Space::Slab, Space::Page, Space::Percpu],
     ),
-    ("fill_pool", "debugobjects' pool", &[Space::Slab, Space::Page]),
+    (
+        "fill_pool",
+        "debugobjects' pool",
+        &[Space::Slab, Space::Page],
+    ),
 ];
 
 /// Whether a frame is the module's rather than the kernel image's: tagged
@@ -109,7 +149,11 @@ mod tests {
             "page_leak::ring_leaky+0x1/0x2 [leaklab]",
             "allocate_slab+0x1/0x2",
         ]);
-        assert_eq!(internal(Space::Page, &own), None, "only frames before the module's count");
+        assert_eq!(
+            internal(Space::Page, &own),
+            None,
+            "only frames before the module's count"
+        );
     }
 
     #[test]
@@ -119,7 +163,14 @@ mod tests {
         assert_eq!(internal(Space::Slab, &large), None);
         let percpu = frames(&["pcpu_alloc_noprof+0x1/0x2", "init+0x1/0x2 [kmemleak_test]"]);
         assert_eq!(internal(Space::Percpu, &percpu), None);
-        let meta = frames(&["__create_object+0x1/0x2", "kmemleak_alloc+0x1/0x2", "f+0x1/0x2 [m]"]);
-        assert_eq!(internal(Space::Slab, &meta), Some("kmemleak's own metadata"));
+        let meta = frames(&[
+            "__create_object+0x1/0x2",
+            "kmemleak_alloc+0x1/0x2",
+            "f+0x1/0x2 [m]",
+        ]);
+        assert_eq!(
+            internal(Space::Slab, &meta),
+            Some("kmemleak's own metadata")
+        );
     }
 }

@@ -112,7 +112,10 @@ impl Tracer {
     /// enables the allocation events with stacks and the free events, and
     /// starts reading.
     pub fn start(buffer_kb: u64) -> Result<Self> {
-        anyhow::ensure!(buffer_kb > 0, "the trace buffer needs at least 1 KiB per CPU");
+        anyhow::ensure!(
+            buffer_kb > 0,
+            "the trace buffer needs at least 1 KiB per CPU"
+        );
         let (root, mounted) = match mounted_tracefs() {
             Some(root) => (root, None),
             None => {
@@ -124,7 +127,9 @@ impl Tracer {
                     None::<&str>,
                 )
                 .with_context(|| {
-                    format!("mounting tracefs at {TRACEFS} (a kernel without CONFIG_TRACING has none)")
+                    format!(
+                        "mounting tracefs at {TRACEFS} (a kernel without CONFIG_TRACING has none)"
+                    )
                 })?;
                 (PathBuf::from(TRACEFS), Some(PathBuf::from(TRACEFS)))
             }
@@ -138,16 +143,22 @@ impl Tracer {
                 let _ = nix::mount::umount(m);
             }
             return Err(e).with_context(|| {
-                format!("creating the tracefs instance {} (needs root and CONFIG_TRACING)", dir.display())
+                format!(
+                    "creating the tracefs instance {} (needs root and CONFIG_TRACING)",
+                    dir.display()
+                )
             });
         }
         ABORT.store(false, Ordering::SeqCst);
         let undo_dir = dir.clone();
-        let noted = undo::note(format!("removed the tracefs instance {}", dir.display()), move || {
-            ABORT.store(true, Ordering::SeqCst);
-            std::thread::sleep(Duration::from_millis(200));
-            remove(&undo_dir, unmount.as_deref())
-        });
+        let noted = undo::note(
+            format!("removed the tracefs instance {}", dir.display()),
+            move || {
+                ABORT.store(true, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(200));
+                remove(&undo_dir, unmount.as_deref())
+            },
+        );
         let mut tracer = Self {
             dir,
             mounted,
@@ -159,6 +170,7 @@ impl Tracer {
         };
         tracer.configure(buffer_kb)?;
         tracer.reader = Some(tracer.spawn_reader()?);
+        undo::failpoint("trace-running");
         Ok(tracer)
     }
 
@@ -240,7 +252,7 @@ impl Tracer {
         write(&self.dir.join("trace_marker"), &marker)?;
         let until = Instant::now() + Duration::from_secs(20);
         loop {
-            if self.ledger().markers.iter().any(|m| *m == marker) {
+            if self.ledger().markers.contains(&marker) {
                 return Ok(());
             }
             if self.reader.as_ref().is_none_or(JoinHandle::is_finished) {
@@ -338,13 +350,17 @@ fn remove(dir: &Path, mounted: Option<&Path>) -> Result<()> {
             }
             Err(e) => {
                 return Err(e).with_context(|| {
-                    format!("removing the tracefs instance {}: rmdir it by hand", dir.display())
+                    format!(
+                        "removing the tracefs instance {}: rmdir it by hand",
+                        dir.display()
+                    )
                 })
             }
         }
     }
     if let Some(m) = mounted {
-        nix::mount::umount(m).with_context(|| format!("unmounting tracefs from {}", m.display()))?;
+        nix::mount::umount(m)
+            .with_context(|| format!("unmounting tracefs from {}", m.display()))?;
     }
     Ok(())
 }

@@ -53,7 +53,10 @@ pub fn parse(text: &str) -> Vec<Area> {
             let rest: Vec<&str> = words.collect();
             // The caller, and its `[module]` tag when it has one.
             let mut caller = rest.first()?.to_string();
-            if let Some(tag) = rest.get(1).filter(|w| w.starts_with('[') && w.ends_with(']')) {
+            if let Some(tag) = rest
+                .get(1)
+                .filter(|w| w.starts_with('[') && w.ends_with(']'))
+            {
                 caller = format!("{caller} {tag}");
             }
             Some(Area {
@@ -78,7 +81,8 @@ pub fn read() -> Result<Vec<Area>> {
 /// caller was an earlier module's init code, whose freed addresses the
 /// module's own init now occupies.
 pub fn left_by(module: &str, before: &[Area], loaded: &[Area], after: &[Area]) -> Vec<Area> {
-    let live = |list: &[Area], a: &Area| list.iter().any(|b| b.start == a.start && b.size == a.size);
+    let live =
+        |list: &[Area], a: &Area| list.iter().any(|b| b.start == a.start && b.size == a.size);
     loaded
         .iter()
         .filter(|a| a.vmalloc && a.caller.module.as_deref() == Some(module))
@@ -114,7 +118,10 @@ mod tests {
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].start, 0xffffc90000000000);
         let all = parse(LOADED);
-        assert!(left_by("other", &[], &all, &all).is_empty(), "an ioremap is not a vmalloc");
+        assert!(
+            left_by("other", &[], &all, &all).is_empty(),
+            "an ioremap is not a vmalloc"
+        );
         assert!(
             left_by("kmemleak_test", &loaded, &loaded, &after).is_empty(),
             "an area from before the load is not the module's, whatever its caller says now"

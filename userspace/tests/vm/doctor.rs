@@ -29,9 +29,12 @@ pub fn assert_doctor_passes(status: Option<i32>, doc: &Doc<Diagnosis>, cpus: usi
             "debugfs",
             "kmemleak",
             "auto-scan",
+            "trace",
+            "detectors",
             "module",
             "memory",
-            "canary"
+            "canary (kmemleak)",
+            "canary (trace)"
         ]
     );
     for c in &doc.checks {
@@ -51,6 +54,13 @@ pub fn assert_doctor_passes(status: Option<i32>, doc: &Doc<Diagnosis>, cpus: usi
             .is_some_and(|l| l.starts_with("samples/error_path.rs:")),
         "{canary:#?}"
     );
+    // The trace's canary too: the same leak seen by the second detector.
+    let detectors: Vec<&str> = doc.canaries.iter().map(|c| c.detector.as_str()).collect();
+    assert_eq!(detectors, ["kmemleak", "trace"], "{doc:#}");
+    let trace = &doc.canaries[1];
+    assert_eq!(trace.expected, canary.expected, "{trace:#?}");
+    assert_eq!(trace.found_leaky, trace.expected, "{trace:#?}");
+    assert_eq!(trace.found_fixed, 0, "{trace:#?}");
     assert!(doc.scan_seconds.expect("scan_seconds") > 0.0);
     let cpu = doc.cpu.as_deref().expect("cpu");
     assert!(cpu.starts_with(&format!("{cpus}x ")), "{cpu}");
@@ -84,8 +94,19 @@ fn check_doctor_kmemleak_off(arch: &str) {
     let k = doctor_check(&doc, "kmemleak");
     assert_eq!(k.status, Status::Fail, "{k:#?}");
     assert!(k.detail.contains("kmemleak is disabled"), "{k:#?}");
-    assert_eq!(doctor_check(&doc, "canary").status, Status::Skip);
-    assert!(doc.canary.is_none());
+    // The trace still works, and its canary proves it; kmemleak's never ran.
+    assert_eq!(doctor_check(&doc, "detectors").detail, "trace", "{doc:#}");
+    assert_eq!(
+        doctor_check(&doc, "canary (trace)").status,
+        Status::Ok,
+        "{doc:#}"
+    );
+    assert!(
+        !doc.checks.iter().any(|c| c.name == "canary (kmemleak)"),
+        "{doc:#}"
+    );
+    let detectors: Vec<&str> = doc.canaries.iter().map(|c| c.detector.as_str()).collect();
+    assert_eq!(detectors, ["trace"], "{doc:#}");
 }
 
 on_both_arches!(check_doctor_kmemleak_off: doctor_fails_with_kmemleak_off_x86_64, doctor_fails_with_kmemleak_off_arm64);
@@ -100,14 +121,13 @@ fn check_doctor_sabotaged(arch: &str) {
         .json::<Diagnosis>(&["doctor"]);
     assert_eq!(status, Some(1), "{doc:#}");
     assert!(!doc.ok);
-    let c = doctor_check(&doc, "canary");
-    assert_eq!(c.status, Status::Fail, "{c:#?}");
-    assert!(c.detail.contains("cannot see the leak"), "{c:#?}");
-    assert_eq!(
-        doc.canary.as_ref().map(|c| c.found_leaky),
-        Some(0),
-        "{doc:#}"
-    );
+    for name in ["canary (kmemleak)", "canary (trace)"] {
+        let c = doctor_check(&doc, name);
+        assert_eq!(c.status, Status::Fail, "{c:#?}");
+        assert!(c.detail.contains("cannot see the leak"), "{c:#?}");
+    }
+    let found: Vec<u64> = doc.canaries.iter().map(|c| c.found_leaky).collect();
+    assert_eq!(found, [0, 0], "{doc:#}");
     // Everything before the canary was fine.
     assert_eq!(doctor_check(&doc, "module").status, Status::Ok);
     assert_eq!(doctor_check(&doc, "kmemleak").status, Status::Ok);

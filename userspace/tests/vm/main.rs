@@ -39,4 +39,5 @@ mod hardening;
 mod matrix;
 mod parse;
 mod shell;
+mod trace;
 mod views;

@@ -46,6 +46,8 @@ pub struct CycleRun {
     pub patterns: Vec<Pattern>,
     pub cycles: Vec<Cycle>,
     pub ok: bool,
+    /// The detectors that judged (`kmemleak`, `trace`).
+    pub detectors: Vec<String>,
 }
 
 impl Document for CycleRun {
@@ -85,6 +87,34 @@ pub struct Cycle {
     /// The module's section layout, handed on to `leaklab parse` as it is.
     pub layout: Value,
     pub slab_delta: BTreeMap<String, i64>,
+    /// The allocation trace's account, when it ran.
+    pub trace: Option<TraceRecord>,
+}
+
+/// The allocation trace of one cycle.
+#[derive(Debug, Deserialize)]
+pub struct TraceRecord {
+    pub events: u64,
+    pub lost: u64,
+    pub unexpected: Vec<IgnoredAny>,
+}
+
+/// What the trace found of one pattern and variant.
+#[derive(Debug, Deserialize)]
+pub struct TraceColumn {
+    pub expected: Count,
+    pub found: Count,
+    pub growth: Option<Growth>,
+    pub ok: bool,
+    pub reason: Option<String>,
+}
+
+/// Outstanding while loaded after two batches of runs.
+#[derive(Debug, Deserialize)]
+pub struct Growth {
+    pub runs: u64,
+    pub first: Count,
+    pub second: Count,
 }
 
 impl Cycle {
@@ -112,6 +142,12 @@ pub struct Verdict {
     pub missed: Vec<IgnoredAny>,
     pub ok: bool,
     pub reason: Option<String>,
+    /// Whether kmemleak judged the row.
+    pub kmemleak: bool,
+    /// The trace's column.
+    pub trace: Option<TraceColumn>,
+    /// Why one detector sees the leak and the other cannot.
+    pub blind: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +165,8 @@ pub struct Reference {
     pub ok: bool,
     pub reason: Option<String>,
     pub note: Option<String>,
+    /// What the trace tied to it.
+    pub trace_found: Option<Count>,
 }
 
 /// `leaklab census` (`census_run`).
@@ -235,6 +273,7 @@ pub struct Diagnosis {
     pub scan_seconds: Option<f64>,
     pub checks: Vec<Check>,
     pub canary: Option<Canary>,
+    pub canaries: Vec<Canary>,
     pub ok: bool,
 }
 
@@ -260,6 +299,7 @@ pub enum Status {
 
 #[derive(Debug, Deserialize)]
 pub struct Canary {
+    pub detector: String,
     pub expected: u64,
     pub found_leaky: u64,
     pub found_fixed: u64,

@@ -66,7 +66,10 @@ impl Outcome for CycleRun {
                     t.unexpected.is_empty(),
                     format!("cycle{}.trace_unexpected", c.cycle),
                     (!t.unexpected.is_empty()).then(|| {
-                        format!("{} allocations outside the driven samples", t.unexpected.len())
+                        format!(
+                            "{} allocations outside the driven samples",
+                            t.unexpected.len()
+                        )
                     }),
                 ));
                 tests.push((
@@ -169,7 +172,11 @@ impl Outcome for CycleRun {
                     }
                 );
             }
-            let blind: Vec<_> = c.verdicts.iter().filter_map(|v| v.blind.as_ref().map(|b| (v, b))).collect();
+            let blind: Vec<_> = c
+                .verdicts
+                .iter()
+                .filter_map(|v| v.blind.as_ref().map(|b| (v, b)))
+                .collect();
             if !blind.is_empty() && v_has_both(self) {
                 s += "* seen by one detector only:\n";
                 for (v, b) in blind {

@@ -16,11 +16,11 @@ use super::{
     Plan, Reference,
 };
 use crate::{
+    analysis::symbolize::Symbolizer,
     analysis::{
         attribute::{attribute, Example},
         findings::{self, explains, Finding},
     },
-    analysis::symbolize::Symbolizer,
     commands::{
         detectors::Detectors,
         session::{Harvest, Session, TraceHarvest},
@@ -149,7 +149,10 @@ pub fn drive(plan: &Plan, l: &Loaded) -> Result<Driven> {
     if let Some(tracer) = l.session.tracer() {
         for p in selected.iter().filter(|p| p.grows) {
             for &v in &plan.variants {
-                growth.insert((p.name.clone(), v), measure_growth(control, tracer, l, p, v)?);
+                growth.insert(
+                    (p.name.clone(), v),
+                    measure_growth(control, tracer, l, p, v)?,
+                );
             }
         }
     }
@@ -174,7 +177,7 @@ fn measure_growth(
         tracer.sync()?;
         let mut c = Count::default();
         let sym = &l.session.sym;
-        for a in tracer.ledger().outstanding(|a| sym.owner_of(&a.report()).is_some()) {
+        for a in l.session.module_allocations(tracer) {
             let at = attribute(&a.report(), sym);
             if at.pattern.as_deref() == Some(&p.name) && at.variant == Some(v) {
                 c.add(a.bytes);

@@ -504,9 +504,9 @@ pub(super) fn judge_reference(x: &mut ReferenceVerdict, kmemleak: bool) {
     }
     x.reason = (!reasons.is_empty()).then(|| reasons.join("; "));
     x.ok = x.reason.is_none();
-    x.note =
-        (x.ok && kmemleak).then(|| rules::reference_note(expected, found, small))
-            .flatten();
+    x.note = (x.ok && kmemleak)
+        .then(|| rules::reference_note(expected, found, small))
+        .flatten();
 }
 
 #[cfg(test)]
@@ -574,7 +574,11 @@ mod tests {
         };
         let good = judged(&[lost]);
         assert!(good.ok, "{:?}", good.reason);
-        let run = CycleRun::new(vec![pattern()], vec![record(vec![good], true)], vec!["kmemleak"]);
+        let run = CycleRun::new(
+            vec![pattern()],
+            vec![record(vec![good], true)],
+            vec!["kmemleak"],
+        );
         assert_eq!((run.ok, run.verdict()), (true, RunVerdict::Passed));
         assert_eq!(run.summary(), "as expected");
 
@@ -585,7 +589,11 @@ mod tests {
         }]);
         assert!(!other.ok);
         assert!(other.reason.as_deref().unwrap().contains("0x2000"));
-        let run = CycleRun::new(vec![pattern()], vec![record(vec![other], true)], vec!["kmemleak"]);
+        let run = CycleRun::new(
+            vec![pattern()],
+            vec![record(vec![other], true)],
+            vec!["kmemleak"],
+        );
         assert_eq!((run.ok, run.verdict()), (false, RunVerdict::Failed));
         // Nothing reported.
         assert!(!judged(&[]).ok);
@@ -610,7 +618,11 @@ mod tests {
             address: 0x1000,
             size: 256,
         };
-        let run = CycleRun::new(vec![pattern()], vec![record(vec![judged(&[lost])], false)], vec!["kmemleak"]);
+        let run = CycleRun::new(
+            vec![pattern()],
+            vec![record(vec![judged(&[lost])], false)],
+            vec!["kmemleak"],
+        );
         assert_eq!(run.verdict(), RunVerdict::Inconclusive);
         assert_eq!(RunVerdict::Inconclusive.exit_status(), 3);
         assert!(
