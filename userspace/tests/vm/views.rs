@@ -74,6 +74,10 @@ pub struct Pattern {
     pub objects: u64,
     /// Bytes one leaky run leaks.
     pub bytes: u64,
+    /// Whether kmemleak can see the leak.
+    pub kmemleak: bool,
+    /// Whether the leak is growth while loaded.
+    pub grows: bool,
 }
 
 #[derive(Debug, Deserialize)]

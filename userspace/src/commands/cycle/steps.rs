@@ -18,7 +18,7 @@ use super::{
 use crate::{
     analysis::symbolize::Symbolizer,
     analysis::{
-        attribute::{attribute, Example},
+        attribute::{attribute, Attribution, Example},
         findings::{self, explains, Finding},
     },
     commands::{
@@ -32,7 +32,7 @@ use crate::{
         procfs::{self, MemInfo, SlabCounts},
         thread::in_fresh_thread,
     },
-    kmemleak::Kmemleak,
+    kmemleak::{report::Report, Kmemleak},
     ko::{Control, PatternInfo, StatRecord, Variant},
     trace::tracer::Tracer,
 };
@@ -308,16 +308,7 @@ fn judge(
                     address: r.address,
                     size: r.size,
                 });
-                if let Some(c) = &a.culprit {
-                    let key = match &a.culprit_line {
-                        Some(line) => format!("{c} at {line}"),
-                        None => c.clone(),
-                    };
-                    *v.culprits.entry(key).or_default() += 1;
-                }
-                if v.example.is_none() {
-                    v.example = Some(Example::of(&r, sym));
-                }
+                name_culprit(v, &a, &r, sym);
             }
             None => unexpected.push(Unexpected {
                 report: r,
@@ -380,6 +371,21 @@ fn judge(
     })
 }
 
+/// Counts the culprit frame of report `r` (attributed as `a`) in row `v`,
+/// and keeps the first report as the row's example.
+fn name_culprit(v: &mut Verdict, a: &Attribution, r: &Report, sym: &Symbolizer) {
+    if let Some(c) = &a.culprit {
+        let key = match &a.culprit_line {
+            Some(line) => format!("{c} at {line}"),
+            None => c.clone(),
+        };
+        *v.culprits.entry(key).or_default() += 1;
+    }
+    if v.example.is_none() {
+        v.example = Some(Example::of(r, sym));
+    }
+}
+
 /// Ties each allocation the trace found outstanding to a reference module
 /// or a pattern and variant, as kmemleak's reports are tied.
 fn judge_trace(
@@ -408,10 +414,17 @@ fn judge_trace(
             .iter_mut()
             .find(|x| Some(&x.pattern) == a.pattern.as_ref() && Some(x.variant) == a.variant);
         match slot {
-            Some(v) if v.trace.is_some() => v.count_traced(Object {
-                address: r.address,
-                size: r.size,
-            }),
+            Some(v) if v.trace.is_some() => {
+                v.count_traced(Object {
+                    address: r.address,
+                    size: r.size,
+                });
+                // Where kmemleak did not judge, or cannot see this leak,
+                // the trace's stacks name the culprit.
+                if !v.kmemleak || v.blind.is_some() {
+                    name_culprit(v, &a, r, sym);
+                }
+            }
             _ => record.unexpected.push(Unexpected {
                 report: r.clone(),
                 attribution: a,
