@@ -12,7 +12,11 @@ baselines measured in the same run, written to BENCHMARKS.md.
 - module build (after touching its source);
 - parse throughput of a large generated report file against `wc -l`;
 - peak RSS of the tool (guest: in the matrix; host: parsing the big file);
-- size of the static guest binary.
+- size of the static guest binary;
+- the allocation trace: the trace-only matrix against the kmemleak-only
+  matrix and a boot that does the same runs with no detector at all, and
+  the tracing overhead on the samples in a loop (`trigger --trace` against
+  `trigger`, in one boot).
 """
 
 import os
@@ -35,19 +39,54 @@ def run(cmd, **kw):
     return time.monotonic() - t0, p
 
 
-def guest(tool, build, arch, name, command):
+def guest(tool, build, arch, name, command, vm_args=(), want_output=False):
     """Boots a VM for command; returns wall seconds, boot-to-init seconds,
-    the guest command's peak RSS (KiB) and its exit status."""
+    the guest command's peak RSS (KiB) and its exit status (and its stdout
+    with want_output)."""
     out = os.path.join(build, "results", "bench-" + arch)
     os.makedirs(out, exist_ok=True)
     wall, p = run([tool, "vm", "--arch", arch, "--build-dir", build,
-                   "--log", os.path.join(out, name + ".log"), "--"] + command)
+                   "--log", os.path.join(out, name + ".log"), *vm_args, "--"] + command)
     init = re.search(r"init after ([0-9.]+) s", p.stderr)
     rss = re.search(r"peak RSS: (\d+) KiB", p.stderr)
     status = re.search(r"guest command exited (\d+)", p.stderr)
     if not (init and status):
         sys.exit(f"bench: {name}: the VM run did not finish; see {out}/{name}.log\n{p.stderr}")
-    return wall, float(init.group(1)), int(rss.group(1)) if rss else None, int(status.group(1))
+    result = (wall, float(init.group(1)), int(rss.group(1)) if rss else None, int(status.group(1)))
+    return result + (p.stdout,) if want_output else result
+
+
+# The matrix's work with no detector: load leaklab.ko, run every pattern
+# leaky and fixed once (a growing one 16 times more each, as the matrix
+# measures its slope), load and unload the references, unload.
+RUNS_ONLY = """
+grep -q debugfs /proc/mounts || mount -t debugfs none /sys/kernel/debug
+insmod /lib/modules/leaklab.ko
+D=/sys/kernel/debug/leaklab/patterns
+for p in $D/*; do echo 1 > $p/leaky; echo 1 > $p/fixed; done
+for v in leaky fixed; do echo 16 > $D/unbounded_cache/$v; done
+insmod /lib/modules/kmemleak-test.ko; rmmod kmemleak_test
+insmod /lib/modules/rust_minimal.ko; rmmod rust_minimal
+rmmod leaklab
+"""
+
+# The samples in a loop, untraced and traced, in turns: each line is
+# `off|on START END` from /proc/uptime.
+OVERHEAD = """
+insmod /lib/modules/leaklab.ko
+t() { a=$(cut -d' ' -f1 /proc/uptime); "$@" >/dev/null; b=$(cut -d' ' -f1 /proc/uptime); echo "$a $b"; }
+work() { for p in error_path rust_forget arc_cycle conditional_free; do leaklab trigger $p fixed -n 5000 "$@" || exit 1; done; }
+for i in 1 2 3 4 5; do echo "off $(t work)"; echo "on $(t work --trace)"; done
+rmmod leaklab
+"""
+
+
+def script(name, text):
+    """A guest script in a file; returns the --file argument for it."""
+    f = tempfile.NamedTemporaryFile("w", prefix=f"leaklab-{name}-", suffix=".sh", delete=False)
+    f.write(text)
+    f.close()
+    return f.name
 
 
 def child_peak_rss_kib(cmd, stdout):
@@ -78,6 +117,34 @@ def main():
         f"{m_wall / f_wall:.2f}x the floor", "within 2x")
     row(f"sequential, a window per pattern (exit {s_status})", f"{s_wall:.1f} s",
         f"matrix {s_wall / m_wall:.1f}x faster", "at least 5x")
+    # The allocation trace: its matrix needs no age window.
+    t_wall, t_init, _, t_status = guest(tool, build, arch, "matrix-trace", ["matrix", "--detector", "trace"])
+    k_wall, _, _, k_status = guest(tool, build, arch, "matrix-kmemleak", ["matrix", "--detector", "kmemleak"])
+    runs_sh = script("runs", RUNS_ONLY)
+    r_wall, r_init, _, r_status = guest(tool, build, arch, "runs-only", ["sh", "/root/runs.sh"],
+                                        ["--file", f"{runs_sh}:/root/runs.sh"])
+    over_sh = script("overhead", OVERHEAD)
+    *_, o_status, o_out = guest(tool, build, arch, "overhead", ["sh", "/root/overhead.sh"],
+                                ["--file", f"{over_sh}:/root/overhead.sh"], want_output=True)
+    os.unlink(runs_sh)
+    os.unlink(over_sh)
+    row(f"floor for the trace: boot + the runs, no detector (exit {r_status})", f"{r_wall:.1f} s",
+        f"boot to init {r_init:.2f} s")
+    row(f"matrix, trace only (exit {t_status})", f"{t_wall:.1f} s",
+        f"{t_wall / r_wall:.2f}x boot + runs", "within 1.5x")
+    row(f"matrix, kmemleak only (exit {k_status})", f"{k_wall:.1f} s",
+        f"trace {k_wall / t_wall:.1f}x faster; {k_wall / f_wall:.2f}x the floor")
+    times = {"off": [], "on": []}
+    for line in o_out.splitlines():
+        w = line.split()
+        if len(w) == 3 and w[0] in times:
+            times[w[0]].append(float(w[2]) - float(w[1]))
+    if o_status != 0 or not times["off"] or not times["on"]:
+        sys.exit(f"bench: the overhead run failed (exit {o_status}):\n{o_out}")
+    off, on = statistics.median(times["off"]), statistics.median(times["on"])
+    row("samples in a loop (4 x 5000 fixed runs), untraced", f"{off:.2f} s")
+    row("the same under the allocation trace", f"{on:.2f} s",
+        f"{on / off:.2f}x untraced (medians of {len(times['on'])})", "a cost, stated")
     row("tool's peak RSS in the guest (matrix)", f"{m_rss} KiB" if m_rss else "?",
         f"{(m_rss or 0) / 1024 / 16:.2f} of 16 MiB", "under 16 MiB")
     size = os.path.getsize(os.path.join(build, arch, "leaklab"))

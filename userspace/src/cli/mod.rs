@@ -47,6 +47,10 @@ pub enum Cmd {
         variant: Variant,
         #[command(flatten)]
         runs: RunsArg,
+        /// Run under the allocation trace, as `--detector trace` does (what
+        /// that costs: `make bench`).
+        #[arg(long)]
+        trace: bool,
         #[command(flatten)]
         format: FormatArg,
     },
@@ -243,9 +247,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             pattern,
             variant,
             runs,
+            trace,
             format,
         } => emit(
-            &catalogue::trigger(&pattern, variant, runs.n)?,
+            &catalogue::trigger(&pattern, variant, runs.n, trace)?,
             format.format,
         ),
         Cmd::Cycle {

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::{
     ko::{Control, PatternInfo, StatRecord, Variant},
     output::{Outcome, Verdict},
+    trace::tracer::{Tracer, DEFAULT_BUFFER_KB},
 };
 
 /// The catalogue (JSON: the list of patterns).
@@ -52,6 +53,8 @@ impl Outcome for Patterns {
 pub struct Triggered {
     stats: Option<StatRecord>,
     runs: u32,
+    /// Events the allocation trace read, and lost, when it ran.
+    traced: Option<(u64, u64)>,
 }
 
 impl Serialize for Triggered {
@@ -60,15 +63,31 @@ impl Serialize for Triggered {
     }
 }
 
-/// Runs `variant` of `pattern` `runs` times in the loaded module.
-pub fn trigger(pattern: &str, variant: Variant, runs: u32) -> Result<Triggered> {
+/// Runs `variant` of `pattern` `runs` times in the loaded module; with
+/// `trace`, under the allocation trace, as a leak check would run it (what
+/// it costs: `make bench`).
+pub fn trigger(pattern: &str, variant: Variant, runs: u32, trace: bool) -> Result<Triggered> {
     let ctl = Control::open()?;
+    let tracer = trace
+        .then(|| Tracer::start(DEFAULT_BUFFER_KB))
+        .transpose()?;
     ctl.trigger(pattern, variant, runs)?;
+    let traced = match tracer {
+        Some(t) => {
+            let t = t.finish()?;
+            Some((t.events, t.lost))
+        }
+        None => None,
+    };
     let stats = ctl
         .stats()?
         .into_iter()
         .find(|s| s.pattern == pattern && s.variant == variant);
-    Ok(Triggered { stats, runs })
+    Ok(Triggered {
+        stats,
+        runs,
+        traced,
+    })
 }
 
 impl Outcome for Triggered {
@@ -77,9 +96,12 @@ impl Outcome for Triggered {
     }
 
     fn human(&self) -> String {
+        let traced = self.traced.map_or(String::new(), |(events, lost)| {
+            format!("; traced {events} events, {lost} lost")
+        });
         self.stats.as_ref().map_or(String::new(), |s| {
             format!(
-                "{} {}: {} run(s); totals: runs={} leaked={} ({} bytes)\n",
+                "{} {}: {} run(s); totals: runs={} leaked={} ({} bytes){traced}\n",
                 s.pattern,
                 s.variant.name(),
                 self.runs,
