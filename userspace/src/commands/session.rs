@@ -6,7 +6,7 @@
 //! the leaky samples may leak, and only a leaky sample may explain a kernel
 //! warning.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,6 @@ use crate::{
         findings::{self, explains, known_kernel_leak, Finding},
         symbolize::Symbolizer,
     },
-    kernel::interrupt,
     kernel::{
         kmod::LoadedModule,
         kmsg::KmsgWatch,
@@ -32,7 +31,7 @@ use crate::{
     output::Verdict,
     trace::{
         self,
-        ledger::Allocation,
+        ledger::{Allocation, Ledger},
         tracer::Tracer,
         vmalloc::{self, Area},
         Space,
@@ -201,35 +200,18 @@ impl<'k> Session<'k> {
     /// allocations whose stack passes through one of them, except those an
     /// allocator made for itself ([`trace::internal`]).
     pub fn module_allocations(&self, tracer: &Tracer) -> Vec<Allocation> {
-        tracer.ledger().outstanding(|a| {
-            trace::internal(a.space, &a.frames).is_none()
-                && self.sym.owner_of(&a.report()).is_some()
-        })
+        modules_hold(&tracer.ledger(), &self.sym)
     }
 
-    /// Lets deferred frees (RCU, kvfree_rcu, work items) land: polls what
-    /// the modules still hold until it has not changed for [`TRACE_QUIET`]
-    /// (at most [`TRACE_SETTLE_MAX`]), then stops tracing and keeps what the
-    /// modules' stacks passed through.
+    /// Lets deferred frees land ([`Tracer::settle`]), then stops tracing and
+    /// keeps what the modules' stacks passed through.
     fn harvest_trace(
         &self,
         tracer: Tracer,
         progress: &mut dyn FnMut(&str),
     ) -> Result<TraceHarvest> {
         progress("letting deferred frees settle");
-        let owned = |t: &Tracer| self.module_allocations(t).len();
-        let start = Instant::now();
-        let (mut last, mut since) = (usize::MAX, Instant::now());
-        while start.elapsed() < TRACE_SETTLE_MAX {
-            tracer.sync()?;
-            let now = owned(&tracer);
-            if now != last {
-                (last, since) = (now, Instant::now());
-            } else if since.elapsed() >= TRACE_QUIET {
-                break;
-            }
-            interrupt::sleep(Duration::from_millis(100))?;
-        }
+        tracer.settle(|l| modules_hold(l, &self.sym).len())?;
         let traced = tracer.finish()?;
         let after = vmalloc::read()?;
         let mut h = TraceHarvest {
@@ -300,11 +282,14 @@ impl<'k> Session<'k> {
     }
 }
 
-/// How long what the modules hold must stay the same after the unload
-/// before the trace is judged.
-pub const TRACE_QUIET: Duration = Duration::from_millis(1500);
-/// The longest the trace waits for deferred frees.
-pub const TRACE_SETTLE_MAX: Duration = Duration::from_secs(10);
+/// The allocations in `ledger` that the modules `sym` knows still hold:
+/// their stack passes through one, and no allocator made them for itself
+/// ([`trace::internal`]).
+pub fn modules_hold(ledger: &Ledger, sym: &Symbolizer) -> Vec<Allocation> {
+    ledger.outstanding(|a| {
+        trace::internal(a.space, &a.frames).is_none() && sym.owner_of(&a.report()).is_some()
+    })
+}
 
 /// What the allocation trace found once the modules were gone.
 #[derive(Debug, Default)]

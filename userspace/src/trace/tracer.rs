@@ -45,6 +45,12 @@ pub const FREE_EVENTS: &[&str] = &[
 /// Per-CPU ring buffer size used unless told otherwise (KiB).
 pub const DEFAULT_BUFFER_KB: u64 = 16384;
 
+/// How long what the modules hold must stay the same after the unload
+/// before the trace is judged ([`Tracer::settle`]).
+pub const QUIET: Duration = Duration::from_millis(1500);
+/// The longest [`Tracer::settle`] waits for deferred frees.
+pub const SETTLE_MAX: Duration = Duration::from_secs(10);
+
 /// Set by the panic undo step: the reader stops at once.
 static ABORT: AtomicBool = AtomicBool::new(false);
 
@@ -264,6 +270,25 @@ impl Tracer {
             );
             interrupt::sleep(Duration::from_millis(5))?;
         }
+    }
+
+    /// Lets deferred frees (RCU, kvfree_rcu, work items) land: polls
+    /// `held` (what the modules still hold) until it has not changed for
+    /// [`QUIET`], at most [`SETTLE_MAX`].
+    pub fn settle(&self, held: impl Fn(&Ledger) -> usize) -> Result<()> {
+        let start = Instant::now();
+        let (mut last, mut since) = (usize::MAX, Instant::now());
+        while start.elapsed() < SETTLE_MAX {
+            self.sync()?;
+            let now = held(&self.ledger());
+            if now != last {
+                (last, since) = (now, Instant::now());
+            } else if since.elapsed() >= QUIET {
+                break;
+            }
+            interrupt::sleep(Duration::from_millis(100))?;
+        }
+        Ok(())
     }
 
     /// The ledger as read so far (call [`Tracer::sync`] first for an

@@ -152,6 +152,17 @@ fn check_each_pattern(arch: &str) {
             bytes,
             "{pattern}: {doc:#}"
         );
+        // The allocation trace, which gives the module no help either,
+        // finds the same, at the same line.
+        assert_eq!(doc.detectors, ["kmemleak", "trace"], "{doc:#}");
+        assert_eq!(doc.traced(), (objects, bytes), "{pattern}: {doc:#}");
+        let traced = doc.trace.as_ref().map_or(&[][..], |t| &t.leaks[..]);
+        assert!(
+            traced
+                .iter()
+                .all(|l| l.culprit_line == doc.leaks[0].culprit_line),
+            "{pattern}: {doc:#}"
+        );
         let line = first_statement(&format!("{pattern}_leaky"));
         for l in &doc.leaks {
             assert_eq!(
@@ -184,6 +195,8 @@ fn check_each_pattern(arch: &str) {
         let (status, doc) = b.get(clean);
         assert_eq!(status, 0, "{clean}: {doc:#}");
         assert_eq!(doc.objects(), 0, "{clean}: {doc:#}");
+        assert_eq!(doc.traced(), (0, 0), "{clean}: {doc:#}");
+        assert_eq!(doc.trace.as_ref().map(|t| t.lost), Some(0), "{clean}: {doc:#}");
         assert!(
             doc.cycles[0].loaded && doc.cycles[0].unloaded == Some(true),
             "{doc:#}"
@@ -428,7 +441,7 @@ fn make_try_checks_a_module_built_outside_the_project() {
     assert_eq!(
         stdout.lines().last(),
         Some(
-            "result: FAIL: leaky_driver leaked 4 object(s), 768 bytes, in 2 place(s) in 2 cycle(s)"
+            "result: FAIL: leaky_driver leaked 4 object(s), 768 bytes, in 2 place(s) in 2 cycle(s); the trace: 4 object(s), 768 bytes, in 2 place(s)"
         ),
         "stdout: {stdout}"
     );

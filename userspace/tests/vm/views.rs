@@ -368,6 +368,15 @@ pub struct CheckRun {
     pub outside: Vec<CheckLeak>,
     pub stable: bool,
     pub stacks_scanned: bool,
+    pub detectors: Vec<String>,
+    pub trace: Option<CheckTrace>,
+}
+
+/// The allocation trace's findings of a check.
+#[derive(Debug, Deserialize)]
+pub struct CheckTrace {
+    pub leaks: Vec<CheckLeak>,
+    pub lost: u64,
 }
 
 impl Document for CheckRun {
@@ -378,6 +387,14 @@ impl CheckRun {
     /// Objects of the module's leaks.
     pub fn objects(&self) -> u64 {
         self.leaks.iter().map(|l| l.objects).sum()
+    }
+
+    /// Objects and bytes of the trace's leaks (none when it did not judge).
+    pub fn traced(&self) -> (u64, u64) {
+        self.trace
+            .iter()
+            .flat_map(|t| &t.leaks)
+            .fold((0, 0), |(o, b), l| (o + l.objects, b + l.bytes))
     }
 }
 

@@ -12,6 +12,10 @@
 //! loading thread, the exercise scripts, the unloading thread) are created
 //! after the cycle began, so their pids lie between the cycle's first and
 //! the next one's.
+//!
+//! Every detector the kernel has judges (`--detector`): kmemleak's reports,
+//! and the allocation trace's allocations still outstanding once the module
+//! is gone (their stack passes through the module), each listed apart.
 
 use std::{
     collections::BTreeMap,
@@ -29,13 +33,25 @@ use crate::{
         group::fingerprint,
         symbolize::Symbolizer,
     },
+    commands::{
+        detectors::{DetectorArgs, Detectors},
+        session::modules_hold,
+    },
     kernel::{
         kmod::{self, init_error, LoadError, LoadedModule},
         module::{Ko, ModuleLayout},
         procfs::kernel_release,
         thread::{in_fresh_thread, pid_mark, PidMarks},
     },
-    kmemleak::{report::Report, window::Window, Kmemleak, BLIND_SPOTS},
+    kmemleak::{
+        report::Report,
+        window::{Settled, Window},
+        BLIND_SPOTS,
+    },
+    trace::{
+        tracer::Tracer,
+        vmalloc::{self, Area},
+    },
 };
 
 mod render;
@@ -68,6 +84,8 @@ pub struct Plan {
     /// (as on a board that needs it), and unload it after.
     #[arg(long)]
     pub keep_loaded: bool,
+    #[command(flatten)]
+    pub detectors: DetectorArgs,
 }
 
 /// A `--param` word: `KEY=VALUE` with a key as the kernel spells one.
@@ -169,14 +187,43 @@ pub struct Check {
     pub stacks_scanned: bool,
     /// What kmemleak cannot see.
     pub blind_spots: &'static str,
+    /// The detectors that judged (`kmemleak`, `trace`); `leaks`, `outside`
+    /// and `scans` are kmemleak's.
+    pub detectors: Vec<&'static str>,
+    /// What the allocation trace found, when it judged.
+    pub trace: Option<TraceCheck>,
+}
+
+/// The allocation trace's findings.
+#[derive(Debug, Serialize)]
+pub struct TraceCheck {
+    /// The module's allocations (and vmalloc areas) not freed once it was
+    /// gone, by backtrace, the most objects first.
+    pub leaks: Vec<Leak>,
+    /// Events read.
+    pub events: u64,
+    /// Events lost to a full ring buffer: the check is inconclusive then.
+    pub lost: u64,
+    /// What it cannot see.
+    pub blind_spots: &'static str,
+}
+
+/// Objects and bytes of `leaks` together.
+pub fn total(leaks: &[Leak]) -> (usize, u64) {
+    leaks.iter().fold((0, 0), |(o, b), l| {
+        (o.saturating_add(l.objects), b.saturating_add(l.bytes))
+    })
 }
 
 impl Check {
-    /// Objects and bytes the module leaked.
+    /// Objects and bytes the module leaked, by kmemleak.
     pub fn leaked(&self) -> (usize, u64) {
-        self.leaks.iter().fold((0, 0), |(o, b), l| {
-            (o.saturating_add(l.objects), b.saturating_add(l.bytes))
-        })
+        total(&self.leaks)
+    }
+
+    /// The trace's leaks (none when it did not judge).
+    pub fn traced_leaks(&self) -> &[Leak] {
+        self.trace.as_ref().map_or(&[], |t| &t.leaks)
     }
 
     /// The cycle that would not unload the module, if one would not.
@@ -197,6 +244,9 @@ struct Cycles {
     /// The module, when it is still loaded (`--keep-loaded`, or stuck).
     still_loaded: Option<LoadedModule>,
     youngest: Instant,
+    /// With the trace: each load's vmalloc areas before it and before its
+    /// unload.
+    vmalloc: Option<Vec<(Vec<Area>, Vec<Area>)>>,
 }
 
 /// Runs the plan: the cycles in one kmemleak window, then the harvest.
@@ -218,11 +268,25 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Check> {
             script.display()
         );
     }
-    let kmemleak = Kmemleak::open()?;
-    let window = Window::open_scanning_stacks(&kmemleak)?;
-    let mut cycles = run_cycles(plan, &ko, progress)?;
-    progress("waiting for kmemleak");
-    let settled = window.close_with(cycles.youngest, progress)?;
+    let detectors = Detectors::resolve(&plan.detectors)?;
+    let tracer = detectors.trace.map(Tracer::start).transpose()?;
+    let window = detectors
+        .kmemleak
+        .as_ref()
+        .map(Window::open_scanning_stacks)
+        .transpose()?;
+    let mut cycles = run_cycles(plan, &ko, tracer.is_some(), progress)?;
+    let settled = match window {
+        Some(w) => {
+            progress("waiting for kmemleak");
+            w.close_with(cycles.youngest, progress)?
+        }
+        None => Settled {
+            reports: Vec::new(),
+            scans: 0,
+            stable: true,
+        },
+    };
     if let Some(mut m) = cycles.still_loaded.take() {
         if plan.keep_loaded {
             let last = cycles.records.last_mut();
@@ -233,20 +297,57 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Check> {
             }
         }
     }
+    let traced = match tracer {
+        Some(t) => Some(harvest_trace(t, ko.name(), &cycles, progress)?),
+        None => None,
+    };
     Ok(judge(
         plan,
         &ko,
         cycles,
-        &settled.reports,
-        settled.scans,
-        settled.stable,
+        &settled,
+        traced,
+        detectors.names(),
     ))
 }
 
+/// What the trace holds of the module once it is gone (deferred frees
+/// settled): its allocations, and the vmalloc areas its loads left.
+fn harvest_trace(
+    tracer: Tracer,
+    name: &str,
+    c: &Cycles,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(Vec<Report>, u64, u64)> {
+    progress("letting deferred frees settle");
+    tracer.settle(|l| modules_hold(l, &c.sym).len())?;
+    let traced = tracer.finish()?;
+    let mut reports: Vec<Report> = modules_hold(&traced.ledger, &c.sym)
+        .iter()
+        .map(|a| a.report())
+        .collect();
+    let after = vmalloc::read()?;
+    for (before, loaded) in c.vmalloc.iter().flatten() {
+        reports.extend(
+            vmalloc::left_by(name, before, loaded, &after)
+                .iter()
+                .map(Area::report),
+        );
+    }
+    Ok((reports, traced.events, traced.lost))
+}
+
 /// Loads, exercises and unloads the module `plan.cycles` times.
-fn run_cycles(plan: &Plan, ko: &Ko, progress: &mut dyn FnMut(&str)) -> Result<Cycles> {
+/// With `tracing`, notes the vmalloc areas of each load.
+fn run_cycles(
+    plan: &Plan,
+    ko: &Ko,
+    tracing: bool,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Cycles> {
     let params = plan.params.join(" ");
     let mut c = Cycles {
+        vmalloc: tracing.then(Vec::new),
         records: Vec::new(),
         marks: PidMarks::default(),
         resolver: Vec::new(),
@@ -263,6 +364,10 @@ fn run_cycles(plan: &Plan, ko: &Ko, progress: &mut dyn FnMut(&str)) -> Result<Cy
             plan.cycles,
             ko.name()
         ));
+        let vmalloc_before = match c.vmalloc {
+            Some(_) => vmalloc::read()?,
+            None => Vec::new(),
+        };
         let attempt = LoadedModule::attempt(ko, &params);
         c.marks.push(attempt.loader);
         let mut record = CycleRecord {
@@ -322,11 +427,17 @@ fn run_cycles(plan: &Plan, ko: &Ko, progress: &mut dyn FnMut(&str)) -> Result<Cy
             }
         }
         if plan.keep_loaded && n == plan.cycles {
+            if let Some(v) = &mut c.vmalloc {
+                v.push((vmalloc_before, vmalloc::read()?));
+            }
             record.unloaded = Some(true);
             c.records.push(record);
             c.youngest = Instant::now();
             c.still_loaded = Some(module);
             break;
+        }
+        if let Some(v) = &mut c.vmalloc {
+            v.push((vmalloc_before, vmalloc::read()?));
         }
         progress(&format!("cycle {n} of {}: unloading", plan.cycles));
         let unloaded = in_fresh_thread(|| module.unload_within(UNLOAD_PATIENCE));
@@ -368,16 +479,54 @@ fn exercise(script: &Path, module: &str, cycle: u32) -> Result<i32> {
         .unwrap_or(1))
 }
 
-/// Ties each report to the module (or not) and to its cycle, and groups
-/// them by backtrace.
+/// Ties each report of each detector to the module (or not) and to its
+/// cycle, and groups them by backtrace.
 fn judge(
     plan: &Plan,
     ko: &Ko,
     mut c: Cycles,
-    reports: &[Report],
-    scans: usize,
-    stable: bool,
+    settled: &Settled,
+    traced: Option<(Vec<Report>, u64, u64)>,
+    detectors: Vec<&'static str>,
 ) -> Check {
+    // The per-cycle counts are kmemleak's, or the trace's without it.
+    let by_kmemleak = detectors.contains(&"kmemleak");
+    let (leaks, outside) = group(&settled.reports, ko, &mut c, by_kmemleak);
+    let trace = traced.map(|(reports, events, lost)| {
+        // Every traced allocation passes through the module: none is outside.
+        let (mut leaks, outside) = group(&reports, ko, &mut c, !by_kmemleak);
+        leaks.extend(outside);
+        TraceCheck {
+            leaks,
+            events,
+            lost,
+            blind_spots: crate::trace::BLIND_SPOTS,
+        }
+    });
+    Check {
+        schema: "leaklab.check/1",
+        kernel: kernel_release(),
+        module: ko.name().to_string(),
+        path: plan.module.clone(),
+        params: plan.params.clone(),
+        exercise: plan.exercise.clone(),
+        kept_loaded: plan.keep_loaded,
+        cycles: c.records,
+        leaks,
+        outside,
+        scans: settled.scans,
+        stable: settled.stable,
+        stacks_scanned: by_kmemleak,
+        blind_spots: BLIND_SPOTS,
+        detectors,
+        trace,
+    }
+}
+
+/// Groups `reports` by backtrace into the module's leaks and those outside
+/// its code paths, each tied to the cycle that allocated it; with `count`,
+/// counts the module's in their cycle's record.
+fn group(reports: &[Report], ko: &Ko, c: &mut Cycles, count: bool) -> (Vec<Leak>, Vec<Leak>) {
     let mut leaks: Vec<Leak> = Vec::new();
     let mut outside: Vec<Leak> = Vec::new();
     for r in reports {
@@ -429,7 +578,7 @@ fn judge(
                 l.comms.push(comm.clone());
             }
         }
-        if let (true, Some(n)) = (ours, cycle) {
+        if let (true, true, Some(n)) = (count, ours, cycle) {
             if let Some(rec) = c.records.get_mut(n as usize - 1) {
                 rec.leaked += 1;
             }
@@ -442,22 +591,7 @@ fn judge(
                 .then(a.fingerprint.cmp(&b.fingerprint))
         });
     }
-    Check {
-        schema: "leaklab.check/1",
-        kernel: kernel_release(),
-        module: ko.name().to_string(),
-        path: plan.module.clone(),
-        params: plan.params.clone(),
-        exercise: plan.exercise.clone(),
-        kept_loaded: plan.keep_loaded,
-        cycles: c.records,
-        leaks,
-        outside,
-        scans,
-        stable,
-        stacks_scanned: true,
-        blind_spots: BLIND_SPOTS,
-    }
+    (leaks, outside)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! How a [`Check`] reads: a table of cycles and each leak with its
 //! backtrace for people, KTAP for kernel CI.
 
-use super::{Check, Leak};
+use super::{total, Check, Leak};
 use crate::output::{
     ktap::{self, Case},
     Outcome, Verdict,
@@ -70,6 +70,14 @@ impl Leak {
             .unwrap_or("memory leak")
     }
 
+    /// Whether `others` (the other detector's leaks) hold this one: the
+    /// same culprit frame.
+    fn among(&self, others: &[Leak]) -> bool {
+        others
+            .iter()
+            .any(|o| o.culprit == self.culprit && o.culprit_line == self.culprit_line)
+    }
+
     fn human(&self, cycles: usize) -> String {
         let mut s = format!("{}: {}, {}\n", self.name(), self.size(), self.when(cycles));
         for f in &self.frames {
@@ -88,13 +96,16 @@ fn yes(b: bool) -> &'static str {
 }
 
 impl Outcome for Check {
-    /// Failed when the module leaked or would not unload; inconclusive
-    /// when kmemleak's reports did not settle.
+    /// Failed when the module leaked (by any detector) or would not
+    /// unload; inconclusive when kmemleak's reports did not settle or the
+    /// trace lost events.
     fn verdict(&self) -> Verdict {
-        if !self.stable {
+        if !self.stable || self.trace.as_ref().is_some_and(|t| t.lost > 0) {
             return Verdict::Inconclusive;
         }
-        Verdict::of(self.leaks.is_empty() && self.stuck().is_none())
+        Verdict::of(
+            self.leaks.is_empty() && self.traced_leaks().is_empty() && self.stuck().is_none(),
+        )
     }
 
     fn human(&self) -> String {
@@ -116,20 +127,31 @@ impl Outcome for Check {
                 .collect();
             s += &format!(", exercise: {}", names.join(" "));
         }
-        s += &format!(
-            "\nkmemleak: task stacks scanned, {} scan(s) after the last cycle{}{}\n",
-            self.scans,
-            if self.stable {
-                ", settled"
-            } else {
-                ", NOT settled"
-            },
-            if self.kept_loaded {
-                ", module kept loaded"
-            } else {
-                ""
-            }
-        );
+        if self.detectors.contains(&"kmemleak") {
+            s += &format!(
+                "\nkmemleak: task stacks scanned, {} scan(s) after the last cycle{}{}",
+                self.scans,
+                if self.stable {
+                    ", settled"
+                } else {
+                    ", NOT settled"
+                },
+                if self.kept_loaded {
+                    ", module kept loaded"
+                } else {
+                    ""
+                }
+            );
+        }
+        if let Some(t) = &self.trace {
+            s += &format!(
+                "\ntrace: {} events, {} lost, {} leak(s) once the module was gone",
+                t.events,
+                t.lost,
+                t.leaks.len()
+            );
+        }
+        s += "\n";
         s += &format!(
             "{:>5}  {:<8} {:<9} {:<8} {:>6}\n",
             "cycle", "loaded", "exercise", "unloaded", "leaked"
@@ -155,8 +177,25 @@ impl Outcome for Check {
                 s += &format!("       would not unload: {e}\n");
             }
         }
+        let both = self.detectors.len() > 1;
         for l in &self.leaks {
-            s += &format!("LEAK {}", l.human(n));
+            let only = if both && !l.among(self.traced_leaks()) {
+                " (kmemleak only: allocated outside the module's own call chain?)"
+            } else {
+                ""
+            };
+            s += &format!("LEAK{only} {}", l.human(n));
+        }
+        for l in self.traced_leaks() {
+            if both && l.among(&self.leaks) {
+                continue;
+            }
+            let only = if both {
+                " (trace only: pages, an object still referenced, or one a stale pointer hides from kmemleak)"
+            } else {
+                ""
+            };
+            s += &format!("LEAK by trace{only} {}", l.human(n));
         }
         if !self.outside.is_empty() {
             let objects: usize = self.outside.iter().map(|l| l.objects).sum();
@@ -169,13 +208,35 @@ impl Outcome for Check {
                 s += &format!("  {}", l.human(n));
             }
         }
-        s += &format!("note: {}\n", crate::kmemleak::BLIND_SPOTS);
+        if self.detectors.contains(&"kmemleak") {
+            s += &format!("note: {}\n", crate::kmemleak::BLIND_SPOTS);
+        }
+        if let Some(t) = &self.trace {
+            s += &format!("note: {}\n", t.blind_spots);
+        }
         s
     }
 
     fn summary(&self) -> String {
         let n = self.cycles.len();
-        let (objects, bytes) = self.leaked();
+        // kmemleak's count where it judged, else the trace's.
+        let (objects, bytes, places) = if self.detectors.contains(&"kmemleak") {
+            let (o, b) = self.leaked();
+            (o, b, self.leaks.len())
+        } else {
+            let (o, b) = total(self.traced_leaks());
+            (o, b, self.traced_leaks().len())
+        };
+        let traced = match (&self.trace, self.detectors.len() > 1) {
+            (Some(t), true) => {
+                let (o, b) = total(&t.leaks);
+                format!(
+                    "; the trace: {o} object(s), {b} bytes, in {} place(s)",
+                    t.leaks.len()
+                )
+            }
+            _ => String::new(),
+        };
         let stuck = self
             .stuck()
             .map(|c| format!("; it would not unload in cycle {}", c.cycle))
@@ -190,18 +251,23 @@ impl Outcome for Check {
             f => format!("; its init failed in {f} of {n} cycle(s)"),
         };
         match self.verdict() {
-            Verdict::Inconclusive => format!(
-                "INCONCLUSIVE: kmemleak's reports were still changing after {} scans: run it again",
-                self.scans
-            ),
+            Verdict::Inconclusive => match self.trace.as_ref().filter(|t| t.lost > 0) {
+                Some(t) => format!(
+                    "INCONCLUSIVE: the allocation trace lost {} events: run it again with a larger --trace-buffer-kb",
+                    t.lost
+                ),
+                None => format!(
+                    "INCONCLUSIVE: kmemleak's reports were still changing after {} scans: run it again",
+                    self.scans
+                ),
+            },
             Verdict::Passed => format!("ok: no leaks from {} in {n} cycle(s){inits}", self.module),
-            Verdict::Failed if self.leaks.is_empty() => {
+            Verdict::Failed if objects == 0 && traced.is_empty() => {
                 format!("FAIL: no leaks from {} in {n} cycle(s){stuck}{inits}", self.module)
             }
             Verdict::Failed => format!(
-                "FAIL: {} leaked {objects} object(s), {bytes} bytes, in {} place(s) in {n} cycle(s){stuck}{inits}",
+                "FAIL: {} leaked {objects} object(s), {bytes} bytes, in {places} place(s) in {n} cycle(s){traced}{stuck}{inits}",
                 self.module,
-                self.leaks.len()
             ),
         }
     }
@@ -235,11 +301,23 @@ impl Outcome for Check {
                 reason: Some(format!("{}{at}, {}", l.size(), l.when(n))),
             });
         }
-        if self.leaks.is_empty() {
+        for l in self.traced_leaks() {
             cases.push(Case {
-                ok: self.stable,
+                ok: false,
+                name: format!("trace_{}", l.name().replace(' ', "_")),
+                reason: Some(format!("{}, {}", l.size(), l.when(n))),
+            });
+        }
+        if self.leaks.is_empty() && self.traced_leaks().is_empty() {
+            let lost = self.trace.as_ref().map_or(0, |t| t.lost);
+            cases.push(Case {
+                ok: self.stable && lost == 0,
                 name: format!("no_leaks_from_{}", self.module),
-                reason: (!self.stable).then(|| "kmemleak's reports did not settle".to_string()),
+                reason: match (self.stable, lost) {
+                    (false, _) => Some("kmemleak's reports did not settle".to_string()),
+                    (true, 0) => None,
+                    (true, l) => Some(format!("the trace lost {l} events")),
+                },
             });
         }
         Some(ktap::document(
