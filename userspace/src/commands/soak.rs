@@ -188,6 +188,11 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<SoakRun> {
             for p in ctl.patterns()? {
                 ctl.trigger(&p.name, Variant::Fixed, 1)?;
                 if plan.leaky.as_deref() == Some(p.name.as_str()) {
+                    anyhow::ensure!(
+                        !p.grows,
+                        "{} grows only while the module is loaded and is freed at unload: a soak across loads sees nothing of it; pick a pattern that leaks (leaklab patterns)",
+                        p.name
+                    );
                     ctl.trigger(&p.name, Variant::Leaky, 1)?;
                     leak_per_cycle = p.bytes;
                     leaked += p.objects;

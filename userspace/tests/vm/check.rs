@@ -196,7 +196,11 @@ fn check_each_pattern(arch: &str) {
         assert_eq!(status, 0, "{clean}: {doc:#}");
         assert_eq!(doc.objects(), 0, "{clean}: {doc:#}");
         assert_eq!(doc.traced(), (0, 0), "{clean}: {doc:#}");
-        assert_eq!(doc.trace.as_ref().map(|t| t.lost), Some(0), "{clean}: {doc:#}");
+        assert_eq!(
+            doc.trace.as_ref().map(|t| t.lost),
+            Some(0),
+            "{clean}: {doc:#}"
+        );
         assert!(
             doc.cycles[0].loaded && doc.cycles[0].unloaded == Some(true),
             "{doc:#}"
