@@ -193,6 +193,11 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<SoakRun> {
                         "{} grows only while the module is loaded and is freed at unload: a soak across loads sees nothing of it; pick a pattern that leaks (leaklab patterns)",
                         p.name
                     );
+                    anyhow::ensure!(
+                        p.kmemleak,
+                        "{} leaks what kmemleak cannot see, and soak counts kmemleak's reports: pick a pattern kmemleak sees (leaklab patterns)",
+                        p.name
+                    );
                     ctl.trigger(&p.name, Variant::Leaky, 1)?;
                     leak_per_cycle = p.bytes;
                     leaked += p.objects;
