@@ -143,6 +143,11 @@ fn check_fixed_hundred(arch: &str) {
             // RCU grace period: it lags behind every free of the 100 runs.
             continue;
         }
+        if ["anon_vma", "anon_vma_chain", "vm_area_struct", "vma_lock"].contains(&cache.as_str()) {
+            // The tool's own process mappings: the allocation trace's ledger
+            // grows its heap while the run goes on. No sample allocates here.
+            continue;
+        }
         assert!(
             !cache.contains("leaklab"),
             "cache {cache} survived the unload"
