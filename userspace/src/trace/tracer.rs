@@ -174,13 +174,18 @@ impl Tracer {
             markers: AtomicU64::new(0),
             noted: Some(noted),
         };
-        tracer.configure(buffer_kb)?;
-        tracer.reader = Some(tracer.spawn_reader()?);
+        // The reader first: its own reads allocate (page faults, the
+        // ledger), and each event it read would make more to read. Its
+        // events are filtered out by its thread id.
+        let (reader, tid) = tracer.spawn_reader()?;
+        tracer.reader = Some(reader);
+        tracer.configure(buffer_kb, tid)?;
         undo::failpoint("trace-running");
         Ok(tracer)
     }
 
-    fn configure(&self, buffer_kb: u64) -> Result<()> {
+    /// Sets the instance up, leaving out the events of thread `reader`.
+    fn configure(&self, buffer_kb: u64, reader: i32) -> Result<()> {
         let d = &self.dir;
         write(&d.join("tracing_on"), "0")?;
         write(&d.join("buffer_size_kb"), &buffer_kb.to_string())?;
@@ -198,15 +203,23 @@ impl Tracer {
             if !event.is_dir() {
                 bail!("the kernel has no trace event {e}: it needs CONFIG_EVENT_TRACING");
             }
+            let not_reader = format!("common_pid != {reader}");
+            write(&event.join("filter"), &not_reader)?;
             if ALLOC_EVENTS.contains(e) {
-                write(&event.join("trigger"), "stacktrace")?;
+                // A filter of its own: an unfiltered trigger fires before
+                // the event's filter is tested.
+                write(
+                    &event.join("trigger"),
+                    &format!("stacktrace if {not_reader}"),
+                )?;
             }
             write(&event.join("enable"), "1")?;
         }
         write(&d.join("tracing_on"), "1")
     }
 
-    fn spawn_reader(&self) -> Result<JoinHandle<Result<()>>> {
+    /// Starts the reader; returns it and its thread id.
+    fn spawn_reader(&self) -> Result<(JoinHandle<Result<()>>, i32)> {
         let path = self.dir.join("trace_pipe");
         let mut pipe = fs::OpenOptions::new()
             .read(true)
@@ -214,9 +227,11 @@ impl Tracer {
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
         let (ledger, stop) = (self.ledger.clone(), self.stop.clone());
-        Ok(std::thread::Builder::new()
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::Builder::new()
             .name("trace-reader".into())
             .spawn(move || {
+                let _ = tx.send(nix::unistd::gettid().as_raw());
                 let mut buf = vec![0u8; 1 << 16];
                 let mut carry = Vec::new();
                 loop {
@@ -247,7 +262,9 @@ impl Tracer {
                         Err(e) => return Err(e).context("reading trace_pipe"),
                     }
                 }
-            })?)
+            })?;
+        let tid = rx.recv().context("the trace reader did not start")?;
+        Ok((reader, tid))
     }
 
     /// Returns once the reader has taken in every event up to now (a
