@@ -47,9 +47,14 @@ pub const DEFAULT_BUFFER_KB: u64 = 16384;
 
 /// How long what the modules hold must stay the same after the unload
 /// before the trace is judged ([`Tracer::settle`]).
-pub const QUIET: Duration = Duration::from_millis(1500);
+pub const QUIET: Duration = Duration::from_secs(3);
 /// The longest [`Tracer::settle`] waits for deferred frees.
-pub const SETTLE_MAX: Duration = Duration::from_secs(10);
+pub const SETTLE_MAX: Duration = Duration::from_secs(15);
+
+/// `common_flags` of an event in hard or soft interrupt or NMI context
+/// (`TRACE_FLAG_HARDIRQ | TRACE_FLAG_SOFTIRQ | TRACE_FLAG_NMI`,
+/// include/linux/trace_events.h).
+const IN_INTERRUPT: u32 = 0x08 | 0x10 | 0x40;
 
 /// Set by the panic undo step: the reader stops at once.
 static ABORT: AtomicBool = AtomicBool::new(false);
@@ -203,7 +208,9 @@ impl Tracer {
             if !event.is_dir() {
                 bail!("the kernel has no trace event {e}: it needs CONFIG_EVENT_TRACING");
             }
-            let not_reader = format!("common_pid != {reader}");
+            // In interrupt context (hard, soft: RCU callbacks; NMI) an
+            // event carries whichever task was running, the reader too.
+            let not_reader = format!("common_pid != {reader} || common_flags & {IN_INTERRUPT:#x}");
             write(&event.join("filter"), &not_reader)?;
             if ALLOC_EVENTS.contains(e) {
                 // A filter of its own: an unfiltered trigger fires before
