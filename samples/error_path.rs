@@ -11,7 +11,10 @@
 //!
 //! Leaks per leaky run: one 256-byte buffer.
 
-use crate::{accounting::Tally, pattern::Pattern};
+use crate::{
+    accounting::Tally,
+    pattern::{eio_expected, Pattern},
+};
 use kernel::{c_str, prelude::*};
 
 /// Firmware staging buffer of the pretend device.
@@ -50,22 +53,13 @@ fn probe_fixed(t: &mut Tally) -> Result {
     Ok(())
 }
 
-/// The probe is expected to fail (the reset fails); only an allocation
-/// failure is an error of the run itself.
-fn expected_failure(r: Result) -> Result {
-    match r {
-        Err(e) if e == EIO => Ok(()),
-        r => r,
-    }
-}
-
 pub(crate) const PATTERN: Pattern = Pattern {
     name: c_str!("error_path"),
     description: "A probe allocates a 256-byte firmware buffer, the hardware reset fails, and the \
 early return skips the free (C: a missing 'goto err_free'). Fixed: the buffer is a KBox, so \
 every return path frees it.",
-    leaky: |t| expected_failure(probe_leaky(t)),
-    fixed: |t| expected_failure(probe_fixed(t)),
+    leaky: |t| eio_expected(probe_leaky(t)),
+    fixed: |t| eio_expected(probe_fixed(t)),
     after_unload: false,
     kmemleak_visible: true,
     grows: false,

@@ -17,7 +17,10 @@
 //! Leaks per leaky run: one order-1 block of pages, 8192 bytes (with 4 KiB
 //! pages), invisible to kmemleak.
 
-use crate::{accounting::Tally, pattern::Pattern};
+use crate::{
+    accounting::Tally,
+    pattern::{eio_expected, Pattern},
+};
 use core::ptr::NonNull;
 use kernel::{
     bindings, c_str,
@@ -103,23 +106,14 @@ fn setup_ring_fixed(t: &mut Tally) -> Result {
     Ok(())
 }
 
-/// The setup is expected to fail (the ring never starts); only an
-/// allocation failure is an error of the run itself.
-fn expected_failure(r: Result) -> Result {
-    match r {
-        Err(e) if e == EIO => Ok(()),
-        r => r,
-    }
-}
-
 pub(crate) const PATTERN: Pattern = Pattern {
     name: c_str!("page_leak"),
     description: "A driver takes two contiguous pages (8192 bytes, order 1) for a DMA-style ring \
 straight from the page allocator with __get_free_pages; the ring setup fails and the early return \
 skips free_pages. kmemleak does not track the page allocator and never reports it: only the \
 allocation-trace detector sees it. Fixed: an owning Pages type frees the block on drop.",
-    leaky: |t| expected_failure(setup_ring_leaky(t)),
-    fixed: |t| expected_failure(setup_ring_fixed(t)),
+    leaky: |t| eio_expected(setup_ring_leaky(t)),
+    fixed: |t| eio_expected(setup_ring_fixed(t)),
     after_unload: false,
     kmemleak_visible: false,
     grows: false,

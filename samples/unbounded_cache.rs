@@ -46,6 +46,19 @@ struct LookupCache {
 }
 
 impl LookupCache {
+    /// A new entry for `id` when the cache has none (a miss), else `None`.
+    fn miss(&self, id: u64) -> Result<Option<KBox<Entry>>> {
+        if self.get(id).is_some() {
+            return Ok(None);
+        }
+        let entry = Entry {
+            id,
+            next: None,
+            _value: [0; 1008],
+        };
+        Ok(Some(KBox::new(entry, GFP_KERNEL)?))
+    }
+
     fn get(&self, id: u64) -> Option<&Entry> {
         let mut e = self.newest.as_deref();
         while let Some(entry) = e {
@@ -160,19 +173,10 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 /// Leaky: every miss adds an entry, and nothing ever removes one.
 #[inline(never)]
 fn lookup_leaky(t: &mut Tally) -> Result {
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let mut cache = UNBOUNDED.get()?.lock();
-    if cache.get(id).is_some() {
+    let Some(entry) = cache.miss(NEXT_ID.fetch_add(1, Ordering::Relaxed))? else {
         return Ok(());
-    }
-    let entry = KBox::new(
-        Entry {
-            id,
-            next: None,
-            _value: [0; 1008],
-        },
-        GFP_KERNEL,
-    )?;
+    };
     let counted = t.allocated(&entry);
     cache.insert(entry);
     // BUG: no bound and no purge: the cache keeps this entry, referenced,
@@ -184,19 +188,10 @@ fn lookup_leaky(t: &mut Tally) -> Result {
 /// Fixed: the same cache, bounded: the oldest entry is evicted and freed.
 #[inline(never)]
 fn lookup_fixed(t: &mut Tally) -> Result {
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let mut cache = BOUNDED.get()?.lock();
-    if cache.get(id).is_some() {
+    let Some(entry) = cache.miss(NEXT_ID.fetch_add(1, Ordering::Relaxed))? else {
         return Ok(());
-    }
-    let entry = KBox::new(
-        Entry {
-            id,
-            next: None,
-            _value: [0; 1008],
-        },
-        GFP_KERNEL,
-    )?;
+    };
     t.allocated(&entry);
     // A full cache evicts its oldest entry, freed here.
     drop(cache.insert(entry));
