@@ -276,11 +276,17 @@ impl Tracer {
 
     /// Returns once the reader has taken in every event up to now (a
     /// `trace_marker` write came through).
+    ///
+    /// A full ring buffer may overwrite the marker itself: once events were
+    /// lost it is written again each second, and after three tries the
+    /// reader is taken as caught up (the run is inconclusive anyway).
     pub fn sync(&self) -> Result<()> {
         let n = self.markers.fetch_add(1, Ordering::Relaxed);
         let marker = format!("leaklab-sync-{n}");
-        write(&self.dir.join("trace_marker"), &marker)?;
+        let path = self.dir.join("trace_marker");
+        write(&path, &marker)?;
         let until = Instant::now() + Duration::from_secs(20);
+        let (mut written, mut tries) = (Instant::now(), 0);
         loop {
             if self.ledger().markers.contains(&marker) {
                 return Ok(());
@@ -288,12 +294,25 @@ impl Tracer {
             if self.reader.as_ref().is_none_or(JoinHandle::is_finished) {
                 bail!("the trace reader stopped early");
             }
+            if written.elapsed() >= Duration::from_secs(1) && self.lost() > 0 {
+                if tries == 3 {
+                    return Ok(());
+                }
+                write(&path, &marker)?;
+                (written, tries) = (Instant::now(), tries + 1);
+            }
             anyhow::ensure!(
                 Instant::now() < until,
                 "the trace reader fell 20 s behind: use a smaller workload or a larger --trace-buffer-kb"
             );
             interrupt::sleep(Duration::from_millis(5))?;
         }
+    }
+
+    /// Events lost so far: overwritten or dropped in a buffer, or announced
+    /// lost to the reader.
+    fn lost(&self) -> u64 {
+        self.overruns().saturating_add(self.ledger().lost)
     }
 
     /// Lets deferred frees (RCU, kvfree_rcu, work items) land: polls
