@@ -33,7 +33,7 @@ use crate::{
         self,
         ledger::{Allocation, Ledger},
         tracer::Tracer,
-        vmalloc::{self, Area},
+        vmalloc::{Area, Loads},
         Space,
     },
 };
@@ -46,11 +46,9 @@ use super::detectors::Detectors;
 pub struct Session<'k> {
     window: Option<Window<'k>>,
     tracer: Option<Tracer>,
-    /// Each module's vmalloc areas: read before it was loaded and just
-    /// before it was unloaded.
-    vmalloc_loaded: Vec<(String, Vec<Area>, Vec<Area>)>,
-    /// The areas before the session's module was loaded.
-    vmalloc_before: Vec<Area>,
+    /// With the trace: each module's vmalloc areas around its load, and
+    /// those from before the session's module was loaded.
+    vmalloc: Option<(Loads, Vec<Area>)>,
     kmsg: KmsgWatch,
     module: LoadedModule,
     /// Where the module was loaded.
@@ -102,9 +100,9 @@ impl<'k> Session<'k> {
         before_load: impl FnOnce() -> Result<T>,
     ) -> Result<(Self, T)> {
         let before = before_load()?;
-        let vmalloc_before = match tracer {
-            Some(_) => vmalloc::read()?,
-            None => Vec::new(),
+        let vmalloc = match tracer {
+            Some(_) => Some((Loads::default(), Loads::before_load()?)),
+            None => None,
         };
         let kmsg = KmsgWatch::start()?;
         let module = LoadedModule::load(ko)?;
@@ -114,8 +112,7 @@ impl<'k> Session<'k> {
         let session = Self {
             window,
             tracer,
-            vmalloc_loaded: Vec::new(),
-            vmalloc_before,
+            vmalloc,
             kmsg,
             module,
             layout,
@@ -132,19 +129,18 @@ impl<'k> Session<'k> {
     /// Notes the vmalloc areas of module `name` before it goes, with
     /// those from before it came (trace only).
     fn note_vmalloc(&mut self, name: &str, before: Vec<Area>) -> Result<()> {
-        if self.tracer.is_some() {
-            self.vmalloc_loaded
-                .push((name.to_string(), before, vmalloc::read()?));
+        match &mut self.vmalloc {
+            Some((loads, _)) => loads.before_unload(name, before),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Loads `ko` beside the session's module and unloads it again, its
     /// frames added to the symbols: a reference module whose leaks land in
     /// the same window. Returns its name.
     pub fn load_and_unload(&mut self, ko: &Ko) -> Result<String> {
-        let before = match self.tracer {
-            Some(_) => vmalloc::read()?,
+        let before = match self.vmalloc {
+            Some(_) => Loads::before_load()?,
             None => Vec::new(),
         };
         let mut other = LoadedModule::load(ko)?;
@@ -169,7 +165,10 @@ impl<'k> Session<'k> {
         judged: &dyn Fn(&Report, &Symbolizer) -> bool,
     ) -> Result<Harvest> {
         let name = self.layout.name.clone();
-        let before = std::mem::take(&mut self.vmalloc_before);
+        let before = self
+            .vmalloc
+            .as_mut()
+            .map_or_else(Vec::new, |(_, before)| std::mem::take(before));
         self.note_vmalloc(&name, before)?;
         self.module.unload()?;
         let youngest = Instant::now();
@@ -213,7 +212,6 @@ impl<'k> Session<'k> {
         progress("letting deferred frees settle");
         tracer.settle(|l| modules_hold(l, &self.sym).len())?;
         let traced = tracer.finish()?;
-        let after = vmalloc::read()?;
         let mut h = TraceHarvest {
             lost: traced.lost,
             events: traced.events,
@@ -228,12 +226,8 @@ impl<'k> Session<'k> {
                 None => h.reports.push((a.space, a.report())),
             }
         }
-        for (module, before, loaded) in &self.vmalloc_loaded {
-            h.vmalloc.extend(
-                vmalloc::left_by(module, before, loaded, &after)
-                    .iter()
-                    .map(Area::report),
-            );
+        if let Some((loads, _)) = &self.vmalloc {
+            h.vmalloc = loads.left()?;
         }
         Ok(h)
     }

@@ -92,6 +92,38 @@ pub fn left_by(module: &str, before: &[Area], loaded: &[Area], after: &[Area]) -
         .collect()
 }
 
+/// The vmalloc areas around each load of a module: read before it is
+/// loaded ([`Loads::before_load`]) and just before it is unloaded
+/// ([`Loads::before_unload`]); [`Loads::left`] reads once more after the
+/// last unload and keeps what the loads left.
+#[derive(Debug, Default)]
+pub struct Loads(Vec<(String, Vec<Area>, Vec<Area>)>);
+
+impl Loads {
+    /// The areas now, before a load.
+    pub fn before_load() -> Result<Vec<Area>> {
+        read()
+    }
+
+    /// Notes module `name`'s areas before its unload, with `before` (from
+    /// [`Loads::before_load`]).
+    pub fn before_unload(&mut self, name: &str, before: Vec<Area>) -> Result<()> {
+        self.0.push((name.to_string(), before, read()?));
+        Ok(())
+    }
+
+    /// The areas the loads left, as reports.
+    pub fn left(&self) -> Result<Vec<Report>> {
+        let after = read()?;
+        Ok(self
+            .0
+            .iter()
+            .flat_map(|(name, before, loaded)| left_by(name, before, loaded, &after))
+            .map(|a| a.report())
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,10 +48,7 @@ use crate::{
         window::{Settled, Window},
         BLIND_SPOTS,
     },
-    trace::{
-        tracer::Tracer,
-        vmalloc::{self, Area},
-    },
+    trace::{tracer::Tracer, vmalloc::Loads},
 };
 
 mod render;
@@ -246,7 +243,7 @@ struct Cycles {
     youngest: Instant,
     /// With the trace: each load's vmalloc areas before it and before its
     /// unload.
-    vmalloc: Option<Vec<(Vec<Area>, Vec<Area>)>>,
+    vmalloc: Option<Loads>,
 }
 
 /// Runs the plan: the cycles in one kmemleak window, then the harvest.
@@ -298,7 +295,7 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Check> {
         }
     }
     let traced = match tracer {
-        Some(t) => Some(harvest_trace(t, ko.name(), &cycles, progress)?),
+        Some(t) => Some(harvest_trace(t, &cycles, progress)?),
         None => None,
     };
     Ok(judge(
@@ -315,7 +312,6 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Check> {
 /// settled): its allocations, and the vmalloc areas its loads left.
 fn harvest_trace(
     tracer: Tracer,
-    name: &str,
     c: &Cycles,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(Vec<Report>, u64, u64)> {
@@ -326,13 +322,8 @@ fn harvest_trace(
         .iter()
         .map(|a| a.report())
         .collect();
-    let after = vmalloc::read()?;
-    for (before, loaded) in c.vmalloc.iter().flatten() {
-        reports.extend(
-            vmalloc::left_by(name, before, loaded, &after)
-                .iter()
-                .map(Area::report),
-        );
+    if let Some(loads) = &c.vmalloc {
+        reports.extend(loads.left()?);
     }
     Ok((reports, traced.events, traced.lost))
 }
@@ -347,7 +338,7 @@ fn run_cycles(
 ) -> Result<Cycles> {
     let params = plan.params.join(" ");
     let mut c = Cycles {
-        vmalloc: tracing.then(Vec::new),
+        vmalloc: tracing.then(Loads::default),
         records: Vec::new(),
         marks: PidMarks::default(),
         resolver: Vec::new(),
@@ -365,7 +356,7 @@ fn run_cycles(
             ko.name()
         ));
         let vmalloc_before = match c.vmalloc {
-            Some(_) => vmalloc::read()?,
+            Some(_) => Loads::before_load()?,
             None => Vec::new(),
         };
         let attempt = LoadedModule::attempt(ko, &params);
@@ -428,7 +419,7 @@ fn run_cycles(
         }
         if plan.keep_loaded && n == plan.cycles {
             if let Some(v) = &mut c.vmalloc {
-                v.push((vmalloc_before, vmalloc::read()?));
+                v.before_unload(ko.name(), vmalloc_before)?;
             }
             record.unloaded = Some(true);
             c.records.push(record);
@@ -437,7 +428,7 @@ fn run_cycles(
             break;
         }
         if let Some(v) = &mut c.vmalloc {
-            v.push((vmalloc_before, vmalloc::read()?));
+            v.before_unload(ko.name(), vmalloc_before)?;
         }
         progress(&format!("cycle {n} of {}: unloading", plan.cycles));
         let unloaded = in_fresh_thread(|| module.unload_within(UNLOAD_PATIENCE));

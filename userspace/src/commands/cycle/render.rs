@@ -177,7 +177,7 @@ impl Outcome for CycleRun {
                 .iter()
                 .filter_map(|v| v.blind.as_ref().map(|b| (v, b)))
                 .collect();
-            if !blind.is_empty() && v_has_both(self) {
+            if !blind.is_empty() && self.detectors.len() > 1 {
                 s += "* seen by one detector only:\n";
                 for (v, b) in blind {
                     s += &format!("    {} {}: {b}\n", v.pattern, v.variant.name());
@@ -233,9 +233,4 @@ impl Outcome for CycleRun {
         }
         s
     }
-}
-
-/// Whether both detectors judged the run.
-fn v_has_both(run: &CycleRun) -> bool {
-    run.detectors.len() > 1
 }
