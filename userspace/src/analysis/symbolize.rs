@@ -254,6 +254,11 @@ impl Symbolizer {
         )
     }
 
+    /// Whether `addr` lies in one of the added modules' sections.
+    pub fn holds(&self, addr: u64) -> bool {
+        self.holder(addr, None).is_some()
+    }
+
     /// As [`Symbolizer::resolve`], for an object allocated by task `pid`.
     pub fn resolve_for(&self, addr: u64, pid: Option<u32>) -> Option<Resolved> {
         let (m, section) = self.holder(addr, pid)?;

@@ -31,8 +31,8 @@ use crate::{
     output::Verdict,
     trace::{
         self,
-        ledger::{Allocation, Ledger},
-        tracer::Tracer,
+        ledger::Ledger,
+        tracer::{Names, Tracer},
         vmalloc::{Area, Loads},
         Space,
     },
@@ -198,34 +198,19 @@ impl<'k> Session<'k> {
     /// What the trace has outstanding of the session's modules now: the
     /// allocations whose stack passes through one of them, except those an
     /// allocator made for itself ([`trace::internal`]).
-    pub fn module_allocations(&self, tracer: &Tracer) -> Vec<Allocation> {
-        modules_hold(&tracer.ledger(), &self.sym)
+    pub fn module_allocations(&self, tracer: &Tracer) -> Result<Vec<(Space, Report)>> {
+        Ok(modules_hold(&tracer.ledger(), &self.sym, &tracer.names()?).reports)
     }
 
-    /// Lets deferred frees land ([`Tracer::settle`]), then stops tracing and
-    /// keeps what the modules' stacks passed through.
+    /// Lets deferred frees land, then stops tracing and keeps what the
+    /// modules' stacks passed through ([`harvest_trace`]), with the vmalloc
+    /// areas they left.
     fn harvest_trace(
         &self,
         tracer: Tracer,
         progress: &mut dyn FnMut(&str),
     ) -> Result<TraceHarvest> {
-        progress("letting deferred frees settle");
-        tracer.settle(|l| modules_hold(l, &self.sym).len())?;
-        let traced = tracer.finish()?;
-        let mut h = TraceHarvest {
-            lost: traced.lost,
-            events: traced.events,
-            ..TraceHarvest::default()
-        };
-        for a in traced
-            .ledger
-            .outstanding(|a| self.sym.owner_of(&a.report()).is_some())
-        {
-            match trace::internal(a.space, &a.frames) {
-                Some(_) => h.internal += 1,
-                None => h.reports.push((a.space, a.report())),
-            }
-        }
+        let mut h = harvest_trace(tracer, &self.sym, progress)?;
         if let Some((loads, _)) = &self.vmalloc {
             h.vmalloc = loads.left()?;
         }
@@ -276,12 +261,38 @@ impl<'k> Session<'k> {
     }
 }
 
-/// The allocations in `ledger` that the modules `sym` knows still hold:
-/// their stack passes through one, and no allocator made them for itself
-/// ([`trace::internal`]).
-pub fn modules_hold(ledger: &Ledger, sym: &Symbolizer) -> Vec<Allocation> {
-    ledger.outstanding(|a| {
-        trace::internal(a.space, &a.frames).is_none() && sym.owner_of(&a.report()).is_some()
+/// What the modules `sym` knows hold in `ledger`: the allocations whose
+/// stack passes through one, as reports named by `names`, less those an
+/// allocator made for itself ([`trace::internal`]), which are counted.
+pub fn modules_hold(ledger: &Ledger, sym: &Symbolizer, names: &Names) -> TraceHarvest {
+    let mut held = TraceHarvest::default();
+    let in_module = |address| sym.holds(address);
+    for a in ledger.outstanding(|a| a.stack.iter().any(|&x| in_module(x))) {
+        let r = names.report(&a, in_module);
+        match trace::internal(a.space, &r.frames) {
+            Some(_) => held.internal += 1,
+            None => held.reports.push((a.space, r)),
+        }
+    }
+    held
+}
+
+/// Lets deferred frees land ([`Tracer::settle`]: what the modules `sym`
+/// knows hold stays the same), stops tracing, and returns what they hold
+/// ([`modules_hold`]) with the trace's counts.
+pub fn harvest_trace(
+    tracer: Tracer,
+    sym: &Symbolizer,
+    progress: &mut dyn FnMut(&str),
+) -> Result<TraceHarvest> {
+    progress("letting deferred frees settle");
+    let names = tracer.names()?;
+    tracer.settle(|l| modules_hold(l, sym, &names).reports.len())?;
+    let traced = tracer.finish()?;
+    Ok(TraceHarvest {
+        lost: traced.lost,
+        events: traced.events,
+        ..modules_hold(&traced.ledger, sym, &names)
     })
 }
 

@@ -1,14 +1,15 @@
-//! The text of a tracefs instance's `trace_pipe`, one line at a time: the
-//! allocation and free events of the `kmem` and `percpu` systems, the
-//! `<stack trace>` record the `stacktrace` trigger adds after each
-//! allocation, its ` => symbol+off/size <address>` frames (the `sym-addr`
-//! option), `trace_marker` writes, and the `[LOST N EVENTS]` lines the
-//! reader prints where the ring buffer overran.
+//! The records of a tracefs instance's ring buffer, decoded by the layout
+//! each event's `format` file gives: the allocation and free events of the
+//! `kmem` and `percpu` systems, the `kernel_stack` record the `stacktrace`
+//! trigger adds after each allocation, and `trace_marker` writes (`print`).
 //!
-//! The instance runs with `hash-ptr` off, so `ptr=` is the real address.
-//! Nothing here panics: a line it does not know is [`Line::Other`].
+//! Binary records need no formatting in the kernel (no symbol lookup per
+//! frame) and no text parsing here. Nothing here panics: a record it does
+//! not know, or one too short for its fields, is [`Event::Other`].
 
-use crate::kmemleak::report::{parse_frame, Frame};
+use std::{collections::HashMap, fs, path::Path};
+
+use anyhow::{bail, Context, Result};
 
 /// Which allocator an event is about; frees are matched within one space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -23,19 +24,17 @@ pub enum Space {
 }
 
 /// The task and CPU an event came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {
-    /// The task's name (`<...>` when the tracer did not record it).
-    pub comm: String,
-    /// Its pid.
+    /// The task's pid.
     pub pid: u32,
     /// The CPU whose buffer held the event.
     pub cpu: u32,
 }
 
-/// One line of `trace_pipe`.
+/// One record of the ring buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Line {
+pub enum Event {
     /// An allocation: its space, key (address or pfn), bytes as allocated,
     /// and who asked.
     Alloc {
@@ -57,189 +56,426 @@ pub enum Line {
         /// Address, per-CPU pointer, or pfn.
         key: u64,
     },
-    /// The header of a stack trace: its frames follow as [`Line::Frame`].
-    Stack(Origin),
-    /// One frame of the stack trace above.
-    Frame(Frame),
+    /// A stack trace: the return addresses, innermost first.
+    Stack {
+        /// Event origin.
+        origin: Origin,
+        /// The return addresses.
+        frames: Vec<u64>,
+    },
     /// A `trace_marker` write.
     Marker(String),
-    /// The ring buffer of a CPU lost events here.
+    /// The ring buffer of a CPU lost this many events here.
     Lost(u64),
-    /// Anything else (other events, blank lines).
+    /// Anything else.
     Other,
 }
 
-/// The number in `text` (hex with or without `0x` when `hex`).
-fn number(text: &str, hex: bool) -> Option<u64> {
-    if hex {
-        u64::from_str_radix(text.trim_start_matches("0x"), 16).ok()
-    } else {
-        text.parse().ok()
+/// Where a field lies in a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    /// Bytes from the record's start.
+    pub offset: usize,
+    /// Its size in bytes (0 for a flexible array).
+    pub size: usize,
+}
+
+impl Field {
+    /// The field as an unsigned number (native byte order), if the record
+    /// holds it.
+    pub fn read(self, record: &[u8]) -> Option<u64> {
+        let b = record.get(self.offset..self.offset.checked_add(self.size)?)?;
+        Some(match self.size {
+            1 => u64::from(b[0]),
+            2 => u64::from(u16::from_ne_bytes(b.try_into().ok()?)),
+            4 => u64::from(u32::from_ne_bytes(b.try_into().ok()?)),
+            8 => u64::from_ne_bytes(b.try_into().ok()?),
+            _ => return None,
+        })
     }
 }
 
-/// The value of field `name` in `fields` (`name=value` separated by spaces).
-fn field<'a>(fields: &'a str, name: &str) -> Option<&'a str> {
-    fields
-        .split(' ')
-        .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+/// An event's `format` file: its id and its fields by name.
+#[derive(Debug, Clone, Default)]
+pub struct Format {
+    /// The `common_type` of its records.
+    pub id: u16,
+    /// Fields by name (an array's name without its brackets).
+    pub fields: HashMap<String, Field>,
 }
 
-/// Splits `comm-pid [cpu] flags timestamp: rest` into its origin and rest.
-fn header(line: &str) -> Option<(Origin, &str)> {
-    let open = line.find(" [")?;
-    let (task, after) = (line[..open].trim(), &line[open + 2..]);
-    let (cpu, after) = after.split_once(']')?;
-    let (comm, pid) = task.rsplit_once('-')?;
-    let (_, rest) = after.split_once(": ")?;
-    Some((
-        Origin {
-            comm: comm.to_string(),
-            pid: pid.parse().ok()?,
-            cpu: cpu.trim().parse().ok()?,
-        },
-        rest,
-    ))
-}
-
-/// Parses one line of `trace_pipe`.
-pub fn parse(line: &str) -> Line {
-    if let Some(frame) = line.trim_start().strip_prefix("=> ") {
-        return Line::Frame(frame_of(frame));
-    }
-    if let Some(n) = lost(line) {
-        return Line::Lost(n);
-    }
-    let Some((origin, rest)) = header(line) else {
-        return Line::Other;
-    };
-    if rest.trim_end() == "<stack trace>" {
-        return Line::Stack(origin);
-    }
-    let Some((event, fields)) = rest.split_once(": ") else {
-        return Line::Other;
-    };
-    let get = |name: &str, hex: bool| field(fields, name).and_then(|v| number(v, hex));
-    let alloc = |space, key: Option<u64>, bytes: Option<u64>| match (key, bytes) {
-        // A failed allocation (ptr 0) allocated nothing.
-        (Some(key), Some(bytes)) if key != 0 => Line::Alloc {
-            origin: origin.clone(),
-            space,
-            key,
-            bytes,
-        },
-        _ => Line::Other,
-    };
-    let free = |space, key: Option<u64>| match key {
-        Some(key) if key != 0 => Line::Free {
-            origin: origin.clone(),
-            space,
-            key,
-        },
-        _ => Line::Other,
-    };
-    // With `sym-addr`, a marker's event name is the writer's address:
-    // `tracing_mark_write+0xc3/0x1f6 <ffffffff810b363d>: text`.
-    if event.starts_with("tracing_mark_write") {
-        return Line::Marker(fields.trim_end().to_string());
-    }
-    match event {
-        "kmalloc" | "kmem_cache_alloc" => {
-            alloc(Space::Slab, get("ptr", true), get("bytes_alloc", false))
+impl Format {
+    /// Parses a `format` file (`ID: n` and `field:decl name; offset:o;
+    /// size:s; signed:x;` lines).
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut f = Self::default();
+        let mut id = None;
+        for line in text.lines() {
+            let line = line.trim();
+            if let Some(v) = line.strip_prefix("ID:") {
+                id = v.trim().parse().ok();
+                continue;
+            }
+            let Some(decl) = line.strip_prefix("field:") else {
+                continue;
+            };
+            let mut parts = decl.split(';').map(str::trim);
+            let Some(name) = parts
+                .next()
+                .and_then(|d| d.split_whitespace().last())
+                .map(|n| n.split('[').next().unwrap_or(n))
+            else {
+                continue;
+            };
+            let (mut offset, mut size) = (None, None);
+            for p in parts {
+                if let Some(v) = p.strip_prefix("offset:") {
+                    offset = v.parse().ok();
+                } else if let Some(v) = p.strip_prefix("size:") {
+                    size = v.parse().ok();
+                }
+            }
+            if let (Some(offset), Some(size)) = (offset, size) {
+                f.fields.insert(name.to_string(), Field { offset, size });
+            }
         }
-        "kfree" | "kmem_cache_free" => free(Space::Slab, get("ptr", true)),
-        "mm_page_alloc" => {
-            let bytes = get("order", false)
-                .filter(|&o| o < 32)
-                .map(|o| 4096u64 << o);
-            alloc(Space::Page, get("pfn", true), bytes)
+        f.id = id.context("the format has no ID line")?;
+        Ok(f)
+    }
+
+    fn field(&self, name: &str, event: &str) -> Result<Field> {
+        self.fields
+            .get(name)
+            .copied()
+            .with_context(|| format!("the trace event {event} has no field {name}"))
+    }
+}
+
+/// What a known event means.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// An allocation; `size` is its bytes, or with `order`, its page order.
+    Alloc {
+        space: Space,
+        key: Field,
+        size: Field,
+        order: bool,
+    },
+    Free {
+        space: Space,
+        key: Field,
+    },
+    Stack {
+        size: Field,
+        caller: Field,
+    },
+    Marker {
+        buf: Field,
+    },
+}
+
+/// The allocation events: (event, space, key field, size field, whether the
+/// size is a page order).
+const ALLOCS: &[(&str, Space, &str, &str, bool)] = &[
+    ("kmem/kmalloc", Space::Slab, "ptr", "bytes_alloc", false),
+    (
+        "kmem/kmem_cache_alloc",
+        Space::Slab,
+        "ptr",
+        "bytes_alloc",
+        false,
+    ),
+    ("kmem/mm_page_alloc", Space::Page, "pfn", "order", true),
+    (
+        "percpu/percpu_alloc_percpu",
+        Space::Percpu,
+        "ptr",
+        "bytes_alloc",
+        false,
+    ),
+];
+
+/// The free events: (event, space, key field).
+const FREES: &[(&str, Space, &str)] = &[
+    ("kmem/kfree", Space::Slab, "ptr"),
+    ("kmem/kmem_cache_free", Space::Slab, "ptr"),
+    ("kmem/mm_page_free", Space::Page, "pfn"),
+    ("kmem/mm_page_free_batched", Space::Page, "pfn"),
+    ("percpu/percpu_free_percpu", Space::Percpu, "ptr"),
+];
+
+/// Page size the page events are counted in.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// Decodes records by the format files of one tracefs `events` directory.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    kinds: HashMap<u16, Kind>,
+    common_type: Field,
+    common_pid: Field,
+}
+
+impl Decoder {
+    /// The names of the events this decoder reads, allocations first.
+    pub fn allocation_events() -> impl Iterator<Item = &'static str> {
+        ALLOCS.iter().map(|a| a.0)
+    }
+
+    /// The free events it reads.
+    pub fn free_events() -> impl Iterator<Item = &'static str> {
+        FREES.iter().map(|f| f.0)
+    }
+
+    /// Reads the format files under `events` (a tracefs `events`
+    /// directory).
+    pub fn load(events: &Path) -> Result<Self> {
+        Self::from_formats(|event| {
+            let path = events.join(event).join("format");
+            fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "reading {} (the kernel needs CONFIG_EVENT_TRACING)",
+                    path.display()
+                )
+            })
+        })
+    }
+
+    /// Builds the decoder from the format files `text` gives by event name
+    /// (`kmem/kmalloc`).
+    pub fn from_formats(text: impl Fn(&str) -> Result<String>) -> Result<Self> {
+        let read = |event: &str| -> Result<Format> {
+            Format::parse(&text(event)?).with_context(|| format!("parsing the format of {event}"))
+        };
+        let mut formats = Vec::new();
+        for &(event, space, key, size, order) in ALLOCS {
+            let f = read(event)?;
+            let kind = Kind::Alloc {
+                space,
+                key: f.field(key, event)?,
+                size: f.field(size, event)?,
+                order,
+            };
+            formats.push((f, kind));
         }
-        "mm_page_free" | "mm_page_free_batched" => free(Space::Page, get("pfn", true)),
-        "percpu_alloc_percpu" => alloc(Space::Percpu, get("ptr", true), get("bytes_alloc", false)),
-        "percpu_free_percpu" => free(Space::Percpu, get("ptr", true)),
-        _ => Line::Other,
+        for &(event, space, key) in FREES {
+            let f = read(event)?;
+            let kind = Kind::Free {
+                space,
+                key: f.field(key, event)?,
+            };
+            formats.push((f, kind));
+        }
+        let stack = read("ftrace/kernel_stack")?;
+        let kind = Kind::Stack {
+            size: stack.field("size", "kernel_stack")?,
+            caller: stack.field("caller", "kernel_stack")?,
+        };
+        formats.push((stack, kind));
+        let print = read("ftrace/print")?;
+        let kind = Kind::Marker {
+            buf: print.field("buf", "print")?,
+        };
+        formats.push((print, kind));
+        let first = &formats[0].0;
+        let (common_type, common_pid) = (
+            first.field("common_type", "kmalloc")?,
+            first.field("common_pid", "kmalloc")?,
+        );
+        if common_type.size != 2 {
+            bail!("common_type is {} bytes, not 2", common_type.size);
+        }
+        Ok(Self {
+            kinds: formats.into_iter().map(|(f, k)| (f.id, k)).collect(),
+            common_type,
+            common_pid,
+        })
     }
-}
 
-/// `CPU:1 [LOST 37 EVENTS]` (or `[LOST EVENTS]`, count unknown: one).
-fn lost(line: &str) -> Option<u64> {
-    let rest = line.trim().strip_prefix("CPU:")?;
-    let (_, rest) = rest.split_once(" [LOST")?;
-    let n = rest.trim_end_matches("EVENTS]").trim();
-    Some(if n.is_empty() { 1 } else { n.parse().ok()? })
-}
-
-/// A frame as the `sym-addr` option prints it: `sym+off/size [mod] <addr>`.
-fn frame_of(text: &str) -> Frame {
-    let text = text.trim();
-    let (symbolic, address) = match text.rsplit_once(" <") {
-        Some((s, a)) => (s, a.strip_suffix('>').and_then(|a| number(a, true))),
-        None => (text, None),
-    };
-    let mut f = parse_frame(symbolic);
-    f.raw = text.to_string();
-    if address.is_some() {
-        f.address = address;
+    /// Decodes one record of CPU `cpu`'s buffer.
+    pub fn decode(&self, cpu: u32, record: &[u8]) -> Event {
+        self.try_decode(cpu, record).unwrap_or(Event::Other)
     }
-    f
+
+    fn try_decode(&self, cpu: u32, record: &[u8]) -> Option<Event> {
+        let id = u16::try_from(self.common_type.read(record)?).ok()?;
+        let kind = self.kinds.get(&id)?;
+        let origin = Origin {
+            pid: u32::try_from(self.common_pid.read(record)?).ok()?,
+            cpu,
+        };
+        Some(match *kind {
+            Kind::Alloc {
+                space,
+                key,
+                size,
+                order,
+            } => {
+                let key = key.read(record)?;
+                let size = size.read(record)?;
+                let bytes = if order {
+                    PAGE_SIZE.checked_shl(u32::try_from(size).ok()?)?
+                } else {
+                    size
+                };
+                // A failed allocation (no pointer, pfn -1) allocated nothing.
+                if key == 0 || key == u64::MAX {
+                    return None;
+                }
+                Event::Alloc {
+                    origin,
+                    space,
+                    key,
+                    bytes,
+                }
+            }
+            Kind::Free { space, key } => {
+                let key = key.read(record)?;
+                if key == 0 || key == u64::MAX {
+                    return None;
+                }
+                Event::Free { origin, space, key }
+            }
+            Kind::Stack { size, caller } => {
+                let n = usize::try_from(size.read(record)?).ok()?;
+                let words = record.get(caller.offset..)?.chunks_exact(8);
+                let frames = words
+                    .take(n)
+                    .filter_map(|w| Some(u64::from_ne_bytes(w.try_into().ok()?)))
+                    .filter(|&a| a != 0 && a != u64::MAX)
+                    .collect();
+                Event::Stack { origin, frames }
+            }
+            Kind::Marker { buf } => {
+                let text = record.get(buf.offset..)?;
+                let end = text
+                    .iter()
+                    .position(|&b| b == 0 || b == b'\n')
+                    .unwrap_or(text.len());
+                Event::Marker(String::from_utf8_lossy(&text[..end]).into_owned())
+            }
+        })
+    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn origin(comm: &str, pid: u32, cpu: u32) -> Origin {
-        Origin {
-            comm: comm.into(),
-            pid,
-            cpu,
+    /// The format files of 6.12 on x86_64 as the kernel printed them
+    /// (measured; print fmt lines left out).
+    pub const FORMATS: &[(&str, &str)] = &[
+        ("kmem/kmalloc", "name: kmalloc\nID: 261\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\tfield:unsigned long call_site;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:const void * ptr;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:size_t bytes_req;\toffset:24;\tsize:8;\tsigned:0;\n\tfield:size_t bytes_alloc;\toffset:32;\tsize:8;\tsigned:0;\n\tfield:unsigned long gfp_flags;\toffset:40;\tsize:8;\tsigned:0;\n\tfield:int node;\toffset:48;\tsize:4;\tsigned:1;\n"),
+        ("kmem/kmem_cache_alloc", "ID: 262\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\tfield:const void * ptr;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:size_t bytes_alloc;\toffset:32;\tsize:8;\tsigned:0;\n"),
+        ("kmem/mm_page_alloc", "ID: 256\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\tfield:unsigned long pfn;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:unsigned int order;\toffset:16;\tsize:4;\tsigned:0;\n"),
+        ("percpu/percpu_alloc_percpu", "ID: 250\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\tfield:void * ptr;\toffset:56;\tsize:8;\tsigned:0;\n\tfield:size_t bytes_alloc;\toffset:64;\tsize:8;\tsigned:0;\n"),
+        ("kmem/kfree", "ID: 263\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\tfield:unsigned long call_site;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:const void * ptr;\toffset:16;\tsize:8;\tsigned:0;\n"),
+        ("kmem/kmem_cache_free", "ID: 264\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\tfield:const void * ptr;\toffset:16;\tsize:8;\tsigned:0;\n"),
+        ("kmem/mm_page_free", "ID: 257\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\tfield:unsigned long pfn;\toffset:8;\tsize:8;\tsigned:0;\n"),
+        ("kmem/mm_page_free_batched", "ID: 258\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\tfield:unsigned long pfn;\toffset:8;\tsize:8;\tsigned:0;\n"),
+        ("percpu/percpu_free_percpu", "ID: 251\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\tfield:void * ptr;\toffset:24;\tsize:8;\tsigned:0;\n"),
+        ("ftrace/kernel_stack", "name: kernel_stack\nID: 4\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\tfield:int size;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:unsigned long caller[8];\toffset:16;\tsize:64;\tsigned:0;\n"),
+        ("ftrace/print", "name: print\nID: 5\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\tfield:unsigned long ip;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:char buf[];\toffset:16;\tsize:0;\tsigned:0;\n"),
+    ];
+
+    /// A decoder of [`FORMATS`].
+    pub fn decoder() -> Decoder {
+        Decoder::from_formats(|event| {
+            FORMATS
+                .iter()
+                .find(|f| f.0 == event)
+                .map(|f| f.1.to_string())
+                .context("no such event")
+        })
+        .unwrap()
+    }
+
+    /// A record: the common header (`id`, pid) and then `fields` at their
+    /// offsets.
+    pub fn record(id: u16, pid: u32, len: usize, fields: &[(usize, &[u8])]) -> Vec<u8> {
+        let mut r = vec![0u8; len];
+        r[0..2].copy_from_slice(&id.to_ne_bytes());
+        r[4..8].copy_from_slice(&pid.to_ne_bytes());
+        for (offset, bytes) in fields {
+            r[*offset..offset + bytes.len()].copy_from_slice(bytes);
         }
+        r
     }
 
     #[test]
-    fn allocation_and_free_events_give_their_space_key_and_size() {
-        let l = "          insmod-61      [001] ..... 12.345678: kmalloc: call_site=kernel::alloc::allocator::ReallocFunc::call+0x52/0x90 ptr=ffff888003c4a000 bytes_req=256 bytes_alloc=256 gfp_flags=GFP_KERNEL node=-1 accounted=false";
+    fn a_format_file_gives_the_id_and_each_field_s_place() {
+        let f = Format::parse(FORMATS[9].1).unwrap();
+        assert_eq!(f.id, 4);
+        assert_eq!(f.fields["size"], Field { offset: 8, size: 4 });
         assert_eq!(
-            parse(l),
-            Line::Alloc {
-                origin: origin("insmod", 61, 1),
+            f.fields["caller"],
+            Field {
+                offset: 16,
+                size: 64
+            }
+        );
+        assert_eq!(f.fields["common_pid"], Field { offset: 4, size: 4 });
+        assert!(Format::parse("field:int x;\toffset:0;\tsize:4;").is_err());
+    }
+
+    #[test]
+    fn allocation_and_free_records_give_their_space_key_and_size() {
+        let d = decoder();
+        let ptr = 0xffff888003c4a000u64.to_ne_bytes();
+        let r = record(261, 61, 56, &[(16, &ptr), (32, &256u64.to_ne_bytes())]);
+        assert_eq!(
+            d.decode(1, &r),
+            Event::Alloc {
+                origin: Origin { pid: 61, cpu: 1 },
                 space: Space::Slab,
                 key: 0xffff888003c4a000,
                 bytes: 256
             }
         );
-        let l = " kworker/u4:1-12 [000] d..1. 3.1: kmem_cache_free: call_site=rcu_do_batch+0x1/0x2 ptr=ffff888003c4a000 name=kmalloc-256";
+        let r = record(264, 12, 40, &[(16, &ptr)]);
         assert_eq!(
-            parse(l),
-            Line::Free {
-                origin: origin("kworker/u4:1", 12, 0),
+            d.decode(0, &r),
+            Event::Free {
+                origin: Origin { pid: 12, cpu: 0 },
                 space: Space::Slab,
                 key: 0xffff888003c4a000
             }
         );
-        let l = "leaklab-70 [000] ..... 9.0: mm_page_alloc: page=00000000a1b2c3d4 pfn=0x4a31 order=1 migratetype=0 gfp_flags=GFP_KERNEL";
+        let r = record(
+            256,
+            70,
+            40,
+            &[(8, &0x4a31u64.to_ne_bytes()), (16, &1u32.to_ne_bytes())],
+        );
         assert!(matches!(
-            parse(l),
-            Line::Alloc {
+            d.decode(0, &r),
+            Event::Alloc {
                 space: Space::Page,
                 key: 0x4a31,
                 bytes: 8192,
                 ..
             }
         ));
-        let l = "<idle>-0 [001] ..s1. 9.0: mm_page_free_batched: page=00000000a1b2c3d4 pfn=0x4a31";
+        let r = record(258, 0, 16, &[(8, &0x4a31u64.to_ne_bytes())]);
         assert!(matches!(
-            parse(l),
-            Line::Free {
+            d.decode(1, &r),
+            Event::Free {
                 space: Space::Page,
                 key: 0x4a31,
                 ..
             }
         ));
-        let l = "insmod-5 [000] ..... 1.0: percpu_alloc_percpu: call_site=kmemleak_test_init+0x1/0x2 [kmemleak_test] reserved=0 is_atomic=0 size=1 align=1 base_addr=ffff88800f000000 off=150620 ptr=0000607fffc24c5c bytes_alloc=1 gfp_flags=GFP_KERNEL";
+        let r = record(
+            250,
+            5,
+            80,
+            &[
+                (56, &0x607fffc24c5cu64.to_ne_bytes()),
+                (64, &1u64.to_ne_bytes()),
+            ],
+        );
         assert!(matches!(
-            parse(l),
-            Line::Alloc {
+            d.decode(0, &r),
+            Event::Alloc {
                 space: Space::Percpu,
                 key: 0x607fffc24c5c,
                 bytes: 1,
@@ -249,43 +485,51 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_allocation_and_a_free_of_null_are_nothing() {
-        let l = "a-1 [000] ..... 1.0: kmalloc: call_site=x+0x1/0x2 ptr=0000000000000000 bytes_req=8 bytes_alloc=0 gfp_flags=GFP_KERNEL node=-1 accounted=false";
-        assert_eq!(parse(l), Line::Other);
-        let l = "a-1 [000] ..... 1.0: kfree: call_site=x+0x1/0x2 ptr=0000000000000000";
-        assert_eq!(parse(l), Line::Other);
+    fn failed_allocations_short_records_and_unknown_events_are_nothing() {
+        let d = decoder();
+        let r = record(261, 1, 56, &[(32, &8u64.to_ne_bytes())]);
+        assert_eq!(d.decode(0, &r), Event::Other, "ptr 0");
+        let r = record(256, 1, 24, &[(8, &u64::MAX.to_ne_bytes())]);
+        assert_eq!(d.decode(0, &r), Event::Other, "pfn -1");
+        let r = record(261, 1, 20, &[]);
+        assert_eq!(d.decode(0, &r), Event::Other, "too short for bytes_alloc");
+        assert_eq!(d.decode(0, &record(999, 1, 16, &[])), Event::Other);
+        assert_eq!(d.decode(0, &[1]), Event::Other);
+        assert_eq!(d.decode(0, &[]), Event::Other);
     }
 
     #[test]
-    fn stacks_frames_markers_and_losses() {
-        assert_eq!(
-            parse("  insmod-61 [001] ..... 12.345680: <stack trace>"),
-            Line::Stack(origin("insmod", 61, 1))
-        );
-        let Line::Frame(f) =
-            parse(" => error_path::probe_leaky+0x2a/0x90 [leaklab] <ffffffffa000112a>")
-        else {
-            panic!("a frame")
-        };
-        assert_eq!(f.address, Some(0xffffffffa000112a));
-        assert_eq!(f.module.as_deref(), Some("leaklab"));
-        assert_eq!(f.symbol.as_deref(), Some("error_path::probe_leaky"));
-        let Line::Frame(f) = parse(" => 0xffffffffa000112a <ffffffffa000112a>") else {
-            panic!("a frame")
-        };
-        assert_eq!(f.address, Some(0xffffffffa000112a));
-        assert_eq!(
-            parse("leaklab-9 [000] ..... 5.0: tracing_mark_write: leaklab-sync-3"),
-            Line::Marker("leaklab-sync-3".into())
+    fn a_stack_holds_its_stated_number_of_frames_and_a_marker_its_text() {
+        let d = decoder();
+        let mut frames = Vec::new();
+        for a in [0xffffffff81000010u64, 0xffffffffa000112a, 0xdead] {
+            frames.extend_from_slice(&a.to_ne_bytes());
+        }
+        let r = record(
+            4,
+            7,
+            16 + frames.len(),
+            &[(8, &2u32.to_ne_bytes()), (16, &frames)],
         );
         assert_eq!(
-            parse("  sh-32 [000] ..... 1.956000: tracing_mark_write+0xc3/0x1f6 <ffffffff810b363d>: hello-marker"),
-            Line::Marker("hello-marker".into()),
-            "as printed with sym-addr (measured, 6.12.117)"
+            d.decode(0, &r),
+            Event::Stack {
+                origin: Origin { pid: 7, cpu: 0 },
+                frames: vec![0xffffffff81000010, 0xffffffffa000112a]
+            }
         );
-        assert_eq!(parse("CPU:1 [LOST 37 EVENTS]"), Line::Lost(37));
-        assert_eq!(parse("CPU:0 [LOST EVENTS]"), Line::Lost(1));
-        assert_eq!(parse(""), Line::Other);
-        assert_eq!(parse("garbage [x] y"), Line::Other);
+        let r = record(4, 7, 32, &[(8, &100u32.to_ne_bytes()), (16, &frames[..16])]);
+        assert!(
+            matches!(d.decode(0, &r), Event::Stack { frames, .. } if frames.len() == 2),
+            "a size past the record stops at its end"
+        );
+        let r = record(5, 9, 40, &[(16, b"leaklab-sync-3\n\0")]);
+        assert_eq!(d.decode(0, &r), Event::Marker("leaklab-sync-3".into()));
+    }
+
+    #[test]
+    fn a_missing_format_file_says_what_the_kernel_needs() {
+        let e = Decoder::load(Path::new("/nonexistent/events")).unwrap_err();
+        assert!(format!("{e:#}").contains("CONFIG_EVENT_TRACING"), "{e:#}");
     }
 }

@@ -1,11 +1,11 @@
 //! The allocations traced and not freed yet: each allocation event opens an
-//! entry (its stack arrives in the next record of the same CPU), each free
+//! entry (its stack arrives in a later record of the same CPU), each free
 //! closes it. What is left when the tracing stops is outstanding; which of
 //! it is a module's is decided by its stack ([`Ledger::outstanding`]).
 
 use std::collections::HashMap;
 
-use super::event::{Line, Origin, Space};
+use super::event::{Event, Origin, Space, PAGE_SIZE};
 use crate::kmemleak::report::{Frame, Report};
 
 /// One allocation not freed (yet).
@@ -19,72 +19,69 @@ pub struct Allocation {
     pub bytes: u64,
     /// Who allocated it.
     pub origin: Origin,
-    /// Its stack, innermost first (empty if the stack record was lost).
-    pub frames: Vec<Frame>,
+    /// Its stack's return addresses, innermost first (empty if the stack
+    /// record was lost).
+    pub stack: Vec<u64>,
     /// Its place in the event order.
     pub seq: u64,
 }
 
 impl Allocation {
     /// The allocation as a report of the shape kmemleak's have, so that one
-    /// symbolizer and one attribution serve both detectors. A page's
-    /// address is its physical address (the pfn times the page size).
-    pub fn report(&self) -> Report {
+    /// symbolizer and one attribution serve both detectors: its frames as
+    /// `frame` names them, the task as `comm` names it. A page's address is
+    /// its physical address (the pfn times the page size).
+    pub fn report(&self, frame: impl Fn(u64) -> Frame, comm: Option<String>) -> Report {
         Report {
             address: match self.space {
-                Space::Page => self.key << 12,
+                Space::Page => self.key.saturating_mul(PAGE_SIZE),
                 _ => self.key,
             },
             size: self.bytes,
-            comm: Some(self.origin.comm.clone()),
+            comm,
             pid: Some(self.origin.pid),
             jiffies: None,
             crc: None,
-            frames: self.frames.clone(),
+            frames: self.stack.iter().map(|&a| frame(a)).collect(),
             garbled: false,
         }
     }
 }
 
+/// Allocations of one CPU waiting for their stack, at most: an interrupt
+/// may allocate between an allocation and its stack record.
+const NESTING: usize = 8;
+
 /// What the events said so far.
 #[derive(Debug, Default)]
 pub struct Ledger {
     live: HashMap<(Space, u64), Allocation>,
-    /// Per CPU: the allocation whose stack comes next.
-    awaiting_stack: HashMap<u32, (Space, u64)>,
-    /// The allocation whose frames are being read.
-    reading: Option<(Space, u64)>,
+    /// Per CPU: the allocations whose stacks come next, innermost last.
+    awaiting_stack: HashMap<u32, Vec<(Space, u64, u64)>>,
     /// Events counted.
     pub events: u64,
-    /// Events the ring buffer lost (`[LOST N EVENTS]`).
+    /// Events the ring buffer lost.
     pub lost: u64,
     /// The markers seen, in order.
     pub markers: Vec<String>,
 }
 
 impl Ledger {
-    /// Takes one line of `trace_pipe` into account.
-    pub fn apply(&mut self, line: Line) {
-        match line {
-            Line::Frame(f) => {
-                if let Some(a) = self.reading.and_then(|k| self.live.get_mut(&k)) {
-                    a.frames.push(f);
-                }
-                return;
-            }
-            Line::Other => return,
-            _ => {}
-        }
-        self.reading = None;
-        match line {
-            Line::Alloc {
+    /// Takes one record into account.
+    pub fn apply(&mut self, event: Event) {
+        match event {
+            Event::Alloc {
                 origin,
                 space,
                 key,
                 bytes,
             } => {
                 self.events += 1;
-                self.awaiting_stack.insert(origin.cpu, (space, key));
+                let waiting = self.awaiting_stack.entry(origin.cpu).or_default();
+                if waiting.len() == NESTING {
+                    waiting.remove(0);
+                }
+                waiting.push((space, key, self.events));
                 self.live.insert(
                     (space, key),
                     Allocation {
@@ -92,24 +89,29 @@ impl Ledger {
                         key,
                         bytes,
                         origin,
-                        frames: Vec::new(),
+                        stack: Vec::new(),
                         seq: self.events,
                     },
                 );
             }
-            Line::Free { origin, space, key } => {
+            Event::Free { origin, space, key } => {
                 self.events += 1;
                 self.live.remove(&(space, key));
-                if self.awaiting_stack.get(&origin.cpu) == Some(&(space, key)) {
-                    self.awaiting_stack.remove(&origin.cpu);
+                if let Some(waiting) = self.awaiting_stack.get_mut(&origin.cpu) {
+                    waiting.retain(|w| (w.0, w.1) != (space, key));
                 }
             }
-            Line::Stack(origin) => {
-                self.reading = self.awaiting_stack.remove(&origin.cpu);
+            Event::Stack { origin, frames } => {
+                let next = self.awaiting_stack.get_mut(&origin.cpu).and_then(Vec::pop);
+                if let Some((space, key, seq)) = next {
+                    if let Some(a) = self.live.get_mut(&(space, key)).filter(|a| a.seq == seq) {
+                        a.stack = frames;
+                    }
+                }
             }
-            Line::Marker(m) => self.markers.push(m),
-            Line::Lost(n) => self.lost = self.lost.saturating_add(n),
-            Line::Frame(_) | Line::Other => {}
+            Event::Marker(m) => self.markers.push(m),
+            Event::Lost(n) => self.lost = self.lost.saturating_add(n),
+            Event::Other => {}
         }
     }
 
@@ -129,72 +131,131 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
-    use super::super::event::parse;
     use super::*;
 
-    fn feed(lines: &str) -> Ledger {
+    fn origin(pid: u32, cpu: u32) -> Origin {
+        Origin { pid, cpu }
+    }
+
+    fn alloc(pid: u32, cpu: u32, space: Space, key: u64, bytes: u64) -> Event {
+        Event::Alloc {
+            origin: origin(pid, cpu),
+            space,
+            key,
+            bytes,
+        }
+    }
+
+    fn free(cpu: u32, space: Space, key: u64) -> Event {
+        Event::Free {
+            origin: origin(1, cpu),
+            space,
+            key,
+        }
+    }
+
+    fn stack(cpu: u32, frames: &[u64]) -> Event {
+        Event::Stack {
+            origin: origin(1, cpu),
+            frames: frames.to_vec(),
+        }
+    }
+
+    fn feed(events: Vec<Event>) -> Ledger {
         let mut l = Ledger::default();
-        for line in lines.lines() {
-            l.apply(parse(line));
+        for e in events {
+            l.apply(e);
         }
         l
     }
 
-    const ALLOC: &str = "insmod-7 [000] ..... 1.0: kmalloc: call_site=f+0x1/0x2 ptr=ffff888000001000 bytes_req=200 bytes_alloc=256 gfp_flags=GFP_KERNEL node=-1 accounted=false";
+    fn bare(a: u64) -> Frame {
+        Frame {
+            raw: format!("{a:#x}"),
+            address: Some(a),
+            symbol: None,
+            offset: None,
+            module: None,
+        }
+    }
 
     #[test]
     fn a_freed_allocation_is_not_outstanding_and_a_kept_one_has_its_stack() {
-        let l = feed(&format!(
-            "{ALLOC}\n\
-             other-9 [001] ..... 1.0: kmalloc: call_site=g+0x1/0x2 ptr=ffff888000002000 bytes_req=8 bytes_alloc=8 gfp_flags=GFP_KERNEL node=-1 accounted=false\n\
-             insmod-7 [000] ..... 1.0: <stack trace>\n\
-             \x20=> __kmalloc_noprof+0x1/0x2 <ffffffff81000010>\n\
-             \x20=> probe_leaky+0x2a/0x90 [leaklab] <ffffffffa000112a>\n\
-             other-9 [001] ..... 1.1: <stack trace>\n\
-             \x20=> g+0x1/0x2 <ffffffff81000020>\n\
-             x-3 [001] ..... 2.0: kfree: call_site=h+0x1/0x2 ptr=ffff888000002000\n"
-        ));
+        let l = feed(vec![
+            alloc(7, 0, Space::Slab, 0xffff888000001000, 256),
+            alloc(9, 1, Space::Slab, 0xffff888000002000, 8),
+            stack(0, &[0xffffffff81000010, 0xffffffffa000112a]),
+            stack(1, &[0xffffffff81000020]),
+            free(1, Space::Slab, 0xffff888000002000),
+        ]);
         let out = l.outstanding(|_| true);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].bytes, 256);
-        assert_eq!(out[0].frames.len(), 2, "the stack of its own CPU");
-        assert_eq!(out[0].frames[1].address, Some(0xffffffffa000112a));
-        assert_eq!(l.events, 3);
-        let r = out[0].report();
         assert_eq!(
-            (r.address, r.size, r.pid),
-            (0xffff888000001000, 256, Some(7))
+            out[0].stack,
+            [0xffffffff81000010, 0xffffffffa000112a],
+            "its own CPU's stack"
         );
+        assert_eq!(l.events, 3);
+        let r = out[0].report(bare, Some("insmod".into()));
+        assert_eq!(
+            (r.address, r.size, r.pid, r.comm.as_deref()),
+            (0xffff888000001000, 256, Some(7), Some("insmod"))
+        );
+        assert_eq!(r.frames[1].address, Some(0xffffffffa000112a));
+    }
+
+    #[test]
+    fn an_interrupt_s_allocation_between_takes_its_own_stack_and_leaves_the_outer_one_its() {
+        let l = feed(vec![
+            alloc(7, 0, Space::Slab, 0x1000, 64),
+            alloc(0, 0, Space::Slab, 0x2000, 32),
+            stack(0, &[0xb]),
+            stack(0, &[0xa]),
+        ]);
+        let out = l.outstanding(|_| true);
+        assert_eq!(out[0].stack, [0xa]);
+        assert_eq!(out[1].stack, [0xb]);
     }
 
     #[test]
     fn pages_are_matched_by_pfn_and_reported_at_their_physical_address() {
-        let l = feed(
-            "a-1 [000] ..... 1.0: mm_page_alloc: page=0000000000000001 pfn=0x4a31 order=1 migratetype=0 gfp_flags=GFP_KERNEL\n\
-             a-1 [000] ..... 1.0: mm_page_alloc: page=0000000000000001 pfn=0x4a40 order=0 migratetype=0 gfp_flags=GFP_KERNEL\n\
-             a-1 [000] ..... 1.0: mm_page_free: page=0000000000000001 pfn=0x4a40 order=0\n",
-        );
+        let l = feed(vec![
+            alloc(1, 0, Space::Page, 0x4a31, 8192),
+            alloc(1, 0, Space::Page, 0x4a40, 4096),
+            free(0, Space::Page, 0x4a40),
+        ]);
         let out = l.outstanding(|_| true);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].report().address, 0x4a31000);
+        assert_eq!(out[0].report(bare, None).address, 0x4a31000);
         assert_eq!(out[0].bytes, 8192);
     }
 
     #[test]
     fn lost_events_and_markers_are_counted() {
-        let l = feed("CPU:0 [LOST 5 EVENTS]\nCPU:1 [LOST 2 EVENTS]\nx-1 [000] ..... 1.0: tracing_mark_write: sync-1\n");
+        let l = feed(vec![
+            Event::Lost(5),
+            Event::Lost(2),
+            Event::Marker("sync-1".into()),
+            Event::Other,
+        ]);
         assert_eq!(l.lost, 7);
         assert_eq!(l.markers, ["sync-1"]);
+        assert_eq!(l.events, 0);
     }
 
     #[test]
     fn a_free_before_the_stack_leaves_nothing_and_the_stack_goes_nowhere() {
-        let l = feed(&format!(
-            "{ALLOC}\n\
-             insmod-7 [000] ..... 1.0: kfree: call_site=f+0x1/0x2 ptr=ffff888000001000\n\
-             insmod-7 [000] ..... 1.0: <stack trace>\n\
-             \x20=> f+0x1/0x2 <ffffffff81000010>\n"
-        ));
-        assert_eq!(l.len(), 0);
+        let l = feed(vec![
+            alloc(7, 0, Space::Slab, 0x1000, 64),
+            free(0, Space::Slab, 0x1000),
+            stack(0, &[0xa]),
+            alloc(7, 0, Space::Slab, 0x1000, 64),
+        ]);
+        assert_eq!(l.len(), 1);
+        assert!(
+            l.outstanding(|_| true)[0].stack.is_empty(),
+            "not the freed one's stack"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! that needs only tracefs (on distribution and board kernels alike).
 //!
 //! The `kmem` and `percpu` allocation events are traced with their stacks
-//! (the `stacktrace` trigger), the free events without; a [`Ledger`] keeps
+//! (the `stacktrace` trigger), the free events without, and read as binary
+//! records from each CPU's `trace_pipe_raw`; a [`Ledger`] keeps
 //! what is allocated and not freed. An allocation is a module's when its
 //! stack passes through the module's text ([`Ledger::outstanding`] with the
 //! caller's test), so Rust allocations, whose `call_site` is the kernel
@@ -19,7 +20,9 @@
 use crate::kmemleak::report::Frame;
 
 pub mod event;
+pub mod kallsyms;
 pub mod ledger;
+pub mod page;
 pub mod tracer;
 pub mod vmalloc;
 

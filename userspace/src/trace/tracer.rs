@@ -1,11 +1,13 @@
 //! A tracefs instance of leaklab's own (`instances/leaklab-PID`): its own
 //! ring buffer, options, events and triggers, so that nothing of the
 //! system's tracing setup is touched; removing it puts tracefs back as it
-//! was. A reader thread consumes its `trace_pipe` into a [`Ledger`] while
-//! the run goes on.
+//! was. A reader thread consumes each CPU's `trace_pipe_raw` (binary
+//! pages: no formatting in the kernel, no text to parse) into a [`Ledger`],
+//! in timestamp order across the CPUs, while the run goes on.
 
 use std::{
-    fs,
+    collections::{HashMap, VecDeque},
+    fs::{self, File},
     io::{ErrorKind, Read},
     os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
@@ -19,35 +21,29 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use super::{event, ledger::Ledger};
-use crate::kernel::{interrupt, undo};
+use super::{
+    event::{Decoder, Event},
+    kallsyms::Kallsyms,
+    ledger::{Allocation, Ledger},
+    page::{self, Layout},
+};
+use crate::{
+    kernel::{interrupt, undo},
+    kmemleak::report::{Frame, Report},
+};
 
 /// Where tracefs is mounted on kernels since 4.1.
 pub const TRACEFS: &str = "/sys/kernel/tracing";
-
-/// The allocation events: each gets the `stacktrace` trigger.
-pub const ALLOC_EVENTS: &[&str] = &[
-    "kmem/kmalloc",
-    "kmem/kmem_cache_alloc",
-    "kmem/mm_page_alloc",
-    "percpu/percpu_alloc_percpu",
-];
-
-/// The free events: traced without stacks, from every task.
-pub const FREE_EVENTS: &[&str] = &[
-    "kmem/kfree",
-    "kmem/kmem_cache_free",
-    "kmem/mm_page_free",
-    "kmem/mm_page_free_batched",
-    "percpu/percpu_free_percpu",
-];
 
 /// Per-CPU ring buffer size used unless told otherwise (KiB).
 pub const DEFAULT_BUFFER_KB: u64 = 16384;
 
 /// How long what the modules hold must stay the same after the unload
-/// before the trace is judged ([`Tracer::settle`]).
-pub const QUIET: Duration = Duration::from_secs(3);
+/// before the trace is judged ([`Tracer::settle`]). The unload itself waits
+/// for an RCU grace period (`free_module()`), whose callback on that CPU
+/// runs after those queued before it; this covers the callbacks those
+/// queue in turn and other CPUs' (a grace period is a few jiffies).
+pub const QUIET: Duration = Duration::from_millis(500);
 /// The longest [`Tracer::settle`] waits for deferred frees.
 pub const SETTLE_MAX: Duration = Duration::from_secs(15);
 
@@ -69,7 +65,7 @@ pub fn supported() -> Result<()> {
         }
         bail!("{TRACEFS} does not exist: the kernel is built without CONFIG_TRACING");
     };
-    for e in ALLOC_EVENTS.iter().chain(FREE_EVENTS) {
+    for e in Decoder::allocation_events().chain(Decoder::free_events()) {
         if !root.join("events").join(e).is_dir() {
             bail!(
                 "the kernel has no trace event {e} (in {}): it needs CONFIG_EVENT_TRACING",
@@ -93,6 +89,16 @@ fn write(path: &Path, value: &str) -> Result<()> {
     fs::write(path, value).with_context(|| format!("writing '{value}' to {}", path.display()))
 }
 
+/// A file that must be read in one call (tracefs's `header_page` answers
+/// a read past its start with nothing).
+fn read_at_once(path: &Path) -> Result<String> {
+    let mut buf = vec![0u8; 1 << 16];
+    let n = File::open(path)
+        .and_then(|mut f| f.read(&mut buf))
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
 /// What a run traced, once the tracer is gone.
 #[derive(Debug)]
 pub struct Traced {
@@ -105,9 +111,55 @@ pub struct Traced {
     pub events: u64,
 }
 
+/// Names for what the trace holds: kernel functions by return address
+/// (`/proc/kallsyms`), tasks by pid (tracefs `saved_cmdlines`).
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    kallsyms: Arc<Kallsyms>,
+    comms: HashMap<u32, String>,
+}
+
+impl Names {
+    /// Allocation `a` as a report: its frames named, except those
+    /// `in_module` claims (a module's, resolved from its own object file
+    /// later), and its task named.
+    pub fn report(&self, a: &Allocation, in_module: impl Fn(u64) -> bool) -> Report {
+        let frame = |address| match in_module(address) {
+            true => Frame {
+                raw: format!("{address:#x}"),
+                address: Some(address),
+                symbol: None,
+                offset: None,
+                module: None,
+            },
+            false => self.kallsyms.frame(address),
+        };
+        a.report(frame, self.comms.get(&a.origin.pid).cloned())
+    }
+}
+
+/// `pid comm` lines of tracefs's `saved_cmdlines`.
+fn saved_cmdlines(text: &str) -> HashMap<u32, String> {
+    text.lines()
+        .filter_map(|l| {
+            let (pid, comm) = l.split_once(' ')?;
+            Some((pid.parse().ok()?, comm.trim().to_string()))
+        })
+        .collect()
+}
+
+/// The kernel's symbols, read in a thread of their own while the run goes
+/// on; taken when first needed.
+enum Symbols {
+    Reading(JoinHandle<Result<Kallsyms>>),
+    Read(Arc<Kallsyms>),
+}
+
 /// The instance and its reader. Dropping it (also on an error or Ctrl-C)
 /// stops the reader and removes the instance.
 pub struct Tracer {
+    /// Where tracefs is mounted.
+    root: PathBuf,
     dir: PathBuf,
     /// tracefs, when this run mounted it (unmounted at the end).
     mounted: Option<PathBuf>,
@@ -115,6 +167,7 @@ pub struct Tracer {
     stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<Result<()>>>,
     markers: AtomicU64,
+    symbols: Mutex<Option<Symbols>>,
     noted: Option<undo::Noted>,
 }
 
@@ -127,6 +180,11 @@ impl Tracer {
             buffer_kb > 0,
             "the trace buffer needs at least 1 KiB per CPU"
         );
+        // Read while the run goes on; needed only to name what is found.
+        let symbols = std::thread::Builder::new()
+            .name("kallsyms".into())
+            .spawn(Kallsyms::read)
+            .context("starting a thread")?;
         let (root, mounted) = match mounted_tracefs() {
             Some(root) => (root, None),
             None => {
@@ -171,39 +229,28 @@ impl Tracer {
             },
         );
         let mut tracer = Self {
+            root,
             dir,
             mounted,
             ledger: Arc::new(Mutex::new(Ledger::default())),
             stop: Arc::new(AtomicBool::new(false)),
             reader: None,
             markers: AtomicU64::new(0),
+            symbols: Mutex::new(Some(Symbols::Reading(symbols))),
             noted: Some(noted),
         };
         // The reader first: its own reads allocate (page faults, the
         // ledger), and each event it read would make more to read. Its
         // events are filtered out by its thread id.
-        let (reader, tid) = tracer.spawn_reader()?;
-        tracer.reader = Some(reader);
-        tracer.configure(buffer_kb, tid)?;
+        tracer.reader = Some(tracer.spawn_reader(buffer_kb)?);
         undo::failpoint("trace-running");
         Ok(tracer)
     }
 
-    /// Sets the instance up, leaving out the events of thread `reader`.
-    fn configure(&self, buffer_kb: u64, reader: i32) -> Result<()> {
+    /// Enables the events, leaving out those of thread `reader`.
+    fn configure(&self, reader: i32) -> Result<()> {
         let d = &self.dir;
-        write(&d.join("tracing_on"), "0")?;
-        write(&d.join("buffer_size_kb"), &buffer_kb.to_string())?;
-        // Real addresses (frees are matched on them), symbols with offsets
-        // and the raw return address of every frame (a module's frames stay
-        // readable once it is gone).
-        for (option, value) in [("hash-ptr", "0"), ("sym-addr", "1"), ("sym-offset", "1")] {
-            let path = d.join("options").join(option);
-            if path.exists() {
-                write(&path, value)?;
-            }
-        }
-        for e in ALLOC_EVENTS.iter().chain(FREE_EVENTS) {
+        for e in Decoder::allocation_events().chain(Decoder::free_events()) {
             let event = d.join("events").join(e);
             if !event.is_dir() {
                 bail!("the kernel has no trace event {e}: it needs CONFIG_EVENT_TRACING");
@@ -212,7 +259,7 @@ impl Tracer {
             // event carries whichever task was running, the reader too.
             let not_reader = format!("common_pid != {reader} || common_flags & {IN_INTERRUPT:#x}");
             write(&event.join("filter"), &not_reader)?;
-            if ALLOC_EVENTS.contains(e) {
+            if Decoder::allocation_events().any(|a| a == e) {
                 // A filter of its own: an unfiltered trigger fires before
                 // the event's filter is tested.
                 write(
@@ -225,53 +272,52 @@ impl Tracer {
         write(&d.join("tracing_on"), "1")
     }
 
-    /// Starts the reader; returns it and its thread id.
-    fn spawn_reader(&self) -> Result<(JoinHandle<Result<()>>, i32)> {
-        let path = self.dir.join("trace_pipe");
-        let mut pipe = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NONBLOCK)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
+    /// Sets the instance up with `buffer_kb` KiB per CPU, starts the reader
+    /// on every CPU's `trace_pipe_raw`, and enables the events without the
+    /// reader's own.
+    fn spawn_reader(&self, buffer_kb: u64) -> Result<JoinHandle<Result<()>>> {
+        let events = self.dir.join("events");
+        let decoder = Decoder::load(&events)?;
+        let layout = read_at_once(&events.join("header_page"))
+            .and_then(|t| Layout::parse(&t))
+            .context("reading the ring buffer's header_page")?;
+        // Sized before the files are opened: the buffers are made anew.
+        write(&self.dir.join("tracing_on"), "0")?;
+        write(&self.dir.join("buffer_size_kb"), &buffer_kb.to_string())?;
+        let page_bytes = fs::read_to_string(self.dir.join("buffer_subbuf_size_kb"))
+            .ok()
+            .and_then(|kb| kb.trim().parse::<usize>().ok())
+            .map_or(4096, |kb| kb * 1024);
+        let cpus = CpuBuffer::open_all(&self.dir)?;
         let (ledger, stop) = (self.ledger.clone(), self.stop.clone());
         let (tx, rx) = std::sync::mpsc::channel();
         let reader = std::thread::Builder::new()
             .name("trace-reader".into())
             .spawn(move || {
                 let _ = tx.send(nix::unistd::gettid().as_raw());
-                let mut buf = vec![0u8; 1 << 16];
-                let mut carry = Vec::new();
+                let mut reader = Reader {
+                    cpus,
+                    decoder,
+                    layout,
+                    page: vec![0u8; page_bytes.max(4096)],
+                };
                 loop {
                     if ABORT.load(Ordering::SeqCst) {
                         return Ok(());
                     }
-                    match pipe.read(&mut buf) {
-                        Ok(0) => std::thread::sleep(Duration::from_millis(10)),
-                        Ok(n) => {
-                            carry.extend_from_slice(&buf[..n]);
-                            let Some(end) = carry.iter().rposition(|&b| b == b'\n') else {
-                                continue;
-                            };
-                            let text = String::from_utf8_lossy(&carry[..end]).into_owned();
-                            carry.drain(..=end);
-                            let mut l = ledger.lock().unwrap_or_else(|p| p.into_inner());
-                            for line in text.lines() {
-                                l.apply(event::parse(line));
-                            }
+                    let stopping = stop.load(Ordering::SeqCst);
+                    let read = reader.round(&ledger)?;
+                    if read == 0 {
+                        if stopping {
+                            return Ok(());
                         }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            if stop.load(Ordering::SeqCst) {
-                                return Ok(());
-                            }
-                            std::thread::sleep(Duration::from_millis(10));
-                        }
-                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e).context("reading trace_pipe"),
+                        std::thread::sleep(Duration::from_millis(5));
                     }
                 }
             })?;
         let tid = rx.recv().context("the trace reader did not start")?;
-        Ok((reader, tid))
+        self.configure(tid)?;
+        Ok(reader)
     }
 
     /// Returns once the reader has taken in every event up to now (a
@@ -334,6 +380,25 @@ impl Tracer {
         Ok(())
     }
 
+    /// Names for the trace's stacks and tasks (waits for the kernel's
+    /// symbols the first time).
+    pub fn names(&self) -> Result<Names> {
+        let mut symbols = self.symbols.lock().unwrap_or_else(|p| p.into_inner());
+        let kallsyms = match symbols.take() {
+            Some(Symbols::Read(k)) => k,
+            Some(Symbols::Reading(thread)) => match thread.join() {
+                Ok(k) => Arc::new(k?),
+                Err(_) => bail!("reading the kernel's symbols panicked"),
+            },
+            None => bail!("the kernel's symbols could not be read"),
+        };
+        *symbols = Some(Symbols::Read(kallsyms.clone()));
+        let comms = fs::read_to_string(self.root.join("saved_cmdlines"))
+            .map(|t| saved_cmdlines(&t))
+            .unwrap_or_default();
+        Ok(Names { kallsyms, comms })
+    }
+
     /// The ledger as read so far (call [`Tracer::sync`] first for an
     /// up-to-date one).
     pub fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
@@ -377,6 +442,7 @@ impl Tracer {
     }
 
     fn stop_reader(&mut self) -> Result<()> {
+        // The reader drains what is left, then ends.
         self.stop.store(true, Ordering::SeqCst);
         match self.reader.take().map(JoinHandle::join) {
             Some(Ok(r)) => r,
@@ -400,6 +466,129 @@ impl Drop for Tracer {
                 eprintln!("leaklab: {e:#}");
             }
         }
+    }
+}
+
+/// Pages read from one CPU in a round, at most: the others are read too
+/// before any of it is taken in.
+const PAGES_PER_ROUND: usize = 256;
+
+/// One CPU's `trace_pipe_raw` and what was read of it and not yet taken
+/// in.
+struct CpuBuffer {
+    cpu: u32,
+    file: File,
+    pending: VecDeque<(u64, Event)>,
+    /// The time of the last record read.
+    last: u64,
+    /// Whether the last read found it empty.
+    drained: bool,
+}
+
+impl CpuBuffer {
+    /// Opens `per_cpu/cpuN/trace_pipe_raw` of every CPU of the instance.
+    fn open_all(dir: &Path) -> Result<Vec<Self>> {
+        let per_cpu = dir.join("per_cpu");
+        let mut cpus = Vec::new();
+        for entry in fs::read_dir(&per_cpu)
+            .with_context(|| format!("listing {}", per_cpu.display()))?
+            .flatten()
+        {
+            let name = entry.file_name();
+            let Some(cpu) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("cpu"))
+                .and_then(|n| n.parse().ok())
+            else {
+                continue;
+            };
+            let path = entry.path().join("trace_pipe_raw");
+            let file = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_NONBLOCK)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            cpus.push(Self {
+                cpu,
+                file,
+                pending: VecDeque::new(),
+                last: 0,
+                drained: false,
+            });
+        }
+        if cpus.is_empty() {
+            bail!("{} lists no CPU", per_cpu.display());
+        }
+        Ok(cpus)
+    }
+}
+
+/// The reader thread's state: every CPU's buffer, and how to read them.
+struct Reader {
+    cpus: Vec<CpuBuffer>,
+    decoder: Decoder,
+    layout: Layout,
+    page: Vec<u8>,
+}
+
+impl Reader {
+    /// Reads what every CPU has (up to [`PAGES_PER_ROUND`] pages each) and
+    /// takes into `ledger`, oldest first, every record no CPU can still
+    /// precede: up to the last one read of any CPU not read empty. Returns
+    /// the pages read.
+    fn round(&mut self, ledger: &Mutex<Ledger>) -> Result<usize> {
+        let mut pages = 0;
+        for c in &mut self.cpus {
+            c.drained = false;
+            for _ in 0..PAGES_PER_ROUND {
+                let n = match c.file.read(&mut self.page) {
+                    Ok(0) => 0,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => 0,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("reading CPU {}'s trace", c.cpu))
+                    }
+                };
+                if n == 0 {
+                    c.drained = true;
+                    break;
+                }
+                pages += 1;
+                let (decoder, cpu) = (&self.decoder, c.cpu);
+                let (pending, last) = (&mut c.pending, &mut c.last);
+                let p = page::read(&self.layout, &self.page[..n], |ts, record| {
+                    *last = ts;
+                    match decoder.decode(cpu, record) {
+                        Event::Other => {}
+                        e => pending.push_back((ts, e)),
+                    }
+                });
+                if p.missed > 0 {
+                    c.pending.push_front((0, Event::Lost(p.missed)));
+                }
+            }
+        }
+        let until = self
+            .cpus
+            .iter()
+            .filter(|c| !c.drained)
+            .map(|c| c.last)
+            .min()
+            .unwrap_or(u64::MAX);
+        let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let next = self
+                .cpus
+                .iter_mut()
+                .filter(|c| c.pending.front().is_some_and(|e| e.0 <= until))
+                .min_by_key(|c| c.pending.front().map(|e| e.0));
+            match next.and_then(|c| c.pending.pop_front()) {
+                Some((_, e)) => ledger.apply(e),
+                None => break,
+            }
+        }
+        Ok(pages)
     }
 }
 

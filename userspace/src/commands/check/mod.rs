@@ -35,7 +35,7 @@ use crate::{
     },
     commands::{
         detectors::{DetectorArgs, Detectors},
-        session::modules_hold,
+        session,
     },
     kernel::{
         kmod::{self, init_error, LoadError, LoadedModule},
@@ -315,17 +315,12 @@ fn harvest_trace(
     c: &Cycles,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(Vec<Report>, u64, u64)> {
-    progress("letting deferred frees settle");
-    tracer.settle(|l| modules_hold(l, &c.sym).len())?;
-    let traced = tracer.finish()?;
-    let mut reports: Vec<Report> = modules_hold(&traced.ledger, &c.sym)
-        .iter()
-        .map(|a| a.report())
-        .collect();
+    let h = session::harvest_trace(tracer, &c.sym, progress)?;
+    let mut reports: Vec<Report> = h.reports.into_iter().map(|(_, r)| r).collect();
     if let Some(loads) = &c.vmalloc {
         reports.extend(loads.left()?);
     }
-    Ok((reports, traced.events, traced.lost))
+    Ok((reports, h.events, h.lost))
 }
 
 /// Loads, exercises and unloads the module `plan.cycles` times.

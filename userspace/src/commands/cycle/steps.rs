@@ -177,10 +177,10 @@ fn measure_growth(
         tracer.sync()?;
         let mut c = Count::default();
         let sym = &l.session.sym;
-        for a in l.session.module_allocations(tracer) {
-            let at = attribute(&a.report(), sym);
+        for (_, r) in l.session.module_allocations(tracer)? {
+            let at = attribute(&r, sym);
             if at.pattern.as_deref() == Some(&p.name) && at.variant == Some(v) {
-                c.add(a.bytes);
+                c.add(r.size);
             }
         }
         Ok(c)

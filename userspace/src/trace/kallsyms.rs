@@ -1,0 +1,146 @@
+//! The kernel's text symbols from `/proc/kallsyms`: names for the return
+//! addresses a raw stack trace holds.
+
+use std::fs;
+
+use anyhow::{bail, Context, Result};
+
+use crate::kmemleak::report::Frame;
+
+/// Where the kernel lists its symbols.
+pub const KALLSYMS: &str = "/proc/kallsyms";
+
+/// A function farther than this from its symbol is not taken for it (the
+/// gap after the last symbol of a section).
+const MAX_FUNCTION: u64 = 1 << 20;
+
+/// One text symbol.
+#[derive(Debug)]
+struct Symbol {
+    address: u64,
+    name: String,
+    module: Option<String>,
+}
+
+/// The text symbols of the kernel and of the modules loaded when it was
+/// read, by address.
+#[derive(Debug, Default)]
+pub struct Kallsyms {
+    symbols: Vec<Symbol>,
+}
+
+impl Kallsyms {
+    /// Reads `/proc/kallsyms`. Fails when the kernel hides the addresses
+    /// (`kptr_restrict`) or lists none.
+    pub fn read() -> Result<Self> {
+        let text = fs::read_to_string(KALLSYMS).with_context(|| format!("reading {KALLSYMS}"))?;
+        let k = Self::parse(&text);
+        if k.symbols.is_empty() {
+            bail!(
+                "{KALLSYMS} shows no addresses: run as root, with /proc/sys/kernel/kptr_restrict at 0 or 1"
+            );
+        }
+        Ok(k)
+    }
+
+    /// Parses the text of `/proc/kallsyms` (`address type name [module]`),
+    /// keeping the text symbols (`t`, `T`, `w`, `W`) at non-zero addresses.
+    pub fn parse(text: &str) -> Self {
+        let mut symbols: Vec<Symbol> = text
+            .lines()
+            .filter_map(|line| {
+                let mut f = line.split_whitespace();
+                let address = u64::from_str_radix(f.next()?, 16).ok()?;
+                let kind = f.next()?;
+                let name = f.next()?;
+                let module = f
+                    .next()
+                    .and_then(|m| m.strip_prefix('[')?.strip_suffix(']'))
+                    .map(str::to_string);
+                (address != 0 && matches!(kind, "t" | "T" | "w" | "W")).then(|| Symbol {
+                    address,
+                    name: name.to_string(),
+                    module,
+                })
+            })
+            .collect();
+        symbols.sort_by_key(|s| s.address);
+        Self { symbols }
+    }
+
+    /// A frame for return address `address`: named `symbol+offset [module]`
+    /// when a symbol covers it, else the bare address (a module that is
+    /// gone, or came after the symbols were read).
+    pub fn frame(&self, address: u64) -> Frame {
+        let i = self.symbols.partition_point(|s| s.address <= address);
+        let covering = i
+            .checked_sub(1)
+            .map(|i| &self.symbols[i])
+            .filter(|s| address - s.address < MAX_FUNCTION);
+        match covering {
+            Some(s) => {
+                let offset = address - s.address;
+                let tag = s
+                    .module
+                    .as_ref()
+                    .map_or_else(String::new, |m| format!(" [{m}]"));
+                Frame {
+                    raw: format!("{}+{offset:#x}{tag}", s.name),
+                    address: Some(address),
+                    symbol: Some(s.name.clone()),
+                    offset: Some(offset),
+                    module: s.module.clone(),
+                }
+            }
+            None => Frame {
+                raw: format!("{address:#x}"),
+                address: Some(address),
+                symbol: None,
+                offset: None,
+                module: None,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "\
+ffffffff81000000 T _stext
+ffffffff81000100 t helper
+ffffffff81002000 D some_data
+ffffffffa0000000 t probe_leaky\t[leaklab]
+0000000000000000 T hidden
+";
+
+    #[test]
+    fn an_address_is_named_by_the_symbol_below_it_with_its_module() {
+        let k = Kallsyms::parse(TEXT);
+        let f = k.frame(0xffffffff81000123);
+        assert_eq!(f.symbol.as_deref(), Some("helper"));
+        assert_eq!(f.offset, Some(0x23));
+        assert_eq!(f.module, None);
+        assert_eq!(f.raw, "helper+0x23");
+        let f = k.frame(0xffffffffa0000010);
+        assert_eq!(f.module.as_deref(), Some("leaklab"));
+        assert_eq!(f.raw, "probe_leaky+0x10 [leaklab]");
+    }
+
+    #[test]
+    fn an_address_below_every_symbol_or_far_past_one_stays_bare() {
+        let k = Kallsyms::parse(TEXT);
+        assert_eq!(k.frame(0x1000).symbol, None);
+        let f = k.frame(0xffffffffc0000000);
+        assert_eq!((f.symbol, f.address), (None, Some(0xffffffffc0000000)));
+    }
+
+    #[test]
+    fn hidden_addresses_and_data_symbols_are_left_out() {
+        let k = Kallsyms::parse("0000000000000000 T a\n0000000000000000 t b\n");
+        assert!(k.symbols.is_empty());
+        let k = Kallsyms::parse(TEXT);
+        assert_eq!(k.symbols.len(), 3);
+    }
+}
