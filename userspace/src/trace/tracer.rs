@@ -35,8 +35,10 @@ use crate::{
 /// Where tracefs is mounted on kernels since 4.1.
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 
-/// Per-CPU ring buffer size used unless told otherwise (KiB).
-pub const DEFAULT_BUFFER_KB: u64 = 16384;
+/// Per-CPU ring buffer size used unless told otherwise (KiB): enough for
+/// the bursts between two reads (a sample run 2000 times in one write);
+/// making and freeing it is part of every run.
+pub const DEFAULT_BUFFER_KB: u64 = 4096;
 
 /// How long what the modules hold must stay the same after the unload
 /// before the trace is judged ([`Tracer::settle`]). The unload itself waits
