@@ -40,11 +40,9 @@ pub const TRACEFS: &str = "/sys/kernel/tracing";
 /// making and freeing it is part of every run.
 pub const DEFAULT_BUFFER_KB: u64 = 4096;
 
-/// How long what the modules hold must stay the same after the unload
-/// before the trace is judged ([`Tracer::settle`]). The unload itself waits
-/// for an RCU grace period (`free_module()`), whose callback on that CPU
-/// runs after those queued before it; this covers the callbacks those
-/// queue in turn and other CPUs' (a grace period is a few jiffies).
+/// Where no RCU barrier can be made ([`Tracer::rcu_barrier`]): how long
+/// what the modules hold must stay the same after the unload before the
+/// trace is judged ([`Tracer::settle`]). A grace period is a few jiffies.
 pub const QUIET: Duration = Duration::from_millis(500);
 /// The longest [`Tracer::settle`] waits for deferred frees.
 pub const SETTLE_MAX: Duration = Duration::from_secs(15);
@@ -53,6 +51,20 @@ pub const SETTLE_MAX: Duration = Duration::from_secs(15);
 /// (`TRACE_FLAG_HARDIRQ | TRACE_FLAG_SOFTIRQ | TRACE_FLAG_NMI`,
 /// include/linux/trace_events.h).
 const IN_INTERRUPT: u32 = 0x08 | 0x10 | 0x40;
+
+/// The filter of every event: not the reader's own, unless in interrupt
+/// context (hard, soft: RCU callbacks; NMI), where an event carries
+/// whichever task was running, the reader too.
+fn reader_filter(reader: i32) -> String {
+    format!("common_pid != {reader} || common_flags & {IN_INTERRUPT:#x}")
+}
+
+/// The event whose filter [`Tracer::rcu_barrier`] writes again.
+const BARRIER_EVENT: &str = "kmem/kfree";
+
+/// What the settle waits at least, for work items that deferred frees
+/// queue in turn (`queue_rcu_work()`).
+const MIN_SETTLE: Duration = Duration::from_millis(100);
 
 /// Set by the panic undo step: the reader stops at once.
 static ABORT: AtomicBool = AtomicBool::new(false);
@@ -89,6 +101,21 @@ fn mounted_tracefs() -> Option<PathBuf> {
 
 fn write(path: &Path, value: &str) -> Result<()> {
     fs::write(path, value).with_context(|| format!("writing '{value}' to {}", path.display()))
+}
+
+/// The CPUs a list such as `/sys/devices/system/cpu/online` names
+/// (`0-3,6`), if it parses.
+fn cpu_list(text: &str) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (usize, usize) = (a.parse().ok()?, b.parse().ok()?);
+        if b < a || b - a > 4096 {
+            return None;
+        }
+        cpus.extend(a..=b);
+    }
+    (!cpus.is_empty()).then_some(cpus)
 }
 
 /// A file that must be read in one call (tracefs's `header_page` answers
@@ -169,6 +196,8 @@ pub struct Tracer {
     stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<Result<()>>>,
     markers: AtomicU64,
+    /// The events' filter, once set.
+    filter: std::sync::OnceLock<String>,
     symbols: Mutex<Option<Symbols>>,
     noted: Option<undo::Noted>,
 }
@@ -238,6 +267,7 @@ impl Tracer {
             stop: Arc::new(AtomicBool::new(false)),
             reader: None,
             markers: AtomicU64::new(0),
+            filter: std::sync::OnceLock::new(),
             symbols: Mutex::new(Some(Symbols::Reading(symbols))),
             noted: Some(noted),
         };
@@ -249,18 +279,15 @@ impl Tracer {
         Ok(tracer)
     }
 
-    /// Enables the events, leaving out those of thread `reader`.
-    fn configure(&self, reader: i32) -> Result<()> {
+    /// Enables the events, each with filter `not_reader`.
+    fn configure(&self, not_reader: &str) -> Result<()> {
         let d = &self.dir;
         for e in Decoder::allocation_events().chain(Decoder::free_events()) {
             let event = d.join("events").join(e);
             if !event.is_dir() {
                 bail!("the kernel has no trace event {e}: it needs CONFIG_EVENT_TRACING");
             }
-            // In interrupt context (hard, soft: RCU callbacks; NMI) an
-            // event carries whichever task was running, the reader too.
-            let not_reader = format!("common_pid != {reader} || common_flags & {IN_INTERRUPT:#x}");
-            write(&event.join("filter"), &not_reader)?;
+            write(&event.join("filter"), not_reader)?;
             if Decoder::allocation_events().any(|a| a == e) {
                 // A filter of its own: an unfiltered trigger fires before
                 // the event's filter is tested.
@@ -318,7 +345,8 @@ impl Tracer {
                 }
             })?;
         let tid = rx.recv().context("the trace reader did not start")?;
-        self.configure(tid)?;
+        let filter = self.filter.get_or_init(|| reader_filter(tid));
+        self.configure(filter)?;
         Ok(reader)
     }
 
@@ -363,11 +391,22 @@ impl Tracer {
         self.overruns().saturating_add(self.ledger().lost)
     }
 
-    /// Lets deferred frees (RCU, kvfree_rcu, work items) land: polls
-    /// `held` (what the modules still hold) until it has not changed for
-    /// [`QUIET`], at most [`SETTLE_MAX`].
+    /// Lets deferred frees (RCU callbacks, work items) land: until `held`
+    /// (what the modules still hold) stays the same across an RCU barrier
+    /// ([`Tracer::rcu_barrier`]), at least [`MIN_SETTLE`]; where the kernel
+    /// gives no barrier, until it has not changed for [`QUIET`]. At most
+    /// [`SETTLE_MAX`].
     pub fn settle(&self, held: impl Fn(&Ledger) -> usize) -> Result<()> {
         let start = Instant::now();
+        let mut last = usize::MAX;
+        while start.elapsed() < SETTLE_MAX && self.rcu_barrier()? {
+            self.sync()?;
+            let now = held(&self.ledger());
+            if now == last && start.elapsed() >= MIN_SETTLE {
+                return Ok(());
+            }
+            last = now;
+        }
         let (mut last, mut since) = (usize::MAX, Instant::now());
         while start.elapsed() < SETTLE_MAX {
             self.sync()?;
@@ -380,6 +419,54 @@ impl Tracer {
             interrupt::sleep(Duration::from_millis(100))?;
         }
         Ok(())
+    }
+
+    /// Waits until the RCU callbacks queued on every online CPU before now
+    /// have run, as `rcu_barrier()` would; `false` where that cannot be
+    /// done from here.
+    ///
+    /// On each CPU in turn this thread writes one event's filter again (the
+    /// same filter): the kernel then waits for a grace period before it
+    /// frees the old one (`apply_event_filter()` calls
+    /// `tracepoint_synchronize_unregister()`), and a normal grace period's
+    /// waiter is a callback queued on the calling CPU (`synchronize_rcu()`
+    /// through `wait_rcu_gp(call_rcu_hurry)`), which runs after the ones
+    /// queued there before it. Not so when grace periods are expedited or
+    /// `rcutree.rcu_normal_wake_from_gp` is set, nor on a CPU this thread
+    /// may not run on.
+    fn rcu_barrier(&self) -> Result<bool> {
+        let set = |p: &str| fs::read_to_string(p).is_ok_and(|v| matches!(v.trim(), "1" | "Y"));
+        if set("/sys/kernel/rcu_expedited")
+            || set("/sys/module/rcutree/parameters/rcu_normal_wake_from_gp")
+        {
+            return Ok(false);
+        }
+        let Some(online) = fs::read_to_string("/sys/devices/system/cpu/online")
+            .ok()
+            .and_then(|l| cpu_list(&l))
+        else {
+            return Ok(false);
+        };
+        use nix::{sched, unistd::Pid};
+        let me = Pid::from_raw(0);
+        let original = sched::sched_getaffinity(me).context("reading this thread's CPUs")?;
+        let filter = self.dir.join("events").join(BARRIER_EVENT).join("filter");
+        let again = self.filter.get().context("the trace was not configured")?;
+        let mut all = true;
+        for cpu in online {
+            let mut one = sched::CpuSet::new();
+            if one.set(cpu).is_err() || sched::sched_setaffinity(me, &one).is_err() {
+                all = false;
+                break;
+            }
+            if let Err(e) = write(&filter, again) {
+                all = false;
+                eprintln!("leaklab: {e:#}");
+                break;
+            }
+        }
+        sched::sched_setaffinity(me, &original).context("restoring this thread's CPUs")?;
+        Ok(all)
     }
 
     /// Names for the trace's stacks and tasks (waits for the kernel's
@@ -622,4 +709,27 @@ fn remove(dir: &Path, mounted: Option<&Path>) -> Result<()> {
             .with_context(|| format!("unmounting tracefs from {}", m.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cpu_list_names_each_cpu_of_its_ranges() {
+        assert_eq!(cpu_list("0\n"), Some(vec![0]));
+        assert_eq!(cpu_list("0-3,6"), Some(vec![0, 1, 2, 3, 6]));
+        assert_eq!(cpu_list(""), None);
+        assert_eq!(cpu_list("3-1"), None);
+        assert_eq!(cpu_list("a"), None);
+        assert_eq!(cpu_list("0-99999999"), None);
+    }
+
+    #[test]
+    fn saved_cmdlines_name_tasks_by_pid() {
+        let m = saved_cmdlines("61 insmod\n12 kworker/u4:1\nbad line\n");
+        assert_eq!(m.get(&61).map(String::as_str), Some("insmod"));
+        assert_eq!(m.get(&12).map(String::as_str), Some("kworker/u4:1"));
+        assert_eq!(m.len(), 2);
+    }
 }
