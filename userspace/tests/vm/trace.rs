@@ -130,6 +130,27 @@ fn check_trace_only(arch: &str) {
 
 on_both_arches!(check_trace_only: trace_alone_finds_every_pattern_without_kmemleak_x86_64, trace_alone_finds_every_pattern_without_kmemleak_arm64);
 
+/// With expedited grace periods the settle cannot make its RCU barrier (an
+/// expedited grace period queues no callback) and waits out a quiet period
+/// instead: every pattern is still exact.
+#[test]
+#[ignore = "boots QEMU: run through 'make test'"]
+fn the_settle_without_an_rcu_barrier_is_exact_too() {
+    let out = nokmemleak_guest("x86_64", "trace-expedited").run(&[
+        "sh",
+        "-c",
+        "echo 1 > /sys/kernel/rcu_expedited || exit 9; \
+         leaklab matrix --format json; s=$?; echo 0 > /sys/kernel/rcu_expedited; exit $s",
+    ]);
+    let run = Doc::<CycleRun>::from_output(&out);
+    assert_eq!(run.detectors, ["trace"], "{run:#}");
+    for v in &run.cycle().verdicts {
+        assert!(v.ok, "{v:#?}");
+    }
+    assert_trace_column(&run);
+    assert_eq!(out.status.code(), Some(0), "{run:#}");
+}
+
 /// A trace buffer of 4 KiB per CPU under 3000 runs in one write overruns:
 /// the run is inconclusive (exit 3), never clean, and says why.
 #[test]
