@@ -622,9 +622,8 @@ struct Reader {
 
 impl Reader {
     /// Reads what every CPU has (up to [`PAGES_PER_ROUND`] pages each) and
-    /// takes into `ledger`, oldest first, every record no CPU can still
-    /// precede: up to the last one read of any CPU not read empty. Returns
-    /// the pages read.
+    /// takes what it can into `ledger` ([`take_in`]). Returns the pages
+    /// read.
     fn round(&mut self, ledger: &Mutex<Ledger>) -> Result<usize> {
         let mut pages = 0;
         for c in &mut self.cpus {
@@ -658,26 +657,33 @@ impl Reader {
                 }
             }
         }
-        let until = self
-            .cpus
-            .iter()
-            .filter(|c| !c.drained)
-            .map(|c| c.last)
-            .min()
-            .unwrap_or(u64::MAX);
-        let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            let next = self
-                .cpus
-                .iter_mut()
-                .filter(|c| c.pending.front().is_some_and(|e| e.0 <= until))
-                .min_by_key(|c| c.pending.front().map(|e| e.0));
-            match next.and_then(|c| c.pending.pop_front()) {
-                Some((_, e)) => ledger.apply(e),
-                None => break,
-            }
-        }
+        take_in(
+            &mut self.cpus,
+            &mut ledger.lock().unwrap_or_else(|p| p.into_inner()),
+        );
         Ok(pages)
+    }
+}
+
+/// Takes into `ledger`, oldest first across the CPUs, every record read
+/// that no CPU can still precede: up to the last one read of any CPU whose
+/// buffer was not read empty.
+fn take_in(cpus: &mut [CpuBuffer], ledger: &mut Ledger) {
+    let until = cpus
+        .iter()
+        .filter(|c| !c.drained)
+        .map(|c| c.last)
+        .min()
+        .unwrap_or(u64::MAX);
+    loop {
+        let next = cpus
+            .iter_mut()
+            .filter(|c| c.pending.front().is_some_and(|e| e.0 <= until))
+            .min_by_key(|c| c.pending.front().map(|e| e.0));
+        match next.and_then(|c| c.pending.pop_front()) {
+            Some((_, e)) => ledger.apply(e),
+            None => break,
+        }
     }
 }
 
@@ -714,6 +720,7 @@ fn remove(dir: &Path, mounted: Option<&Path>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::event::{Origin, Space};
 
     #[test]
     fn a_cpu_list_names_each_cpu_of_its_ranges() {
@@ -723,6 +730,75 @@ mod tests {
         assert_eq!(cpu_list("3-1"), None);
         assert_eq!(cpu_list("a"), None);
         assert_eq!(cpu_list("0-99999999"), None);
+    }
+
+    fn cpu(cpu: u32, pending: &[(u64, Event)], last: u64, drained: bool) -> CpuBuffer {
+        CpuBuffer {
+            cpu,
+            file: File::open("/dev/null").unwrap(),
+            pending: pending.iter().cloned().collect(),
+            last,
+            drained,
+        }
+    }
+
+    fn alloc(cpu: u32, key: u64) -> Event {
+        Event::Alloc {
+            origin: Origin { pid: 1, cpu },
+            space: Space::Slab,
+            key,
+            bytes: 64,
+        }
+    }
+
+    fn free(cpu: u32, key: u64) -> Event {
+        Event::Free {
+            origin: Origin { pid: 1, cpu },
+            space: Space::Slab,
+            key,
+        }
+    }
+
+    #[test]
+    fn records_are_taken_in_time_order_across_cpus() {
+        // Allocated on CPU 0, freed on CPU 1, allocated again on CPU 1:
+        // taken CPU by CPU (CPU 1 first), CPU 0's allocation would come last
+        // and hold the address with the wrong stack.
+        let mut cpus = [
+            cpu(
+                1,
+                &[(20, free(1, 0x1000)), (30, alloc(1, 0x1000))],
+                30,
+                true,
+            ),
+            cpu(0, &[(10, alloc(0, 0x1000))], 10, true),
+        ];
+        let mut l = Ledger::default();
+        take_in(&mut cpus, &mut l);
+        let held = l.outstanding(|_| true);
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].origin.cpu, 1, "the later allocation");
+        assert!(cpus.iter().all(|c| c.pending.is_empty()));
+    }
+
+    #[test]
+    fn a_cpu_not_read_empty_holds_back_what_is_later_than_its_last_record() {
+        // CPU 0 has more to read after time 15: CPU 1's free at 20 waits,
+        // since CPU 0 may yet have an allocation of that address before it.
+        let mut cpus = [
+            cpu(0, &[(10, alloc(0, 0x2000))], 15, false),
+            cpu(1, &[(20, free(1, 0x1000))], 20, true),
+        ];
+        let mut l = Ledger::default();
+        take_in(&mut cpus, &mut l);
+        assert_eq!(l.events, 1);
+        assert_eq!(cpus[1].pending.len(), 1, "held back");
+        cpus[0].pending.push_back((18, alloc(0, 0x1000)));
+        cpus[0].drained = true;
+        take_in(&mut cpus, &mut l);
+        assert_eq!(l.events, 3);
+        let held: Vec<u64> = l.outstanding(|_| true).iter().map(|a| a.key).collect();
+        assert_eq!(held, [0x2000], "0x1000 allocated at 18, freed at 20");
     }
 
     #[test]
