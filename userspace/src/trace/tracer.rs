@@ -69,8 +69,9 @@ const MIN_SETTLE: Duration = Duration::from_millis(100);
 /// Set by the panic undo step: the reader stops at once.
 static ABORT: AtomicBool = AtomicBool::new(false);
 
-/// Whether this kernel can trace allocations: tracefs with the kmem and
-/// percpu events. `Err` says what is missing and what to do.
+/// Whether this kernel can trace allocations: tracefs with the kmem,
+/// percpu and ftrace events the reader decodes ([`Decoder::load`]). `Err`
+/// says what is missing and what to do.
 pub fn supported() -> Result<()> {
     let Some(root) = mounted_tracefs() else {
         // Mounted by the run itself; the events are checked then.
@@ -79,15 +80,7 @@ pub fn supported() -> Result<()> {
         }
         bail!("{TRACEFS} does not exist: the kernel is built without CONFIG_TRACING");
     };
-    for e in Decoder::allocation_events().chain(Decoder::free_events()) {
-        if !root.join("events").join(e).is_dir() {
-            bail!(
-                "the kernel has no trace event {e} (in {}): it needs CONFIG_EVENT_TRACING",
-                root.display()
-            );
-        }
-    }
-    Ok(())
+    Decoder::load(&root.join("events")).map(|_| ())
 }
 
 /// Where tracefs is mounted, if it is.
@@ -282,11 +275,9 @@ impl Tracer {
     /// Enables the events, each with filter `not_reader`.
     fn configure(&self, not_reader: &str) -> Result<()> {
         let d = &self.dir;
+        // Each event's format was read by the reader's decoder.
         for e in Decoder::allocation_events().chain(Decoder::free_events()) {
             let event = d.join("events").join(e);
-            if !event.is_dir() {
-                bail!("the kernel has no trace event {e}: it needs CONFIG_EVENT_TRACING");
-            }
             write(&event.join("filter"), not_reader)?;
             if Decoder::allocation_events().any(|a| a == e) {
                 // A filter of its own: an unfiltered trigger fires before
