@@ -30,8 +30,7 @@ use crate::{
     ko::Variant,
     output::Verdict,
     trace::{
-        self,
-        ledger::Ledger,
+        ledger::{Allocation, Ledger},
         tracer::{Names, Tracer},
         vmalloc::{Area, Loads},
         Space,
@@ -195,11 +194,12 @@ impl<'k> Session<'k> {
         })
     }
 
-    /// What the trace has outstanding of the session's modules now: the
+    /// What the trace has outstanding of the session's modules now, of
+    /// what was allocated after event `since` ([`Tracer::seq`]): the
     /// allocations whose stack passes through one of them, except those an
-    /// allocator made for itself ([`trace::internal`]).
-    pub fn module_allocations(&self, tracer: &Tracer) -> Result<Vec<(Space, Report)>> {
-        Ok(modules_hold(&tracer.ledger(), &self.sym, &tracer.names()?).reports)
+    /// allocator made for itself ([`crate::trace::internal`]).
+    pub fn module_allocations(&self, tracer: &Tracer, since: u64) -> Result<Vec<(Space, Report)>> {
+        Ok(modules_hold(&tracer.ledger(), &self.sym, &tracer.names()?, since).reports)
     }
 
     /// Lets deferred frees land, then stops tracing and keeps what the
@@ -261,25 +261,41 @@ impl<'k> Session<'k> {
     }
 }
 
-/// What the modules `sym` knows hold in `ledger`: the allocations whose
-/// stack passes through one, as reports named by `names`, less those an
-/// allocator made for itself ([`trace::internal`]), which are counted.
-pub fn modules_hold(ledger: &Ledger, sym: &Symbolizer, names: &Names) -> TraceHarvest {
-    let mut held = TraceHarvest::default();
+/// The allocations in `ledger` after event `since` whose stack passes
+/// through a module `sym` knows, each with the allocator that made it for
+/// itself, if one did ([`crate::trace::internal`]).
+fn held<'l>(
+    ledger: &'l Ledger,
+    sym: &'l Symbolizer,
+    names: &'l Names,
+    since: u64,
+) -> impl Iterator<Item = (&'l Allocation, Option<&'static str>)> {
     let in_module = |address| sym.holds(address);
-    for a in ledger.outstanding(|a| a.stack.iter().any(|&x| in_module(x))) {
-        let r = names.report(&a, in_module);
-        match trace::internal(a.space, &r.frames) {
-            Some(_) => held.internal += 1,
-            None => held.reports.push((a.space, r)),
-        }
-    }
-    held
+    ledger
+        .outstanding(move |a| a.seq > since && a.stack.iter().any(|&x| in_module(x)))
+        .into_iter()
+        .map(move |a| (a, names.internal(a, in_module)))
 }
 
-/// Lets deferred frees land ([`Tracer::settle`]: what the modules `sym`
-/// knows hold stays the same), stops tracing, and returns what they hold
-/// ([`modules_hold`]) with the trace's counts.
+/// What the modules `sym` knows hold in `ledger` of what was allocated
+/// after event `since`: the allocations whose stack passes through one, as
+/// reports named by `names`, less those an allocator made for itself
+/// ([`crate::trace::internal`]), which are counted.
+pub fn modules_hold(ledger: &Ledger, sym: &Symbolizer, names: &Names, since: u64) -> TraceHarvest {
+    let mut h = TraceHarvest::default();
+    for (a, internal) in held(ledger, sym, names, since) {
+        match internal {
+            Some(_) => h.internal += 1,
+            None => h.reports.push((a.space, names.report(a, |x| sym.holds(x)))),
+        }
+    }
+    h
+}
+
+/// Lets deferred frees land ([`Tracer::settle`]: the number of allocations
+/// the modules `sym` knows hold stays the same, counted without naming
+/// them), stops tracing, and returns what they hold ([`modules_hold`]) with
+/// the trace's counts.
 pub fn harvest_trace(
     tracer: Tracer,
     sym: &Symbolizer,
@@ -287,12 +303,12 @@ pub fn harvest_trace(
 ) -> Result<TraceHarvest> {
     progress("letting deferred frees settle");
     let names = tracer.names()?;
-    tracer.settle(|l| modules_hold(l, sym, &names).reports.len())?;
+    tracer.settle(|l| held(l, sym, &names, 0).filter(|(_, i)| i.is_none()).count())?;
     let traced = tracer.finish()?;
     Ok(TraceHarvest {
         lost: traced.lost,
         events: traced.events,
-        ..modules_hold(&traced.ledger, sym, &names)
+        ..modules_hold(&traced.ledger, sym, &names, 0)
     })
 }
 

@@ -1,7 +1,7 @@
 //! The running kernel as leaklab uses it: modules (object files, loading,
 //! their layout in memory), the kernel log, procfs figures, memory through
 //! /proc/kcore, signals, threads whose kernel stacks do not outlive a step,
-//! and the undo steps a panic runs.
+//! settings changed for a while, and the undo steps a panic runs.
 
 pub mod interrupt;
 pub mod kcore;
@@ -9,5 +9,6 @@ pub mod kmod;
 pub mod kmsg;
 pub mod module;
 pub mod procfs;
+pub mod setting;
 pub mod thread;
 pub mod undo;

@@ -68,28 +68,28 @@ impl Kallsyms {
         Self { symbols }
     }
 
-    /// A frame for return address `address`: named `symbol+offset [module]`
-    /// when a symbol covers it, else the bare address (a module that is
+    /// The symbol covering return address `address`, with the offset into
+    /// it: `None` below every symbol or far past one (a module that is
     /// gone, or came after the symbols were read).
-    pub fn frame(&self, address: u64) -> Frame {
+    pub fn lookup(&self, address: u64) -> Option<(&str, u64, Option<&str>)> {
         let i = self.symbols.partition_point(|s| s.address <= address);
-        let covering = i
-            .checked_sub(1)
-            .map(|i| &self.symbols[i])
-            .filter(|s| address - s.address < MAX_FUNCTION);
-        match covering {
-            Some(s) => {
-                let offset = address - s.address;
-                let tag = s
-                    .module
-                    .as_ref()
-                    .map_or_else(String::new, |m| format!(" [{m}]"));
+        let s = &self.symbols[i.checked_sub(1)?];
+        let offset = address - s.address;
+        (offset < MAX_FUNCTION).then_some((s.name.as_str(), offset, s.module.as_deref()))
+    }
+
+    /// A frame for return address `address`: named `symbol+offset [module]`
+    /// where [`Kallsyms::lookup`] finds it, else the bare address.
+    pub fn frame(&self, address: u64) -> Frame {
+        match self.lookup(address) {
+            Some((name, offset, module)) => {
+                let tag = module.map_or_else(String::new, |m| format!(" [{m}]"));
                 Frame {
-                    raw: format!("{}+{offset:#x}{tag}", s.name),
+                    raw: format!("{name}+{offset:#x}{tag}"),
                     address: Some(address),
-                    symbol: Some(s.name.clone()),
+                    symbol: Some(name.to_string()),
                     offset: Some(offset),
-                    module: s.module.clone(),
+                    module: module.map(str::to_string),
                 }
             }
             None => Frame {

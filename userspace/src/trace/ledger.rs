@@ -122,8 +122,8 @@ impl Ledger {
     }
 
     /// The open allocations `keep` accepts, oldest first.
-    pub fn outstanding(&self, keep: impl Fn(&Allocation) -> bool) -> Vec<Allocation> {
-        let mut v: Vec<Allocation> = self.live.values().filter(|a| keep(a)).cloned().collect();
+    pub fn outstanding(&self, keep: impl Fn(&Allocation) -> bool) -> Vec<&Allocation> {
+        let mut v: Vec<&Allocation> = self.live.values().filter(|a| keep(a)).collect();
         v.sort_by_key(|a| a.seq);
         v
     }

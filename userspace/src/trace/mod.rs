@@ -17,8 +17,6 @@
 //! [`Ledger`]: ledger::Ledger
 //! [`Ledger::outstanding`]: ledger::Ledger::outstanding
 
-use crate::kmemleak::report::Frame;
-
 pub mod event;
 pub mod kallsyms;
 pub mod ledger;
@@ -105,26 +103,20 @@ const INTERNAL: &[(&str, &str, &[Space])] = &[
     ),
 ];
 
-/// Whether a frame is the module's rather than the kernel image's: tagged
-/// with a module, or (the module gone) a bare address.
-fn in_a_module(f: &Frame) -> bool {
-    f.module.is_some() || f.symbol.is_none()
-}
-
-/// The allocator that made an allocation of `space` with stack `frames`
-/// for its own use, in words, if one did: its function appears before the
-/// first module frame.
-pub fn internal(space: Space, frames: &[Frame]) -> Option<&'static str> {
-    frames
-        .iter()
-        .take_while(|f| !in_a_module(f))
-        .filter_map(|f| f.symbol.as_deref())
-        .find_map(|s| {
-            INTERNAL
-                .iter()
-                .find(|(prefix, _, spaces)| s.starts_with(prefix) && spaces.contains(&space))
-                .map(|(_, what, _)| *what)
-        })
+/// The allocator that made an allocation of `space` for its own use, in
+/// words, if one did: its function is among `kernel_frames`, the names of
+/// the kernel image's frames before the first module frame, innermost
+/// first.
+pub fn internal<'a>(
+    space: Space,
+    kernel_frames: impl IntoIterator<Item = &'a str>,
+) -> Option<&'static str> {
+    kernel_frames.into_iter().find_map(|s| {
+        INTERNAL
+            .iter()
+            .find(|(prefix, _, spaces)| s.starts_with(prefix) && spaces.contains(&space))
+            .map(|(_, what, _)| *what)
+    })
 }
 
 #[cfg(test)]
@@ -132,8 +124,19 @@ mod tests {
     use super::*;
     use crate::kmemleak::report::parse_frame;
 
-    fn frames(lines: &[&str]) -> Vec<Frame> {
-        lines.iter().map(|l| parse_frame(l)).collect()
+    /// The kernel image's names of `lines` up to the first module frame
+    /// (tagged with a module, or a bare address).
+    fn frames(lines: &[&str]) -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| parse_frame(l))
+            .take_while(|f| f.module.is_none() && f.symbol.is_some())
+            .filter_map(|f| f.symbol)
+            .collect()
+    }
+
+    fn internal(space: Space, names: &[String]) -> Option<&'static str> {
+        super::internal(space, names.iter().map(String::as_str))
     }
 
     #[test]

@@ -164,7 +164,9 @@ pub fn drive(plan: &Plan, l: &Loaded) -> Result<Driven> {
 }
 
 /// Runs `v` of the growing pattern `p` [`GROWTH_RUNS`] times twice, and
-/// counts what the trace finds outstanding of it after each batch.
+/// counts what the trace finds outstanding of it after each batch, of what
+/// was allocated since the first began: only those allocations are named
+/// and attributed.
 fn measure_growth(
     control: &Control,
     tracer: &Tracer,
@@ -172,12 +174,14 @@ fn measure_growth(
     p: &PatternInfo,
     v: Variant,
 ) -> Result<(Count, Count)> {
+    tracer.sync()?;
+    let since = tracer.seq();
     let batch = || -> Result<Count> {
         in_fresh_thread(|| control.trigger(&p.name, v, GROWTH_RUNS))?;
         tracer.sync()?;
         let mut c = Count::default();
         let sym = &l.session.sym;
-        for (_, r) in l.session.module_allocations(tracer)? {
+        for (_, r) in l.session.module_allocations(tracer, since)? {
             let at = attribute(&r, sym);
             if at.pattern.as_deref() == Some(&p.name) && at.variant == Some(v) {
                 c.add(r.size);
