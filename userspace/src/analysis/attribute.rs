@@ -302,7 +302,8 @@ fn end_marker(f: &Frame) -> bool {
 
 /// Ties a report to a module, a sample pattern and a variant.
 pub fn attribute(r: &Report, sym: &Symbolizer) -> Attribution {
-    let frames: Vec<Option<Resolved>> = r.frames.iter().map(|f| sym.frame(f, r.pid)).collect();
+    let frames: Vec<Option<Resolved>> =
+        r.frames.iter().map(|f| sym.frame_named(f, r.pid)).collect();
     let mut a = Attribution {
         pattern: None,
         variant: None,
@@ -336,7 +337,7 @@ pub fn attribute(r: &Report, sym: &Symbolizer) -> Attribution {
             Some(res) => format!("{}+{:#x}", res.function, res.offset.unwrap_or(0)),
             None => raw.raw.clone(),
         });
-        a.culprit_line = res.as_ref().and_then(|r| r.location.clone());
+        a.culprit_line = res.as_ref().and_then(|_| sym.frame(raw, r.pid)?.location);
         a.title = res.as_ref().and_then(|r| title(&r.function));
     }
     // Generic allocator frames (`<Box<T>>::new`) may carry another sample's

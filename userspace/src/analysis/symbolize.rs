@@ -65,7 +65,13 @@ struct Sym {
     size: u64,
     /// As in the symbol table (kmemleak prints this one).
     raw: String,
-    name: String,
+}
+
+impl Sym {
+    /// The name demangled (when looked up: most symbols never are).
+    fn name(&self) -> String {
+        demangle(&self.raw)
+    }
 }
 
 /// A `.ko`'s DWARF, read with its relocations applied for the addresses its
@@ -203,7 +209,6 @@ impl Symbolizer {
                 start,
                 size: s.size(),
                 raw: name.to_string(),
-                name: demangle(name),
             });
         }
         // A module built without debug information still resolves to functions.
@@ -261,6 +266,12 @@ impl Symbolizer {
 
     /// As [`Symbolizer::resolve`], for an object allocated by task `pid`.
     pub fn resolve_for(&self, addr: u64, pid: Option<u32>) -> Option<Resolved> {
+        self.resolve_at(addr, pid, true)
+    }
+
+    /// As [`Symbolizer::resolve_for`]; the source line only with `line`
+    /// (it costs a walk of the module's DWARF).
+    fn resolve_at(&self, addr: u64, pid: Option<u32>, line: bool) -> Option<Resolved> {
         let (m, section) = self.holder(addr, pid)?;
         let i = m.syms.partition_point(|s| s.start <= addr);
         let sym = m.syms[..i]
@@ -269,14 +280,14 @@ impl Symbolizer {
             .find(|s| s.size == 0 || addr - s.start < s.size)
             .filter(|s| addr - s.start < s.size.max(1 << 16));
         let (function, start) = match sym {
-            Some(s) => (s.name.clone(), s.start),
+            Some(s) => (s.name(), s.start),
             None => (section.name.clone(), section.address),
         };
         Some(Resolved {
             module: Some(m.layout.name.clone()),
             function,
             offset: Some(addr - start),
-            location: m.line_of(addr),
+            location: line.then(|| m.line_of(addr)).flatten(),
         })
     }
 
@@ -299,7 +310,17 @@ impl Symbolizer {
     /// address when the kernel printed one, else by its symbol (with the
     /// source line when the symbol is in an added module).
     pub fn frame(&self, f: &Frame, pid: Option<u32>) -> Option<Resolved> {
-        if let Some(r) = f.address.and_then(|a| self.resolve_for(a, pid)) {
+        self.resolve_frame(f, pid, true)
+    }
+
+    /// As [`Symbolizer::frame`], without the source line: what attribution
+    /// needs of every frame.
+    pub fn frame_named(&self, f: &Frame, pid: Option<u32>) -> Option<Resolved> {
+        self.resolve_frame(f, pid, false)
+    }
+
+    fn resolve_frame(&self, f: &Frame, pid: Option<u32>, line: bool) -> Option<Resolved> {
+        if let Some(r) = f.address.and_then(|a| self.resolve_at(a, pid, line)) {
             return Some(r);
         }
         let sym = f.symbol.as_ref()?;
@@ -308,12 +329,14 @@ impl Symbolizer {
             let s = m.syms.iter().find(|s| &s.raw == sym)?;
             Some((m, s))
         });
-        let location = known.and_then(|(m, s)| m.line_of(s.start.checked_add(f.offset?)?));
+        let location = known
+            .filter(|_| line)
+            .and_then(|(m, s)| m.line_of(s.start.checked_add(f.offset?)?));
         // The kernel may print an alias (`init_module`): the function's own
         // name is the last at its address.
         let function = known
             .and_then(|(m, s)| m.syms.iter().rev().find(|o| o.start == s.start))
-            .map_or_else(|| demangle(sym), |s| s.name.clone());
+            .map_or_else(|| demangle(sym), Sym::name);
         Some(Resolved {
             module: f.module.clone(),
             function,
