@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::{
     ko::{Control, PatternInfo, StatRecord, Variant},
     output::{Outcome, Verdict},
-    trace::tracer::{Tracer, DEFAULT_BUFFER_KB},
+    trace::tracer::Tracer,
 };
 
 /// The catalogue (JSON: the list of patterns).
@@ -69,7 +69,7 @@ impl Serialize for Triggered {
 pub fn trigger(pattern: &str, variant: Variant, runs: u32, trace: bool) -> Result<Triggered> {
     let ctl = Control::open()?;
     let tracer = trace
-        .then(|| Tracer::start(DEFAULT_BUFFER_KB))
+        .then(|| Tracer::start(None))
         .transpose()?;
     ctl.trigger(pattern, variant, runs)?;
     let traced = match tracer {

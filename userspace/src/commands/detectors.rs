@@ -38,25 +38,17 @@ impl Detector {
 }
 
 /// `--detector` and `--trace-buffer-kb`.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct DetectorArgs {
     /// A detector to judge by (repeatable; default: every one this kernel
     /// supports: kmemleak with CONFIG_DEBUG_KMEMLEAK, trace with tracefs).
     #[arg(long = "detector", value_enum)]
     pub detectors: Vec<Detector>,
-    /// The allocation trace's ring buffer per CPU, in KiB: events lost to
-    /// a full buffer make the run inconclusive.
-    #[arg(long, default_value_t = tracer::DEFAULT_BUFFER_KB, value_name = "KIB")]
-    pub trace_buffer_kb: u64,
-}
-
-impl Default for DetectorArgs {
-    fn default() -> Self {
-        Self {
-            detectors: Vec::new(),
-            trace_buffer_kb: tracer::DEFAULT_BUFFER_KB,
-        }
-    }
+    /// The allocation trace's ring buffer per CPU, in KiB (default: the
+    /// kernel's own for a trace instance, 1.4 MiB on 6.12, and at least
+    /// 1 MiB): events lost to a full buffer make the run inconclusive.
+    #[arg(long, value_name = "KIB")]
+    pub trace_buffer_kb: Option<u64>,
 }
 
 /// The detectors of a run, each checked to work on this kernel.
@@ -64,8 +56,9 @@ impl Default for DetectorArgs {
 pub struct Detectors {
     /// kmemleak, when it judges.
     pub kmemleak: Option<Kmemleak>,
-    /// The trace buffer size per CPU (KiB), when tracing judges.
-    pub trace: Option<u64>,
+    /// When tracing judges: the trace buffer size per CPU (KiB; `None`:
+    /// the kernel's own, [`tracer::Tracer::start`]).
+    pub trace: Option<Option<u64>>,
 }
 
 impl Detectors {
@@ -73,7 +66,7 @@ impl Detectors {
     /// for is missing, or none is there.
     pub fn resolve(args: &DetectorArgs) -> Result<Self> {
         anyhow::ensure!(
-            args.trace_buffer_kb > 0,
+            args.trace_buffer_kb != Some(0),
             "--trace-buffer-kb must be at least 1"
         );
         let mut chosen = args.detectors.clone();
@@ -97,10 +90,8 @@ impl Detectors {
         for c in chosen {
             match c {
                 Detector::Kmemleak => d.kmemleak = Some(Kmemleak::open()?),
-                Detector::Trace => {
-                    tracer::supported()?;
-                    d.trace = Some(args.trace_buffer_kb);
-                }
+                // Checked when the tracer starts, before anything is loaded.
+                Detector::Trace => d.trace = Some(args.trace_buffer_kb),
             }
         }
         Ok(d)
