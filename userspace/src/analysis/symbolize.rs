@@ -170,7 +170,58 @@ fn short_path(path: &str) -> &str {
 struct ModuleSyms {
     layout: ModuleLayout,
     syms: Vec<Sym>,
-    dwarf: Option<Dwarf>,
+    dwarf: LazyDwarf,
+}
+
+/// A module's DWARF: needed only for source lines, when a verdict is
+/// written, so read in a thread of the lowest priority (it runs while the
+/// run waits: grace periods, the trace's settle) and taken when first
+/// needed. `None`: the module has none (it still resolves to functions).
+struct LazyDwarf {
+    reading: std::sync::Mutex<Option<std::thread::JoinHandle<Option<Dwarf>>>>,
+    read: std::sync::OnceLock<Option<Dwarf>>,
+}
+
+impl LazyDwarf {
+    /// Starts reading the DWARF of `ko`, loaded as `layout` says.
+    fn start(ko: &Ko, layout: &ModuleLayout) -> Self {
+        let (bytes, layout) = (ko.bytes(), layout.clone());
+        let reading = std::thread::Builder::new()
+            .name("dwarf".into())
+            .spawn(move || {
+                crate::kernel::thread::lowest_priority();
+                let file = object::File::parse(&*bytes).ok()?;
+                load_dwarf(&file, &layout).ok()
+            })
+            .ok();
+        Self {
+            reading: std::sync::Mutex::new(reading),
+            read: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Already read (none).
+    #[cfg(test)]
+    fn none() -> Self {
+        Self {
+            reading: std::sync::Mutex::new(None),
+            read: std::sync::OnceLock::from(None),
+        }
+    }
+
+    /// The DWARF, once read (waits for the thread the first time).
+    fn get(&self) -> Option<&Dwarf> {
+        self.read
+            .get_or_init(|| {
+                let thread = self
+                    .reading
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                thread.and_then(|t| t.join().ok().flatten())
+            })
+            .as_ref()
+    }
 }
 
 /// Resolves addresses inside modules that were loaded (and maybe unloaded).
@@ -211,13 +262,11 @@ impl Symbolizer {
                 raw: name.to_string(),
             });
         }
-        // A module built without debug information still resolves to functions.
-        let dwarf = load_dwarf(&file, layout).ok();
-        self.add_symbols(layout.clone(), syms, dwarf);
+        self.add_symbols(layout.clone(), syms, LazyDwarf::start(ko, layout));
         Ok(())
     }
 
-    fn add_symbols(&mut self, layout: ModuleLayout, mut syms: Vec<Sym>, dwarf: Option<Dwarf>) {
+    fn add_symbols(&mut self, layout: ModuleLayout, mut syms: Vec<Sym>, dwarf: LazyDwarf) {
         // Of the names at one address, the one looked up (the last) is the
         // function's own: `module_init(foo_init)` also names it
         // `init_module`, which says nothing.
@@ -233,7 +282,7 @@ impl Symbolizer {
     /// `section+offset`).
     #[cfg(test)]
     pub(crate) fn add_layout(&mut self, layout: ModuleLayout) {
-        self.add_symbols(layout, Vec::new(), None);
+        self.add_symbols(layout, Vec::new(), LazyDwarf::none());
     }
 
     /// Resolves an address inside one of the added modules' sections: to the
@@ -350,7 +399,7 @@ impl ModuleSyms {
     /// The source line of the call that returns to `addr` (a stack frame's
     /// address is the instruction after the call: look one byte before it).
     fn line_of(&self, addr: u64) -> Option<String> {
-        location(self.dwarf.as_ref()?, addr.checked_sub(1)?)
+        location(self.dwarf.get()?, addr.checked_sub(1)?)
     }
 }
 

@@ -68,9 +68,7 @@ impl Serialize for Triggered {
 /// it costs: `make bench`).
 pub fn trigger(pattern: &str, variant: Variant, runs: u32, trace: bool) -> Result<Triggered> {
     let ctl = Control::open()?;
-    let tracer = trace
-        .then(|| Tracer::start(None))
-        .transpose()?;
+    let tracer = trace.then(|| Tracer::start(None)).transpose()?;
     ctl.trigger(pattern, variant, runs)?;
     let traced = match tracer {
         Some(t) => {

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 /// section layout and the symbolizer all take it from here.
 pub struct Ko {
     path: PathBuf,
-    data: Vec<u8>,
+    data: std::sync::Arc<[u8]>,
     name: String,
     vermagic: Option<String>,
     architecture: object::Architecture,
@@ -58,7 +58,7 @@ impl Ko {
         drop(file);
         Ok(Self {
             path: path.to_path_buf(),
-            data,
+            data: data.into(),
             name,
             vermagic,
             architecture,
@@ -92,6 +92,11 @@ impl Ko {
     }
 
     /// The object file's contents, for the symbolizer.
+    /// The file's bytes, shared (for a thread that reads them later).
+    pub fn bytes(&self) -> std::sync::Arc<[u8]> {
+        self.data.clone()
+    }
+
     pub fn object(&self) -> Result<object::File<'_>> {
         object::File::parse(&*self.data)
             .with_context(|| format!("{} is not an ELF object", self.path.display()))

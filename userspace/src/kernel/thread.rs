@@ -1,4 +1,5 @@
-//! Work done from a thread whose kernel stack is gone before a scan.
+//! Work done from a thread whose kernel stack is gone before a scan, and
+//! helper threads that run only while the rest waits.
 
 use std::thread;
 
@@ -20,6 +21,16 @@ pub fn in_fresh_thread<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
     })
+}
+
+/// Gives the calling thread the lowest scheduling priority (nice 19): work
+/// that can wait runs while the program's other threads sleep (grace
+/// periods, polls) and takes next to no time from them while they run.
+/// Best effort: a thread that may not lower its priority runs as it was.
+pub fn lowest_priority() {
+    // SAFETY: setpriority(2) takes plain integers; on Linux, `who` 0 with
+    // PRIO_PROCESS names the calling thread alone.
+    let _ = unsafe { nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, 19) };
 }
 
 /// The thread id of a thread created now: kmemleak's `pid` of a task grows

@@ -1,7 +1,7 @@
 //! The kernel's text symbols from `/proc/kallsyms`: names for the return
 //! addresses a raw stack trace holds.
 
-use std::fs;
+use std::{fs, io::Read};
 
 use anyhow::{bail, Context, Result};
 
@@ -32,8 +32,16 @@ pub struct Kallsyms {
 impl Kallsyms {
     /// Reads `/proc/kallsyms`. Fails when the kernel hides the addresses
     /// (`kptr_restrict`) or lists none.
+    ///
+    /// With no module loaded (the run's own are named from their object
+    /// files, loaded after this is read), only the kernel image's text is
+    /// needed: reading stops at its end (`_etext`). Its data symbols follow,
+    /// which are nearly half the file and of the time the kernel takes to
+    /// print it (0.14 s for 40 k symbols on one x86_64 TCG vCPU).
     pub fn read() -> Result<Self> {
-        let text = fs::read_to_string(KALLSYMS).with_context(|| format!("reading {KALLSYMS}"))?;
+        let text_only = fs::read_to_string("/proc/modules").is_ok_and(|m| m.trim().is_empty());
+        let text = read_until(KALLSYMS, text_only.then_some(" _etext\n"))
+            .with_context(|| format!("reading {KALLSYMS}"))?;
         let k = Self::parse(&text);
         if k.symbols.is_empty() {
             bail!(
@@ -103,6 +111,35 @@ impl Kallsyms {
     }
 }
 
+/// The text of the file at `path`, up to the first line that ends in
+/// `end` (all of it without `end`, or when no line does).
+fn read_until(path: &str, end: Option<&str>) -> std::io::Result<String> {
+    let mut file = fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        // An end that straddles two chunks is found in the second.
+        let from = bytes.len().saturating_sub(end.map_or(0, str::len));
+        bytes.extend_from_slice(&chunk[..n]);
+        if let Some(at) =
+            end.and_then(|e| find(&bytes[from..], e.as_bytes()).map(|i| from + i + e.len()))
+        {
+            bytes.truncate(at);
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Where `needle` first occurs in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +171,26 @@ ffffffffa0000000 t probe_leaky\t[leaklab]
         assert_eq!(k.frame(0x1000).symbol, None);
         let f = k.frame(0xffffffffc0000000);
         assert_eq!((f.symbol, f.address), (None, Some(0xffffffffc0000000)));
+    }
+
+    #[test]
+    fn reading_stops_after_the_line_that_ends_so_even_across_chunks() {
+        let dir = std::env::temp_dir().join(format!("leaklab-kallsyms-{}", std::process::id()));
+        let mut text = String::new();
+        for i in 0..5000u64 {
+            text += &format!("{:016x} t f{i}\n", 0xffffffff81000000 + i * 16);
+        }
+        // Past the first 64 KiB chunk, and again after the end.
+        text += "ffffffff81600000 T _etext\nffffffff81600010 D data\n";
+        text += &"ffffffff81700000 D more\n".repeat(5000);
+        fs::write(&dir, &text).unwrap();
+        let path = dir.to_str().unwrap();
+        let cut = read_until(path, Some(" _etext\n")).unwrap();
+        assert!(cut.len() > 1 << 16);
+        assert!(cut.ends_with("T _etext\n"), "{}", &cut[cut.len() - 40..]);
+        assert_eq!(read_until(path, None).unwrap(), text);
+        assert_eq!(read_until(path, Some(" nowhere\n")).unwrap(), text);
+        fs::remove_file(&dir).unwrap();
     }
 
     #[test]

@@ -64,9 +64,38 @@ fn reader_filter(reader: i32) -> String {
     format!("common_pid != {reader} || common_flags & {IN_INTERRUPT:#x}")
 }
 
+/// Where kmemleak runs: its cache of metadata objects, in sysfs (SLUB) or
+/// beside its debugfs file.
+const KMEMLEAK_CACHE: [&str; 2] = [
+    "/sys/kernel/slab/kmemleak_object",
+    "/sys/kernel/debug/kmemleak",
+];
+
+/// kmemleak's own metadata, left out of the trace in the kernel (events,
+/// filters): an object for every allocation, which doubles what is traced
+/// and unwound. By event, the exclusions in the order tried (a refused
+/// one costs a grace period when the next replaces it): the allocation's
+/// caller is the function that allocates kmemleak's objects
+/// (`mem_pool_alloc()`, inlined into `__alloc_object()` in the 6.12 builds
+/// here, both static in mm/kmemleak.c; debugobjects' `__alloc_object()`,
+/// should the name resolve to it, takes objects from a list and never
+/// calls the slab); a free, by its cache's name. A kernel that refuses
+/// both keeps them, and they are told apart by their frames
+/// ([`super::internal`]).
+const KMEMLEAK_OWN: [(&str, &str); 3] = [
+    (
+        "kmem/kmem_cache_alloc",
+        "call_site.function != mem_pool_alloc",
+    ),
+    (
+        "kmem/kmem_cache_alloc",
+        "call_site.function != __alloc_object",
+    ),
+    ("kmem/kmem_cache_free", "name != \"kmemleak_object\""),
+];
+
 /// The event whose filter [`Tracer::rcu_barrier`] writes again.
 const BARRIER_EVENT: &str = "kmem/kfree";
-
 
 /// Set by the panic undo step: the reader stops at once.
 static ABORT: AtomicBool = AtomicBool::new(false);
@@ -294,20 +323,31 @@ impl Tracer {
         Ok(tracer)
     }
 
-    /// Enables the events, each with filter `not_reader`.
+    /// Enables the events, each with filter `not_reader` (and, where
+    /// kmemleak runs, without its own metadata: [`KMEMLEAK_OWN`]).
     fn configure(&self, not_reader: &str) -> Result<()> {
         let d = &self.dir;
+        let kmemleak = KMEMLEAK_CACHE.iter().any(|p| Path::new(p).exists());
         // Each event's format was read by the reader's decoder.
         for e in Decoder::allocation_events().chain(Decoder::free_events()) {
             let event = d.join("events").join(e);
-            write(&event.join("filter"), not_reader)?;
+            let own = KMEMLEAK_OWN.iter().filter(|(on, _)| kmemleak && *on == e);
+            // The first exclusion the kernel takes (a function it does not
+            // know is refused), else none.
+            let filter = own
+                .map(|(_, not)| format!("({not_reader}) && {not}"))
+                .find(|f| fs::write(event.join("filter"), f).is_ok());
+            let filter = match filter {
+                Some(f) => f,
+                None => {
+                    write(&event.join("filter"), not_reader)?;
+                    not_reader.to_string()
+                }
+            };
             if Decoder::allocation_events().any(|a| a == e) {
                 // A filter of its own: an unfiltered trigger fires before
                 // the event's filter is tested.
-                write(
-                    &event.join("trigger"),
-                    &format!("stacktrace if {not_reader}"),
-                )?;
+                write(&event.join("trigger"), &format!("stacktrace if {filter}"))?;
             }
             write(&event.join("enable"), "1")?;
         }
