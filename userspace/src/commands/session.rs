@@ -76,25 +76,29 @@ impl<'k> Session<'k> {
     /// Opens a window (earlier reports flushed) and loads `ko` in it.
     pub fn open(kmemleak: &'k Kmemleak, ko: &Ko) -> Result<Self> {
         let window = Window::open(kmemleak)?;
-        Self::load(Some(window), None, ko)
+        Ok(Self::load(Some(window), None, ko, || Ok(()))?.0)
     }
 
-    /// Runs `before_load` (its own reads of procfs, done before any
-    /// detector starts: the trace need not read what they do), starts the
-    /// detectors `detectors` (a kmemleak window, earlier reports flushed;
-    /// the allocation trace), and loads `ko`.
+    /// Starts the detectors `detectors` (a kmemleak window, earlier reports
+    /// flushed; the allocation trace), runs `before_load` (its own reads of
+    /// procfs done), and loads `ko`.
     pub fn open_with<T>(
         detectors: &'k Detectors,
         ko: &Ko,
         before_load: impl FnOnce() -> Result<T>,
     ) -> Result<(Self, T)> {
-        let before = before_load()?;
         let tracer = detectors.trace.map(Tracer::start).transpose()?;
         let window = detectors.kmemleak.as_ref().map(Window::open).transpose()?;
-        Ok((Self::load(window, tracer, ko)?, before))
+        Self::load(window, tracer, ko, before_load)
     }
 
-    fn load(window: Option<Window<'k>>, tracer: Option<Tracer>, ko: &Ko) -> Result<Self> {
+    fn load<T>(
+        window: Option<Window<'k>>,
+        tracer: Option<Tracer>,
+        ko: &Ko,
+        before_load: impl FnOnce() -> Result<T>,
+    ) -> Result<(Self, T)> {
+        let before = before_load()?;
         let vmalloc = match tracer {
             Some(_) => Some((Loads::default(), Loads::before_load()?)),
             None => None,
@@ -104,7 +108,7 @@ impl<'k> Session<'k> {
         let layout = module.layout(ko)?;
         let mut sym = Symbolizer::default();
         sym.add(&layout, ko)?;
-        Ok(Self {
+        let session = Self {
             window,
             tracer,
             vmalloc,
@@ -112,7 +116,8 @@ impl<'k> Session<'k> {
             module,
             layout,
             sym,
-        })
+        };
+        Ok((session, before))
     }
 
     /// The allocation trace, when it runs.
