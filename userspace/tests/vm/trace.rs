@@ -173,7 +173,8 @@ fn a_tiny_trace_buffer_under_load_is_inconclusive() {
     assert_eq!(status, Some(3), "{run:#}");
 }
 
-/// What a guest script prints of tracefs and kmemleak: the state to keep.
+/// What a guest script prints of tracefs and kmemleak, and of RCU's
+/// `rcu_expedited` (set while the instance is removed): the state to keep.
 const SNAPSHOT: &str = r#"snap() {
   T=/sys/kernel/tracing
   echo "mounts: $(grep -c tracefs /proc/mounts)"
@@ -186,6 +187,7 @@ const SNAPSHOT: &str = r#"snap() {
     done
   fi
   echo "kmemleak thread: $(ps | grep -c '\[kmemleak\]')"
+  echo "rcu_expedited: $(cat /sys/kernel/rcu_expedited)"
 }
 "#;
 
@@ -237,6 +239,7 @@ cat /tmp/1 /tmp/2 /tmp/3
         "buffer_size_kb: 123",
         "events/kmem/kfree/enable: 1",
         "kmemleak thread: 1",
+        "rcu_expedited: 0",
     ] {
         assert!(
             stdout
