@@ -81,7 +81,8 @@ impl<'k> Session<'k> {
 
     /// Starts the detectors `detectors` (a kmemleak window, earlier reports
     /// flushed; the allocation trace), runs `before_load` (its own reads of
-    /// procfs done), and loads `ko`.
+    /// procfs done, with the trace paused: nothing is the module's before
+    /// it is loaded, and a slab shrink makes many events), and loads `ko`.
     pub fn open_with<T>(
         detectors: &'k Detectors,
         ko: &Ko,
@@ -98,7 +99,10 @@ impl<'k> Session<'k> {
         ko: &Ko,
         before_load: impl FnOnce() -> Result<T>,
     ) -> Result<(Self, T)> {
-        let before = before_load()?;
+        let before = match &tracer {
+            Some(t) => t.paused(before_load)?,
+            None => before_load()?,
+        };
         let vmalloc = match tracer {
             Some(_) => Some((Loads::default(), Loads::before_load()?)),
             None => None,

@@ -414,6 +414,16 @@ impl Tracer {
         Ok(reader)
     }
 
+    /// Runs `f` with tracing off (work whose events cannot matter: nothing
+    /// of a module's exists yet), and turns it on again.
+    pub fn paused<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let on = self.dir.join("tracing_on");
+        write(&on, "0")?;
+        let result = f();
+        write(&on, "1")?;
+        result
+    }
+
     /// Returns once the reader has taken in every event up to now (a
     /// `trace_marker` write came through).
     ///
