@@ -91,12 +91,12 @@ impl Ko {
         &self.sections
     }
 
-    /// The object file's contents, for the symbolizer.
     /// The file's bytes, shared (for a thread that reads them later).
     pub fn bytes(&self) -> std::sync::Arc<[u8]> {
         self.data.clone()
     }
 
+    /// The object file's contents, for the symbolizer.
     pub fn object(&self) -> Result<object::File<'_>> {
         object::File::parse(&*self.data)
             .with_context(|| format!("{} is not an ELF object", self.path.display()))
