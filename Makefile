@@ -175,8 +175,8 @@ test: setup
 	$(MAKE) --no-print-directory module example tool sabotaged ARCH=x86_64
 	$(MAKE) --no-print-directory module example tool sabotaged bundle ARCH=arm64
 	$(MAKE) --no-print-directory module VARIANT=debug ARCH=x86_64
-	$(MAKE) --no-print-directory module VARIANT=nokmemleak ARCH=x86_64
-	$(MAKE) --no-print-directory module VARIANT=nokmemleak ARCH=arm64
+	$(MAKE) --no-print-directory module example VARIANT=nokmemleak ARCH=x86_64
+	$(MAKE) --no-print-directory module example VARIANT=nokmemleak ARCH=arm64
 	$(MAKE) --no-print-directory check rust-analyzer ARCH=x86_64
 	@# The unit tests and the crafted-input tests once more in a debug build,
 	@# where an overflowing addition panics instead of wrapping.

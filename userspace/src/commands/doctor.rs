@@ -26,6 +26,7 @@ use crate::{
     kmemleak::{self, protocol::log_failure, window::auto_scan_running, Kmemleak},
     ko::Variant,
     output::{Outcome, Verdict},
+    trace::allocinfo,
 };
 
 /// A check's outcome.
@@ -199,6 +200,17 @@ pub fn diagnose(opts: &Options, progress: &mut dyn FnMut(&str)) -> Diagnosis {
             "build the kernel with CONFIG_TRACING and CONFIG_EVENT_TRACING for the second detector",
         ),
     };
+    // Only a kernel with allocation profiling built in has a line for it.
+    if Path::new(allocinfo::PROFILING).exists() {
+        match allocinfo::state() {
+            Ok(()) => c.ok(
+                "allocinfo",
+                "allocation profiling is on: `check` shows /proc/allocinfo's view beside its verdict"
+                    .into(),
+            ),
+            Err(why) => c.skip("allocinfo", why),
+        };
+    }
     let mut detectors = Vec::new();
     if kmemleak.is_some() {
         detectors.push(Detector::Kmemleak);

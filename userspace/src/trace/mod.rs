@@ -17,6 +17,7 @@
 //! [`Ledger`]: ledger::Ledger
 //! [`Ledger::outstanding`]: ledger::Ledger::outstanding
 
+pub mod allocinfo;
 pub mod event;
 pub mod kallsyms;
 pub mod ledger;
@@ -101,6 +102,11 @@ const INTERNAL: &[(&str, &str, &[Space])] = &[
         "debugobjects' pool",
         &[Space::Slab, Space::Page],
     ),
+    (
+        "alloc_slab_obj_exts",
+        "a slab's allocation-profiling tags (freed with the slab)",
+        &[Space::Slab, Space::Page],
+    ),
 ];
 
 /// The allocator that made an allocation of `space` for its own use, in
@@ -177,6 +183,23 @@ mod tests {
         assert_eq!(
             internal(Space::Slab, &meta),
             Some("kmemleak's own metadata")
+        );
+    }
+
+    /// With allocation profiling on, a slab's first tagged object makes
+    /// the slab's vector of tags (seen on 6.12, x86_64).
+    #[test]
+    fn a_slab_s_profiling_tags_are_the_allocator_s() {
+        let tags = frames(&[
+            "__kmalloc_node_noprof+0x17e/0x2f0",
+            "alloc_slab_obj_exts+0x5f/0xe0",
+            "alloc_tagging_slab_alloc_hook+0x61/0x120",
+            "kmem_cache_alloc_noprof+0x104/0x2a0",
+            "slab_cache_leaky+0x2c/0x60 [leaky_driver]",
+        ]);
+        assert_eq!(
+            internal(Space::Slab, &tags),
+            Some("a slab's allocation-profiling tags (freed with the slab)")
         );
     }
 }

@@ -130,6 +130,23 @@ fn check_trace_only(arch: &str) {
 
 on_both_arches!(check_trace_only: trace_alone_finds_every_pattern_without_kmemleak_x86_64, trace_alone_finds_every_pattern_without_kmemleak_arm64);
 
+/// With the kernel's allocation profiling on, a slab's first tagged object
+/// makes the slab's vector of tags on the module's stack: the allocator's
+/// own, so every pattern stays exact.
+#[test]
+#[ignore = "boots QEMU: run through 'make test'"]
+fn trace_alone_is_exact_with_allocation_profiling_on() {
+    let (status, run) = nokmemleak_guest("x86_64", "trace-profiling")
+        .vm_args(&["--append", "sysctl.vm.mem_profiling=1"])
+        .json::<CycleRun>(&["matrix"]);
+    assert_eq!(run.detectors, ["trace"], "{run:#}");
+    for v in &run.cycle().verdicts {
+        assert!(v.ok, "{v:#?}");
+    }
+    assert_trace_column(&run);
+    assert_eq!(status, Some(0), "{run:#}");
+}
+
 /// With expedited grace periods the settle cannot make its RCU barrier (an
 /// expedited grace period queues no callback) and waits out a quiet period
 /// instead: every pattern is still exact.

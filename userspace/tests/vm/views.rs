@@ -370,6 +370,21 @@ pub struct CheckRun {
     pub stacks_scanned: bool,
     pub detectors: Vec<String>,
     pub trace: Option<CheckTrace>,
+    pub allocinfo: Option<CheckAllocInfo>,
+}
+
+/// What allocation profiling saw of a check's module.
+#[derive(Debug, Deserialize)]
+pub struct CheckAllocInfo {
+    pub at_unload: Vec<SiteBytes>,
+    pub rust_helpers: Vec<SiteBytes>,
+}
+
+/// Bytes at one call site.
+#[derive(Debug, Deserialize)]
+pub struct SiteBytes {
+    pub site: String,
+    pub bytes: i64,
 }
 
 /// The allocation trace's findings of a check.

@@ -39,6 +39,7 @@ use crate::{
     },
     kernel::{
         kmod::{self, init_error, LoadError, LoadedModule},
+        kmsg::KmsgWatch,
         module::{Ko, ModuleLayout},
         procfs::kernel_release,
         thread::{in_fresh_thread, pid_mark, PidMarks},
@@ -48,7 +49,11 @@ use crate::{
         window::{Settled, Window},
         BLIND_SPOTS,
     },
-    trace::{tracer::Tracer, vmalloc::Loads},
+    trace::{
+        allocinfo::{self, AllocInfo},
+        tracer::Tracer,
+        vmalloc::Loads,
+    },
 };
 
 mod render;
@@ -189,6 +194,9 @@ pub struct Check {
     pub detectors: Vec<&'static str>,
     /// What the allocation trace found, when it judged.
     pub trace: Option<TraceCheck>,
+    /// What the kernel's allocation profiling saw, where it is on: a view
+    /// beside the verdict, not part of it.
+    pub allocinfo: Option<AllocInfo>,
 }
 
 /// The allocation trace's findings.
@@ -272,6 +280,7 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Check> {
         .as_ref()
         .map(Window::open_scanning_stacks)
         .transpose()?;
+    let profiled = Profiled::start()?;
     let mut cycles = run_cycles(plan, &ko, tracer.is_some(), progress)?;
     let settled = match window {
         Some(w) => {
@@ -298,14 +307,41 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Check> {
         Some(t) => Some(harvest_trace(t, &cycles, progress)?),
         None => None,
     };
-    Ok(judge(
-        plan,
-        &ko,
-        cycles,
-        &settled,
-        traced,
-        detectors.names(),
-    ))
+    let mut check = judge(plan, &ko, cycles, &settled, traced, detectors.names());
+    check.allocinfo = profiled.map(|p| p.view(&name)).transpose()?;
+    Ok(check)
+}
+
+/// The kernel's allocation profiling, where it is on: its call sites
+/// before the first load, and the kernel log from then on (the warnings
+/// at each unload).
+struct Profiled {
+    before: Vec<allocinfo::Site>,
+    kmsg: KmsgWatch,
+}
+
+impl Profiled {
+    /// Reads the call sites now; `None` where the kernel does not profile.
+    fn start() -> Result<Option<Self>> {
+        Ok(match allocinfo::read()? {
+            Some(before) => Some(Self {
+                before,
+                kmsg: KmsgWatch::start()?,
+            }),
+            None => None,
+        })
+    }
+
+    /// What it saw of module `name` since [`Profiled::start`].
+    fn view(mut self, name: &str) -> Result<AllocInfo> {
+        let after = allocinfo::read()?.unwrap_or_default();
+        Ok(allocinfo::view(
+            name,
+            &self.before,
+            &after,
+            &self.kmsg.drain(),
+        ))
+    }
 }
 
 /// What the trace holds of the module once it is gone (deferred frees
@@ -506,6 +542,7 @@ fn judge(
         blind_spots: BLIND_SPOTS,
         detectors,
         trace,
+        allocinfo: None,
     }
 }
 

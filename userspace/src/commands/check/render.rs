@@ -6,6 +6,7 @@ use crate::output::{
     ktap::{self, Case},
     Outcome, Verdict,
 };
+use crate::trace::allocinfo::AllocInfo;
 
 /// `1-10`, `1, 3, 5-7`: the cycles, short.
 fn ranges(cycles: impl IntoIterator<Item = u32>) -> String {
@@ -93,6 +94,23 @@ fn yes(b: bool) -> &'static str {
     } else {
         "NO"
     }
+}
+
+/// The allocation profiling view: what the module's own call sites held
+/// at its unloads, and what Rust's helpers gained.
+fn allocinfo_human(a: &AllocInfo, module: &str) -> String {
+    let mut s = format!(
+        "allocinfo (a view, not part of the verdict): {module}'s own call sites held {} bytes at its unloads; Rust's allocation helpers gained {} bytes\n",
+        a.at_unload_bytes(),
+        a.rust_helper_bytes()
+    );
+    for site in &a.at_unload {
+        s += &format!("  {} bytes at unload: {}\n", site.bytes, site.site);
+    }
+    for site in &a.rust_helpers {
+        s += &format!("  {:+} bytes: {}\n", site.bytes, site.site);
+    }
+    s
 }
 
 impl Outcome for Check {
@@ -207,6 +225,9 @@ impl Outcome for Check {
             for l in &self.outside {
                 s += &format!("  {}", l.human(n));
             }
+        }
+        if let Some(a) = &self.allocinfo {
+            s += &allocinfo_human(a, &self.module);
         }
         if self.detectors.contains(&"kmemleak") {
             s += &format!("note: {}\n", crate::kmemleak::BLIND_SPOTS);
