@@ -13,7 +13,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, Mutex,
+        Arc, Condvar, Mutex,
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -236,6 +236,8 @@ pub struct Tracer {
     /// tracefs, when this run mounted it (unmounted at the end).
     mounted: Option<PathBuf>,
     ledger: Arc<Mutex<Ledger>>,
+    /// Notified by the reader each time it took records into the ledger.
+    taken: Arc<Condvar>,
     stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<Result<()>>>,
     markers: AtomicU64,
@@ -308,6 +310,7 @@ impl Tracer {
             dir,
             mounted,
             ledger: Arc::new(Mutex::new(Ledger::default())),
+            taken: Arc::new(Condvar::new()),
             stop: Arc::new(AtomicBool::new(false)),
             reader: None,
             markers: AtomicU64::new(0),
@@ -383,6 +386,7 @@ impl Tracer {
             .map_or(4096, |kb| kb * 1024);
         let cpus = CpuBuffer::open_all(&self.dir)?;
         let (ledger, stop) = (self.ledger.clone(), self.stop.clone());
+        let taken = self.taken.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         let reader = std::thread::Builder::new()
             .name("trace-reader".into())
@@ -400,11 +404,15 @@ impl Tracer {
                     }
                     let stopping = stop.load(Ordering::SeqCst);
                     let read = reader.round(&ledger)?;
-                    if read == 0 {
-                        if stopping {
-                            return Ok(());
-                        }
-                        std::thread::sleep(Duration::from_millis(5));
+                    if read > 0 {
+                        taken.notify_all();
+                    } else if stopping {
+                        return Ok(());
+                    } else {
+                        // Read in batches, not woken by each record (a
+                        // poll would be: an interrupt per event); a sync
+                        // wakes it at once ([`Tracer::sync`]).
+                        std::thread::park_timeout(Duration::from_millis(5));
                     }
                 }
             })?;
@@ -435,16 +443,34 @@ impl Tracer {
         let marker = format!("leaklab-sync-{n}");
         let path = self.dir.join("trace_marker");
         write(&path, &marker)?;
+        if let Some(r) = &self.reader {
+            r.thread().unpark();
+        }
         let until = Instant::now() + Duration::from_secs(20);
         let (mut written, mut tries) = (Instant::now(), 0);
         loop {
-            if self.ledger().markers.contains(&marker) {
-                return Ok(());
-            }
+            let lost = {
+                let ledger = self.ledger();
+                if ledger.markers.contains(&marker) {
+                    return Ok(());
+                }
+                // Woken as soon as the reader took records in.
+                let (ledger, _) = self
+                    .taken
+                    .wait_timeout(ledger, Duration::from_millis(5))
+                    .unwrap_or_else(|p| p.into_inner());
+                if ledger.markers.contains(&marker) {
+                    return Ok(());
+                }
+                ledger.lost
+            };
+            interrupt::check()?;
             if self.reader.as_ref().is_none_or(JoinHandle::is_finished) {
                 bail!("the trace reader stopped early");
             }
-            if written.elapsed() >= Duration::from_secs(1) && self.lost() > 0 {
+            if written.elapsed() >= Duration::from_secs(1)
+                && self.overruns().saturating_add(lost) > 0
+            {
                 if tries == 3 {
                     return Ok(());
                 }
@@ -455,14 +481,7 @@ impl Tracer {
                 Instant::now() < until,
                 "the trace reader fell 20 s behind: use a smaller workload or a larger --trace-buffer-kb"
             );
-            interrupt::sleep(Duration::from_millis(5))?;
         }
-    }
-
-    /// Events lost so far: overwritten or dropped in a buffer, or announced
-    /// lost to the reader.
-    fn lost(&self) -> u64 {
-        self.overruns().saturating_add(self.ledger().lost)
     }
 
     /// Lets deferred frees (RCU callbacks, work items) land: until `held`
@@ -614,6 +633,9 @@ impl Tracer {
     fn stop_reader(&mut self) -> Result<()> {
         // The reader drains what is left, then ends.
         self.stop.store(true, Ordering::SeqCst);
+        if let Some(r) = &self.reader {
+            r.thread().unpark();
+        }
         match self.reader.take().map(JoinHandle::join) {
             Some(Ok(r)) => r,
             Some(Err(_)) => bail!("the trace reader panicked"),
