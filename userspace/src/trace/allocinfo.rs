@@ -32,8 +32,6 @@ const RUST_HELPERS: &str = "rust/helpers/";
 pub struct Site {
     /// Live bytes allocated there.
     pub bytes: i64,
-    /// Live allocations made there.
-    pub calls: u64,
     /// `file:line func:function`, with ` [module]` after the line for a
     /// module's own site.
     pub tag: String,
@@ -63,12 +61,16 @@ pub struct AllocInfo {
 impl AllocInfo {
     /// Bytes the module's own sites held at its unloads.
     pub fn at_unload_bytes(&self) -> i64 {
-        self.at_unload.iter().map(|s| s.bytes).sum()
+        self.at_unload
+            .iter()
+            .fold(0, |t, s| t.saturating_add(s.bytes))
     }
 
     /// Bytes Rust's allocation helpers gained.
     pub fn rust_helper_bytes(&self) -> i64 {
-        self.rust_helpers.iter().map(|s| s.bytes).sum()
+        self.rust_helpers
+            .iter()
+            .fold(0, |t, s| t.saturating_add(s.bytes))
     }
 }
 
@@ -78,10 +80,11 @@ pub fn parse(text: &str) -> Vec<Site> {
         .filter_map(|l| {
             let l = l.trim();
             let (bytes, rest) = l.split_once(char::is_whitespace)?;
+            // The live allocations' count, not kept (a number all the same).
             let (calls, tag) = rest.trim_start().split_once(char::is_whitespace)?;
+            calls.parse::<u64>().ok()?;
             Some(Site {
                 bytes: bytes.parse().ok()?,
-                calls: calls.parse().ok()?,
                 tag: tag.trim().to_string(),
             })
         })
@@ -133,7 +136,7 @@ pub fn view(module: &str, before: &[Site], after: &[Site], lines: &[String]) -> 
             continue;
         }
         match at_unload.iter_mut().find(|s| s.site == site) {
-            Some(s) => s.bytes += bytes,
+            Some(s) => s.bytes = s.bytes.saturating_add(bytes),
             None => at_unload.push(SiteBytes { site, bytes }),
         }
     }
@@ -141,15 +144,14 @@ pub fn view(module: &str, before: &[Site], after: &[Site], lines: &[String]) -> 
         sites
             .iter()
             .filter(|s| s.tag == tag)
-            .map(|s| s.bytes)
-            .sum::<i64>()
+            .fold(0i64, |t, s| t.saturating_add(s.bytes))
     };
     let mut rust_helpers: Vec<SiteBytes> = after
         .iter()
         .filter(|s| s.tag.starts_with(RUST_HELPERS))
         .map(|s| SiteBytes {
             site: s.tag.clone(),
-            bytes: s.bytes - held(before, &s.tag),
+            bytes: s.bytes.saturating_sub(held(before, &s.tag)),
         })
         .filter(|s| s.bytes != 0)
         .collect();
@@ -190,7 +192,6 @@ allocinfo - version: 1.0
             sites[4],
             Site {
                 bytes: 128,
-                calls: 1,
                 tag: "drivers/x/x.c:42 [x] func:x_probe".into()
             }
         );
