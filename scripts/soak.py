@@ -37,43 +37,17 @@ def soak(kind, extra):
     return run
 
 
-def svg(runs, path):
-    """Slab and MemAvailable (MiB, relative to the start) over cycles."""
-    w, h, pad = 720, 360, 50
-    series = []
-    for name, run, colour in runs:
-        s = run["samples"]
-        for field, dash in (("slab_kib", ""), ("mem_available_kib", "6,4")):
-            pts = [(x["cycle"], (x[field] - s[0][field]) / 1024) for x in s]
-            series.append((f"{name}: {field.split('_kib')[0]}", pts, colour, dash))
-    xmax = max(p[0] for _, pts, _, _ in series for p in pts) or 1
-    ys = [p[1] for _, pts, _, _ in series for p in pts]
-    ymin, ymax = min(ys + [0]), max(ys + [0])
-    ymin, ymax = (ymin - 0.1, ymax + 0.1) if ymin == ymax else (ymin, ymax)
-    X = lambda x: pad + (w - 2 * pad) * x / xmax
-    Y = lambda y: h - pad - (h - 2 * pad) * (y - ymin) / (ymax - ymin)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{w}" height="{h}" fill="white"/>',
-           f'<text x="{w/2}" y="20" text-anchor="middle">leaklab soak ({arch}): memory change vs cycles</text>',
-           f'<line x1="{pad}" y1="{Y(0)}" x2="{w-pad}" y2="{Y(0)}" stroke="#ccc"/>',
-           f'<line x1="{pad}" y1="{h-pad}" x2="{w-pad}" y2="{h-pad}" stroke="black"/>',
-           f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h-pad}" stroke="black"/>',
-           f'<text x="{w/2}" y="{h-12}" text-anchor="middle">cycles (0 to {xmax})</text>',
-           f'<text x="14" y="{h/2}" transform="rotate(-90 14 {h/2})" text-anchor="middle">MiB since start</text>',
-           f'<text x="{pad-4}" y="{Y(ymax)+4}" text-anchor="end">{ymax:+.1f}</text>',
-           f'<text x="{pad-4}" y="{Y(ymin)+4}" text-anchor="end">{ymin:+.1f}</text>']
-    for i, (label, pts, colour, dash) in enumerate(series):
-        d = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in pts)
-        out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" stroke-dasharray="{dash}" points="{d}"/>')
-        out.append(f'<text x="{pad+10}" y="{pad+14*i}" fill="{colour}">{"- - " if dash else "--- "}{label}</text>')
-    out.append("</svg>")
-    open(path, "w").write("\n".join(out) + "\n")
+def plot(runs, path):
+    """Slab and MemAvailable over cycles, drawn by the tool (leaklab show --svg)."""
+    p = subprocess.run([tool, "show", *runs, "--svg", path], stdout=subprocess.DEVNULL)
+    if p.returncode not in (0, 1, 3):
+        sys.exit(f"soak: plotting {path} failed (status {p.returncode})")
 
 
 fixed = soak("fixed", [])
 leak = soak("leaky", ["--leaky", leaky])
 path = os.path.join(results, f"soak-{arch}.svg")
-svg([("fixed", fixed, "#1f77b4"), (f"{leaky} leaky", leak, "#d62728")], path)
+plot([os.path.join(results, f"soak-{arch}-{kind}.json") for kind in ("fixed", "leaky")], path)
 
 problems = []
 for name, r in (("fixed run", fixed), ("leaky run", leak)):

@@ -85,10 +85,16 @@ pub enum Cmd {
         format: ResultFormatArg,
     },
     /// Print a saved `cycle`/`matrix --format json` result as the table or as
-    /// KTAP; exits as the run did (0 as expected, 1 not).
+    /// KTAP; exits as the run did (0 as expected, 1 not). Given `soak
+    /// --format json` results, print each and, with --svg, plot their
+    /// memory over cycles.
     Show {
-        /// The JSON file.
-        file: PathBuf,
+        /// The JSON files: one cycle or matrix result, or soak results.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write the soak results' plot (SVG) here.
+        #[arg(long, value_name = "PATH")]
+        svg: Option<PathBuf>,
         #[command(flatten)]
         format: ResultFormatArg,
     },
@@ -282,7 +288,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 false => report(format.format, |p| cycle::run(&plan, p)),
             }
         }
-        Cmd::Show { file, format } => emit(&cycle::CycleRun::load(&file)?, format.format),
+        Cmd::Show { files, svg, format } => show::run(&files, svg.as_deref(), format.format),
         Cmd::Doctor { opts, format } => report(format.format, |p| Ok(doctor::diagnose(&opts, p))),
         Cmd::Fuzz { plan, format } => report(format.format, |p| fuzz::run(&plan, p)),
         Cmd::Faults { module, format } => report(format.format, |p| faults::run(&module.path(), p)),

@@ -19,6 +19,7 @@ pub mod refs;
 pub mod scan;
 pub mod selftest;
 pub mod session;
+pub mod show;
 pub mod soak;
 
 /// `--module`: leaklab.ko.

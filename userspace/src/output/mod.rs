@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 pub mod ktap;
+pub mod plot;
 pub mod progress;
 
 /// Output formats. Human output ends with a closing line `result: ...`;

@@ -1,0 +1,106 @@
+//! `leaklab show` on soak results: each printed, and their memory plotted
+//! to SVG by the tool's plotting (the `plotters` crate). The two files are
+//! real `leaklab soak --cycles 30 --every 10 --format json` outputs of the
+//! x86_64 guest: the fixed variants alone, and with `error_path` leaky
+//! (too few cycles for its slope: that run does not pass).
+
+use std::{path::PathBuf, process::Command};
+
+fn data(name: &str) -> String {
+    format!("{}/tests/data/soak/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn leaklab(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_leaklab"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("leaklab-show-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The points of every polyline of `svg`, by polyline.
+fn polylines(svg: &str) -> Vec<usize> {
+    svg.split("<polyline")
+        .skip(1)
+        .filter_map(|p| p.split("points=\"").nth(1))
+        .map(|p| p.split('"').next().unwrap().split_whitespace().count())
+        .collect()
+}
+
+#[test]
+fn soak_results_are_printed_and_plotted() {
+    let svg = out_dir("plot").join("soak.svg");
+    let (fixed, leaky) = (
+        data("fixed-x86_64.json"),
+        data("error_path-leaky-x86_64.json"),
+    );
+    let out = leaklab(&["show", &fixed, &leaky, "--svg", svg.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The leaky run did not pass its bound, so show exits as it did.
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("fixed: soak: 30 cycles"), "{stdout}");
+    assert!(
+        stdout.contains("error_path leaky: soak: 30 cycles")
+            && stdout.contains("bound not met: the leak grew"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("plot: {}", svg.display())),
+        "{stdout}"
+    );
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg"), "{svg}");
+    for label in [
+        "fixed: Slab",
+        "fixed: MemAvailable",
+        "error_path leaky: Slab",
+        "error_path leaky: MemAvailable",
+        "cycles",
+        "MiB since start",
+    ] {
+        assert!(svg.contains(label), "{label} not in the plot");
+    }
+    // Each run's Slab curve is one polyline through its 4 samples.
+    let lines = polylines(&svg);
+    assert_eq!(lines.iter().filter(|&&n| n == 4).count(), 2, "{lines:?}");
+}
+
+#[test]
+fn bad_input_is_one_line_and_no_plot() {
+    let dir = out_dir("bad");
+    let junk = dir.join("junk.json");
+    std::fs::write(&junk, "not json").unwrap();
+    let svg = dir.join("never.svg");
+    let fixed = data("fixed-x86_64.json");
+    for (args, needle) in [
+        (
+            vec![
+                "show",
+                junk.to_str().unwrap(),
+                "--svg",
+                svg.to_str().unwrap(),
+            ],
+            "is not a saved leaklab cycle, matrix or soak result",
+        ),
+        (
+            vec!["show", &fixed, "--format", "json"],
+            "soak results are shown as text",
+        ),
+        (
+            vec!["show", "/nonexistent/x.json"],
+            "reading /nonexistent/x.json",
+        ),
+    ] {
+        let out = leaklab(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    assert!(!svg.exists());
+}
