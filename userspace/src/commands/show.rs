@@ -39,11 +39,14 @@ fn load(file: &Path) -> Result<Saved> {
         )
     };
     let value: serde_json::Value = serde_json::from_str(&text).with_context(not)?;
+    // Read once, then as the kind its schema names.
     match value.get("schema").and_then(|s| s.as_str()) {
         Some(s) if s.starts_with("leaklab.soak/") => Ok(Saved::Soak(
             serde_json::from_value(value).with_context(not)?,
         )),
-        _ => Ok(Saved::Cycle(Box::new(CycleRun::load(file)?))),
+        _ => Ok(Saved::Cycle(Box::new(
+            serde_json::from_value(value).with_context(not)?,
+        ))),
     }
 }
 
@@ -56,7 +59,7 @@ fn name(run: &SoakRun) -> String {
 
 /// Slab and MemAvailable of each soak run, MiB since its first sample, over
 /// cycles.
-pub fn soak_chart(runs: &[SoakRun]) -> Chart {
+fn soak_chart(runs: &[SoakRun]) -> Chart {
     let mut series = Vec::new();
     for (run, colour) in runs.iter().zip(COLOURS.iter().cycle()) {
         let Some(first) = run.samples.first() else {

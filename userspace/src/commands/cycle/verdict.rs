@@ -296,19 +296,6 @@ pub struct CycleRun {
 }
 
 impl CycleRun {
-    /// Reads a run saved with `--format json`.
-    pub fn load(file: &std::path::Path) -> anyhow::Result<Self> {
-        use anyhow::Context;
-        let text =
-            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is not a leaklab cycle or matrix result (--format json)",
-                file.display()
-            )
-        })
-    }
-
     /// The first cycle whose reports did not settle, or whose trace lost
     /// events.
     pub fn unsettled(&self) -> Option<&CycleRecord> {
