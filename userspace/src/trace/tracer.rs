@@ -454,14 +454,12 @@ impl Tracer {
                 if ledger.markers.contains(&marker) {
                     return Ok(());
                 }
-                // Woken as soon as the reader took records in.
+                // Woken as soon as the reader took records in; the next
+                // turn looks for the marker.
                 let (ledger, _) = self
                     .taken
                     .wait_timeout(ledger, Duration::from_millis(5))
                     .unwrap_or_else(|p| p.into_inner());
-                if ledger.markers.contains(&marker) {
-                    return Ok(());
-                }
                 ledger.lost
             };
             interrupt::check()?;
