@@ -182,6 +182,7 @@ test: setup
 	@# where an overflowing addition panics instead of wrapping.
 	cd userspace && LEAKLAB_BUILD_DIR=$(BUILD) cargo test --lib --test symbolize -- --include-ignored
 	cd userspace && LEAKLAB_BUILD_DIR=$(BUILD) LEAKLAB_KSRC=$$(cat $(BUILD)/x86_64/kdir)/source \
+		LEAKLAB_PROMTOOL=$$(bash $(CURDIR)/scripts/promtool.sh) \
 		cargo test --release -- --include-ignored
 
 check: kernel

@@ -57,3 +57,7 @@ fi
 # The guest's shell: Debian's busybox-static for both ARCHs, downloaded (never
 # installed) into the cache; `make tool` copies it beside the guest leaklab.
 bash "$(dirname "$0")/busybox.sh" x86_64 arm64 >/dev/null
+
+# promtool, from Debian's prometheus package, downloaded (never installed) into
+# the cache: the VM tests validate `leaklab watch`'s Prometheus textfile with it.
+bash "$(dirname "$0")/promtool.sh" >/dev/null

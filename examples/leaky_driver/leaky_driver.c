@@ -21,6 +21,10 @@
  *
  * pin=1 takes a reference on the module itself and never puts it, as a
  * driver that leaks a try_module_get(): rmmod fails with EBUSY until reboot.
+ *
+ * drip=N drip_ms=M leaks on a timer: a polling work item leaks one 64-byte
+ * record every M ms (default 1000), N times, then stops. A slow leak for a
+ * monitor (leaklab watch) to find while the module stays loaded.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -35,6 +39,7 @@
 #include <linux/string.h>
 #include <linux/timekeeping.h>
 #include <linux/uaccess.h>
+#include <linux/workqueue.h>
 
 static char *bug = "none";
 module_param(bug, charp, 0444);
@@ -57,6 +62,14 @@ MODULE_PARM_DESC(fail_init,
 static bool pin;
 module_param(pin, bool, 0444);
 MODULE_PARM_DESC(pin, "Take a reference on the module that is never put: it cannot be unloaded (default 0)");
+
+static unsigned int drip;
+module_param(drip, uint, 0444);
+MODULE_PARM_DESC(drip, "Leak one 64-byte record on a timer this many times, then stop (default 0)");
+
+static unsigned int drip_ms = 1000;
+module_param(drip_ms, uint, 0444);
+MODULE_PARM_DESC(drip_ms, "Milliseconds between drip leaks (default 1000)");
 
 static DEFINE_MUTEX(lock);		/* serialises the patterns */
 
@@ -352,6 +365,44 @@ static int holder_fn(void *unused)
 	return 0;
 }
 
+/*
+ * drip: a polling work item reads a sample into a fresh record and hands it
+ * to the device; when the device is busy the record is dropped, not freed.
+ * Leaks one 64-byte record per poll, drip times.
+ * Fix: free the record whatever hw_submit() says (as conditional_free_fixed).
+ */
+struct sample_rec {
+	u64 seq;
+	u64 when;
+	u8 data[48];
+};
+
+static unsigned int drips;		/* records leaked so far */
+
+static noinline void drip_leaky(void)
+{
+	struct sample_rec *r = kmalloc(sizeof(*r), GFP_KERNEL);
+
+	if (!r)
+		return;
+	r->seq = drips;
+	r->when = ktime_get_ns();
+	if (hw_submit(r) == REQ_DONE)
+		kfree(r);		/* BUG: on REQ_BUSY r leaks */
+}
+
+static void drip_fn(struct work_struct *work);
+static DECLARE_DELAYED_WORK(drip_work, drip_fn);
+
+static void drip_fn(struct work_struct *work)
+{
+	drip_leaky();
+	if (++drips < drip)
+		schedule_delayed_work(&drip_work, msecs_to_jiffies(drip_ms));
+	else
+		pr_info("drip: %u records leaked, stopped\n", drips);
+}
+
 static struct dentry *dir;
 static struct task_struct *holder;
 
@@ -361,6 +412,7 @@ static void leaky_teardown(void)
 	struct kept_buf *b;
 
 	debugfs_remove(dir);		/* waits for writers in progress */
+	cancel_delayed_work_sync(&drip_work);
 	if (holder)
 		kthread_stop(holder);
 
@@ -405,6 +457,8 @@ static int __init leaky_init(void)
 
 	run_patterns(fixed_mask, false);
 	run_patterns(bug_mask, true);
+	if (drip)
+		schedule_delayed_work(&drip_work, msecs_to_jiffies(drip_ms));
 
 	/*
 	 * A late failure: leaky_exit() will never run, so undo everything

@@ -1,8 +1,9 @@
 //! What the reports mean: symbolized frames, which module, pattern and
 //! variant a report belongs to and its culprit, groups by backtrace, and
-//! what the kernel log says.
+//! what the kernel log says, and whether memory is trending.
 
 pub mod attribute;
 pub mod findings;
 pub mod group;
 pub mod symbolize;
+pub mod trend;

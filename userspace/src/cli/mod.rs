@@ -140,6 +140,19 @@ pub enum Cmd {
         format: FormatArg,
     },
 
+    /// Watch for leaks until stopped (or for --rounds): each round scans
+    /// with kmemleak (its settings left as found) and reports each leaked
+    /// object once, ever, also across restarts; samples memory and its
+    /// trend, and reads the kernel log. Events go to DIR/events.jsonl, the
+    /// figures to a Prometheus textfile; `leaklab show DIR` renders it.
+    /// Exits 0 when this run found nothing new, 1 when it did.
+    Watch {
+        #[command(flatten)]
+        opts: commands::watch::Options,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+
     /// Check leaklab.ko's control interface against its contract (bad
     /// input refused without side effects, the leak cap, reads).
     Selftest {
@@ -293,6 +306,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Fuzz { plan, format } => report(format.format, |p| fuzz::run(&plan, p)),
         Cmd::Faults { module, format } => report(format.format, |p| faults::run(&module.path(), p)),
         Cmd::Soak { plan, format } => report(format.format, |p| soak::run(&plan, p)),
+        Cmd::Watch { opts, format } => emit(
+            &watch::run(&opts, format.format == Format::Human)?,
+            format.format,
+        ),
         Cmd::Selftest { module, format } => emit(&selftest::run(&module.path())?, format.format),
         Cmd::Parse {
             input,

@@ -7,7 +7,7 @@
 //! fixed twin that it must not, and unloads. A zero from a detector that
 //! cannot see is worthless; the canary is what makes the other zeros count.
 
-use std::{io::Read, path::Path, time::Instant};
+use std::{path::Path, time::Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +21,7 @@ use crate::{
         kmod,
         kmsg::KmsgWatch,
         module::Ko,
-        procfs::{kernel_release, meminfo_field},
+        procfs::{kernel_config, kernel_release, meminfo_field},
     },
     kmemleak::{self, protocol::log_failure, window::auto_scan_running, Kmemleak},
     ko::Variant,
@@ -260,22 +260,6 @@ pub fn diagnose(opts: &Options, progress: &mut dyn FnMut(&str)) -> Diagnosis {
         canaries,
         ok,
     }
-}
-
-/// The running kernel's configuration: its text and where it came from.
-fn kernel_config() -> Option<(String, String)> {
-    if let Ok(file) = std::fs::File::open("/proc/config.gz") {
-        let mut text = String::new();
-        if flate2::read::GzDecoder::new(file)
-            .read_to_string(&mut text)
-            .is_ok()
-        {
-            return Some((text, "/proc/config.gz".into()));
-        }
-    }
-    let path = format!("/boot/config-{}", kernel_release());
-    let text = std::fs::read_to_string(&path).ok()?;
-    Some((text, path))
 }
 
 /// Whether `CONFIG_<name>` is built in (`=y`) in `config`.

@@ -21,6 +21,7 @@ pub mod selftest;
 pub mod session;
 pub mod show;
 pub mod soak;
+pub mod watch;
 
 /// `--module`: leaklab.ko.
 #[derive(Debug, Clone, clap::Args)]

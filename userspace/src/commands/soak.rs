@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ModuleArg;
 use crate::{
+    analysis::trend::slope,
     kernel::{
         interrupt,
         kmod::LoadedModule,
@@ -142,22 +143,6 @@ pub fn bounds(r: &SoakRun) -> Vec<String> {
 
 /// kmemleak's cache of per-allocation records.
 const TRACKER: &str = "kmemleak_object";
-
-/// The least-squares slope of `ys` over `xs`.
-pub fn slope(xs: &[f64], ys: &[f64]) -> f64 {
-    let n = xs.len() as f64;
-    if xs.len() < 2 {
-        return 0.0;
-    }
-    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
-    let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
-    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
-    if sxx == 0.0 {
-        0.0
-    } else {
-        sxy / sxx
-    }
-}
 
 /// Runs the soak.
 pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<SoakRun> {
@@ -348,18 +333,5 @@ mod tests {
         r.stable = true;
         r.problems = bounds(&r);
         assert_eq!(r.verdict(), Verdict::Passed);
-    }
-
-    #[test]
-    fn slope_of_a_line_and_of_noise() {
-        let xs: Vec<f64> = (0..10).map(f64::from).collect();
-        let line: Vec<f64> = xs.iter().map(|x| 3.0 * x + 7.0).collect();
-        assert!((slope(&xs, &line) - 3.0).abs() < 1e-9);
-        let flat: Vec<f64> = xs
-            .iter()
-            .map(|x| if *x as i32 % 2 == 0 { 1.0 } else { -1.0 })
-            .collect();
-        assert!(slope(&xs, &flat).abs() < 0.3);
-        assert_eq!(slope(&[1.0], &[5.0]), 0.0);
     }
 }

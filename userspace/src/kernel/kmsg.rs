@@ -38,9 +38,15 @@ impl KmsgWatch {
 
     /// Returns the text of every record logged since the last call.
     pub fn drain(&mut self) -> Vec<String> {
+        self.drain_at_most(usize::MAX)
+    }
+
+    /// As [`KmsgWatch::drain`], at most `n` records (the rest wait for the
+    /// next call): a monitor's memory stays bounded whatever the log does.
+    pub fn drain_at_most(&mut self, n: usize) -> Vec<String> {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 8192];
-        loop {
+        while out.len() < n {
             match self.file.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {

@@ -1,8 +1,10 @@
 //! The running kernel as leaklab uses it: modules (object files, loading,
 //! their layout in memory), the kernel log, procfs figures, memory through
 //! /proc/kcore, signals, threads whose kernel stacks do not outlive a step,
-//! settings changed for a while, and the undo steps a panic runs.
+//! settings changed for a while, the undo steps a panic runs, and kernel
+//! time (jiffies) as wall time.
 
+pub mod clock;
 pub mod interrupt;
 pub mod kcore;
 pub mod kmod;

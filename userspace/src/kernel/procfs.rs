@@ -14,6 +14,24 @@ pub fn kernel_release() -> String {
         .to_string()
 }
 
+/// The running kernel's configuration (`/proc/config.gz`, else
+/// `/boot/config-<release>`): its text and where it came from.
+pub fn kernel_config() -> Option<(String, String)> {
+    use std::io::Read;
+    if let Ok(file) = fs::File::open("/proc/config.gz") {
+        let mut text = String::new();
+        if flate2::read::GzDecoder::new(file)
+            .read_to_string(&mut text)
+            .is_ok()
+        {
+            return Some((text, "/proc/config.gz".into()));
+        }
+    }
+    let path = format!("/boot/config-{}", kernel_release());
+    let text = fs::read_to_string(&path).ok()?;
+    Some((text, path))
+}
+
 /// The `/proc/meminfo` fields that move with kernel leaks, in KiB.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemInfo {

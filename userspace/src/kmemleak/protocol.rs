@@ -135,6 +135,11 @@ pub enum Stacks {
     /// that object would be reported, a false leak
     /// (Documentation/scan-protocol.md has the measurement).
     Scanned,
+    /// Left as the user set it, no `stack=` written, and the auto-scan
+    /// thread left alone too: a monitor on someone else's machine
+    /// (`leaklab watch`). kmemleak does not say how stack scanning is set,
+    /// so a window that wrote it could not put it back.
+    AsFound,
 }
 
 /// The protocol's state machine.
@@ -175,9 +180,13 @@ impl Protocol {
         }
     }
 
-    /// The action that sets stack scanning for the window.
-    fn stack_scan(&self) -> Action {
-        Action::StackScan(self.stacks == Stacks::Scanned)
+    /// The state and action that set stack scanning for the window, or
+    /// open it at once when stack scanning is left as found.
+    fn quiet(&self) -> (State, Action) {
+        match self.stacks {
+            Stacks::AsFound => (State::Open, Action::Work),
+            s => (State::Quieting, Action::StackScan(s == Stacks::Scanned)),
+        }
     }
 
     /// Takes `event` and says what to do next.
@@ -194,18 +203,25 @@ impl Protocol {
             }
         }
         let (state, action) = match (std::mem::replace(&mut self.state, S::Idle), event) {
+            // A monitor's window changes nothing: its rounds read the whole
+            // report each time, so the auto-scan thread marking objects
+            // reported does not hide them; and stopped and started again
+            // each round, the thread would scan at once and log twice.
+            (S::Idle, E::Begin { flush: false, .. }) if self.stacks == Stacks::AsFound => {
+                (S::Open, A::Work)
+            }
             (S::Idle, E::Begin { auto_scan, flush }) => {
                 self.restore_auto_scan = auto_scan;
                 match (auto_scan, flush) {
                     (true, _) => (S::Paused { flush }, A::StopAutoScan),
                     (false, true) => (S::Paused { flush }, A::ScanAndClear),
-                    (false, false) => (S::Quieting, self.stack_scan()),
+                    (false, false) => self.quiet(),
                 }
             }
             // `scan=off` went through (a `Now` after StopAutoScan).
             (S::Paused { flush: true }, E::Now(_)) => (S::Paused { flush: true }, A::ScanAndClear),
-            (S::Paused { flush: false }, E::Now(_)) => (S::Quieting, self.stack_scan()),
-            (S::Paused { .. }, E::Cleared) => (S::Quieting, self.stack_scan()),
+            (S::Paused { flush: false }, E::Now(_)) => self.quiet(),
+            (S::Paused { .. }, E::Cleared) => self.quiet(),
             // `stack=off` or `stack=on` went through.
             (S::Quieting, E::Now(_)) => {
                 self.restore_stack_scan = self.stacks == Stacks::Ignored;
@@ -328,6 +344,22 @@ mod tests {
             Action::SleepUntil(ripe)
         );
         p
+    }
+
+    #[test]
+    fn a_watch_window_changes_nothing() {
+        for auto_scan in [true, false] {
+            let mut p = Protocol::with_stacks(Stacks::AsFound);
+            // Neither `scan=off`, `clear` nor `stack=`: straight to the work,
+            // and nothing to restore.
+            let a = p.step(Event::Begin {
+                auto_scan,
+                flush: false,
+            });
+            assert_eq!(a, Action::Work);
+            assert_eq!(p.state, State::Open);
+            assert!(!p.restore_stack_scan && !p.restore_auto_scan);
+        }
     }
 
     #[test]

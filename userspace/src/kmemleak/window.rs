@@ -68,6 +68,13 @@ impl<'k> Window<'k> {
         Self::begin(kmemleak, false, Stacks::Ignored)
     }
 
+    /// A monitor's window: earlier reports still count, and kmemleak's
+    /// settings (stack scanning, the auto-scan thread) stay as the user set
+    /// them ([`Stacks::AsFound`]).
+    pub fn open_as_found(kmemleak: &'k Kmemleak) -> Result<Self> {
+        Self::begin(kmemleak, false, Stacks::AsFound)
+    }
+
     /// As [`Window::open`], task stacks scanned: for a module that gets
     /// none of the lab's help ([`Stacks::Scanned`]).
     pub fn open_scanning_stacks(kmemleak: &'k Kmemleak) -> Result<Self> {

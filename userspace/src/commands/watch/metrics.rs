@@ -1,0 +1,153 @@
+//! The watch's figures as a Prometheus textfile: leaks by culprit and
+//! module, the kernel's memory and its trend, and the watch's own health.
+//! Counters end in `_total`, units are bytes and seconds.
+
+use super::Watch;
+use crate::output::prometheus::{Exposition, Kind};
+
+/// The textfile's text after the round just done.
+pub(super) fn render(w: &Watch) -> String {
+    let mut e = Exposition::default();
+    let objects = "leaklab_watch_leaked_objects_total";
+    e.family(
+        objects,
+        Kind::Counter,
+        "Objects kmemleak reported as leaked, each once, by culprit and module (all runs on the directory).",
+    );
+    for l in w.state.leaks.values() {
+        let labels = labels(l);
+        e.sample(objects, &labels, l.objects as f64);
+    }
+    let bytes = "leaklab_watch_leaked_bytes_total";
+    e.family(
+        bytes,
+        Kind::Counter,
+        "Bytes of the objects reported as leaked, by culprit and module.",
+    );
+    for l in w.state.leaks.values() {
+        e.sample(bytes, &labels(l), l.bytes as f64);
+    }
+    let findings = "leaklab_watch_kernel_log_findings_total";
+    e.family(
+        findings,
+        Kind::Counter,
+        "Notable kernel log lines (warning, bug, oops, slab_still_has_objects, kmemleak), by kind.",
+    );
+    for (k, n) in &w.state.findings {
+        e.sample(findings, &[("kind", k)], *n as f64);
+    }
+    if let Some((mem, reported, allocinfo, round)) = &w.last {
+        e.single(
+            "leaklab_watch_mem_available_bytes",
+            Kind::Gauge,
+            "MemAvailable at the last round.",
+            mem.mem_available as f64 * 1024.0,
+        )
+        .single(
+            "leaklab_watch_slab_bytes",
+            Kind::Gauge,
+            "Slab at the last round.",
+            mem.slab as f64 * 1024.0,
+        )
+        .single(
+            "leaklab_watch_slab_unreclaimable_bytes",
+            Kind::Gauge,
+            "SUnreclaim at the last round.",
+            mem.sunreclaim as f64 * 1024.0,
+        )
+        .single(
+            "leaklab_watch_round_duration_seconds",
+            Kind::Gauge,
+            "Wall time of the last round.",
+            *round,
+        );
+        if let Some(n) = reported {
+            e.single(
+                "leaklab_watch_kmemleak_reported_objects",
+                Kind::Gauge,
+                "Objects kmemleak reports now (old and new).",
+                *n as f64,
+            );
+        }
+        if let Some(b) = allocinfo {
+            e.single(
+                "leaklab_watch_allocinfo_bytes",
+                Kind::Gauge,
+                "Live bytes the kernel's allocation profiling counts (/proc/allocinfo).",
+                *b as f64,
+            );
+        }
+    }
+    let slope = "leaklab_watch_slab_slope_bytes_per_second";
+    e.family(
+        slope,
+        Kind::Gauge,
+        "Least-squares growth of Slab, over the run and over the last hour.",
+    )
+    .sample(slope, &[("window", "run")], w.fit_slab.line().slope)
+    .sample(slope, &[("window", "hour")], w.recent_slab.line().slope);
+    let slope = "leaklab_watch_mem_available_slope_bytes_per_second";
+    e.family(
+        slope,
+        Kind::Gauge,
+        "Least-squares change of MemAvailable, over the run and over the last hour.",
+    )
+    .sample(slope, &[("window", "run")], w.fit_avail.line().slope)
+    .sample(slope, &[("window", "hour")], w.recent_avail.line().slope);
+    e.single(
+        "leaklab_watch_kmemleak_up",
+        Kind::Gauge,
+        "1 when the last kmemleak round worked, 0 when kmemleak is absent, disabled or failing.",
+        f64::from(u8::from(w.kmemleak_up && w.kmemleak.is_some())),
+    )
+    .single(
+        "leaklab_watch_rounds_total",
+        Kind::Counter,
+        "Rounds run (all runs on the directory).",
+        w.state.rounds as f64,
+    )
+    .single(
+        "leaklab_watch_last_round_timestamp_seconds",
+        Kind::Gauge,
+        "When the last round ended (Unix time).",
+        super::now(),
+    );
+    let errors = "leaklab_watch_errors_total";
+    let h = &w.run.errors;
+    e.family(errors, Kind::Counter, "The watch's failures this run: kmemleak rounds that failed, writes that failed (a full disk).")
+        .sample(errors, &[("kind", "kmemleak")], h.kmemleak as f64)
+        .sample(errors, &[("kind", "write")], (h.writes + u64::from(w.log.failing.is_some())) as f64);
+    e.single(
+        "leaklab_watch_log_writable",
+        Kind::Gauge,
+        "1 when the event log took every event, 0 while it cannot be written (events wait in memory).",
+        f64::from(u8::from(w.log.failing.is_none())),
+    )
+    .single(
+        "leaklab_watch_pending_events",
+        Kind::Gauge,
+        "Events waiting to be written to the event log.",
+        w.log.pending() as f64,
+    )
+    .single(
+        "leaklab_watch_dropped_samples_total",
+        Kind::Counter,
+        "Memory samples given up while the event log could not be written (leaks and findings never are).",
+        w.log.dropped as f64,
+    )
+    .single(
+        "leaklab_watch_resident_memory_bytes",
+        Kind::Gauge,
+        "The watch's own resident memory.",
+        super::rss_kib() as f64 * 1024.0,
+    );
+    e.text().to_string()
+}
+
+/// A leak's labels: its culprit and module (`kernel` for none).
+fn labels(l: &super::Leak) -> Vec<(&'static str, &str)> {
+    vec![
+        ("culprit", l.culprit.as_deref().unwrap_or("?")),
+        ("module", l.module.as_deref().unwrap_or("kernel")),
+    ]
+}
