@@ -1,5 +1,6 @@
-//! `leaklab show`: a saved result printed again, and soak results plotted
-//! (memory over cycles, one pair of curves per run).
+//! `leaklab show`: a saved result printed again, soak results plotted
+//! (memory over cycles, one pair of curves per run), and a watch directory
+//! rendered (memory over time, leaks marked).
 
 use std::{
     path::{Path, PathBuf},
@@ -8,7 +9,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use super::{cycle::CycleRun, soak::SoakRun};
+use super::{cycle::CycleRun, soak::SoakRun, watch::view::WatchDir};
 use crate::output::{
     emit,
     plot::{Chart, Series},
@@ -92,13 +93,42 @@ fn soak_chart(runs: &[SoakRun]) -> Chart {
         x_label: "cycles".into(),
         y_label: "MiB since start".into(),
         series,
+        marks: Vec::new(),
+        marks_label: String::new(),
     }
+}
+
+/// Shows a `leaklab watch` directory: its leaks, trends and findings, and
+/// its memory plotted to `svg` with the leaks marked. Exits 1 when it holds
+/// leaks.
+fn watch_dir(dir: &Path, svg: Option<&Path>, format: Format) -> Result<ExitCode> {
+    if format != Format::Human {
+        bail!("a watch directory is shown as text (and --svg): its events.jsonl and state.json are the JSON already");
+    }
+    let w = WatchDir::load(dir)?;
+    print!("{}", w.human());
+    if let Some(path) = svg {
+        let chart = w
+            .chart()
+            .svg()
+            .with_context(|| format!("{} has no memory samples to plot", dir.display()))?;
+        std::fs::write(path, chart).with_context(|| format!("writing {}", path.display()))?;
+        println!("plot: {}", path.display());
+    }
+    Ok(ExitCode::from(
+        Verdict::of(w.state.leaks.is_empty()).exit_status(),
+    ))
 }
 
 /// Shows `files`: one cycle or matrix result as its table, KTAP or JSON
 /// (exits as the run did); or soak results as text, plotted to `svg` when
 /// given (exits 1 when a run did not pass).
 pub fn run(files: &[PathBuf], svg: Option<&Path>, format: Format) -> Result<ExitCode> {
+    if let [dir] = files {
+        if dir.is_dir() {
+            return watch_dir(dir, svg, format);
+        }
+    }
     let saved = files.iter().map(|f| load(f)).collect::<Result<Vec<_>>>()?;
     let mut soaks = Vec::new();
     for s in saved {

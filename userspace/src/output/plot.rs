@@ -28,6 +28,11 @@ pub struct Chart {
     pub y_label: String,
     /// The lines.
     pub series: Vec<Series>,
+    /// Events marked as vertical lines at their x, with one legend entry
+    /// (e.g. `leak found`); empty for none.
+    pub marks: Vec<f64>,
+    /// The marks' legend.
+    pub marks_label: String,
 }
 
 /// `lo..hi` widened when empty, so that a flat line has room.
@@ -65,7 +70,7 @@ impl Chart {
                 .margin(12)
                 .x_label_area_size(36)
                 .y_label_area_size(56)
-                .build_cartesian_2d(x, y)
+                .build_cartesian_2d(x, y.clone())
                 .map_err(|e| plotting(&e))?;
             chart
                 .configure_mesh()
@@ -88,6 +93,21 @@ impl Chart {
                     .map_err(|e| plotting(&e))?
                     .label(&s.label)
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            }
+            if !self.marks.is_empty() {
+                let style = RGBColor(220, 0, 0).mix(0.6).stroke_width(1);
+                let (lo, hi) = (y.start, y.end);
+                chart
+                    .draw_series(
+                        self.marks
+                            .iter()
+                            .map(|m| PathElement::new(vec![(*m, lo), (*m, hi)], style)),
+                    )
+                    .map_err(|e| plotting(&e))?
+                    .label(&self.marks_label)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x + 10, y - 6), (x + 10, y + 6)], style)
+                    });
             }
             chart
                 .configure_series_labels()
@@ -129,6 +149,8 @@ mod tests {
                 ),
                 line("leaky: mem_available", vec![(0.0, 0.0), (20.0, -2.5)], true),
             ],
+            marks: vec![5.0, 15.0],
+            marks_label: "leak found".into(),
         };
         let svg = chart.svg().unwrap();
         assert!(svg.starts_with("<svg"), "{svg}");
@@ -138,6 +160,7 @@ mod tests {
             "MiB since start",
             "leaky: slab",
             "leaky: mem_available",
+            "leak found",
         ] {
             assert!(svg.contains(text), "{text} missing from {svg}");
         }
@@ -152,6 +175,8 @@ mod tests {
             x_label: "x".into(),
             y_label: "y".into(),
             series: vec![line("flat", vec![(0.0, 0.0), (5.0, 0.0)], false)],
+            marks: Vec::new(),
+            marks_label: String::new(),
         };
         assert!(flat.svg().is_ok());
         let empty = Chart {

@@ -41,3 +41,4 @@ mod parse;
 mod shell;
 mod trace;
 mod views;
+mod watch;

@@ -434,3 +434,41 @@ pub struct CheckLeak {
     pub first_cycle: Option<u32>,
     pub frames: Vec<String>,
 }
+
+/// `leaklab watch --format json` (`watch_run`).
+#[derive(Debug, Deserialize)]
+pub struct WatchRun {
+    pub rounds: u64,
+    pub new_objects: u64,
+    pub leaks: Vec<WatchLeak>,
+    pub stopped_by: String,
+}
+
+impl Document for WatchRun {
+    const SCHEMA: &'static str = "leaklab.watch/1";
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WatchLeak {
+    pub culprit: Option<String>,
+    pub culprit_line: Option<String>,
+    pub module: Option<String>,
+    pub objects: u64,
+    pub bytes: u64,
+}
+
+/// A line of a watch directory's `events.jsonl` (`watch_event`): the
+/// fields of the kinds the checks read.
+#[derive(Debug, Deserialize)]
+pub struct WatchEvent {
+    pub kind: String,
+    pub time: f64,
+    pub address: Option<String>,
+    pub jiffies: Option<u64>,
+    pub allocated: Option<f64>,
+    pub reason: Option<String>,
+}
+
+impl Document for WatchEvent {
+    const SCHEMA: &'static str = "leaklab.watch-event/1";
+}

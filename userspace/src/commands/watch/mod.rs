@@ -37,6 +37,7 @@ use crate::{
 pub mod log;
 pub mod metrics;
 pub mod state;
+pub mod view;
 
 use log::EventLog;
 use state::{Leak, State};
@@ -806,7 +807,7 @@ pub fn leak_list(state: &State) -> Vec<LeakSummary> {
 }
 
 /// A slope in bytes a second as KiB an hour, signed.
-fn per_hour(l: &Line) -> String {
+pub fn per_hour(l: &Line) -> String {
     format!("{:+.0} KiB/h (r² {:.2})", l.slope * 3600.0 / 1024.0, l.r2)
 }
 
