@@ -261,7 +261,7 @@ bundle: kernel tool
 	$(MAKE) -C $(KDIR_OF) M=$(BUNDLE).src $(KBUILD_ARGS) modules
 	@rm -rf $(BUNDLE) && mkdir -p $(BUNDLE)
 	@cp $(BUNDLE).src/leaklab.ko $(OUT)/leaklab qemu/common.config $(BUNDLE)/
-	@cp Documentation/boards/README-board.txt $(BUNDLE)/
+	@cp Documentation/boards/README-board.txt Documentation/boards/leaklab-watch.service $(BUNDLE)/
 	@if [ $(ARCH) = arm64 ]; then cp qemu/board-rk3588.config $(BUNDLE)/; fi
 	@for ko in samples/kmemleak/kmemleak-test.ko samples/rust/rust_minimal.ko; do \
 		if [ -f $(KDIR_OF)/$$ko ]; then cp $(KDIR_OF)/$$ko $(BUNDLE)/; \

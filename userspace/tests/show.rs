@@ -77,6 +77,14 @@ fn bad_input_is_one_line_and_no_plot() {
     std::fs::write(&junk, "not json").unwrap();
     let svg = dir.join("never.svg");
     let fixed = data("fixed-x86_64.json");
+    // A directory whose state.json is something else.
+    let state_dir = dir.join("notwatch");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    std::fs::write(
+        state_dir.join("state.json"),
+        "{\"schema\":\"leaklab.soak/1\"}",
+    )
+    .unwrap();
     for (args, needle) in [
         (
             vec![
@@ -94,6 +102,23 @@ fn bad_input_is_one_line_and_no_plot() {
         (
             vec!["show", "/nonexistent/x.json"],
             "reading /nonexistent/x.json",
+        ),
+        (
+            vec![
+                "show",
+                dir.to_str().unwrap(),
+                "--svg",
+                svg.to_str().unwrap(),
+            ],
+            "holds no state.json: it is not a directory `leaklab watch --out` wrote",
+        ),
+        (
+            vec!["show", state_dir.to_str().unwrap()],
+            "is not a leaklab watch state",
+        ),
+        (
+            vec!["show", state_dir.to_str().unwrap(), "--format", "json"],
+            "a watch directory is shown as text",
         ),
     ] {
         let out = leaklab(&args);

@@ -36,6 +36,7 @@ fn bundle_runs_doctor_and_matrix_on_a_board_like_arm64_guest() {
         "README-board.txt",
         "common.config",
         "board-rk3588.config",
+        "leaklab-watch.service",
     ] {
         assert!(b.join(f).is_file(), "the bundle lacks {f}");
     }
@@ -69,4 +70,38 @@ fn bundle_runs_doctor_and_matrix_on_a_board_like_arm64_guest() {
         .json::<CycleRun>(&["matrix"]);
     // kmemleak-test: 24 objects and one per possible CPU.
     assert_matrix("arm64", status, &run, 28);
+
+    // The systemd unit's commands, run as systemd runs them, for a round.
+    let unit = std::fs::read_to_string(b.join("leaklab-watch.service")).unwrap();
+    let key = |k: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap_or_else(|| panic!("the unit has no {k}"))
+            .to_string()
+    };
+    let script = format!(
+        "{} && {} --rounds 1 > /dev/null; echo status $?; grep '^leaklab_watch_rounds_total ' /var/lib/prometheus/node-exporter/leaklab.prom",
+        key("ExecStartPre="),
+        key("ExecStart=")
+    );
+    let (bin, kofile) = (
+        format!("{init}:/opt/leaklab/leaklab"),
+        format!("{ko}:/opt/leaklab/leaklab.ko"),
+    );
+    let mut with_files = vm.to_vec();
+    with_files.extend(["--file", &bin, "--file", &kofile]);
+    let out = Guest::new("arm64", "bundle-watch")
+        .vm_args(&with_files)
+        .run(&["sh", "-c", &script]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    // 0, or 1 if the kernel's own boot left something for kmemleak.
+    assert!(
+        matches!(
+            lines[..],
+            ["status 0" | "status 1", "leaklab_watch_rounds_total 1"]
+        ),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

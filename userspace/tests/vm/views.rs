@@ -442,6 +442,12 @@ pub struct WatchRun {
     pub new_objects: u64,
     pub leaks: Vec<WatchLeak>,
     pub stopped_by: String,
+    pub errors: WatchHealth,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WatchHealth {
+    pub kmemleak: u64,
 }
 
 impl Document for WatchRun {
@@ -467,6 +473,8 @@ pub struct WatchEvent {
     pub jiffies: Option<u64>,
     pub allocated: Option<f64>,
     pub reason: Option<String>,
+    /// `None` in a sample: kmemleak unusable (and in other kinds).
+    pub reported: Option<u64>,
 }
 
 impl Document for WatchEvent {

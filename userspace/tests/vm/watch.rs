@@ -39,6 +39,14 @@ echo "=== stopped"; cat /root/t.json
 echo "=== prom"; cat /root/w.prom
 echo "=== events"; cat /root/w/events.jsonl
 echo "=== state"; cat /root/w/state.json
+echo "=== disabled"
+leaklab watch --interval 1s --rounds 6 --out /root/w --textfile /root/w.prom --format json > /root/d.json & pid=$!
+sleep 3; echo off > /sys/kernel/debug/kmemleak; wait $pid; echo "status $?"
+cat /root/d.json
+echo "=== after"
+grep '^leaklab_watch_kmemleak_up ' /root/w.prom
+grep -c '"kind":"finding","finding":"kmemleak"' /root/w/events.jsonl
+tail -n 2 /root/w/events.jsonl | head -n 1
 echo "=== end"
 "#;
 
@@ -205,6 +213,20 @@ fn check_watch(arch: &str) {
     for label in ["Slab", "MemAvailable", "leak found"] {
         assert!(svg.contains(label), "{label} missing from the plot");
     }
+
+    // kmemleak turned off mid-run: said so, the rounds go on, memory is
+    // still sampled.
+    let off = section(&stdout, "disabled");
+    assert!(off.starts_with("status 0\n"), "{off}");
+    let off: Doc<WatchRun> = Doc::parse(&off["status 0\n".len()..], &stderr);
+    assert_eq!(off.rounds, 6, "{off:#}");
+    assert!(off.errors.kmemleak >= 1, "{off:#}");
+    let after: Vec<&str> = section(&stdout, "after").lines().collect();
+    assert_eq!(after[0], "leaklab_watch_kmemleak_up 0", "{after:?}");
+    assert_ne!(after[1], "0", "no kmemleak finding logged: {after:?}");
+    let last: Doc<WatchEvent> = Doc::parse(after[2], &stderr);
+    assert_eq!(last.kind, "sample", "{last:#}");
+    assert_eq!(last.reported, None, "{last:#}");
 }
 
 on_both_arches!(check_watch: watch_reports_each_leak_once_in_order_x86_64, watch_reports_each_leak_once_in_order_arm64);
@@ -235,6 +257,7 @@ fn check_watch_memory(arch: &str) {
     assert_eq!(rss.len(), 1000, "{stdout}");
     let first = rss[..100].iter().min().unwrap();
     let last = rss[900..].iter().max().unwrap();
+    eprintln!("{arch}: the watch's RSS: at least {first} KiB in the first 100 rounds, at most {last} KiB in the last 100");
     assert!(
         last.saturating_sub(*first) <= 1024,
         "RSS grew from {first} KiB (first 100 rounds) to {last} KiB (last 100)"
