@@ -472,6 +472,7 @@ pub struct WatchEvent {
     pub address: Option<String>,
     pub jiffies: Option<u64>,
     pub allocated: Option<f64>,
+    pub module: Option<String>,
     pub reason: Option<String>,
     /// `None` in a sample: kmemleak unusable (and in other kinds).
     pub reported: Option<u64>,
