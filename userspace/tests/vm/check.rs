@@ -134,14 +134,7 @@ fn batch_in(
         vm.extend(["--file".into(), path.display().to_string()]);
     }
     let vm: Vec<&str> = vm.iter().map(String::as_str).collect();
-    let out = guest.vm_args(&vm).run(&["sh", "/root/batch.sh"]);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {stdout}\nstderr: {stderr}"
-    );
+    let (stdout, stderr) = guest.vm_args(&vm).run_ok(&["sh", "/root/batch.sh"]);
     let mut checks = Vec::new();
     let mut parts = stdout.split("=== ").skip(1);
     for _ in runs {

@@ -104,6 +104,20 @@ impl Guest {
         leaklab(&args)
     }
 
+    /// As [`Guest::run`], the command required to exit 0: its stdout and
+    /// stderr.
+    pub fn run_ok(&self, command: &[&str]) -> (String, String) {
+        let out = self.run(command);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "stdout: {stdout}\nstderr: {stderr}"
+        );
+        (stdout, stderr)
+    }
+
     /// Boots the guest, runs `leaklab <command> --format json` there, and
     /// returns the exit status and the document (see [`Doc::from_output`]).
     pub fn json<T: Document>(&self, command: &[&str]) -> (Option<i32>, Doc<T>) {

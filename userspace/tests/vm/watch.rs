@@ -61,16 +61,9 @@ fn section<'a>(out: &'a str, name: &str) -> &'a str {
 
 fn check_watch(arch: &str) {
     let ko = build_dir().join(arch).join("examples/leaky_driver.ko");
-    let out = Guest::new(arch, "watch")
+    let (stdout, stderr) = Guest::new(arch, "watch")
         .vm_args(&["--module", ko.to_str().unwrap(), "--timeout", "400"])
-        .run(&["sh", "-c", SCRIPT]);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {stdout}\nstderr: {stderr}"
-    );
+        .run_ok(&["sh", "-c", SCRIPT]);
     assert!(
         stdout.contains("=== end"),
         "stdout: {stdout}\nstderr: {stderr}"

@@ -78,22 +78,21 @@ pub(super) fn render(w: &Watch) -> String {
             );
         }
     }
-    let slope = "leaklab_watch_slab_slope_bytes_per_second";
-    e.family(
-        slope,
-        Kind::Gauge,
-        "Least-squares growth of Slab, over the run and over the last hour.",
-    )
-    .sample(slope, &[("window", "run")], w.fit_slab.line().slope)
-    .sample(slope, &[("window", "hour")], w.recent_slab.line().slope);
-    let slope = "leaklab_watch_mem_available_slope_bytes_per_second";
-    e.family(
-        slope,
-        Kind::Gauge,
-        "Least-squares change of MemAvailable, over the run and over the last hour.",
-    )
-    .sample(slope, &[("window", "run")], w.fit_avail.line().slope)
-    .sample(slope, &[("window", "hour")], w.recent_avail.line().slope);
+    for (name, what, run, hour) in [
+        ("slab", "Slab", w.fit_slab.line(), w.recent_slab.line()),
+        (
+            "mem_available",
+            "MemAvailable",
+            w.fit_avail.line(),
+            w.recent_avail.line(),
+        ),
+    ] {
+        let slope = format!("leaklab_watch_{name}_slope_bytes_per_second");
+        let help = format!("Least-squares change of {what}, over the run and over the last hour.");
+        e.family(&slope, Kind::Gauge, &help)
+            .sample(&slope, &[("window", "run")], run.slope)
+            .sample(&slope, &[("window", "hour")], hour.slope);
+    }
     e.single(
         "leaklab_watch_kmemleak_up",
         Kind::Gauge,
