@@ -443,6 +443,7 @@ pub struct WatchRun {
     pub leaks: Vec<WatchLeak>,
     pub stopped_by: String,
     pub errors: WatchHealth,
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -289,3 +289,26 @@ fn check_watch_memory(arch: &str) {
 }
 
 on_both_arches!(check_watch_memory: watch_memory_stays_flat_over_1000_rounds_x86_64, watch_memory_stays_flat_over_1000_rounds_arm64);
+
+/// The trend warning: leaklab.ko's `unbounded_cache` run in a loop keeps
+/// every entry referenced (kmemleak reports none) while Slab grows; the
+/// fixed twin, a bounded cache, runs the same loop and Slab stays flat.
+fn check_watch_trend(arch: &str) {
+    let script = "insmod /lib/modules/leaklab.ko || exit 9
+        for v in fixed leaky; do
+            (while echo 32 > /sys/kernel/debug/leaklab/patterns/unbounded_cache/$v; do sleep 1; done) & loop=$!
+            echo \"=== $v\"
+            leaklab watch --interval 1s --rounds 30 --trend-after 15s --out /root/$v --format json
+            kill $loop
+        done
+        echo '=== end'";
+    let (stdout, stderr) = Guest::new(arch, "watch-trend").run_ok(&["sh", "-c", script]);
+    for (variant, warned) in [("fixed", false), ("leaky", true)] {
+        let run: Doc<WatchRun> = Doc::parse(section(&stdout, variant), &stderr);
+        assert_eq!(run.rounds, 30, "{run:#}");
+        let trend = run.warnings.iter().any(|w| w.starts_with("Slab grew"));
+        assert_eq!(trend, warned, "{variant}: {run:#}");
+    }
+}
+
+on_both_arches!(check_watch_trend: watch_warns_of_growth_kmemleak_cannot_see_x86_64, watch_warns_of_growth_kmemleak_cannot_see_arm64);

@@ -65,6 +65,10 @@ pub struct Options {
     /// Rotate the event log at this many MiB.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub log_mib: u64,
+    /// How long Slab must grow steadily, with kmemleak reporting nothing
+    /// new, before the watch warns of a leak kmemleak cannot see.
+    #[arg(long, default_value = "10m", value_parser = parse_interval)]
+    pub trend_after: Duration,
     /// Rotated event logs kept (the log on disk is at most
     /// `--log-mib` times this plus one).
     #[arg(long, default_value_t = 4)]
@@ -216,9 +220,8 @@ const LOG_LINES_A_ROUND: usize = 4096;
 const LOADS_KEPT: usize = 4;
 /// The recent stretch the trend warning looks at, seconds.
 pub const RECENT: f64 = 3600.0;
-/// The least stretch and points before Slab's growth is called steady.
-pub const TREND_MIN_SPAN: f64 = 600.0;
-/// The same, points.
+/// The least points before Slab's growth is called steady (over at least
+/// `--trend-after`).
 pub const TREND_MIN_POINTS: u64 = 10;
 /// The least growth of Slab called a leak, bytes a second (about 5 MiB a
 /// day).
@@ -568,7 +571,8 @@ impl Watch<'_> {
             rss_kib: rss_kib(),
         });
         let line = self.recent_slab.line();
-        if slab_warning(&line, self.last_new_leak, t) && t - self.warned_at > RECENT {
+        let after = self.opts.trend_after.as_secs_f64();
+        if slab_warning(&line, after, self.last_new_leak, t) && t - self.warned_at > RECENT {
             self.warned_at = t;
             let w = format!(
                 "Slab grew {:.0} KiB an hour for {:.0} min (r² {:.2}) while kmemleak reported nothing new: a leak it cannot see (objects still referenced, or pages)",
@@ -602,11 +606,11 @@ impl Watch<'_> {
     }
 }
 
-/// Whether Slab's recent `line` is a steady growth with no new leak found
-/// during it (`last_leak` the time of the last new one, `t` now).
-pub fn slab_warning(line: &Line, last_leak: f64, t: f64) -> bool {
-    steady_growth(line, TREND_MIN_POINTS, TREND_MIN_SPAN, TREND_MIN_SLOPE)
-        && last_leak < t - line.span
+/// Whether Slab's recent `line` is a steady growth over `span` seconds at
+/// least, with no new leak found during it (`last_leak` the time of the
+/// last new one, `t` now).
+pub fn slab_warning(line: &Line, span: f64, last_leak: f64, t: f64) -> bool {
+    steady_growth(line, TREND_MIN_POINTS, span, TREND_MIN_SLOPE) && last_leak < t - line.span
 }
 
 /// An event as a line for people.
@@ -699,7 +703,9 @@ pub fn run(opts: &Options, human: bool) -> Result<WatchRun> {
             format!("unusable ({e:#}): memory is sampled, leaks are not reported"),
         ),
     };
-    let spacing = opts.interval.as_secs_f64().max(10.0);
+    // Points at least this far apart for the last hour's line: enough of
+    // them within --trend-after, never more than 36000.
+    let spacing = (opts.trend_after.as_secs_f64() / 60.0).clamp(0.1, 10.0);
     let mut w = Watch {
         opts,
         log: EventLog::new(&opts.out, opts.log_mib << 20, opts.log_keep),
@@ -904,15 +910,17 @@ mod tests {
         }
         let line = r.line();
         let end = 119.0 * 30.0;
-        assert!(slab_warning(&line, -1.0, end), "{line:?}");
+        assert!(slab_warning(&line, 600.0, -1.0, end), "{line:?}");
+        // Not for as long as asked.
+        assert!(!slab_warning(&line, 7200.0, -1.0, end), "{line:?}");
         // kmemleak reported something in that time: no warning.
-        assert!(!slab_warning(&line, end - 60.0, end));
+        assert!(!slab_warning(&line, 600.0, end - 60.0, end));
         // Flat, or noisy: none.
         let mut flat = Recent::new(RECENT, 10.0);
         for i in 0..120 {
             flat.add(f64::from(i) * 30.0, 1e6 + f64::from(i % 2) * 4096.0);
         }
-        assert!(!slab_warning(&flat.line(), -1.0, end));
+        assert!(!slab_warning(&flat.line(), 600.0, -1.0, end));
     }
 
     #[test]
