@@ -2,21 +2,29 @@
 //! module, the kernel's memory and its trend, and the watch's own health.
 //! Counters end in `_total`, units are bytes and seconds.
 
+use std::collections::BTreeMap;
+
 use super::Watch;
 use crate::output::prometheus::{Exposition, Kind};
 
 /// The textfile's text after the round just done.
 pub(super) fn render(w: &Watch) -> String {
     let mut e = Exposition::default();
+    // Several backtraces may share a culprit: one series each (culprit,
+    // module), summed, as Prometheus takes a series once.
+    let by_culprit = by_culprit(w.state.leaks.values());
     let objects = "leaklab_watch_leaked_objects_total";
     e.family(
         objects,
         Kind::Counter,
         "Objects kmemleak reported as leaked, each once, by culprit and module (all runs on the directory).",
     );
-    for l in w.state.leaks.values() {
-        let labels = labels(l);
-        e.sample(objects, &labels, l.objects as f64);
+    for ((culprit, module), (n, _)) in &by_culprit {
+        e.sample(
+            objects,
+            &[("culprit", culprit), ("module", module)],
+            *n as f64,
+        );
     }
     let bytes = "leaklab_watch_leaked_bytes_total";
     e.family(
@@ -24,8 +32,12 @@ pub(super) fn render(w: &Watch) -> String {
         Kind::Counter,
         "Bytes of the objects reported as leaked, by culprit and module.",
     );
-    for l in w.state.leaks.values() {
-        e.sample(bytes, &labels(l), l.bytes as f64);
+    for ((culprit, module), (_, b)) in &by_culprit {
+        e.sample(
+            bytes,
+            &[("culprit", culprit), ("module", module)],
+            *b as f64,
+        );
     }
     let findings = "leaklab_watch_kernel_log_findings_total";
     e.family(
@@ -143,10 +155,46 @@ pub(super) fn render(w: &Watch) -> String {
     e.text().to_string()
 }
 
-/// A leak's labels: its culprit and module (`kernel` for none).
-fn labels(l: &super::Leak) -> Vec<(&'static str, &str)> {
-    vec![
-        ("culprit", l.culprit.as_deref().unwrap_or("?")),
-        ("module", l.module.as_deref().unwrap_or("kernel")),
-    ]
+/// Objects and bytes of `leaks` by culprit and module (`?` and `kernel`
+/// for none).
+fn by_culprit<'a>(
+    leaks: impl Iterator<Item = &'a super::Leak>,
+) -> BTreeMap<(&'a str, &'a str), (u64, u64)> {
+    let mut m: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
+    for l in leaks {
+        let key = (
+            l.culprit.as_deref().unwrap_or("?"),
+            l.module.as_deref().unwrap_or("kernel"),
+        );
+        let e = m.entry(key).or_default();
+        e.0 = e.0.saturating_add(l.objects);
+        e.1 = e.1.saturating_add(l.bytes);
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::watch::Leak;
+
+    #[test]
+    fn backtraces_of_one_culprit_are_one_series() {
+        let leak = |c: &str, m: Option<&str>, n| Leak {
+            culprit: Some(c.into()),
+            module: m.map(str::to_string),
+            objects: n,
+            bytes: 64 * n,
+            ..Leak::default()
+        };
+        let leaks = [
+            leak("drip_leaky+0x17", Some("leaky_driver"), 2),
+            leak("drip_leaky+0x17", Some("leaky_driver"), 3),
+            leak("kstrdup+0x2e", None, 1),
+        ];
+        let m = by_culprit(leaks.iter());
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[&("drip_leaky+0x17", "leaky_driver")], (5, 320));
+        assert_eq!(m[&("kstrdup+0x2e", "kernel")], (1, 64));
+    }
 }
