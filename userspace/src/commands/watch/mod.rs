@@ -595,7 +595,9 @@ impl Watch<'_> {
         let mut failed = !self.log.flush();
         failed |= self.state.save(&self.opts.out.join("state.json")).is_err();
         if let Some(path) = &self.opts.textfile {
-            // Counted before it is written: the file says it failed before.
+            // Rendered before it is written: it shows the failed writes of
+            // earlier rounds, and this round's log flush; a failure of this
+            // write shows in the next round's file.
             let text = metrics::render(self);
             failed |= write_atomically(path, &text).is_err();
         }
