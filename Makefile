@@ -20,6 +20,7 @@
 #   make soak    [ARCH=...]     1000 load/run/unload cycles, fixed then leaky, with a plot
 #   make bundle  [ARCH=arm64] [KDIR=...]  a tarball for a board (build/leaklab-bundle-ARCH.tar.gz)
 #   make rust-analyzer          rust-project.json for the module, checked
+#   make lava    [ARCH=...] [SABOTAGED=1]  the matrix as a LAVA job, run by LAVA's own dispatcher
 #
 # ARCH is x86_64 (default) or arm64; LLVM=1 builds with clang/lld instead of gcc.
 
@@ -54,7 +55,7 @@ KBUILD_ARGS = ARCH=$(ARCH) $(if $(LLVM),LLVM=$(LLVM),$(if $(cross_$(ARCH)),CROSS
 # A user's own kernel tree (KDIR=...) wins over the cached one.
 KDIR_OF = $(or $(KDIR),$(shell cat $(OUT)/kdir 2>/dev/null))
 
-.PHONY: all setup kernel module example tool run try test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer clean
+.PHONY: all setup kernel module example tool run try test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer lava clean
 all: module tool
 
 setup:
@@ -270,6 +271,16 @@ bundle: kernel tool
 	@$(call check_elf,$(BUNDLE)/leaklab $(BUNDLE)/*.ko)
 	@tar czf $(BUNDLE).tar.gz -C $(BUILD) $(notdir $(BUNDLE))
 	@echo "bundle: $(BUNDLE).tar.gz ($(ARCH), for kernel $$(tr '\0' '\n' < $(BUNDLE)/leaklab.ko | sed -n 's/^vermagic=\([^ ]*\).*/\1/p'))"
+
+# leaklab as a LAVA test, proven with LAVA's own dispatcher: `leaklab lava
+# job` writes the QEMU job (the kernel, leaklab's initramfs, monitors that
+# read its KTAP), Debian 12's lava-run runs it (scripts/lava.sh unpacks the
+# packages into the cache: nothing is installed, no service started), and
+# `leaklab lava results` gates on its test cases. make lava [ARCH=]
+# [SABOTAGED=1] (the sabotaged leaklab.ko: its leaky rows fail, and so does
+# make). Job, log and results in build/results/lava-ARCH[-sabotaged]/.
+lava: module tool $(if $(SABOTAGED),sabotaged)
+	bash scripts/lava-job.sh $(HOST_TOOL) $(BUILD) $(ARCH) $(if $(SABOTAGED),sabotaged)
 
 # Hours of use in minutes (a measurement, not part of make test): CYCLES
 # load/run/unload cycles with the fixed variants, then again with one leaky

@@ -7,7 +7,7 @@ BINDGEN_VERSION=0.70.1
 RUST_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 DEB_PACKAGES=(
 	linux-source-6.12 gcc clang libclang-dev lld llvm flex bison bc
-	libelf-dev libssl-dev cpio kmod xz-utils python3
+	libelf-dev libssl-dev cpio kmod xz-utils python3 libmagic1
 	qemu-system-x86 qemu-system-arm gcc-aarch64-linux-gnu binutils valgrind
 )
 
@@ -61,3 +61,9 @@ bash "$(dirname "$0")/busybox.sh" x86_64 arm64 >/dev/null
 # promtool, from Debian's prometheus package, downloaded (never installed) into
 # the cache: the VM tests validate `leaklab watch`'s Prometheus textfile with it.
 bash "$(dirname "$0")/promtool.sh" >/dev/null
+
+# LAVA's dispatcher and validator, from Debian 12's lava-dispatcher,
+# lava-common and lava-server packages and their Python dependencies,
+# downloaded (never installed) into the cache: `make lava` and the tests run
+# LAVA's own lava-run with them.
+bash "$(dirname "$0")/lava.sh" >/dev/null

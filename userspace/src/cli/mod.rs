@@ -29,6 +29,28 @@ pub struct Cli {
     pub command: Cmd,
 }
 
+/// `leaklab lava`'s subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LavaCmd {
+    /// Write a LAVA job (job.yaml, the kernel, leaklab's initramfs, a
+    /// board's DTB) into --out DIR and print its path. The initramfs runs
+    /// the matrix (or `check KO`) with leaklab as /init; the job's monitors
+    /// turn each KTAP line into a test case, and leaklab's exit status into
+    /// the case `exit`.
+    Job(commands::lava::job::Options),
+    /// Read a LAVA job's log (the one lava-run writes, or `lavacli jobs logs
+    /// --raw ID`): list its test cases and exit 0 only when the job
+    /// completed, every case passed, every KTAP line on the console is a
+    /// case with the same result, and leaklab's exit status is one. Exits 1
+    /// when a case failed, 3 when LAVA's job itself failed.
+    Results {
+        /// The log file.
+        log: PathBuf,
+        #[command(flatten)]
+        format: FormatArg,
+    },
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
@@ -155,6 +177,10 @@ pub enum Cmd {
         #[command(flatten)]
         format: FormatArg,
     },
+    /// leaklab as a LAVA test: write a ready job from the current build, or
+    /// read a job's log and fail unless every test case passed.
+    #[command(subcommand)]
+    Lava(LavaCmd),
 
     /// Check leaklab.ko's control interface against its contract (bad
     /// input refused without side effects, the leak cap, reads).
@@ -252,7 +278,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let doctor = matches!(cli.command, Cmd::Doctor { .. });
     if !matches!(
         cli.command,
-        Cmd::Vm(_) | Cmd::Show { .. } | Cmd::Parse { .. }
+        Cmd::Vm(_) | Cmd::Show { .. } | Cmd::Parse { .. } | Cmd::Lava(_)
     ) {
         if !doctor {
             require_root(&cli.command.name())?;
@@ -309,6 +335,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Fuzz { plan, format } => report(format.format, |p| fuzz::run(&plan, p)),
         Cmd::Faults { module, format } => report(format.format, |p| faults::run(&module.path(), p)),
         Cmd::Soak { plan, format } => report(format.format, |p| soak::run(&plan, p)),
+        Cmd::Lava(LavaCmd::Job(opts)) => {
+            let job = commands::lava::job::write(&opts)?;
+            println!("{}", job.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Lava(LavaCmd::Results { log, format }) => {
+            emit(&commands::lava::results::read(&log)?, format.format)
+        }
         Cmd::Watch { opts, format } => emit(
             &watch::run(&opts, format.format == Format::Human)?,
             format.format,

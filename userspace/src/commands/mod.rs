@@ -14,6 +14,7 @@ pub mod detectors;
 pub mod doctor;
 pub mod faults;
 pub mod fuzz;
+pub mod lava;
 pub mod parse;
 pub mod refs;
 pub mod scan;

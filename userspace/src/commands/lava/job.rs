@@ -1,0 +1,382 @@
+//! `leaklab lava job`: a ready LAVA job from the current build.
+//!
+//! The job boots the project's kernel (or a board's) with an initramfs whose
+//! `/init` is leaklab itself: no login, no test shell. The initramfs runs
+//! `leaklab matrix --format ktap` (or `check KO --format ktap`), and the
+//! job's `monitors` test action turns each KTAP line on the console into a
+//! LAVA test case; a second monitor reads PID 1's `@exit N` line, so that
+//! leaklab's exit status is a case of its own.
+
+use std::{
+    fmt::Write as _,
+    fs,
+    io::Write as _,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context, Result};
+use flate2::{write::GzEncoder, Compression};
+
+use crate::vm::{
+    initramfs::{self, modules_in, Contents, MODULE_DIR},
+    Arch,
+};
+
+/// The LAVA device types a job can be written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceType {
+    /// LAVA's `qemu` device type: the machine and CPU of `leaklab vm`.
+    #[value(name = "qemu")]
+    Qemu,
+    /// The Radxa ROCK 5B/5B+ (RK3588) as LAVA labs name it: U-Boot, TFTP,
+    /// console on ttyS2 at 1500000 baud (the device type's own setting).
+    #[value(name = "rk3588-rock-5b")]
+    Rock5b,
+}
+
+impl DeviceType {
+    fn name(self) -> &'static str {
+        match self {
+            DeviceType::Qemu => "qemu",
+            DeviceType::Rock5b => "rk3588-rock-5b",
+        }
+    }
+}
+
+/// Options of `leaklab lava job`.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Architecture of the device.
+    #[arg(long, value_enum, default_value = "x86_64")]
+    pub arch: Arch,
+    /// LAVA device type.
+    #[arg(long, value_enum, default_value = "qemu")]
+    pub device_type: DeviceType,
+    /// Directory holding the per-ARCH build outputs (`<dir>/<arch>/...`).
+    #[arg(long, default_value = "build")]
+    pub build_dir: PathBuf,
+    /// Kernel image (qemu default: <build-dir>/<arch>/kernel-image; a board
+    /// needs its own: KDIR/arch/arm64/boot/Image).
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// The board's device tree blob, e.g.
+    /// KDIR/arch/arm64/boot/dts/rockchip/rk3588-rock-5b.dtb (boards only).
+    #[arg(long)]
+    pub dtb: Option<PathBuf>,
+    /// Static leaklab binary that becomes /init (default:
+    /// <build-dir>/<arch>/leaklab).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Module for the initramfs' /lib/modules (repeatable; default: every
+    /// .ko in <build-dir>/<arch>/, for a board in
+    /// <build-dir>/leaklab-bundle-arm64/, which `make bundle KDIR=...` builds
+    /// for the board's kernel).
+    #[arg(long = "module")]
+    pub modules: Vec<PathBuf>,
+    /// Check this module of yours (also put in /lib/modules) instead of
+    /// running the matrix: `leaklab check` with its defaults.
+    #[arg(long, value_name = "KO")]
+    pub check: Option<PathBuf>,
+    /// Where the job and its files go (made if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The URL the lab's dispatcher fetches DIR's files from
+    /// (http://host/path/); default: file:// URLs of DIR, for a dispatcher
+    /// on this machine.
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+/// The file names a job's directory holds.
+const INITRAMFS: &str = "leaklab-initramfs.cpio.gz";
+const JOB: &str = "job.yaml";
+
+/// The kernel command line words `leaklab vm` boots with, but the console.
+const KERNEL_ARGS: &str = "loglevel=4 panic=-1 init_on_alloc=1 slab_nomerge";
+
+/// Writes the job and its files into `o.out`; returns the job's path.
+pub fn write(o: &Options) -> Result<PathBuf> {
+    let board = o.device_type != DeviceType::Qemu;
+    if board && o.arch != Arch::Arm64 {
+        bail!(
+            "{} is an arm64 board: pass --arch arm64",
+            o.device_type.name()
+        );
+    }
+    if !board && o.dtb.is_some() {
+        bail!("--dtb is for boards: the qemu device type boots without one");
+    }
+    let arch_dir = o.build_dir.join(o.arch.name());
+    let kernel = match (&o.kernel, board) {
+        (Some(k), _) => k.clone(),
+        (None, false) => arch_dir.join("kernel-image"),
+        (None, true) => bail!(
+            "a board boots its own kernel: pass --kernel KDIR/arch/arm64/boot/Image (the tree 'make bundle KDIR=...' built for)"
+        ),
+    };
+    let dtb = match (&o.dtb, board) {
+        (Some(d), _) => Some(d.clone()),
+        (None, false) => None,
+        (None, true) => bail!(
+            "a board needs its device tree: pass --dtb KDIR/arch/arm64/boot/dts/rockchip/rk3588-rock-5b.dtb"
+        ),
+    };
+    let module_dir = if board {
+        o.build_dir.join("leaklab-bundle-arm64")
+    } else {
+        arch_dir.clone()
+    };
+    let mut modules = if o.modules.is_empty() {
+        modules_in(&module_dir).with_context(|| {
+            format!(
+                "no --module given and no modules in {}: run 'make {}'",
+                module_dir.display(),
+                if board {
+                    "bundle ARCH=arm64 KDIR=...".to_string()
+                } else {
+                    format!("module ARCH={}", o.arch.name())
+                }
+            )
+        })?
+    } else {
+        o.modules.clone()
+    };
+    let mut command: Vec<String> = vec!["matrix".into()];
+    if let Some(ko) = &o.check {
+        if !modules.iter().any(|m| m.file_name() == ko.file_name()) {
+            modules.push(ko.clone());
+        }
+        let name = ko
+            .file_name()
+            .with_context(|| format!("--check {}: not a file name", ko.display()))?;
+        command = vec![
+            "check".into(),
+            Path::new(MODULE_DIR).join(name).display().to_string(),
+        ];
+    }
+    command.extend(["--format".into(), "ktap".into()]);
+    let init = o.init.clone().unwrap_or_else(|| arch_dir.join("leaklab"));
+    for f in [&kernel, &init].into_iter().chain(&modules).chain(&dtb) {
+        if !f.is_file() {
+            bail!(
+                "{} does not exist: build it first (make module tool ARCH={})",
+                f.display(),
+                o.arch.name()
+            );
+        }
+    }
+    let busybox = Some(arch_dir.join("busybox")).filter(|b| b.is_file());
+
+    fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
+    let out = fs::canonicalize(&o.out)?;
+    let cpio = out.join(".leaklab-initramfs.cpio");
+    initramfs::write(
+        &Contents {
+            init,
+            modules,
+            busybox,
+            files: Vec::new(),
+        },
+        &command,
+        &cpio,
+    )?;
+    gzip(&cpio, &out.join(INITRAMFS))?;
+    fs::remove_file(&cpio)?;
+    let kernel_name = copy_into(&kernel, &out)?;
+    let dtb_name = dtb.as_deref().map(|d| copy_into(d, &out)).transpose()?;
+
+    let base = match &o.url {
+        Some(u) if u.ends_with('/') => u.clone(),
+        Some(u) => format!("{u}/"),
+        None => format!("file://{}/", out.display()),
+    };
+    let what = if o.check.is_some() { "check" } else { "matrix" };
+    let files = Files {
+        kernel: format!("{base}{kernel_name}"),
+        ramdisk: format!("{base}{INITRAMFS}"),
+        dtb: dtb_name.map(|d| format!("{base}{d}")),
+    };
+    let job = match o.device_type {
+        DeviceType::Qemu => qemu_job(o.arch, what, &files),
+        DeviceType::Rock5b => board_job(o.device_type, what, &files),
+    };
+    let path = out.join(JOB);
+    fs::write(&path, job).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Copies `src` into `dir` under its own name; returns that name.
+fn copy_into(src: &Path, dir: &Path) -> Result<String> {
+    let name = src
+        .file_name()
+        .with_context(|| format!("{} has no file name", src.display()))?;
+    fs::copy(src, dir.join(name))
+        .with_context(|| format!("copying {} into {}", src.display(), dir.display()))?;
+    Ok(name.to_string_lossy().into_owned())
+}
+
+fn gzip(src: &Path, dst: &Path) -> Result<()> {
+    let data = fs::read(src).with_context(|| format!("reading {}", src.display()))?;
+    let mut z = GzEncoder::new(
+        fs::File::create(dst).with_context(|| format!("creating {}", dst.display()))?,
+        Compression::default(),
+    );
+    z.write_all(&data)?;
+    z.finish()?;
+    Ok(())
+}
+
+/// Where the dispatcher fetches the job's files.
+struct Files {
+    kernel: String,
+    ramdisk: String,
+    dtb: Option<String>,
+}
+
+/// The QEMU job: LAVA's qemu device type with `leaklab vm`'s machine, CPU,
+/// memory and kernel command line; the lab's device dictionary adds
+/// `-enable-kvm` where it has KVM.
+fn qemu_job(arch: Arch, what: &str, f: &Files) -> String {
+    let (context, console) = match arch {
+        Arch::X86_64 => (
+            "  arch: x86_64\n  extra_options: ['-machine pc', '-cpu max', '-smp 1', '-no-reboot']\n",
+            "ttyS0",
+        ),
+        Arch::Arm64 => (
+            "  arch: arm64\n  machine: virt\n  cpu: cortex-a76\n  extra_options: ['-smp 1', '-no-reboot']\n",
+            "ttyAMA0",
+        ),
+    };
+    format!(
+        "# leaklab {what} on {arch} under QEMU, written by `leaklab lava job`.
+# Submit it with `lavacli jobs submit job.yaml`; `leaklab lava results` reads
+# its log (`lavacli jobs logs --raw ID`) and fails unless every case passed.
+{head}context:
+{context}  memory: 512
+actions:
+- deploy:
+    to: tmpfs
+    timeout: {{minutes: 5}}
+    images:
+      kernel:
+        image_arg: -kernel {{kernel}} -append \"console={console} {KERNEL_ARGS}\"
+        url: {kernel}
+      ramdisk:
+        image_arg: -initrd {{ramdisk}}
+        url: {ramdisk}
+        compression: gz
+- boot:
+    method: qemu
+    media: tmpfs
+    timeout: {{minutes: 2}}
+{test}",
+        arch = arch.name(),
+        head = head("qemu", what, arch.name()),
+        kernel = f.kernel,
+        ramdisk = f.ramdisk,
+        test = monitors(what),
+    )
+}
+
+/// The board job: TFTP, U-Boot booting the kernel, DTB and initramfs; the
+/// console device and baud rate come from the lab's device dictionary
+/// (ttyS2 at 1500000 for rk3588-rock-5b), the rest of the command line from
+/// the job.
+fn board_job(device: DeviceType, what: &str, f: &Files) -> String {
+    format!(
+        "# leaklab {what} on a {device} board, written by `leaklab lava job`.
+# Submit it with `lavacli jobs submit job.yaml`; `leaklab lava results` reads
+# its log (`lavacli jobs logs --raw ID`) and fails unless every case passed.
+{head}context:
+  console_device: ttyS2
+  extra_kernel_args: {KERNEL_ARGS}
+actions:
+- deploy:
+    to: tftp
+    timeout: {{minutes: 10}}
+    kernel:
+      url: {kernel}
+      type: image
+    dtb:
+      url: {dtb}
+    ramdisk:
+      url: {ramdisk}
+      compression: gz
+    os: oe
+- boot:
+    method: u-boot
+    commands: ramdisk
+    timeout: {{minutes: 5}}
+{test}",
+        device = device.name(),
+        head = head(device.name(), what, "arm64"),
+        kernel = f.kernel,
+        ramdisk = f.ramdisk,
+        dtb = f.dtb.as_deref().unwrap_or_default(),
+        test = monitors(what),
+    )
+}
+
+fn head(device: &str, what: &str, arch: &str) -> String {
+    format!(
+        "device_type: {device}
+job_name: leaklab {what} {arch}
+priority: medium
+visibility: public
+timeouts:
+  job: {{minutes: 45}}
+  action: {{minutes: 30}}
+  connection: {{minutes: 2}}
+"
+    )
+}
+
+/// The test action: one monitor reads the KTAP leaklab prints (each line
+/// tagged `@1 ` by PID 1), the other PID 1's `@exit N` line. QEMU's console
+/// ends lines in `\r\r\n`, so a pattern ends at `\n`. The exit monitor ends
+/// at the kernel's `reboot:` line, printed as PID 1 powers off.
+fn monitors(what: &str) -> String {
+    let mut statuses = String::new();
+    for s in 0..=255u32 {
+        let result = match s {
+            0 => "pass",
+            3 => "unknown",
+            _ => "fail",
+        };
+        let sep = if s % 8 == 0 { "\n        " } else { " " };
+        let _ = write!(statuses, "{sep}'{s}': {result},");
+    }
+    format!(
+        r"- test:
+    timeout: {{minutes: 30}}
+    monitors:
+    - name: leaklab-{what}
+      start: '@1 KTAP version 1'
+      end: '@1 # Totals:'
+      pattern: '@1 (?P<result>ok|not ok) \d+ (?P<test_case_id>[^\s#]+)[^\n]*\n'
+      fixupdict: {{'ok': pass, 'not ok': fail}}
+    - name: leaklab
+      start: '@i '
+      end: 'reboot: '
+      pattern: '@(?P<test_case_id>exit) (?P<result>\d+)\r'
+      fixupdict: {{{statuses}
+      }}
+",
+        statuses = statuses.trim_end_matches(',')
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_exit_status_has_a_result() {
+        let m = monitors("matrix");
+        assert!(m.contains("'0': pass,"));
+        assert!(m.contains("'1': fail,"));
+        assert!(m.contains("'3': unknown,"));
+        assert!(m.contains("'255': fail\n"));
+        assert_eq!(m.matches(": fail").count() + 2, 256 + 1);
+    }
+}

@@ -1,0 +1,385 @@
+//! `leaklab lava results`: the gate on a LAVA job's log.
+//!
+//! LAVA says a job passed whenever its infrastructure worked, whatever its
+//! test cases said, so a gate must read the cases. This reads the log
+//! `lava-run` writes (one YAML flow mapping a line) or `lavacli jobs logs
+//! --raw` prints (the same lines, each a list item): the test cases, the
+//! job's own result, and the console. When the console holds leaklab's KTAP
+//! (the shell-less job), every KTAP line must be a LAVA case with the same
+//! result, so a monitor that misses a line is caught; PID 1's `@exit N` must
+//! be the `exit` case.
+
+use std::{collections::BTreeMap, path::Path};
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{
+    output::{Outcome, Verdict},
+    vm::init::Tag,
+};
+
+/// One LAVA test case.
+#[derive(Debug, Clone, Serialize)]
+pub struct Case {
+    /// The test definition (the monitor's name, or the test shell's).
+    pub definition: String,
+    /// The case as LAVA stores it (lowercased, non-word characters as `_`).
+    pub case: String,
+    /// The name the device gave (`extra.test_case_id`), or the case.
+    pub id: String,
+    /// pass, fail, skip or unknown.
+    pub result: String,
+    /// The measurement, if the case has one.
+    pub measurement: Option<String>,
+    /// Its units.
+    pub units: Option<String>,
+}
+
+/// A KTAP line of the console that LAVA did not report as it was.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mismatch {
+    /// The KTAP test's name.
+    pub name: String,
+    /// Its result on the console.
+    pub console: String,
+    /// LAVA's result for it, if it has the case.
+    pub lava: Option<String>,
+}
+
+/// What a LAVA job's log says.
+#[derive(Debug, Serialize)]
+pub struct LavaResults {
+    /// `leaklab.lava-results/1`.
+    pub schema: &'static str,
+    /// The job's own result (LAVA's `lava/job` case): pass unless the
+    /// infrastructure failed.
+    pub job: String,
+    /// Why LAVA failed the job, if it did.
+    pub job_error: Option<String>,
+    /// The test cases, in the order LAVA logged them.
+    pub cases: Vec<Case>,
+    /// The KTAP lines on the console (0 when the console held none).
+    pub ktap_lines: usize,
+    /// KTAP lines LAVA reported otherwise, or not at all.
+    pub mismatches: Vec<Mismatch>,
+    /// leaklab's exit status as PID 1 printed it, if the console holds it.
+    pub exit_status: Option<i32>,
+    /// All cases passed, each KTAP line is a case with its result, and the
+    /// exit status is a passing case.
+    pub ok: bool,
+}
+
+/// Reads a LAVA job log.
+pub fn read(path: &Path) -> Result<LavaResults> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the LAVA log {}", path.display()))?;
+    let r = parse(&text);
+    if r.job.is_empty() && r.cases.is_empty() {
+        bail!(
+            "{} holds no LAVA results: give the log lava-run wrote or 'lavacli jobs logs --raw ID' printed",
+            path.display()
+        );
+    }
+    Ok(r)
+}
+
+/// One log line as a JSON value: a YAML flow mapping (`{"dt": ..., "lvl":
+/// ..., "msg": ...}`) is JSON but for the non-specific tag `!` PyYAML puts
+/// before some quoted scalars; `lavacli --raw` makes each line a list item.
+fn line_value(line: &str) -> Option<Value> {
+    let line = line.trim_end();
+    let line = line.strip_prefix("- ").unwrap_or(line);
+    if !line.starts_with('{') {
+        return None;
+    }
+    // Inside a JSON string a quote is escaped, so `": ! "` only occurs
+    // between a key and its tagged value.
+    serde_json::from_str(&line.replace("\": ! \"", "\": \"")).ok()
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// The results of a log's text.
+pub fn parse(log: &str) -> LavaResults {
+    let mut cases = Vec::new();
+    let mut job = String::new();
+    let mut job_error = None;
+    let mut ktap: BTreeMap<String, String> = BTreeMap::new();
+    let mut ktap_lines = 0;
+    let mut exit_status = None;
+    for v in log.lines().filter_map(line_value) {
+        let Some(msg) = v.get("msg") else { continue };
+        match v.get("lvl").and_then(Value::as_str) {
+            Some("results") => {
+                let definition = text(msg, "definition").unwrap_or_default();
+                let case = text(msg, "case").unwrap_or_default();
+                let result = text(msg, "result").unwrap_or_default();
+                if definition == "lava" {
+                    if case == "job" {
+                        job = result;
+                        job_error = text(msg, "error_msg");
+                    }
+                    continue;
+                }
+                let id = msg
+                    .get("extra")
+                    .and_then(|e| text(e, "test_case_id"))
+                    .unwrap_or_else(|| case.clone());
+                cases.push(Case {
+                    definition,
+                    case,
+                    id,
+                    result,
+                    measurement: text(msg, "measurement"),
+                    units: text(msg, "units"),
+                });
+            }
+            Some("target") => {
+                let Some(line) = msg.as_str() else { continue };
+                match Tag::split(line.trim_end()) {
+                    Some((Tag::Stdout, t)) => {
+                        if let Some((ok, name)) = ktap_result(t) {
+                            ktap_lines += 1;
+                            ktap.insert(name.into(), if ok { "pass" } else { "fail" }.into());
+                        }
+                    }
+                    Some((Tag::Exit, t)) => exit_status = t.trim().parse().ok(),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    let mismatches: Vec<Mismatch> = ktap
+        .iter()
+        .filter_map(|(name, console)| {
+            let lava = cases
+                .iter()
+                .find(|c| &c.id == name)
+                .map(|c| c.result.clone());
+            (lava.as_ref() != Some(console)).then(|| Mismatch {
+                name: name.clone(),
+                console: console.clone(),
+                lava,
+            })
+        })
+        .collect();
+    let exit_case = cases.iter().find(|c| c.id == "exit");
+    let exit_ok = match (exit_status, exit_case) {
+        (Some(s), Some(c)) => (s == 0) == (c.result == "pass"),
+        // A test shell's job reports the status as a case of its own.
+        (None, _) => cases.iter().any(|c| c.id.ends_with("exit_status")),
+        (Some(_), None) => false,
+    };
+    let ok = job == "pass"
+        && !cases.is_empty()
+        && cases.iter().all(|c| c.result == "pass")
+        && mismatches.is_empty()
+        && exit_ok;
+    LavaResults {
+        schema: "leaklab.lava-results/1",
+        job,
+        job_error,
+        cases,
+        ktap_lines,
+        mismatches,
+        exit_status,
+        ok,
+    }
+}
+
+/// A KTAP result line's outcome and name: `ok 3 name # reason`.
+fn ktap_result(line: &str) -> Option<(bool, &str)> {
+    let (ok, rest) = match line.strip_prefix("not ok ") {
+        Some(r) => (false, r),
+        None => (true, line.strip_prefix("ok ")?),
+    };
+    let (number, rest) = rest.split_once(' ')?;
+    number.parse::<u32>().ok()?;
+    let name = rest.split(" #").next()?.trim();
+    (!name.is_empty()).then_some(name).map(|n| (ok, n))
+}
+
+impl Outcome for LavaResults {
+    fn human(&self) -> String {
+        let mut s = String::new();
+        let mut definition = "";
+        for c in &self.cases {
+            if c.definition != definition {
+                definition = &c.definition;
+                s += &format!("{definition}\n");
+            }
+            let m = match (&c.measurement, &c.units) {
+                (Some(m), Some(u)) => format!("  {m} {u}"),
+                (Some(m), None) => format!("  {m}"),
+                _ => String::new(),
+            };
+            s += &format!("  {:<8} {}{m}\n", c.result, c.id);
+        }
+        for m in &self.mismatches {
+            s += &format!(
+                "{}: the console says {}, LAVA {}\n",
+                m.name,
+                m.console,
+                m.lava.as_deref().unwrap_or("has no such case")
+            );
+        }
+        let failed = self.cases.iter().filter(|c| c.result != "pass").count();
+        s += &format!(
+            "LAVA job: {}{}; {} cases, {} not passed; {} KTAP lines on the console; leaklab exited {}\n",
+            self.job,
+            self.job_error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default(),
+            self.cases.len(),
+            failed,
+            self.ktap_lines,
+            self.exit_status
+                .map_or_else(|| "?".to_string(), |s| s.to_string()),
+        );
+        s
+    }
+
+    fn verdict(&self) -> Verdict {
+        if self.job != "pass" {
+            Verdict::Inconclusive
+        } else {
+            Verdict::of(self.ok)
+        }
+    }
+
+    fn summary(&self) -> String {
+        match self.verdict() {
+            Verdict::Passed => "ok: every case passed".into(),
+            Verdict::Inconclusive => format!(
+                "INCONCLUSIVE: LAVA's job did not complete ({}): no verdict; see the log",
+                self.job_error.as_deref().unwrap_or("no job result")
+            ),
+            Verdict::Failed => "FAIL: not every case passed".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn results(lines: &[&str]) -> LavaResults {
+        parse(&lines.join("\n"))
+    }
+
+    const JOB_PASS: &str = r#"{"dt": "x", "lvl": "results", "msg": {"case": "job", "definition": "lava", "result": "pass"}}"#;
+
+    fn case(id: &str, result: &str) -> String {
+        format!(
+            r#"{{"dt": "x", "lvl": "results", "msg": {{"case": "{}", "definition": "leaklab-matrix", "extra": {{"test_case_id": "{id}"}}, "level": "3.1", "result": "{result}"}}}}"#,
+            id.replace('.', "_")
+        )
+    }
+
+    fn target(line: &str) -> String {
+        format!(r#"{{"dt": "x", "lvl": "target", "msg": "{line}"}}"#)
+    }
+
+    fn exit(result: &str) -> String {
+        format!(
+            r#"{{"dt": "x", "lvl": "results", "msg": {{"case": "exit", "definition": "leaklab", "extra": {{"test_case_id": "exit"}}, "result": "{result}"}}}}"#
+        )
+    }
+
+    #[test]
+    fn a_clean_job_passes() {
+        let r = results(&[
+            &target("@1 ok 1 cycle1.a.leaky"),
+            &target("@1 ok 2 cycle1.a.fixed"),
+            &target("@exit 0"),
+            &case("cycle1.a.leaky", "pass"),
+            &case("cycle1.a.fixed", "pass"),
+            &exit("pass"),
+            JOB_PASS,
+        ]);
+        assert!(r.ok, "{r:?}");
+        assert_eq!(r.verdict(), Verdict::Passed);
+        assert_eq!(r.ktap_lines, 2);
+        assert_eq!(r.exit_status, Some(0));
+    }
+
+    #[test]
+    fn a_failed_case_fails_though_lava_passed_the_job() {
+        let r = results(&[
+            &target("@1 not ok 1 cycle1.a.leaky # kmemleak reported 0"),
+            &target("@exit 1"),
+            &case("cycle1.a.leaky", "fail"),
+            &exit("fail"),
+            JOB_PASS,
+        ]);
+        assert!(!r.ok);
+        assert_eq!(r.verdict(), Verdict::Failed);
+        assert!(r.mismatches.is_empty(), "{:?}", r.mismatches);
+    }
+
+    #[test]
+    fn a_ktap_line_lava_missed_or_misread_fails() {
+        let r = results(&[
+            &target("@1 ok 1 cycle1.a.leaky"),
+            &target("@1 not ok 2 cycle1.a.fixed # leaked"),
+            &target("@exit 1"),
+            &case("cycle1.a.leaky", "pass"),
+            &exit("fail"),
+            JOB_PASS,
+        ]);
+        assert_eq!(r.mismatches.len(), 1);
+        assert_eq!(r.mismatches[0].name, "cycle1.a.fixed");
+        assert_eq!(r.mismatches[0].lava, None);
+        let r = results(&[
+            &target("@1 not ok 1 cycle1.a.leaky"),
+            &target("@exit 0"),
+            &case("cycle1.a.leaky", "pass"),
+            &exit("pass"),
+            JOB_PASS,
+        ]);
+        assert!(!r.ok);
+        assert_eq!(r.mismatches[0].lava.as_deref(), Some("pass"));
+    }
+
+    #[test]
+    fn a_missing_exit_case_fails() {
+        let r = results(&[
+            &target("@1 ok 1 cycle1.a.leaky"),
+            &target("@exit 0"),
+            &case("cycle1.a.leaky", "pass"),
+            JOB_PASS,
+        ]);
+        assert!(!r.ok);
+    }
+
+    #[test]
+    fn an_infrastructure_error_is_no_verdict() {
+        let r = results(&[
+            r#"{"dt": "x", "lvl": "results", "msg": {"case": "job", "definition": "lava", "error_msg": "Connection closed", "error_type": "Infrastructure", "result": "fail"}}"#,
+        ]);
+        assert_eq!(r.verdict(), Verdict::Inconclusive);
+        assert_eq!(r.job_error.as_deref(), Some("Connection closed"));
+    }
+
+    #[test]
+    fn tagged_scalars_and_lavacli_list_items_are_read() {
+        let r = results(&[
+            r#"- {"dt": "x", "lvl": "results", "msg": {"case": "file-download", "definition": "lava", "extra": {"size": ! "18225744"}, "result": "pass"}}"#,
+            r#"- {"dt": "x", "lvl": "results", "msg": {"case": "objects", "definition": "leaklab-matrix", "measurement": ! "2.0", "units": "objects", "result": "pass"}}"#,
+            &format!("- {JOB_PASS}"),
+        ]);
+        assert_eq!(r.job, "pass");
+        assert_eq!(r.cases.len(), 1);
+        assert_eq!(r.cases[0].measurement.as_deref(), Some("2.0"));
+    }
+}
