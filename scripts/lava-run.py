@@ -4,6 +4,10 @@
     lava-run.py ROOT run JOB OUTDIR    render the device dictionary for JOB
                                        (a QEMU job), run LAVA's lava-run on it,
                                        LAVA's log in OUTDIR/lava.log
+    lava-run.py ROOT signals LOG       the test cases in a console log as LAVA's
+                                       test shell reads them (its signal
+                                       pattern, handle_testcase, SignalMatch
+                                       and test sets), one JSON line each
     lava-run.py ROOT validate FILE...  a job (lava-common's job schema, and
                                        lava-run --validate for QEMU jobs) or a
                                        test definition (lava-common's schema)
@@ -21,7 +25,7 @@ import subprocess
 import sys
 import types
 
-USAGE = "usage: lava-run.py ROOT run JOB OUTDIR | lava-run.py ROOT validate FILE..."
+USAGE = "usage: lava-run.py ROOT run JOB OUTDIR | signals LOG | validate FILE..."
 
 
 def die(msg):
@@ -125,6 +129,35 @@ def validate(root, paths):
     return 1 if bad else 0
 
 
+def signals(root, log):
+    """A console log's LAVA signals, read with LAVA's own test-shell code."""
+    setup(root, "/nonexistent")
+    import json
+    import re
+
+    from lava_dispatcher.actions.test.shell import TestShellAction, handle_testcase
+    from lava_dispatcher.connection import SignalMatch
+
+    shell = TestShellAction()
+    shell._reset_patterns()
+    pattern = re.compile(shell.patterns["signal"])
+    match = SignalMatch()
+    testset = None
+    with open(log, errors="replace") as f:
+        text = f.read()
+    for m in pattern.finditer(text):
+        name, params = m.groups()
+        params = params.split()
+        if name == "TESTSET":
+            testset = params[1] if params[0] == "START" and len(params) > 1 else None
+        elif name == "TESTCASE":
+            res = match.match(handle_testcase(params))
+            if testset:
+                res["set"] = testset
+            print(json.dumps(res, sort_keys=True))
+    return 0
+
+
 def main():
     if len(sys.argv) < 3:
         die(USAGE)
@@ -142,6 +175,8 @@ def main():
             die("LAVA's lava-run must run as root")
         setup(root, os.path.join(rest[1], "downloads"))
         return lava_run(root, rest[0], rest[1], validate_only=False).returncode
+    if cmd == "signals" and len(rest) == 1:
+        return signals(root, rest[0])
     if cmd == "validate" and rest:
         return validate(root, rest)
     die(USAGE)

@@ -49,6 +49,13 @@ pub enum LavaCmd {
         #[command(flatten)]
         format: FormatArg,
     },
+    /// Print a leaklab result as LAVA test cases, `NAME RESULT [MEASUREMENT
+    /// UNITS]` a line, for `lava-test-case` (the project's test definition,
+    /// lava/leaklab.yaml, runs it): doctor, matrix or cycle JSON, or KTAP.
+    Cases {
+        /// The result file (--format json, or KTAP).
+        file: PathBuf,
+    },
 }
 
 /// The subcommands.
@@ -342,6 +349,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Lava(LavaCmd::Results { log, format }) => {
             emit(&commands::lava::results::read(&log)?, format.format)
+        }
+        Cmd::Lava(LavaCmd::Cases { file }) => {
+            for c in commands::lava::cases::read(&file)? {
+                println!("{}", c.line());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Watch { opts, format } => emit(
             &watch::run(&opts, format.format == Format::Human)?,

@@ -1,7 +1,7 @@
 //! A cycle's result for people (the table, then what went wrong) and for
 //! kernel CI (KTAP).
 
-use super::verdict::CycleRun;
+use super::verdict::{Count, CycleRun};
 use crate::output::{ktap, Outcome, Verdict};
 
 impl Outcome for CycleRun {
@@ -39,66 +39,14 @@ impl Outcome for CycleRun {
     /// and variant (`cycle1.error_path.leaky`), plus per cycle one for
     /// unexpected leaks and one for the kernel log.
     fn ktap(&self) -> Option<String> {
-        let mut tests: Vec<(bool, String, Option<String>)> = Vec::new();
-        for c in &self.cycles {
-            for v in &c.verdicts {
-                tests.push((
-                    v.ok,
-                    format!("cycle{}.{}.{}", c.cycle, v.pattern, v.variant.name()),
-                    v.reason.clone(),
-                ));
-            }
-            for x in &c.references {
-                tests.push((
-                    x.ok,
-                    format!("cycle{}.reference.{}", c.cycle, x.module),
-                    x.reason.clone().or_else(|| x.note.clone()),
-                ));
-            }
-            tests.push((
-                c.unexpected.is_empty(),
-                format!("cycle{}.unexpected_leaks", c.cycle),
-                (!c.unexpected.is_empty())
-                    .then(|| format!("{} reports outside the driven samples", c.unexpected.len())),
-            ));
-            if let Some(t) = &c.trace {
-                tests.push((
-                    t.unexpected.is_empty(),
-                    format!("cycle{}.trace_unexpected", c.cycle),
-                    (!t.unexpected.is_empty()).then(|| {
-                        format!(
-                            "{} allocations outside the driven samples",
-                            t.unexpected.len()
-                        )
-                    }),
-                ));
-                tests.push((
-                    t.lost == 0,
-                    format!("cycle{}.trace_complete", c.cycle),
-                    (t.lost > 0).then(|| format!("{} trace events lost", t.lost)),
-                ));
-            }
-            if !c.stable {
-                tests.push((
-                    false,
-                    format!("cycle{}.settled", c.cycle),
-                    Some(format!(
-                        "kmemleak's reports still changing after {} scans",
-                        c.scans
-                    )),
-                ));
-            }
-            tests.push((
-                c.kernel_log.is_empty(),
-                format!("cycle{}.kernel_log", c.cycle),
-                c.kernel_log
-                    .first()
-                    .map(|f| format!("{}: {}", f.kind, f.line)),
-            ));
-        }
-        let cases: Vec<ktap::Case> = tests
+        let cases: Vec<ktap::Case> = self
+            .tests()
             .into_iter()
-            .map(|(ok, name, reason)| ktap::Case { ok, name, reason })
+            .map(|t| ktap::Case {
+                ok: t.ok,
+                name: t.name,
+                reason: t.reason,
+            })
             .collect();
         Some(ktap::document(
             &format!("leaklab cycle on {}", self.kernel),
@@ -232,5 +180,109 @@ impl Outcome for CycleRun {
             s += &format!("trace: {}\n", crate::trace::BLIND_SPOTS);
         }
         s
+    }
+}
+
+impl CycleRun {
+    /// The run's tests, as KTAP and LAVA report them: one per cycle,
+    /// pattern and variant, one per reference module, and per cycle one for
+    /// unexpected leaks and one for the kernel log (and the trace's).
+    pub fn tests(&self) -> Vec<Test> {
+        let mut tests = Vec::new();
+        for c in &self.cycles {
+            for v in &c.verdicts {
+                tests.push(
+                    Test::of(
+                        v.ok,
+                        format!("cycle{}.{}.{}", c.cycle, v.pattern, v.variant.name()),
+                        v.reason.clone(),
+                    )
+                    .found(v.trace.as_ref().map_or(v.found, |t| t.found)),
+                );
+            }
+            for x in &c.references {
+                tests.push(
+                    Test::of(
+                        x.ok,
+                        format!("cycle{}.reference.{}", c.cycle, x.module),
+                        x.reason.clone().or_else(|| x.note.clone()),
+                    )
+                    .found(x.found),
+                );
+            }
+            tests.push(Test::of(
+                c.unexpected.is_empty(),
+                format!("cycle{}.unexpected_leaks", c.cycle),
+                (!c.unexpected.is_empty())
+                    .then(|| format!("{} reports outside the driven samples", c.unexpected.len())),
+            ));
+            if let Some(t) = &c.trace {
+                tests.push(Test::of(
+                    t.unexpected.is_empty(),
+                    format!("cycle{}.trace_unexpected", c.cycle),
+                    (!t.unexpected.is_empty()).then(|| {
+                        format!(
+                            "{} allocations outside the driven samples",
+                            t.unexpected.len()
+                        )
+                    }),
+                ));
+                tests.push(Test::of(
+                    t.lost == 0,
+                    format!("cycle{}.trace_complete", c.cycle),
+                    (t.lost > 0).then(|| format!("{} trace events lost", t.lost)),
+                ));
+            }
+            if !c.stable {
+                tests.push(Test::of(
+                    false,
+                    format!("cycle{}.settled", c.cycle),
+                    Some(format!(
+                        "kmemleak's reports still changing after {} scans",
+                        c.scans
+                    )),
+                ));
+            }
+            tests.push(Test::of(
+                c.kernel_log.is_empty(),
+                format!("cycle{}.kernel_log", c.cycle),
+                c.kernel_log
+                    .first()
+                    .map(|f| format!("{}: {}", f.kind, f.line)),
+            ));
+        }
+        tests
+    }
+}
+
+/// One test of a cycle run.
+#[derive(Debug, Clone)]
+pub struct Test {
+    /// Passed.
+    pub ok: bool,
+    /// `cycle1.error_path.leaky`.
+    pub name: String,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// What kmemleak found, for a pattern's or a reference's test (the
+    /// trace's count for a pattern kmemleak cannot see).
+    pub found: Option<Count>,
+}
+
+impl Test {
+    fn of(ok: bool, name: String, reason: Option<String>) -> Self {
+        Self {
+            ok,
+            name,
+            reason,
+            found: None,
+        }
+    }
+
+    fn found(self, found: Count) -> Self {
+        Self {
+            found: Some(found),
+            ..self
+        }
     }
 }

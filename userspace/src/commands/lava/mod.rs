@@ -3,5 +3,6 @@
 //! on a job's log, and `cases` turns a leaklab result into the lines the
 //! project's LAVA test definition (`lava/leaklab.yaml`) reports.
 
+pub mod cases;
 pub mod job;
 pub mod results;

@@ -1,0 +1,165 @@
+//! `leaklab lava cases`: a leaklab result as LAVA test cases, one line each,
+//! `NAME RESULT [MEASUREMENT UNITS]`, which the project's test definition
+//! (`lava/leaklab-lava.sh`) hands to LAVA's `lava-test-case`.
+//!
+//! It reads `doctor --format json` (a case per check), `matrix` or `cycle
+//! --format json` (a case per row, measured in the objects the detector
+//! found), or any KTAP (`check --format ktap`: a case per test line).
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use super::super::{cycle::CycleRun, doctor};
+
+/// One test case for `lava-test-case`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LavaCase {
+    /// Its name: no spaces.
+    pub name: String,
+    /// pass, fail or skip.
+    pub result: &'static str,
+    /// A measurement and its units.
+    pub measurement: Option<(u64, &'static str)>,
+}
+
+impl LavaCase {
+    /// The line the test definition reads.
+    pub fn line(&self) -> String {
+        let mut s = format!("{} {}", self.name, self.result);
+        if let Some((m, units)) = self.measurement {
+            s += &format!(" {m} {units}");
+        }
+        s
+    }
+}
+
+/// The cases of a saved result.
+pub fn read(path: &Path) -> Result<Vec<LavaCase>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let cases = of_text(&text).with_context(|| format!("reading {}", path.display()))?;
+    if cases.is_empty() {
+        bail!(
+            "{} holds no test results: give leaklab's doctor, matrix or cycle JSON, or KTAP",
+            path.display()
+        );
+    }
+    Ok(cases)
+}
+
+fn pass_fail(ok: bool) -> &'static str {
+    if ok {
+        "pass"
+    } else {
+        "fail"
+    }
+}
+
+/// A name LAVA keeps as it is: words joined by `_`.
+fn case_name(name: &str) -> String {
+    name.split_whitespace().collect::<Vec<_>>().join("_")
+}
+
+fn of_text(text: &str) -> Result<Vec<LavaCase>> {
+    if text.trim_start().starts_with("KTAP version") {
+        return Ok(of_ktap(text));
+    }
+    let value: serde_json::Value = serde_json::from_str(text)
+        .context("neither KTAP nor JSON: give leaklab's --format json or --format ktap output")?;
+    match value.get("schema").and_then(|s| s.as_str()) {
+        Some(s) if s.starts_with("leaklab.doctor/") => {
+            let d: doctor::Diagnosis = serde_json::from_value(value)?;
+            Ok(d.checks
+                .iter()
+                .map(|c| LavaCase {
+                    name: format!("doctor.{}", case_name(&c.name)),
+                    result: match c.status {
+                        doctor::Status::Ok | doctor::Status::Warn => "pass",
+                        doctor::Status::Fail => "fail",
+                        doctor::Status::Skip => "skip",
+                    },
+                    measurement: None,
+                })
+                .collect())
+        }
+        Some(s) if s.starts_with("leaklab.cycle/") => {
+            let run: CycleRun = serde_json::from_value(value)?;
+            Ok(run
+                .tests()
+                .into_iter()
+                .map(|t| LavaCase {
+                    name: case_name(&t.name),
+                    result: pass_fail(t.ok),
+                    measurement: t.found.map(|f| (f.objects, "objects")),
+                })
+                .collect())
+        }
+        Some(s) => bail!("a {s} result has no cases: give doctor, matrix or cycle JSON, or KTAP"),
+        None => bail!("JSON without a leaklab schema"),
+    }
+}
+
+/// KTAP's test lines; a `# SKIP` directive is a skip.
+fn of_ktap(text: &str) -> Vec<LavaCase> {
+    text.lines()
+        .filter_map(|l| {
+            let (ok, rest) = match l.strip_prefix("not ok ") {
+                Some(r) => (false, r),
+                None => (true, l.strip_prefix("ok ")?),
+            };
+            let (number, rest) = rest.split_once(' ')?;
+            number.parse::<u32>().ok()?;
+            let (name, directive) = rest.split_once(" #").unwrap_or((rest, ""));
+            let skip = directive
+                .trim_start()
+                .to_ascii_uppercase()
+                .starts_with("SKIP");
+            Some(LavaCase {
+                name: case_name(name),
+                result: if skip { "skip" } else { pass_fail(ok) },
+                measurement: None,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ktap_lines_become_cases() {
+        let cases = of_ktap(
+            "KTAP version 1\n# leaklab check x\n1..3\nok 1 cycle_1\nnot ok 2 kmalloc leak # 64 bytes\nok 3 cycle_2 # SKIP init failed\n# Totals: pass:2 fail:1\n",
+        );
+        let lines: Vec<String> = cases.iter().map(LavaCase::line).collect();
+        assert_eq!(lines, ["cycle_1 pass", "kmalloc_leak fail", "cycle_2 skip"]);
+    }
+
+    #[test]
+    fn doctor_checks_become_cases() {
+        let json = r#"{"schema": "leaklab.doctor/1", "kernel": "6.12", "machine": "x86_64",
+            "board": null, "cpu": null, "memory_mib": 488, "scan_seconds": null,
+            "checks": [
+              {"name": "root", "status": "ok", "detail": "", "fix": null},
+              {"name": "kernel config", "status": "fail", "detail": "", "fix": "x"},
+              {"name": "canary", "status": "skip", "detail": "", "fix": null}],
+            "canary": null, "ok": false}"#;
+        let lines: Vec<String> = of_text(json).unwrap().iter().map(LavaCase::line).collect();
+        assert_eq!(
+            lines,
+            [
+                "doctor.root pass",
+                "doctor.kernel_config fail",
+                "doctor.canary skip"
+            ]
+        );
+    }
+
+    #[test]
+    fn other_input_is_refused() {
+        assert!(of_text("{\"schema\": \"leaklab.watch/1\"}").is_err());
+        assert!(of_text("hello").is_err());
+    }
+}
