@@ -8,6 +8,9 @@
                                        test shell reads them (its signal
                                        pattern, handle_testcase, SignalMatch
                                        and test sets), one JSON line each
+    lava-run.py ROOT log LOG           a lava-run log's entries read with
+                                       PyYAML, as LAVA reads its logs, one
+                                       JSON line each (for the tests)
     lava-run.py ROOT validate FILE...  a job (lava-common's job schema, and
                                        lava-run --validate for QEMU jobs) or a
                                        test definition (lava-common's schema)
@@ -25,7 +28,7 @@ import subprocess
 import sys
 import types
 
-USAGE = "usage: lava-run.py ROOT run JOB OUTDIR | signals LOG | validate FILE..."
+USAGE = "usage: lava-run.py ROOT run JOB OUTDIR | log LOG | signals LOG | validate FILE..."
 
 
 def die(msg):
@@ -158,6 +161,22 @@ def signals(root, log):
     return 0
 
 
+def log_entries(root, log):
+    """The entries of a lava-run log, each line a YAML document."""
+    setup(root, "/nonexistent")
+    import json
+
+    import yaml
+
+    with open(log) as f:
+        for line in f:
+            entry = yaml.safe_load(line)
+            if isinstance(entry, list):
+                entry = entry[0]
+            print(json.dumps(entry, default=str))
+    return 0
+
+
 def main():
     if len(sys.argv) < 3:
         die(USAGE)
@@ -175,6 +194,8 @@ def main():
             die("LAVA's lava-run must run as root")
         setup(root, os.path.join(rest[1], "downloads"))
         return lava_run(root, rest[0], rest[1], validate_only=False).returncode
+    if cmd == "log" and len(rest) == 1:
+        return log_entries(root, rest[0])
     if cmd == "signals" and len(rest) == 1:
         return signals(root, rest[0])
     if cmd == "validate" and rest:

@@ -197,7 +197,10 @@ impl CycleRun {
                         format!("cycle{}.{}.{}", c.cycle, v.pattern, v.variant.name()),
                         v.reason.clone(),
                     )
-                    .found(v.trace.as_ref().map_or(v.found, |t| t.found)),
+                    .found(match &v.trace {
+                        Some(t) if t.found.objects > v.found.objects => t.found,
+                        _ => v.found,
+                    }),
                 );
             }
             for x in &c.references {
@@ -264,8 +267,9 @@ pub struct Test {
     pub name: String,
     /// Why it failed.
     pub reason: Option<String>,
-    /// What kmemleak found, for a pattern's or a reference's test (the
-    /// trace's count for a pattern kmemleak cannot see).
+    /// What the detectors found, for a pattern's or a reference's test: the
+    /// larger count of kmemleak's and the trace's (a leak one of them
+    /// cannot see is the other's).
     pub found: Option<Count>,
 }
 

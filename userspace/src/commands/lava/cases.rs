@@ -2,7 +2,9 @@
 //! `NAME RESULT [MEASUREMENT UNITS]`, which the project's test definition
 //! (`lava/leaklab-lava.sh`) hands to LAVA's `lava-test-case`.
 //!
-//! It reads `doctor --format json` (a case per check), `matrix` or `cycle
+//! Names are the result's own (`cycle1.error_path.leaky`, `kernel_config`);
+//! the test definition puts the command's name before them. It reads
+//! `doctor --format json` (a case per check), `matrix` or `cycle
 //! --format json` (a case per row, measured in the objects the detector
 //! found), or any KTAP (`check --format ktap`: a case per test line).
 
@@ -56,9 +58,13 @@ fn pass_fail(ok: bool) -> &'static str {
     }
 }
 
-/// A name LAVA keeps as it is: words joined by `_`.
+/// A name LAVA keeps as it is: its runs of letters, digits, `.`, `-` and
+/// `_`, joined by `_` (`canary (kmemleak)` is `canary_kmemleak`).
 fn case_name(name: &str) -> String {
-    name.split_whitespace().collect::<Vec<_>>().join("_")
+    name.split(|c: char| !(c.is_ascii_alphanumeric() || "._-".contains(c)))
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join("_")
 }
 
 fn of_text(text: &str) -> Result<Vec<LavaCase>> {
@@ -73,7 +79,7 @@ fn of_text(text: &str) -> Result<Vec<LavaCase>> {
             Ok(d.checks
                 .iter()
                 .map(|c| LavaCase {
-                    name: format!("doctor.{}", case_name(&c.name)),
+                    name: case_name(&c.name),
                     result: match c.status {
                         doctor::Status::Ok | doctor::Status::Warn => "pass",
                         doctor::Status::Fail => "fail",
@@ -144,16 +150,12 @@ mod tests {
             "checks": [
               {"name": "root", "status": "ok", "detail": "", "fix": null},
               {"name": "kernel config", "status": "fail", "detail": "", "fix": "x"},
-              {"name": "canary", "status": "skip", "detail": "", "fix": null}],
+              {"name": "canary (kmemleak)", "status": "skip", "detail": "", "fix": null}],
             "canary": null, "ok": false}"#;
         let lines: Vec<String> = of_text(json).unwrap().iter().map(LavaCase::line).collect();
         assert_eq!(
             lines,
-            [
-                "doctor.root pass",
-                "doctor.kernel_config fail",
-                "doctor.canary skip"
-            ]
+            ["root pass", "kernel_config fail", "canary_kmemleak skip"]
         );
     }
 
