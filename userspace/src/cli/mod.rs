@@ -344,6 +344,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Soak { plan, format } => report(format.format, |p| soak::run(&plan, p)),
         Cmd::Lava(LavaCmd::Job(opts)) => {
             let job = commands::lava::job::write(&opts)?;
+            eprintln!(
+                "lava: wrote {} beside the files it names; submit it with 'lavacli jobs submit {0}'",
+                job.display()
+            );
             println!("{}", job.display());
             Ok(ExitCode::SUCCESS)
         }
