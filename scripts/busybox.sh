@@ -14,6 +14,9 @@
 # only checks the files.
 set -euo pipefail
 
+# shellcheck source=scripts/apt-download.sh
+. "$(dirname "$0")/apt-download.sh"
+
 say() { printf 'busybox: %s\n' "$*" >&2; }
 die() { say "$*"; exit 2; }
 
@@ -53,7 +56,7 @@ done
 # The fast path: each ARCH's binary as resolved last time, while apt's lists
 # have not changed since (apt-get update renames new lists into that
 # directory): the candidate version cannot have changed either.
-lists=$(apt-config shell d Dir::State::lists/d | sed -n "s/^d='\(.*\)'$/\1/p")
+lists=$(apt_lists_dir)
 fast=()
 for arch in "${archs[@]}"; do
 	stamp=$cache/resolved-$arch
@@ -96,11 +99,8 @@ for i in "${!archs[@]}"; do
 	out=$cache/${version//:/%3a}/$arch/busybox
 	if [ ! -f "$out" ]; then
 		say "downloading $pkg $version"
-		sandbox=()
-		# apt's download user cannot write into root's private temporary directory.
-		[ "$(id -u)" != 0 ] || sandbox=(-o APT::Sandbox::User=root)
 		rm -rf "${tmp:?}"/*
-		(cd "$tmp" && apt-get download -qq "${sandbox[@]}" "$pkg=$version") ||
+		apt_download "$tmp" "$pkg=$version" ||
 			die "apt-get download $pkg=$version failed"
 		dpkg-deb -x "$tmp"/busybox-static_*.deb "$tmp/root"
 		check "$tmp/root/bin/busybox" "$arch"

@@ -13,6 +13,9 @@
 # only checks that LAVA imports.
 set -euo pipefail
 
+# shellcheck source=scripts/apt-download.sh
+. "$(dirname "$0")/apt-download.sh"
+
 say() { printf 'lava: %s\n' "$*" >&2; }
 die() { say "$*"; exit 2; }
 
@@ -43,8 +46,9 @@ check() {
 }
 
 [ -x "$python" ] || die "$python not found: LAVA's unpacked packages need Debian's python3 (apt-get install python3)"
-lists=$(apt-config shell d Dir::State::lists/d | sed -n "s/^d='\(.*\)'$/\1/p")
-stamp=$cache/resolved
+lists=$(apt_lists_dir)
+# The tree as resolved last time for this list of packages.
+stamp=$cache/resolved-$(sha256sum <<<"${packages[*]}" | cut -c1-12)
 if [ -f "$stamp" ] && [ -d "$lists" ] && [ "$stamp" -nt "$lists" ] && out=$(<"$stamp") && [ -d "$out" ]; then
 	check "$out"
 	printf '%s\n' "$out"
@@ -64,11 +68,8 @@ if [ ! -d "$out" ]; then
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
 	say "downloading lava-dispatcher $version and ${#packages[@]} packages"
-	sandbox=()
-	# apt's download user cannot write into root's private temporary directory.
-	[ "$(id -u)" != 0 ] || sandbox=(-o APT::Sandbox::User=root)
-	# shellcheck disable=SC2046
-	(cd "$tmp" && apt-get download -qq "${sandbox[@]}" $(tr '\n' ' ' <<<"$versions")) ||
+	# shellcheck disable=SC2046 # one word a package
+	apt_download "$tmp" $(tr '\n' ' ' <<<"$versions") ||
 		die "apt-get download of LAVA's packages failed"
 	mkdir "$tmp/root"
 	for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$tmp/root"; done

@@ -12,6 +12,9 @@
 # only checks the file.
 set -euo pipefail
 
+# shellcheck source=scripts/apt-download.sh
+. "$(dirname "$0")/apt-download.sh"
+
 say() { printf 'promtool: %s\n' "$*" >&2; }
 die() { say "$*"; exit 2; }
 
@@ -26,7 +29,7 @@ check() {
 # The fast path: the binary as resolved last time, while apt's lists have not
 # changed since (apt-get update renames new lists into that directory): the
 # candidate version cannot have changed either.
-lists=$(apt-config shell d Dir::State::lists/d | sed -n "s/^d='\(.*\)'$/\1/p")
+lists=$(apt_lists_dir)
 stamp=$cache/resolved
 if [ -f "$stamp" ] && [ -d "$lists" ] && [ "$stamp" -nt "$lists" ] && out=$(<"$stamp") && [ -f "$out" ]; then
 	check "$out"
@@ -43,10 +46,7 @@ if [ ! -f "$out" ]; then
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
 	say "downloading $pkg $version"
-	sandbox=()
-	# apt's download user cannot write into root's private temporary directory.
-	[ "$(id -u)" != 0 ] || sandbox=(-o APT::Sandbox::User=root)
-	(cd "$tmp" && apt-get download -qq "${sandbox[@]}" "$pkg=$version") ||
+	apt_download "$tmp" "$pkg=$version" ||
 		die "apt-get download $pkg=$version failed"
 	dpkg-deb -x "$tmp"/"$pkg"_*.deb "$tmp/root"
 	[ -f "$tmp/root/usr/bin/promtool" ] || die "$pkg $version has no usr/bin/promtool"
