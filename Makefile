@@ -243,13 +243,13 @@ check_sabotaged = tr '\0' '\n' < $(1) | grep -qx 'sabotaged=$(2)' || \
 
 # For the tests: leaklab.ko whose leaky variants run the fixed code, so that
 # nothing leaks; `leaklab doctor`'s canary must fail on it.
-SABOTAGED := $(OUT)/sabotaged
-sabotaged: kernel $(SABOTAGED)/leaklab.ko
+SABOTAGED_DIR := $(OUT)/sabotaged
+sabotaged: kernel $(SABOTAGED_DIR)/leaklab.ko
 # Built from a copy (its objects must not mix with the real module's) with
 # LEAKLAB_SABOTAGED=1, which Kbuild turns into `--cfg leaklab_sabotaged`.
-$(SABOTAGED)/leaklab.ko: $(MODULE_SOURCES) $(OUT)/kdir
-	@$(call copy_sources,$(SABOTAGED))
-	$(MAKE) -C $(KDIR_OF) M=$(SABOTAGED) $(KBUILD_ARGS) LEAKLAB_SABOTAGED=1 modules
+$(SABOTAGED_DIR)/leaklab.ko: $(MODULE_SOURCES) $(OUT)/kdir
+	@$(call copy_sources,$(SABOTAGED_DIR))
+	$(MAKE) -C $(KDIR_OF) M=$(SABOTAGED_DIR) $(KBUILD_ARGS) LEAKLAB_SABOTAGED=1 modules
 	@$(call check_sabotaged,$@,1)
 
 # What a board needs, in one tarball: leaklab.ko built for its kernel

@@ -107,3 +107,33 @@ fn cases_of_something_else_are_refused() {
         "holds no test results",
     );
 }
+
+/// `make lava`'s knob: SABOTAGED is the user's alone (unset unless given),
+/// and giving it leaves the sabotaged module's own directory as it was. (It
+/// once named that directory too, and every `make lava` ran sabotaged.)
+#[test]
+fn make_lava_runs_sabotaged_only_when_asked() {
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let probe = |extra: &[&str]| -> String {
+        let out = Command::new("make")
+            .args(["-s", "--no-print-directory", "-C", repo])
+            .arg("--eval=lava-probe: ; @echo '$(SABOTAGED)|$(SABOTAGED_DIR)'")
+            .arg("lava-probe")
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (given, dir) = probe(&[])
+        .split_once('|')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .unwrap();
+    assert_eq!(given, "", "SABOTAGED is set without being asked for");
+    assert!(dir.ends_with("/build/x86_64/sabotaged"), "{dir}");
+    assert_eq!(probe(&["SABOTAGED=1"]), format!("1|{dir}"));
+}
