@@ -28,3 +28,87 @@ pub fn document(title: &str, cases: &[Case]) -> String {
     s += &format!("# Totals: pass:{} fail:{}\n", passed, cases.len() - passed);
     s
 }
+
+/// A test line read back: `ok 3 name # directive`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Line<'a> {
+    /// `ok`, not `not ok`.
+    pub ok: bool,
+    /// The test's name.
+    pub name: &'a str,
+    /// What follows `#`, trimmed (`SKIP ...`, or why it failed).
+    pub directive: Option<&'a str>,
+}
+
+impl Line<'_> {
+    /// The directive says SKIP.
+    pub fn skipped(&self) -> bool {
+        self.directive
+            .is_some_and(|d| d.get(..4).is_some_and(|w| w.eq_ignore_ascii_case("skip")))
+    }
+}
+
+/// Reads a test line; `None` for any other line (the version, the plan, a
+/// comment) and for a line without a number or a name.
+pub fn read_line(line: &str) -> Option<Line<'_>> {
+    let (ok, rest) = match line.strip_prefix("not ok ") {
+        Some(r) => (false, r),
+        None => (true, line.strip_prefix("ok ")?),
+    };
+    let (number, rest) = rest.split_once(' ')?;
+    number.parse::<u32>().ok()?;
+    let (name, directive) = match rest.split_once(" #") {
+        Some((n, d)) => (n, Some(d.trim())),
+        None => (rest, None),
+    };
+    let name = name.trim();
+    (!name.is_empty()).then_some(Line {
+        ok,
+        name,
+        directive,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_read_back_line_by_line() {
+        let doc = document(
+            "t",
+            &[
+                Case {
+                    ok: true,
+                    name: "a.b".into(),
+                    reason: None,
+                },
+                Case {
+                    ok: false,
+                    name: "c".into(),
+                    reason: Some("SKIP init failed".into()),
+                },
+            ],
+        );
+        let lines: Vec<Line> = doc.lines().filter_map(read_line).collect();
+        assert_eq!(
+            lines,
+            [
+                Line {
+                    ok: true,
+                    name: "a.b",
+                    directive: None
+                },
+                Line {
+                    ok: false,
+                    name: "c",
+                    directive: Some("SKIP init failed")
+                }
+            ]
+        );
+        assert!(!lines[0].skipped() && lines[1].skipped());
+        assert_eq!(read_line("ok 1"), None);
+        assert_eq!(read_line("ok x name"), None);
+        assert_eq!(read_line("1..2"), None);
+    }
+}

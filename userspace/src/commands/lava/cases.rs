@@ -13,6 +13,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use super::super::{cycle::CycleRun, doctor};
+use crate::output::ktap;
 
 /// One test case for `lava-test-case`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,23 +110,11 @@ fn of_text(text: &str) -> Result<Vec<LavaCase>> {
 /// KTAP's test lines; a `# SKIP` directive is a skip.
 fn of_ktap(text: &str) -> Vec<LavaCase> {
     text.lines()
-        .filter_map(|l| {
-            let (ok, rest) = match l.strip_prefix("not ok ") {
-                Some(r) => (false, r),
-                None => (true, l.strip_prefix("ok ")?),
-            };
-            let (number, rest) = rest.split_once(' ')?;
-            number.parse::<u32>().ok()?;
-            let (name, directive) = rest.split_once(" #").unwrap_or((rest, ""));
-            let skip = directive
-                .trim_start()
-                .to_ascii_uppercase()
-                .starts_with("SKIP");
-            Some(LavaCase {
-                name: case_name(name),
-                result: if skip { "skip" } else { pass_fail(ok) },
-                measurement: None,
-            })
+        .filter_map(ktap::read_line)
+        .map(|l| LavaCase {
+            name: case_name(l.name),
+            result: if l.skipped() { "skip" } else { pass_fail(l.ok) },
+            measurement: None,
         })
         .collect()
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::{
-    output::{Outcome, Verdict},
+    output::{ktap, Outcome, Verdict},
     vm::init::Tag,
 };
 
@@ -146,9 +146,10 @@ pub fn parse(log: &str) -> LavaResults {
                 let Some(line) = msg.as_str() else { continue };
                 match Tag::split(line.trim_end()) {
                     Some((Tag::Stdout, t)) => {
-                        if let Some((ok, name)) = ktap_result(t) {
+                        if let Some(l) = ktap::read_line(t) {
                             ktap_lines += 1;
-                            ktap.insert(name.into(), if ok { "pass" } else { "fail" }.into());
+                            let result = if l.ok { "pass" } else { "fail" };
+                            ktap.insert(l.name.into(), result.into());
                         }
                     }
                     Some((Tag::Exit, t)) => exit_status = t.trim().parse().ok(),
@@ -194,18 +195,6 @@ pub fn parse(log: &str) -> LavaResults {
         exit_status,
         ok,
     }
-}
-
-/// A KTAP result line's outcome and name: `ok 3 name # reason`.
-fn ktap_result(line: &str) -> Option<(bool, &str)> {
-    let (ok, rest) = match line.strip_prefix("not ok ") {
-        Some(r) => (false, r),
-        None => (true, line.strip_prefix("ok ")?),
-    };
-    let (number, rest) = rest.split_once(' ')?;
-    number.parse::<u32>().ok()?;
-    let name = rest.split(" #").next()?.trim();
-    (!name.is_empty()).then_some(name).map(|n| (ok, n))
 }
 
 impl Outcome for LavaResults {
