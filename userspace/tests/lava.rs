@@ -66,6 +66,12 @@ fn a_job_without_what_it_needs_is_refused() {
         &["lava", "job", "--build-dir", empty, "--out", out],
         "make module ARCH=x86_64",
     );
+    let hash = dir.join("a#b");
+    refused(
+        &["lava", "job", "--out", hash.to_str().unwrap()],
+        "choose another --out",
+    );
+    assert!(!hash.exists(), "a refused job wrote its directory");
     assert!(
         !dir.join("out").exists(),
         "a refused job wrote its directory"

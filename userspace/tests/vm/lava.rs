@@ -295,7 +295,7 @@ fn lava_files_pass_lavas_validator() {
         jobs.push(job);
     }
     let rock = fs::read_to_string(&jobs[3]).unwrap();
-    assert!(rock.contains("url: http://lab.example/leaklab/leaklab-initramfs.cpio.gz"));
+    assert!(rock.contains("url: 'http://lab.example/leaklab/leaklab-initramfs.cpio.gz'"));
     assert!(rock.contains("console_device: ttyS2"));
     assert!(fs::read_to_string(&jobs[2])
         .unwrap()

@@ -106,6 +106,14 @@ pub fn write(o: &Options) -> Result<PathBuf> {
     if !board && o.dtb.is_some() {
         bail!("--dtb is for boards: the qemu device type boots without one");
     }
+    // LAVA reads a file:// URL's path as it stands (no percent-decoding), so
+    // a `#` or `?` in it would cut it short.
+    if o.url.is_none() && o.out.to_string_lossy().contains(['#', '?']) {
+        bail!(
+            "LAVA cannot fetch file:// URLs of {}: its path holds '#' or '?'; choose another --out, or serve it and pass --url",
+            o.out.display()
+        );
+    }
     let arch_dir = o.build_dir.join(o.arch.name());
     let kernel = match (&o.kernel, board) {
         (Some(k), _) => k.clone(),
@@ -192,9 +200,9 @@ pub fn write(o: &Options) -> Result<PathBuf> {
     };
     let what = if o.check.is_some() { "check" } else { "matrix" };
     let files = Files {
-        kernel: format!("{base}{kernel_name}"),
-        ramdisk: format!("{base}{INITRAMFS}"),
-        dtb: dtb_name.map(|d| format!("{base}{d}")),
+        kernel: quoted(&format!("{base}{kernel_name}")),
+        ramdisk: quoted(&format!("{base}{INITRAMFS}")),
+        dtb: dtb_name.map(|d| quoted(&format!("{base}{d}"))),
     };
     let job = match o.device_type {
         DeviceType::Qemu => qemu_job(o.arch, what, &files),
@@ -226,7 +234,13 @@ fn gzip(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Where the dispatcher fetches the job's files.
+/// `s` as a single-quoted YAML scalar: a path or URL may hold `: `, `#` or
+/// a quote.
+fn quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Where the dispatcher fetches the job's files, as YAML scalars.
 struct Files {
     kernel: String,
     ramdisk: String,
@@ -369,6 +383,11 @@ fn monitors(what: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_quoted_for_yaml() {
+        assert_eq!(quoted("http://h/#1: it's"), "'http://h/#1: it''s'");
+    }
 
     #[test]
     fn every_exit_status_has_a_result() {
