@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand, Parser};
 use leaklab::{cli, init, interrupt::Interrupted, EXIT_ERROR};
 
 fn main() -> ExitCode {
@@ -18,11 +18,17 @@ fn main() -> ExitCode {
             nix::sys::signal::SigHandler::SigDfl,
         )
     };
-    let cli = match cli::Cli::try_parse() {
+    let args: Vec<_> = std::env::args_os().collect();
+    let cli = match cli::Cli::try_parse_from(&args) {
         Ok(c) => c,
-        Err(e) => {
+        // Asked-for help and version, and the help shown for no command.
+        Err(e) if !e.use_stderr() || e.kind() == DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { 0 });
+        }
+        Err(e) => {
+            eprintln!("{}", cli::usage_error(&e, &args));
+            return ExitCode::from(EXIT_ERROR);
         }
     };
     match cli::run(cli) {

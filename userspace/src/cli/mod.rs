@@ -279,6 +279,50 @@ pub fn is_command(word: &str) -> bool {
     word == "help" || Cli::command().find_subcommand(word).is_some()
 }
 
+/// A usage error as one line: what clap found wrong, its tip, and where
+/// the options are (`leaklab: error: invalid value '0' for '--rounds
+/// <ROUNDS>': 0 is not in 1..=...: see 'leaklab watch --help'`). `args` is
+/// the command line it was parsed from, program name first.
+pub fn usage_error(e: &clap::Error, args: &[std::ffi::OsString]) -> String {
+    let text = e.render().to_string();
+    let mut what = String::new();
+    for line in text
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        if !what.is_empty() {
+            what += if line.starts_with("tip:") { "; " } else { " " };
+        }
+        what += line;
+    }
+    format!(
+        "leaklab: error: {what}: see '{} --help'",
+        command_path(args)
+    )
+}
+
+/// `leaklab watch`: the program and the subcommands `args` names before
+/// its first option or operand.
+fn command_path(args: &[std::ffi::OsString]) -> String {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let mut path = vec!["leaklab".to_string()];
+    for word in args.iter().skip(1) {
+        let Some(sub) = command
+            .find_subcommand(word.to_string_lossy().as_ref())
+            .cloned()
+        else {
+            break;
+        };
+        path.push(sub.get_name().to_string());
+        command = sub;
+    }
+    path.join(" ")
+}
+
 /// Runs the parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     use commands::*;

@@ -38,13 +38,14 @@ pub struct VmArgs {
     #[arg(long = "file", value_name = "SRC[:DEST]")]
     pub files: Vec<String>,
     /// Wall-clock limit in seconds.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 512)]
+    /// Guest memory in MiB (at least 64: with less the kernel dies before
+    /// its console starts).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
     pub memory: u32,
-    /// Guest CPUs.
-    #[arg(long, default_value_t = 1)]
+    /// Guest CPUs (1 to 64).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub cpus: u32,
     /// Accelerator.
     #[arg(long, value_enum, default_value = "auto", env = "LEAKLAB_ACCEL")]
