@@ -37,7 +37,7 @@ report matrix "$OUT/matrix.json" $?
 
 if [ -n "$MODULE" ]; then
 	# shellcheck disable=SC2086 # CHECK_ARGS is words.
-	"$LEAKLAB" check "$MODULE" $CHECK_ARGS --format ktap >"$OUT/check.ktap"
-	report check "$OUT/check.ktap" $?
+	"$LEAKLAB" check "$MODULE" $CHECK_ARGS --format json >"$OUT/check.json"
+	report check "$OUT/check.json" $?
 fi
 exit 0

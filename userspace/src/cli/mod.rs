@@ -51,7 +51,8 @@ pub enum LavaCmd {
     },
     /// Print a leaklab result as LAVA test cases, `NAME RESULT [MEASUREMENT
     /// UNITS]` a line, for `lava-test-case` (the project's test definition,
-    /// lava/leaklab.yaml, runs it): doctor, matrix or cycle JSON, or KTAP.
+    /// lava/leaklab.yaml, runs it): doctor, matrix, cycle or check JSON (leaks
+    /// measured in objects), or KTAP.
     Cases {
         /// The result file (--format json, or KTAP).
         file: PathBuf,

@@ -1,13 +1,47 @@
 //! KTAP version 1, as kselftest prints it.
 
 /// One test result.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Case {
     /// Passed.
     pub ok: bool,
     /// Its name.
     pub name: String,
-    /// Why it failed (the directive after `#`).
+    /// Why it failed, or `SKIP why` (the directive after `#`).
     pub reason: Option<String>,
+    /// The leaked objects it counted, where it counts any. KTAP has no
+    /// place for it; LAVA's test cases carry it as their measurement.
+    pub objects: Option<u64>,
+}
+
+impl Case {
+    /// A result that counts nothing.
+    pub fn new(ok: bool, name: String, reason: Option<String>) -> Self {
+        Self {
+            ok,
+            name,
+            reason,
+            objects: None,
+        }
+    }
+
+    /// The same, counting `objects`.
+    pub fn counting(self, objects: u64) -> Self {
+        Self {
+            objects: Some(objects),
+            ..self
+        }
+    }
+
+    /// Skipped: its directive says SKIP.
+    pub fn skipped(&self) -> bool {
+        is_skip(self.reason.as_deref())
+    }
+}
+
+/// Whether a directive says SKIP (in any case).
+fn is_skip(directive: Option<&str>) -> bool {
+    directive.is_some_and(|d| d.get(..4).is_some_and(|w| w.eq_ignore_ascii_case("skip")))
 }
 
 /// The KTAP document of `cases`, with `title` as its first comment.
@@ -43,8 +77,7 @@ pub struct Line<'a> {
 impl Line<'_> {
     /// The directive says SKIP.
     pub fn skipped(&self) -> bool {
-        self.directive
-            .is_some_and(|d| d.get(..4).is_some_and(|w| w.eq_ignore_ascii_case("skip")))
+        is_skip(self.directive)
     }
 }
 
@@ -78,16 +111,8 @@ mod tests {
         let doc = document(
             "t",
             &[
-                Case {
-                    ok: true,
-                    name: "a.b".into(),
-                    reason: None,
-                },
-                Case {
-                    ok: false,
-                    name: "c".into(),
-                    reason: Some("SKIP init failed".into()),
-                },
+                Case::new(true, "a.b".into(), None).counting(3),
+                Case::new(false, "c".into(), Some("SKIP init failed".into())),
             ],
         );
         let lines: Vec<Line> = doc.lines().filter_map(read_line).collect();

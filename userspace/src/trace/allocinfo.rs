@@ -17,7 +17,7 @@
 use std::{fs, io::ErrorKind};
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The file.
 pub const ALLOCINFO: &str = "/proc/allocinfo";
@@ -38,7 +38,7 @@ pub struct Site {
 }
 
 /// Bytes held at one call site.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteBytes {
     /// `file:line func:function`.
     pub site: String,
@@ -47,7 +47,7 @@ pub struct SiteBytes {
 }
 
 /// What allocation profiling saw of a module's loads.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllocInfo {
     /// The module's own call sites that still held bytes when it was
     /// unloaded (the kernel's warning at each unload), summed over the

@@ -386,7 +386,7 @@ fn lava_definition_reports_every_row(arch: &str) {
     // The parameters as LAVA sets them (shell variables of the step), then
     // the steps, in the definition's directory; the matrix's JSON after.
     let script = format!(
-        "cd /root/definition && export LAVA_RESULT_DIR=/tmp/lava-results && LEAKLAB=leaklab MODULE=/lib/modules/leaky_driver.ko CHECK_ARGS='--param bug=error_path' OUT=/tmp/leaklab-lava && {} && echo '--- matrix' && cat /tmp/leaklab-lava/matrix.json",
+        "cd /root/definition && export LAVA_RESULT_DIR=/tmp/lava-results && LEAKLAB=leaklab MODULE=/lib/modules/leaky_driver.ko CHECK_ARGS='--param bug=error_path' OUT=/tmp/leaklab-lava && {} && echo '--- matrix' && cat /tmp/leaklab-lava/matrix.json && echo '--- check' && cat /tmp/leaklab-lava/check.json",
         definition_steps().join(" && ")
     );
     let vm_refs: Vec<&str> = vm.iter().map(String::as_str).collect();
@@ -420,7 +420,11 @@ fn lava_definition_reports_every_row(arch: &str) {
     // Every matrix row is a case, measured in the objects the matrix's own
     // JSON says the detectors found (the larger count: one of them cannot
     // see some leaks).
-    let json = stdout.split("--- matrix\n").nth(1).expect("no matrix JSON");
+    let (json, check_json) = stdout
+        .split("--- matrix\n")
+        .nth(1)
+        .and_then(|j| j.split_once("--- check\n"))
+        .expect("no matrix and check JSON");
     let matrix: Value = serde_json::from_str(json).unwrap();
     assert_schema(&matrix);
     let cycle = &matrix["cycles"][0];
@@ -443,18 +447,27 @@ fn lava_definition_reports_every_row(arch: &str) {
         case(&format!("matrix.{row}"));
     }
 
-    // The check of the driver with its error_path bug: a failing case, and
-    // check's exit status 1 as a failing case.
-    let check: Vec<&Value> = cases
-        .iter()
-        .filter(|c| c["set"] == "check" && c["result"] == "fail")
-        .collect();
-    assert!(
-        check
-            .iter()
-            .any(|c| c["test_case_id"] != "check.exit_status"),
-        "no failing check case: {cases:?}"
-    );
+    // The check of the driver with its error_path bug: each leak its JSON
+    // lists is a failing case measured in its objects, and check's exit
+    // status 1 a failing case.
+    let check: Value = serde_json::from_str(check_json).unwrap();
+    assert_schema(&check);
+    let leaks = check["leaks"].as_array().unwrap();
+    assert!(!leaks.is_empty(), "{check:#}");
+    for l in leaks {
+        let title = l["title"].as_str().unwrap();
+        let name = format!("check.{}", title.replace(' ', "_"));
+        let c = case(&name);
+        assert_eq!(c["result"], "fail", "{name}");
+        assert_eq!(c["units"], "objects", "{name}");
+        assert_eq!(c["measurement"].as_f64(), l["objects"].as_f64(), "{name}");
+    }
+    for cycle in check["cycles"].as_array().unwrap() {
+        assert_eq!(
+            case(&format!("check.cycle_{}", cycle["cycle"]))["result"],
+            "pass"
+        );
+    }
     assert_eq!(case("check.exit_status")["result"], "fail");
     assert_eq!(case("check.exit_status")["measurement"], 1.0);
 }

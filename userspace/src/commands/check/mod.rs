@@ -25,7 +25,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     analysis::{
@@ -111,7 +111,7 @@ fn parse_param(s: &str) -> std::result::Result<String, String> {
 }
 
 /// One cycle.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CycleRecord {
     /// Its number, from 1.
     pub cycle: u32,
@@ -130,7 +130,7 @@ pub struct CycleRecord {
 }
 
 /// A place the module leaks from: reports with the same backtrace.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Leak {
     /// `memory leak in <function>`, for CI to deduplicate with.
     pub title: Option<String>,
@@ -158,10 +158,10 @@ pub struct Leak {
 }
 
 /// What `check` found.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Check {
     /// Schema name and version of this JSON document.
-    pub schema: &'static str,
+    pub schema: String,
     /// The running kernel's release.
     pub kernel: String,
     /// The module's name.
@@ -188,10 +188,10 @@ pub struct Check {
     /// Whether kmemleak scanned task stacks (it does for any module).
     pub stacks_scanned: bool,
     /// What kmemleak cannot see.
-    pub blind_spots: &'static str,
+    pub blind_spots: String,
     /// The detectors that judged (`kmemleak`, `trace`); `leaks`, `outside`
     /// and `scans` are kmemleak's.
-    pub detectors: Vec<&'static str>,
+    pub detectors: Vec<String>,
     /// What the allocation trace found, when it judged.
     pub trace: Option<TraceCheck>,
     /// What the kernel's allocation profiling saw, where it is on: a view
@@ -200,7 +200,7 @@ pub struct Check {
 }
 
 /// The allocation trace's findings.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct TraceCheck {
     /// The module's allocations (and vmalloc areas) not freed once it was
     /// gone, by backtrace, the most objects first.
@@ -210,7 +210,7 @@ pub struct TraceCheck {
     /// Events lost to a full ring buffer: the check is inconclusive then.
     pub lost: u64,
     /// What it cannot see.
-    pub blind_spots: &'static str,
+    pub blind_spots: String,
 }
 
 /// Objects and bytes of `leaks` together.
@@ -522,11 +522,11 @@ fn judge(
             leaks,
             events,
             lost,
-            blind_spots: crate::trace::BLIND_SPOTS,
+            blind_spots: crate::trace::BLIND_SPOTS.into(),
         }
     });
     Check {
-        schema: "leaklab.check/1",
+        schema: "leaklab.check/1".into(),
         kernel: kernel_release(),
         module: ko.name().to_string(),
         path: plan.module.clone(),
@@ -539,8 +539,8 @@ fn judge(
         scans: settled.scans,
         stable: settled.stable,
         stacks_scanned: by_kmemleak,
-        blind_spots: BLIND_SPOTS,
-        detectors,
+        blind_spots: BLIND_SPOTS.into(),
+        detectors: detectors.into_iter().map(String::from).collect(),
         trace,
         allocinfo: None,
     }

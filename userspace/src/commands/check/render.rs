@@ -145,7 +145,7 @@ impl Outcome for Check {
                 .collect();
             s += &format!(", exercise: {}", names.join(" "));
         }
-        if self.detectors.contains(&"kmemleak") {
+        if self.detectors.iter().any(|d| d == "kmemleak") {
             s += &format!(
                 "\nkmemleak: task stacks scanned, {} scan(s) after the last cycle{}{}",
                 self.scans,
@@ -229,7 +229,7 @@ impl Outcome for Check {
         if let Some(a) = &self.allocinfo {
             s += &allocinfo_human(a, &self.module);
         }
-        if self.detectors.contains(&"kmemleak") {
+        if self.detectors.iter().any(|d| d == "kmemleak") {
             s += &format!("note: {}\n", crate::kmemleak::BLIND_SPOTS);
         }
         if let Some(t) = &self.trace {
@@ -241,7 +241,7 @@ impl Outcome for Check {
     fn summary(&self) -> String {
         let n = self.cycles.len();
         // kmemleak's count where it judged, else the trace's.
-        let (objects, bytes, places) = if self.detectors.contains(&"kmemleak") {
+        let (objects, bytes, places) = if self.detectors.iter().any(|d| d == "kmemleak") {
             let (o, b) = self.leaked();
             (o, b, self.leaks.len())
         } else {
@@ -293,21 +293,34 @@ impl Outcome for Check {
         }
     }
 
-    /// A case per cycle (it loaded or its init failed as a result, and it
-    /// unloaded), then one per leak, or one saying there is none.
+    /// Its KTAP: [`Check::tests`].
     fn ktap(&self) -> Option<String> {
+        Some(ktap::document(
+            &format!("leaklab check {}", self.module),
+            &self.tests(),
+        ))
+    }
+}
+
+impl Check {
+    /// The check's tests, as KTAP and LAVA report them: a case per cycle
+    /// (it loaded or its init failed as a result, and it unloaded), then
+    /// one per leak counting its objects, or one saying there is none.
+    pub fn tests(&self) -> Vec<Case> {
         let n = self.cycles.len();
         let mut cases: Vec<Case> = self
             .cycles
             .iter()
-            .map(|c| Case {
-                ok: c.unloaded != Some(false),
-                name: format!("cycle_{}", c.cycle),
-                reason: c.unload_error.clone().or_else(|| {
-                    c.init_error
-                        .as_ref()
-                        .map(|e| format!("SKIP init failed: {e}"))
-                }),
+            .map(|c| {
+                Case::new(
+                    c.unloaded != Some(false),
+                    format!("cycle_{}", c.cycle),
+                    c.unload_error.clone().or_else(|| {
+                        c.init_error
+                            .as_ref()
+                            .map(|e| format!("SKIP init failed: {e}"))
+                    }),
+                )
             })
             .collect();
         for l in &self.leaks {
@@ -316,35 +329,41 @@ impl Outcome for Check {
                 .as_deref()
                 .map(|at| format!(" at {at}"))
                 .unwrap_or_default();
-            cases.push(Case {
-                ok: false,
-                name: l.name().replace(' ', "_"),
-                reason: Some(format!("{}{at}, {}", l.size(), l.when(n))),
-            });
+            cases.push(
+                Case::new(
+                    false,
+                    l.name().replace(' ', "_"),
+                    Some(format!("{}{at}, {}", l.size(), l.when(n))),
+                )
+                .counting(l.objects as u64),
+            );
         }
         for l in self.traced_leaks() {
-            cases.push(Case {
-                ok: false,
-                name: format!("trace_{}", l.name().replace(' ', "_")),
-                reason: Some(format!("{}, {}", l.size(), l.when(n))),
-            });
+            cases.push(
+                Case::new(
+                    false,
+                    format!("trace_{}", l.name().replace(' ', "_")),
+                    Some(format!("{}, {}", l.size(), l.when(n))),
+                )
+                .counting(l.objects as u64),
+            );
         }
         if self.leaks.is_empty() && self.traced_leaks().is_empty() {
             let lost = self.trace.as_ref().map_or(0, |t| t.lost);
-            cases.push(Case {
-                ok: self.stable && lost == 0,
-                name: format!("no_leaks_from_{}", self.module),
-                reason: match (self.stable, lost) {
-                    (false, _) => Some("kmemleak's reports did not settle".to_string()),
-                    (true, 0) => None,
-                    (true, l) => Some(format!("the trace lost {l} events")),
-                },
-            });
+            cases.push(
+                Case::new(
+                    self.stable && lost == 0,
+                    format!("no_leaks_from_{}", self.module),
+                    match (self.stable, lost) {
+                        (false, _) => Some("kmemleak's reports did not settle".to_string()),
+                        (true, 0) => None,
+                        (true, l) => Some(format!("the trace lost {l} events")),
+                    },
+                )
+                .counting(0),
+            );
         }
-        Some(ktap::document(
-            &format!("leaklab check {}", self.module),
-            &cases,
-        ))
+        cases
     }
 }
 

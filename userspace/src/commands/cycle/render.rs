@@ -2,7 +2,10 @@
 //! kernel CI (KTAP).
 
 use super::verdict::{Count, CycleRun};
-use crate::output::{ktap, Outcome, Verdict};
+use crate::output::{
+    ktap::{self, Case},
+    Outcome, Verdict,
+};
 
 impl Outcome for CycleRun {
     /// Inconclusive when a window did not settle (whatever the rows say:
@@ -39,25 +42,16 @@ impl Outcome for CycleRun {
     /// and variant (`cycle1.error_path.leaky`), plus per cycle one for
     /// unexpected leaks and one for the kernel log.
     fn ktap(&self) -> Option<String> {
-        let cases: Vec<ktap::Case> = self
-            .tests()
-            .into_iter()
-            .map(|t| ktap::Case {
-                ok: t.ok,
-                name: t.name,
-                reason: t.reason,
-            })
-            .collect();
         Some(ktap::document(
             &format!("leaklab cycle on {}", self.kernel),
-            &cases,
+            &self.tests(),
         ))
     }
 
     /// A compact table (a column per detector), then what went wrong.
     fn human(&self) -> String {
         let mut s = String::new();
-        let count = |c: &super::verdict::Count| format!("{}/{}B", c.objects, c.bytes);
+        let count = |c: &Count| format!("{}/{}B", c.objects, c.bytes);
         for c in &self.cycles {
             let mut head = format!("cycle {}", c.cycle);
             if self.detectors.iter().any(|d| d == "kmemleak") {
@@ -187,40 +181,40 @@ impl CycleRun {
     /// The run's tests, as KTAP and LAVA report them: one per cycle,
     /// pattern and variant, one per reference module, and per cycle one for
     /// unexpected leaks and one for the kernel log (and the trace's).
-    pub fn tests(&self) -> Vec<Test> {
+    pub fn tests(&self) -> Vec<Case> {
         let mut tests = Vec::new();
         for c in &self.cycles {
             for v in &c.verdicts {
                 tests.push(
-                    Test::of(
+                    Case::new(
                         v.ok,
                         format!("cycle{}.{}.{}", c.cycle, v.pattern, v.variant.name()),
                         v.reason.clone(),
                     )
-                    .found(match &v.trace {
-                        Some(t) if t.found.objects > v.found.objects => t.found,
-                        _ => v.found,
+                    .counting(match &v.trace {
+                        Some(t) => t.found.objects.max(v.found.objects),
+                        None => v.found.objects,
                     }),
                 );
             }
             for x in &c.references {
                 tests.push(
-                    Test::of(
+                    Case::new(
                         x.ok,
                         format!("cycle{}.reference.{}", c.cycle, x.module),
                         x.reason.clone().or_else(|| x.note.clone()),
                     )
-                    .found(x.found),
+                    .counting(x.found.objects),
                 );
             }
-            tests.push(Test::of(
+            tests.push(Case::new(
                 c.unexpected.is_empty(),
                 format!("cycle{}.unexpected_leaks", c.cycle),
                 (!c.unexpected.is_empty())
                     .then(|| format!("{} reports outside the driven samples", c.unexpected.len())),
             ));
             if let Some(t) = &c.trace {
-                tests.push(Test::of(
+                tests.push(Case::new(
                     t.unexpected.is_empty(),
                     format!("cycle{}.trace_unexpected", c.cycle),
                     (!t.unexpected.is_empty()).then(|| {
@@ -230,14 +224,14 @@ impl CycleRun {
                         )
                     }),
                 ));
-                tests.push(Test::of(
+                tests.push(Case::new(
                     t.lost == 0,
                     format!("cycle{}.trace_complete", c.cycle),
                     (t.lost > 0).then(|| format!("{} trace events lost", t.lost)),
                 ));
             }
             if !c.stable {
-                tests.push(Test::of(
+                tests.push(Case::new(
                     false,
                     format!("cycle{}.settled", c.cycle),
                     Some(format!(
@@ -246,7 +240,7 @@ impl CycleRun {
                     )),
                 ));
             }
-            tests.push(Test::of(
+            tests.push(Case::new(
                 c.kernel_log.is_empty(),
                 format!("cycle{}.kernel_log", c.cycle),
                 c.kernel_log
@@ -255,38 +249,5 @@ impl CycleRun {
             ));
         }
         tests
-    }
-}
-
-/// One test of a cycle run.
-#[derive(Debug, Clone)]
-pub struct Test {
-    /// Passed.
-    pub ok: bool,
-    /// `cycle1.error_path.leaky`.
-    pub name: String,
-    /// Why it failed.
-    pub reason: Option<String>,
-    /// What the detectors found, for a pattern's or a reference's test: the
-    /// larger count of kmemleak's and the trace's (a leak one of them
-    /// cannot see is the other's).
-    pub found: Option<Count>,
-}
-
-impl Test {
-    fn of(ok: bool, name: String, reason: Option<String>) -> Self {
-        Self {
-            ok,
-            name,
-            reason,
-            found: None,
-        }
-    }
-
-    fn found(self, found: Count) -> Self {
-        Self {
-            found: Some(found),
-            ..self
-        }
     }
 }

@@ -4,15 +4,15 @@
 //!
 //! Names are the result's own (`cycle1.error_path.leaky`, `kernel_config`);
 //! the test definition puts the command's name before them. It reads
-//! `doctor --format json` (a case per check), `matrix` or `cycle
-//! --format json` (a case per row, measured in the objects the detector
-//! found), or any KTAP (`check --format ktap`: a case per test line).
+//! `doctor --format json` (a case per check), `matrix`, `cycle` or `check
+//! --format json` (their KTAP tests, each leak measured in the objects the
+//! detectors found), or any KTAP (a case per test line, unmeasured).
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::super::{cycle::CycleRun, doctor};
+use super::super::{check::Check, cycle::CycleRun, doctor};
 use crate::output::ktap;
 
 /// One test case for `lava-test-case`.
@@ -44,7 +44,7 @@ pub fn read(path: &Path) -> Result<Vec<LavaCase>> {
     let cases = of_text(&text).with_context(|| format!("reading {}", path.display()))?;
     if cases.is_empty() {
         bail!(
-            "{} holds no test results: give leaklab's doctor, matrix or cycle JSON, or KTAP",
+            "{} holds no test results: give leaklab's doctor, matrix, cycle or check JSON, or KTAP",
             path.display()
         );
     }
@@ -92,18 +92,25 @@ fn of_text(text: &str) -> Result<Vec<LavaCase>> {
         }
         Some(s) if s.starts_with("leaklab.cycle/") => {
             let run: CycleRun = serde_json::from_value(value)?;
-            Ok(run
-                .tests()
-                .into_iter()
-                .map(|t| LavaCase {
-                    name: case_name(&t.name),
-                    result: pass_fail(t.ok),
-                    measurement: t.found.map(|f| (f.objects, "objects")),
-                })
-                .collect())
+            Ok(run.tests().iter().map(of_case).collect())
         }
-        Some(s) => bail!("a {s} result has no cases: give doctor, matrix or cycle JSON, or KTAP"),
+        Some(s) if s.starts_with("leaklab.check/") => {
+            let check: Check = serde_json::from_value(value)?;
+            Ok(check.tests().iter().map(of_case).collect())
+        }
+        Some(s) => {
+            bail!("a {s} result has no cases: give doctor, matrix, cycle or check JSON, or KTAP")
+        }
         None => bail!("JSON without a leaklab schema"),
+    }
+}
+
+/// A test of leaklab's own, measured in the objects it counted.
+fn of_case(t: &ktap::Case) -> LavaCase {
+    LavaCase {
+        name: case_name(&t.name),
+        result: if t.skipped() { "skip" } else { pass_fail(t.ok) },
+        measurement: t.objects.map(|o| (o, "objects")),
     }
 }
 
@@ -145,6 +152,49 @@ mod tests {
         assert_eq!(
             lines,
             ["root pass", "kernel_config fail", "canary_kmemleak skip"]
+        );
+    }
+
+    #[test]
+    fn check_results_become_measured_cases() {
+        let leak = |title: &str, objects: usize| {
+            serde_json::json!({"title": title, "culprit": null, "culprit_line": null,
+                "objects": objects, "bytes": 64 * objects, "per_cycle": {"1": objects},
+                "first_cycle": 1, "unknown_cycle": 0, "comms": ["insmod"], "frames": [],
+                "fingerprint": "f"})
+        };
+        let cycle = |n: u32, init_error: Option<&str>| {
+            serde_json::json!({"cycle": n, "loaded": init_error.is_none(),
+                "init_error": init_error, "exercise": [], "unloaded": init_error.map_or(Some(true), |_| None),
+                "unload_error": null, "leaked": 0})
+        };
+        let check = |leaks: Vec<serde_json::Value>| {
+            serde_json::json!({"schema": "leaklab.check/1", "kernel": "6.12", "module": "drv",
+                "path": "drv.ko", "params": [], "exercise": [], "kept_loaded": false,
+                "cycles": [cycle(1, None), cycle(2, Some("-ENODEV"))], "leaks": leaks,
+                "outside": [leak("memory leak in other", 9)], "scans": 2, "stable": true,
+                "stacks_scanned": true, "blind_spots": "", "detectors": ["kmemleak"],
+                "trace": null, "allocinfo": null})
+            .to_string()
+        };
+        let lines = |json: String| -> Vec<String> {
+            of_text(&json).unwrap().iter().map(LavaCase::line).collect()
+        };
+        assert_eq!(
+            lines(check(vec![leak("memory leak in drv_probe", 3)])),
+            [
+                "cycle_1 pass",
+                "cycle_2 skip",
+                "memory_leak_in_drv_probe fail 3 objects"
+            ]
+        );
+        assert_eq!(
+            lines(check(vec![])),
+            [
+                "cycle_1 pass",
+                "cycle_2 skip",
+                "no_leaks_from_drv pass 0 objects"
+            ]
         );
     }
 
