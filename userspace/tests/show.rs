@@ -2,7 +2,9 @@
 //! to SVG by the tool's plotting (the `plotters` crate). The two files are
 //! real `leaklab soak --cycles 30 --every 10 --format json` outputs of the
 //! x86_64 guest: the fixed variants alone, and with `error_path` leaky
-//! (too few cycles for its slope: that run does not pass).
+//! (too few cycles for its slope: that run does not pass). And on a saved
+//! check: a real `leaklab check leaky_driver.ko --param bug=error_path
+//! --cycles 2 --format json` of the x86_64 guest.
 
 use std::{path::PathBuf, process::Command};
 
@@ -93,7 +95,7 @@ fn bad_input_is_one_line_and_no_plot() {
                 "--svg",
                 svg.to_str().unwrap(),
             ],
-            "is not a saved leaklab cycle, matrix or soak result",
+            "is not a saved leaklab cycle, matrix, check or soak result",
         ),
         (
             vec!["show", &fixed, "--format", "json"],
@@ -128,4 +130,58 @@ fn bad_input_is_one_line_and_no_plot() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
     assert!(!svg.exists());
+}
+
+#[test]
+fn a_saved_check_is_shown_again() {
+    let check = format!(
+        "{}/tests/data/check/error_path-x86_64.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = leaklab(&["show", &check]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // It leaked: show exits as the check did.
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for line in [
+        "leaklab check: leaky_driver (/lib/modules/leaky_driver.ko) on 6.12.118, 2 cycle(s), params: bug=error_path",
+        "LEAK memory leak in error_path_leaky: 2 object(s), 512 bytes, in every cycle (1-2), first in cycle 1",
+        "    error_path_leaky+0x17 [leaky_driver] at examples/leaky_driver/leaky_driver.c:100",
+        "result: FAIL: leaky_driver leaked 2 object(s), 512 bytes, in 1 place(s) in 2 cycle(s); the trace: 2 object(s), 512 bytes, in 1 place(s)",
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "no {line:?} in {stdout}");
+    }
+
+    let out = leaklab(&["show", &check, "--format", "ktap"]);
+    assert_eq!(out.status.code(), Some(1));
+    let ktap: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("ok ") || l.starts_with("not ok "))
+        .map(|l| l.split(" # ").next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ktap,
+        [
+            "ok 1 cycle_1",
+            "ok 2 cycle_2",
+            "not ok 3 memory_leak_in_error_path_leaky",
+            "not ok 4 trace_memory_leak_in_error_path_leaky"
+        ]
+    );
+
+    // As JSON, the document it read, whole.
+    let out = leaklab(&["show", &check, "--format", "json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&check).unwrap()).unwrap();
+    assert_eq!(shown, saved);
+
+    // Two checks at once are refused in one line.
+    let out = leaklab(&["show", &check, &check]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("give one cycle, matrix or check result alone"),
+        "{err}"
+    );
 }

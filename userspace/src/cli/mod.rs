@@ -114,15 +114,15 @@ pub enum Cmd {
         #[command(flatten)]
         format: ResultFormatArg,
     },
-    /// Print a saved `cycle`/`matrix --format json` result as the table or as
-    /// KTAP; exits as the run did (0 as expected, 1 not). Given `soak
+    /// Print a saved `cycle`/`matrix`/`check --format json` result as the
+    /// table or as KTAP; exits as the run did (0 as expected, 1 not). Given `soak
     /// --format json` results, print each and, with --svg, plot their
     /// memory over cycles. Given a `watch` directory, print its leaks and
     /// trends and, with --svg, plot its memory over time with the leaks
     /// marked (exits 1 when it holds leaks).
     Show {
-        /// The JSON files (one cycle or matrix result, or soak results), or
-        /// one watch directory.
+        /// The JSON files (one cycle, matrix or check result, or soak
+        /// results), or one watch directory.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Write the plot (SVG) here.

@@ -1,4 +1,5 @@
-//! `leaklab show`: a saved result printed again, soak results plotted
+//! `leaklab show`: a saved cycle, matrix or check result printed again
+//! (table, KTAP or JSON), soak results plotted
 //! (memory over cycles, one pair of curves per run), and a watch directory
 //! rendered (memory over time, leaks marked).
 
@@ -9,7 +10,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use super::{cycle::CycleRun, soak::SoakRun, watch::view::WatchDir};
+use super::{check::Check, cycle::CycleRun, soak::SoakRun, watch::view::WatchDir};
 use crate::output::{
     emit,
     plot::{Chart, Series},
@@ -27,6 +28,7 @@ const COLOURS: [(u8, u8, u8); 4] = [
 /// What a saved result is, by its `schema`.
 enum Saved {
     Cycle(Box<CycleRun>),
+    Check(Box<Check>),
     Soak(SoakRun),
 }
 
@@ -35,7 +37,7 @@ fn load(file: &Path) -> Result<Saved> {
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let not = || {
         format!(
-            "{} is not a saved leaklab cycle, matrix or soak result (--format json)",
+            "{} is not a saved leaklab cycle, matrix, check or soak result (--format json)",
             file.display()
         )
     };
@@ -45,6 +47,9 @@ fn load(file: &Path) -> Result<Saved> {
         Some(s) if s.starts_with("leaklab.soak/") => Ok(Saved::Soak(
             serde_json::from_value(value).with_context(not)?,
         )),
+        Some(s) if s.starts_with("leaklab.check/") => Ok(Saved::Check(Box::new(
+            serde_json::from_value(value).with_context(not)?,
+        ))),
         _ => Ok(Saved::Cycle(Box::new(
             serde_json::from_value(value).with_context(not)?,
         ))),
@@ -120,7 +125,7 @@ fn watch_dir(dir: &Path, svg: Option<&Path>, format: Format) -> Result<ExitCode>
     ))
 }
 
-/// Shows `files`: one cycle or matrix result as its table, KTAP or JSON
+/// Shows `files`: one cycle, matrix or check result as its table, KTAP or JSON
 /// (exits as the run did); or soak results as text, plotted to `svg` when
 /// given (exits 1 when a run did not pass).
 pub fn run(files: &[PathBuf], svg: Option<&Path>, format: Format) -> Result<ExitCode> {
@@ -134,8 +139,11 @@ pub fn run(files: &[PathBuf], svg: Option<&Path>, format: Format) -> Result<Exit
     for s in saved {
         match s {
             Saved::Cycle(run) if files.len() == 1 && svg.is_none() => return emit(&*run, format),
-            Saved::Cycle(_) => bail!(
-                "give one cycle or matrix result alone, without --svg (only soak results are plotted or shown together)"
+            Saved::Check(check) if files.len() == 1 && svg.is_none() => {
+                return emit(&*check, format)
+            }
+            Saved::Cycle(_) | Saved::Check(_) => bail!(
+                "give one cycle, matrix or check result alone, without --svg (only soak results are plotted or shown together)"
             ),
             Saved::Soak(run) => soaks.push(run),
         }
