@@ -139,7 +139,7 @@ pub enum Cmd {
         #[command(flatten)]
         opts: commands::doctor::Options,
         #[command(flatten)]
-        format: FormatArg,
+        format: ResultFormatArg,
     },
 
     /// Fuzz leaklab.ko's control files (random and adversarial writes, odd

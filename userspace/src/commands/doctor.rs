@@ -25,7 +25,10 @@ use crate::{
     },
     kmemleak::{self, protocol::log_failure, window::auto_scan_running, Kmemleak},
     ko::Variant,
-    output::{Outcome, Verdict},
+    output::{
+        ktap::{self, Case},
+        Outcome, Verdict,
+    },
     trace::allocinfo,
 };
 
@@ -673,9 +676,48 @@ fn arm_part(part: &str) -> Option<&'static str> {
     })
 }
 
+impl Diagnosis {
+    /// The diagnosis as tests, as KTAP and LAVA report them: one per check,
+    /// named as LAVA keeps it (`kernel_config`, `canary_kmemleak`). Ok and
+    /// warn pass, fail fails with what was found, skip is a SKIP; a canary
+    /// counts the objects its detector found for the leaky run.
+    pub fn tests(&self) -> Vec<Case> {
+        self.checks
+            .iter()
+            .map(|c| {
+                let case = match c.status {
+                    Status::Ok | Status::Warn => Case::new(true, ktap::name(&c.name), None),
+                    Status::Fail => Case::new(false, ktap::name(&c.name), Some(c.detail.clone())),
+                    Status::Skip => Case::new(
+                        true,
+                        ktap::name(&c.name),
+                        Some(format!("SKIP {}", c.detail)),
+                    ),
+                };
+                let canary = self
+                    .canaries
+                    .iter()
+                    .find(|k| c.name == format!("canary ({})", k.detector));
+                match canary {
+                    Some(k) => case.counting(k.found_leaky),
+                    None => case,
+                }
+            })
+            .collect()
+    }
+}
+
 impl Outcome for Diagnosis {
     fn verdict(&self) -> Verdict {
         Verdict::of(self.ok)
+    }
+
+    /// KTAP: [`Diagnosis::tests`].
+    fn ktap(&self) -> Option<String> {
+        Some(ktap::document(
+            &format!("leaklab doctor on {}", self.kernel),
+            &self.tests(),
+        ))
     }
 
     /// The human report: a header, a line per check (and its fix), a verdict.
@@ -751,5 +793,54 @@ mod tests {
         assert!(config_has(config, "RUST"));
         assert!(!config_has(config, "DEBUG_KMEMLEAK"));
         assert!(!config_has(config, "MODULES"));
+    }
+
+    #[test]
+    fn the_diagnosis_reads_as_ktap() {
+        let check = |name: &str, status, detail: &str| Check {
+            name: name.into(),
+            status,
+            detail: detail.into(),
+            fix: None,
+        };
+        let d = Diagnosis {
+            schema: "leaklab.doctor/1".into(),
+            kernel: "6.12".into(),
+            machine: "x86_64".into(),
+            board: None,
+            cpu: None,
+            memory_mib: 488,
+            scan_seconds: None,
+            checks: vec![
+                check("kernel config", Status::Ok, "all set"),
+                check("debugfs", Status::Warn, "was not mounted: mounted it"),
+                check("kmemleak", Status::Fail, "kmemleak is disabled"),
+                check("canary (kmemleak)", Status::Skip, "kmemleak failed"),
+                check("canary (trace)", Status::Ok, "seen"),
+            ],
+            canary: None,
+            canaries: vec![Canary {
+                detector: "trace".into(),
+                pattern: "error_path".into(),
+                expected: 1,
+                found_leaky: 1,
+                found_fixed: 0,
+                culprit_line: None,
+                seconds: 1.0,
+            }],
+            ok: false,
+        };
+        assert_eq!(
+            d.ktap().unwrap(),
+            "KTAP version 1\n# leaklab doctor on 6.12\n1..5\n\
+             ok 1 kernel_config\n\
+             ok 2 debugfs\n\
+             not ok 3 kmemleak # kmemleak is disabled\n\
+             ok 4 canary_kmemleak # SKIP kmemleak failed\n\
+             ok 5 canary_trace\n\
+             # Totals: pass:3 fail:1 xfail:0 xpass:0 skip:1 error:0\n"
+        );
+        let counted: Vec<Option<u64>> = d.tests().iter().map(|t| t.objects).collect();
+        assert_eq!(counted, [None, None, None, None, Some(1)]);
     }
 }

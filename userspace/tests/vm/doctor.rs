@@ -134,3 +134,28 @@ fn check_doctor_sabotaged(arch: &str) {
 }
 
 on_both_arches!(check_doctor_sabotaged: doctor_fails_when_the_canary_does_not_leak_x86_64, doctor_fails_when_the_canary_does_not_leak_arm64);
+
+/// `doctor --format ktap`, read by the kernel's own KTAP parser (`kunit.py
+/// parse` of the kernel source `make test` builds against): booted with
+/// kmemleak=off, the command line and kmemleak fail, kmemleak's canary is
+/// skipped, the trace's passes.
+#[test]
+#[ignore = "boots QEMU: run through 'make test'"]
+fn doctor_ktap_is_read_by_kunit() {
+    let out = Guest::new("x86_64", "doctor-ktap")
+        .vm_args(&["--append", "kmemleak=off"])
+        .run(&["doctor", "--format", "ktap"]);
+    let ktap = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{ktap}");
+    assert!(ktap.starts_with("KTAP version 1\n"), "{ktap}");
+    let text = crate::kunit::parse(&ktap);
+    for line in [
+        "[FAILED] command_line",
+        "[FAILED] kmemleak",
+        "[PASSED] canary_trace",
+    ] {
+        assert!(text.contains(line), "no {line:?} in {text}\n{ktap}");
+    }
+    assert!(!text.contains("canary_kmemleak"), "{text}");
+    assert!(!text.contains("ERROR"), "{text}");
+}

@@ -36,6 +36,7 @@ mod cycle;
 mod doctor;
 mod environment;
 mod hardening;
+mod kunit;
 mod lava;
 mod matrix;
 mod parse;

@@ -59,15 +59,6 @@ fn pass_fail(ok: bool) -> &'static str {
     }
 }
 
-/// A name LAVA keeps as it is: its runs of letters, digits, `.`, `-` and
-/// `_`, joined by `_` (`canary (kmemleak)` is `canary_kmemleak`).
-fn case_name(name: &str) -> String {
-    name.split(|c: char| !(c.is_ascii_alphanumeric() || "._-".contains(c)))
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join("_")
-}
-
 fn of_text(text: &str) -> Result<Vec<LavaCase>> {
     if text.trim_start().starts_with("KTAP version") {
         return Ok(of_ktap(text));
@@ -77,18 +68,7 @@ fn of_text(text: &str) -> Result<Vec<LavaCase>> {
     match value.get("schema").and_then(|s| s.as_str()) {
         Some(s) if s.starts_with("leaklab.doctor/") => {
             let d: doctor::Diagnosis = serde_json::from_value(value)?;
-            Ok(d.checks
-                .iter()
-                .map(|c| LavaCase {
-                    name: case_name(&c.name),
-                    result: match c.status {
-                        doctor::Status::Ok | doctor::Status::Warn => "pass",
-                        doctor::Status::Fail => "fail",
-                        doctor::Status::Skip => "skip",
-                    },
-                    measurement: None,
-                })
-                .collect())
+            Ok(d.tests().iter().map(of_case).collect())
         }
         Some(s) if s.starts_with("leaklab.cycle/") => {
             let run: CycleRun = serde_json::from_value(value)?;
@@ -108,7 +88,7 @@ fn of_text(text: &str) -> Result<Vec<LavaCase>> {
 /// A test of leaklab's own, measured in the objects it counted.
 fn of_case(t: &ktap::Case) -> LavaCase {
     LavaCase {
-        name: case_name(&t.name),
+        name: ktap::name(&t.name),
         result: if t.skipped() { "skip" } else { pass_fail(t.ok) },
         measurement: t.objects.map(|o| (o, "objects")),
     }
@@ -119,7 +99,7 @@ fn of_ktap(text: &str) -> Vec<LavaCase> {
     text.lines()
         .filter_map(ktap::read_line)
         .map(|l| LavaCase {
-            name: case_name(l.name),
+            name: ktap::name(l.name),
             result: if l.skipped() { "skip" } else { pass_fail(l.ok) },
             measurement: None,
         })
