@@ -87,13 +87,6 @@ pub struct Line<'a> {
     pub directive: Option<&'a str>,
 }
 
-impl Line<'_> {
-    /// The directive says SKIP.
-    pub fn skipped(&self) -> bool {
-        is_skip(self.directive)
-    }
-}
-
 /// Reads a test line; `None` for any other line (the version, the plan, a
 /// comment) and for a line without a number or a name.
 pub fn read_line(line: &str) -> Option<Line<'_>> {
@@ -148,7 +141,7 @@ mod tests {
                 }
             ]
         );
-        assert!(!lines[0].skipped() && lines[1].skipped());
+        assert!(!is_skip(lines[0].directive) && is_skip(lines[1].directive));
         assert_eq!(read_line("ok 1"), None);
         assert_eq!(read_line("ok x name"), None);
         assert_eq!(read_line("1..2"), None);

@@ -65,24 +65,31 @@ fn of_text(text: &str) -> Result<Vec<LavaCase>> {
     }
     let value: serde_json::Value = serde_json::from_str(text)
         .context("neither KTAP nor JSON: give leaklab's --format json or --format ktap output")?;
-    match value.get("schema").and_then(|s| s.as_str()) {
+    let schema = value
+        .get("schema")
+        .and_then(|s| s.as_str())
+        .map(String::from);
+    let incomplete = |s: &str| {
+        format!("an incomplete {s} document: give the whole file leaklab wrote with --format json")
+    };
+    let tests = match schema.as_deref() {
         Some(s) if s.starts_with("leaklab.doctor/") => {
-            let d: doctor::Diagnosis = serde_json::from_value(value)?;
-            Ok(d.tests().iter().map(of_case).collect())
+            serde_json::from_value::<doctor::Diagnosis>(value)
+                .with_context(|| incomplete(s))?
+                .tests()
         }
-        Some(s) if s.starts_with("leaklab.cycle/") => {
-            let run: CycleRun = serde_json::from_value(value)?;
-            Ok(run.tests().iter().map(of_case).collect())
-        }
-        Some(s) if s.starts_with("leaklab.check/") => {
-            let check: Check = serde_json::from_value(value)?;
-            Ok(check.tests().iter().map(of_case).collect())
-        }
+        Some(s) if s.starts_with("leaklab.cycle/") => serde_json::from_value::<CycleRun>(value)
+            .with_context(|| incomplete(s))?
+            .tests(),
+        Some(s) if s.starts_with("leaklab.check/") => serde_json::from_value::<Check>(value)
+            .with_context(|| incomplete(s))?
+            .tests(),
         Some(s) => {
             bail!("a {s} result has no cases: give doctor, matrix, cycle or check JSON, or KTAP")
         }
         None => bail!("JSON without a leaklab schema"),
-    }
+    };
+    Ok(tests.iter().map(of_case).collect())
 }
 
 /// A test of leaklab's own, measured in the objects it counted.
@@ -94,14 +101,16 @@ fn of_case(t: &ktap::Case) -> LavaCase {
     }
 }
 
-/// KTAP's test lines; a `# SKIP` directive is a skip.
+/// KTAP's test lines, unmeasured; a `# SKIP` directive is a skip.
 fn of_ktap(text: &str) -> Vec<LavaCase> {
     text.lines()
         .filter_map(ktap::read_line)
-        .map(|l| LavaCase {
-            name: ktap::name(l.name),
-            result: if l.skipped() { "skip" } else { pass_fail(l.ok) },
-            measurement: None,
+        .map(|l| {
+            of_case(&ktap::Case::new(
+                l.ok,
+                l.name.into(),
+                l.directive.map(String::from),
+            ))
         })
         .collect()
 }
@@ -181,6 +190,12 @@ mod tests {
     #[test]
     fn other_input_is_refused() {
         assert!(of_text("{\"schema\": \"leaklab.watch/1\"}").is_err());
+        let e = of_text("{\"schema\": \"leaklab.check/1\"}").unwrap_err();
+        assert!(
+            format!("{e:#}")
+                .starts_with("an incomplete leaklab.check/1 document: give the whole file"),
+            "{e:#}"
+        );
         assert!(of_text("hello").is_err());
     }
 }
