@@ -27,9 +27,11 @@ insmod /lib/modules/leaky_driver.ko drip=6 drip_ms=700
 echo "=== first"
 leaklab watch --interval 1s --rounds 14 --out /root/w --textfile /root/w.prom --ko /lib/modules/leaky_driver.ko --format json
 echo "=== status $?"
+echo "=== kmemleak1"; grep -c drip_leaky /sys/kernel/debug/kmemleak
 echo "=== again"
 leaklab watch --interval 1s --rounds 3 --out /root/w --textfile /root/w.prom --format json
 echo "=== status $?"
+echo "=== kmemleak2"; grep -c drip_leaky /sys/kernel/debug/kmemleak
 echo "=== sigterm"
 echo "before $(auto)"; stop_in_a_round; echo "after $(auto)"
 echo scan=off > /sys/kernel/debug/kmemleak
@@ -74,21 +76,29 @@ fn check_watch(arch: &str) {
     // reported once. (A kernel report is printed with the failure.)
     let drip = |l: &&WatchLeak| l.module.as_deref() == Some("leaky_driver");
 
-    // The first run: the six records, one leak, named to its source line.
+    // What kmemleak itself listed as the drip's after the first run and
+    // after the restart. The module gets no help: kmemleak may miss the
+    // last record while a stale copy of its pointer stays on the idle
+    // kworker's stack (seen once in CI, 5 of 6, reported in no later round
+    // either); the watch must report what kmemleak reports, whole.
+    let listed = |name: &str| -> u64 { section(&stdout, name).trim().parse().unwrap() };
+    let (k1, k2) = (listed("kmemleak1"), listed("kmemleak2"));
+    assert!(
+        k1 + 1 >= DRIPS as u64 && k2 <= DRIPS as u64 && k1 <= k2,
+        "{stdout}"
+    );
+
+    // The first run: the records, one leak, named to its source line.
     let first: Doc<WatchRun> = Doc::parse(section(&stdout, "first"), &stderr);
-    assert!(stdout.contains("=== status 1\n=== again"), "{stdout}");
+    assert!(stdout.contains("=== status 1\n=== kmemleak1"), "{stdout}");
     let leak = first
         .leaks
         .iter()
         .find(drip)
         .unwrap_or_else(|| panic!("{first:#}"));
-    assert_eq!(
-        (leak.objects, leak.bytes),
-        (DRIPS as u64, 64 * DRIPS as u64),
-        "{first:#}"
-    );
+    assert_eq!((leak.objects, leak.bytes), (k1, 64 * k1), "{first:#}");
     assert_eq!(first.leaks.iter().filter(drip).count(), 1, "{first:#}");
-    assert!(first.new_objects >= DRIPS as u64, "{first:#}");
+    assert!(first.new_objects >= k1, "{first:#}");
     assert!(
         leak.culprit.as_deref().unwrap().starts_with("drip_leaky+"),
         "{first:#}"
@@ -100,13 +110,14 @@ fn check_watch(arch: &str) {
         "{first:#}"
     );
 
-    // The restart on the same directory: the drip's records not again.
+    // The restart on the same directory: the drip's records not again (a
+    // record kmemleak listed only now is new).
     let again: Doc<WatchRun> = Doc::parse(section(&stdout, "again"), &stderr);
     assert_eq!(again.rounds, 3, "{again:#}");
     let kept = again.leaks.iter().find(drip).unwrap();
-    assert_eq!(kept.objects, DRIPS as u64, "{again:#}");
+    assert_eq!(kept.objects, k2, "{again:#}");
     assert!(
-        stdout.contains("=== status 0\n=== sigterm") || again.new_objects > 0,
+        stdout.contains("=== status 0\n=== kmemleak2") || again.new_objects > 0,
         "{stdout}"
     );
 
@@ -133,8 +144,8 @@ fn check_watch(arch: &str) {
     assert_eq!(stopped.stopped_by, "SIGTERM", "{stopped:#}");
 
     // The event log: every line valid; every object reported once over all
-    // the runs; the drip's records all in the first run, in order, each
-    // with the time it was made, a drip period apart.
+    // the runs; the drip's records in the run after kmemleak listed them,
+    // in order, each with the time it was made, drip periods apart.
     let events: Vec<Doc<WatchEvent>> = section(&stdout, "events")
         .lines()
         .map(|l| {
@@ -154,11 +165,15 @@ fn check_watch(arch: &str) {
             "reported twice: {e}"
         );
         if e.module.as_deref() == Some("leaky_driver") {
-            assert_eq!(runs, 1, "a record reported again by run {runs}: {e}");
-            leaks.push(e);
+            leaks.push((runs, e));
         }
     }
-    assert_eq!(leaks.len(), DRIPS, "{}", section(&stdout, "events"));
+    let in_run = |n: usize| leaks.iter().filter(|(r, _)| *r == n).count() as u64;
+    assert_eq!(in_run(1), k1, "{}", section(&stdout, "events"));
+    assert_eq!(in_run(1) + in_run(2), k2, "{}", section(&stdout, "events"));
+    let leaks: Vec<&Doc<WatchEvent>> = leaks.into_iter().map(|(_, e)| e).collect();
+    let total = leaks.len();
+    assert!(total <= DRIPS, "{}", section(&stdout, "events"));
     let jiffies: Vec<u64> = leaks.iter().map(|e| e.jiffies.unwrap()).collect();
     assert!(
         jiffies.windows(2).all(|w| w[0] < w[1]),
@@ -175,9 +190,11 @@ fn check_watch(arch: &str) {
         );
     }
     for w in made.windows(2) {
+        // One period apart, or more where kmemleak missed a record.
         let gap = w[1] - w[0];
+        let periods = (gap / DRIP_S).round();
         assert!(
-            (gap - DRIP_S).abs() < 0.3,
+            periods >= 1.0 && (gap - periods * DRIP_S).abs() < 0.3,
             "records made {gap:.3} s apart: {made:?}"
         );
     }
@@ -208,7 +225,7 @@ fn check_watch(arch: &str) {
     assert!(
         text.lines().any(|l| l
             .starts_with("leaklab_watch_leaked_objects_total{culprit=\"drip_leaky+")
-            && l.ends_with(&format!("module=\"leaky_driver\"}} {DRIPS}"))),
+            && l.ends_with(&format!("module=\"leaky_driver\"}} {k2}"))),
         "{text}"
     );
 
@@ -227,7 +244,7 @@ fn check_watch(arch: &str) {
     let text = String::from_utf8_lossy(&shown.stdout);
     assert_eq!(shown.status.code(), Some(1), "{text}");
     assert!(
-        text.contains(&format!("{DRIPS} objects")) && text.contains("drip_leaky+"),
+        text.contains(&format!("{total} objects")) && text.contains("drip_leaky+"),
         "{text}"
     );
     let svg = std::fs::read_to_string(&svg).unwrap();
