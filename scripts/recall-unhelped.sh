@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Recall and time-to-verdict of kmemleak for a module without the lab's help,
 # over fresh boots of ARCH: the example C driver (examples/leaky_driver,
-# bug=all: 7 objects) and the kernel's kmemleak-test.ko (24 objects and one
+# the five load-time patterns of its first version: 7 objects) and the kernel's kmemleak-test.ko (24 objects and one
 # per possible CPU), each harvested in the same boot three ways:
 #   leaklab  `leaklab check` (the scan protocol, task stacks scanned)
 #   lkft     LKFT's load/unload test: clear, insmod, rmmod, scan, sleep 3, read
@@ -36,7 +36,7 @@ drain() { sleep 6; echo scan > $K; echo scan > $K; echo clear > $K; }
 # No scan behind the harvests' backs (syzkaller's setup does the same).
 echo scan=off > $K
 load() { insmod "/lib/modules/$1.ko" $3 & pid=$!; wait $pid; rmmod "$2"; }
-for spec in "leaky_driver leaky_driver bug=all" "kmemleak-test kmemleak_test"; do
+for spec in "leaky_driver leaky_driver bug=error_path,module_exit,device_ref,conditional_free,slab_cache" "kmemleak-test kmemleak_test"; do
 	set -- $spec
 	file=$1 name=$2 params=${3:-}
 	args=""

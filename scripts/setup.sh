@@ -9,6 +9,7 @@ DEB_PACKAGES=(
 	linux-source-6.12 gcc clang libclang-dev lld llvm flex bison bc
 	libelf-dev libssl-dev cpio kmod xz-utils python3 libmagic1
 	qemu-system-x86 qemu-system-arm gcc-aarch64-linux-gnu binutils valgrind
+	dwarves
 )
 
 say() { printf 'setup: %s\n' "$*" >&2; }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * leaky_driver - five memory leaks C drivers make, each next to its fix.
+ * leaky_driver - ten memory leaks C drivers make, each next to its fix.
  *
  * Nothing leaks unless asked. Pick leaks at load time or at run time:
  *
@@ -9,7 +9,21 @@
  *
  * and run the fixed twins the same way (fixed=all, or write to .../fixed).
  * Words: error_path, module_exit, device_ref, conditional_free, slab_cache,
- * all, none; a comma-separated list is fine. Anything else is -EINVAL.
+ * register_snapshot, percpu, work_item, timer, failed_probe, all, none; a
+ * comma-separated list is fine. Anything else is -EINVAL.
+ *
+ * failed_probe is a load-time pattern: bug=failed_probe or
+ * fixed=failed_probe make init fail with -ENODEV (its code is in
+ * leaky_init() itself), and writing it to the debugfs files is -EINVAL.
+ * "all" means every run-time pattern, so not failed_probe: it would make
+ * every load with bug=all fail.
+ *
+ * Each pattern's leaking allocation is the first line containing " = " after
+ * "static noinline int NAME_leaky(void)", except where that function does
+ * not allocate itself (work_item, timer: the allocation is in the handler
+ * it schedules; failed_probe: in leaky_init()): there the allocation's line
+ * ends in a comment that says "leaks: NAME" and nothing else, and no other
+ * line has that comment.
  *
  * keep_buffer_on_stack=1 starts a kthread that holds a buffer only in a
  * local variable while it sleeps. That is not a leak (the thread frees it at
@@ -29,16 +43,20 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/bitops.h>
+#include <linux/completion.h>
 #include <linux/debugfs.h>
 #include <linux/device.h>
 #include <linux/kthread.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
+#include <linux/percpu.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/timekeeping.h>
+#include <linux/timer.h>
 #include <linux/uaccess.h>
+#include <linux/vmalloc.h>
 #include <linux/workqueue.h>
 
 static char *bug = "none";
@@ -73,8 +91,16 @@ MODULE_PARM_DESC(drip_ms, "Milliseconds between drip leaks (default 1000)");
 
 static DEFINE_MUTEX(lock);		/* serialises the patterns */
 
-/* Pretend hardware: the reset always fails, the device is always busy. */
+/*
+ * Pretend hardware: the reset always fails, reads always fail, the device is
+ * always busy.
+ */
 static noinline int hw_reset(void *fw)
+{
+	return -EIO;
+}
+
+static noinline int hw_read(void *buf, size_t len)
 {
 	return -EIO;
 }
@@ -256,6 +282,213 @@ static noinline int slab_cache_fixed(void)
 	return 0;
 }
 
+/*
+ * 6. register_snapshot: a snapshot of the device's registers, too big to want
+ * from kmalloc() (8192 bytes), is read into a vmalloc() buffer, and the
+ * function returns the read's status without vfree()ing it. Leaks one
+ * 8192-byte area per run; kmemleak tracks vmalloc areas as it does slab
+ * objects, at the size asked for.
+ * Fix: vfree() it on every path (kvfree() for kvmalloc(); never kfree()).
+ */
+#define SNAP_BYTES	8192
+
+static noinline int register_snapshot_leaky(void)
+{
+	u8 *snap = vmalloc(SNAP_BYTES);
+
+	if (!snap)
+		return -ENOMEM;
+	return hw_read(snap, SNAP_BYTES);	/* BUG: snap is never vfree()d */
+}
+
+static noinline int register_snapshot_fixed(void)
+{
+	u8 *snap = vmalloc(SNAP_BYTES);
+	int ret;
+
+	if (!snap)
+		return -ENOMEM;
+	ret = hw_read(snap, SNAP_BYTES);
+	vfree(snap);
+	return ret;
+}
+
+/*
+ * 7. percpu: a channel's per-CPU counters (four u64, 32 bytes) come from
+ * alloc_percpu(), and the channel goes without free_percpu(). Leaks one
+ * 32-byte per-CPU object per run: kmemleak counts it once, at the size
+ * asked for, whatever the number of CPUs (each CPU has its own 32 bytes).
+ * Fix: free_percpu() what alloc_percpu() gave.
+ */
+struct chan_stats {
+	u64 rx_packets;
+	u64 rx_bytes;
+	u64 tx_packets;
+	u64 tx_bytes;
+};
+
+static noinline int percpu_leaky(void)
+{
+	struct chan_stats __percpu *stats = alloc_percpu(struct chan_stats);
+
+	if (!stats)
+		return -ENOMEM;
+	this_cpu_inc(stats->rx_packets);
+	return 0;			/* BUG: stats is never free_percpu()d */
+}
+
+static noinline int percpu_fixed(void)
+{
+	struct chan_stats __percpu *stats = alloc_percpu(struct chan_stats);
+
+	if (!stats)
+		return -ENOMEM;
+	this_cpu_inc(stats->rx_packets);
+	free_percpu(stats);
+	return 0;
+}
+
+/*
+ * 8. work_item: an interrupt handler cannot sleep, so it defers an event to
+ * a work item (static, as in a single-instance driver; a per-device one is
+ * embedded in the device's struct the same way). The handler allocates a
+ * 128-byte event record, and when reading the event from the device fails
+ * it returns early, skipping the kfree(). Leaks one 128-byte record per
+ * run, allocated by a kworker, not by the task that scheduled the work.
+ * work_item_leaky() schedules the work and flush_work()s it, so the leak
+ * has happened when it returns; leaky_teardown() cancels both work items.
+ * The allocation is the line marked "leaks: work_item" in the handler.
+ * Fix: free the record on the error path too (one unwind label).
+ */
+struct event_rec {
+	u64 seq;
+	u8 data[120];
+};
+
+static void work_item_handler_leaky(struct work_struct *work)
+{
+	struct event_rec *ev = kmalloc(sizeof(*ev), GFP_KERNEL);	/* leaks: work_item */
+
+	if (!ev)
+		return;
+	if (hw_read(ev, sizeof(*ev)))
+		return;			/* BUG: ev leaks */
+	/* ... hand the event to the reader ... */
+	kfree(ev);
+}
+
+static void work_item_handler_fixed(struct work_struct *work)
+{
+	struct event_rec *ev = kmalloc(sizeof(*ev), GFP_KERNEL);
+
+	if (!ev)
+		return;
+	if (hw_read(ev, sizeof(*ev)))
+		goto out_free;
+	/* ... hand the event to the reader ... */
+out_free:
+	kfree(ev);
+}
+
+static DECLARE_WORK(event_work_leaky, work_item_handler_leaky);
+static DECLARE_WORK(event_work_fixed, work_item_handler_fixed);
+
+static noinline int work_item_leaky(void)
+{
+	schedule_work(&event_work_leaky);
+	flush_work(&event_work_leaky);	/* for the lab: the handler ran */
+	return 0;
+}
+
+static noinline int work_item_fixed(void)
+{
+	schedule_work(&event_work_fixed);
+	flush_work(&event_work_fixed);
+	return 0;
+}
+
+/*
+ * 9. timer: a poll timer's callback runs in softirq context, so it takes
+ * its 64-byte sample record with GFP_ATOMIC; when the device is busy
+ * (hw_submit() says REQ_BUSY) the callback drops the record, as
+ * conditional_free does. Leaks one 64-byte record per run, allocated in
+ * the timer softirq, on whatever task the tick interrupted.
+ * timer_leaky() arms the timer for 10 ms and waits until the callback ran,
+ * so the leak has happened when it returns; leaky_teardown() shuts both
+ * timers down. The allocation is the line marked "leaks: timer" in the
+ * callback.
+ * Fix: free the record whatever hw_submit() says.
+ */
+struct tick_rec {
+	u64 when;
+	u8 data[56];
+};
+
+static DECLARE_COMPLETION(tick_done);	/* for the lab: the callback ran */
+
+static void timer_callback_leaky(struct timer_list *t)
+{
+	struct tick_rec *r = kmalloc(sizeof(*r), GFP_ATOMIC);	/* leaks: timer */
+
+	if (r) {
+		r->when = jiffies;
+		if (hw_submit(r) == REQ_DONE)
+			kfree(r);	/* BUG: on REQ_BUSY r leaks */
+	}
+	complete(&tick_done);
+}
+
+static void timer_callback_fixed(struct timer_list *t)
+{
+	struct tick_rec *r = kmalloc(sizeof(*r), GFP_ATOMIC);
+
+	if (r) {
+		r->when = jiffies;
+		hw_submit(r);
+		kfree(r);
+	}
+	complete(&tick_done);
+}
+
+static DEFINE_TIMER(tick_timer_leaky, timer_callback_leaky);
+static DEFINE_TIMER(tick_timer_fixed, timer_callback_fixed);
+
+/* Arms @timer for 10 ms and waits until its callback ran. */
+static int tick_once(struct timer_list *timer)
+{
+	reinit_completion(&tick_done);
+	mod_timer(timer, jiffies + msecs_to_jiffies(10));
+	wait_for_completion(&tick_done);
+	return 0;
+}
+
+static noinline int timer_leaky(void)
+{
+	return tick_once(&tick_timer_leaky);
+}
+
+static noinline int timer_fixed(void)
+{
+	return tick_once(&tick_timer_fixed);
+}
+
+/*
+ * 10. failed_probe (load time only): init allocates its private state
+ * (256 bytes, kzalloc()) in leaky_init()'s own body, so the allocation's
+ * frame is in the module's .init.text; a later probe step (the device's
+ * reset) fails, and init returns -ENODEV without freeing the state. Leaks
+ * one 256-byte object per load, and the module is gone: only the leak is
+ * left, blamed on code that no longer exists. bug=failed_probe or
+ * fixed=failed_probe make init fail, after leaky_teardown() undid the rest
+ * (as fail_init=1 does); named in both, it leaks (bug= wins). It has no
+ * functions of its own: the allocation is the line marked
+ * "leaks: failed_probe" in leaky_init(). Not part of "all".
+ * Fix: free what the probe allocated before failing.
+ */
+struct probe_state {
+	u8 regs[256];
+};
+
 static const struct {
 	const char *name;
 	int (*leaky)(void);
@@ -266,12 +499,20 @@ static const struct {
 	{ "device_ref", device_ref_leaky, device_ref_fixed },
 	{ "conditional_free", conditional_free_leaky, conditional_free_fixed },
 	{ "slab_cache", slab_cache_leaky, slab_cache_fixed },
+	{ "register_snapshot", register_snapshot_leaky, register_snapshot_fixed },
+	{ "percpu", percpu_leaky, percpu_fixed },
+	{ "work_item", work_item_leaky, work_item_fixed },
+	{ "timer", timer_leaky, timer_fixed },
+	{ "failed_probe" },		/* load time only: see leaky_init() */
 };
 
+/* The load-time pattern, last in patterns[]; "all" is every one before it. */
+#define FAILED_PROBE	(ARRAY_SIZE(patterns) - 1)
+
 /* "name[,name...]", "all" or "none" to a bitmask of patterns[]. */
-static int parse_patterns(const char *list, unsigned long *mask)
+static int parse_patterns(const char *list, unsigned long *mask, bool at_load)
 {
-	char buf[96], *s = buf, *word;
+	char buf[128], *s = buf, *word;
 	int i;
 
 	*mask = 0;
@@ -282,13 +523,13 @@ static int parse_patterns(const char *list, unsigned long *mask)
 		if (!strcmp(word, "none"))
 			continue;
 		if (!strcmp(word, "all")) {
-			*mask |= GENMASK(ARRAY_SIZE(patterns) - 1, 0);
+			*mask |= GENMASK(FAILED_PROBE - 1, 0);
 			continue;
 		}
 		for (i = 0; i < ARRAY_SIZE(patterns); i++)
 			if (!strcmp(word, patterns[i].name))
 				break;
-		if (i == ARRAY_SIZE(patterns))
+		if (i == ARRAY_SIZE(patterns) || (i == FAILED_PROBE && !at_load))
 			return -EINVAL;
 		*mask |= BIT(i);
 	}
@@ -300,7 +541,7 @@ static void run_patterns(unsigned long mask, bool leaky)
 	int i, ret;
 
 	mutex_lock(&lock);
-	for_each_set_bit(i, &mask, ARRAY_SIZE(patterns)) {
+	for_each_set_bit(i, &mask, FAILED_PROBE) {
 		ret = leaky ? patterns[i].leaky() : patterns[i].fixed();
 		pr_info("%s %s: %d\n", patterns[i].name,
 			leaky ? "leaky" : "fixed", ret);
@@ -310,7 +551,7 @@ static void run_patterns(unsigned long mask, bool leaky)
 
 static ssize_t write_patterns(const char __user *ubuf, size_t len, bool leaky)
 {
-	char buf[96];
+	char buf[128];
 	unsigned long mask;
 
 	if (len >= sizeof(buf))
@@ -318,7 +559,7 @@ static ssize_t write_patterns(const char __user *ubuf, size_t len, bool leaky)
 	if (copy_from_user(buf, ubuf, len))
 		return -EFAULT;
 	buf[len] = '\0';
-	if (parse_patterns(buf, &mask))
+	if (parse_patterns(buf, &mask, false))
 		return -EINVAL;
 	run_patterns(mask, leaky);
 	return len;
@@ -413,6 +654,10 @@ static void leaky_teardown(void)
 
 	debugfs_remove(dir);		/* waits for writers in progress */
 	cancel_delayed_work_sync(&drip_work);
+	cancel_work_sync(&event_work_leaky);
+	cancel_work_sync(&event_work_fixed);
+	timer_shutdown_sync(&tick_timer_leaky);
+	timer_shutdown_sync(&tick_timer_fixed);
 	if (holder)
 		kthread_stop(holder);
 
@@ -430,23 +675,34 @@ static void leaky_teardown(void)
 static int __init leaky_init(void)
 {
 	unsigned long bug_mask, fixed_mask;
+	struct probe_state *st = NULL;
 	char name[40];
 
-	if (parse_patterns(bug, &bug_mask) ||
-	    parse_patterns(fixed, &fixed_mask)) {
-		pr_err("bad bug= or fixed=: use error_path, module_exit, device_ref, conditional_free, slab_cache, all or none\n");
+	if (parse_patterns(bug, &bug_mask, true) ||
+	    parse_patterns(fixed, &fixed_mask, true)) {
+		pr_err("bad bug= or fixed=: use error_path, module_exit, device_ref, conditional_free, slab_cache, register_snapshot, percpu, work_item, timer, failed_probe, all or none\n");
 		return -EINVAL;
+	}
+
+	/* 10. failed_probe: the probe's private state, first thing. */
+	if ((bug_mask | fixed_mask) & BIT(FAILED_PROBE)) {
+		st = kzalloc(sizeof(*st), GFP_KERNEL);	/* leaks: failed_probe */
+		if (!st)
+			return -ENOMEM;
 	}
 
 	snprintf(name, sizeof(name), "leaky_driver_desc_%llu", ktime_get_ns());
 	desc_cache = kmem_cache_create(name, sizeof(struct desc), 0, 0, NULL);
-	if (!desc_cache)
+	if (!desc_cache) {
+		kfree(st);
 		return -ENOMEM;
+	}
 
 	if (keep_buffer_on_stack) {
 		holder = kthread_run(holder_fn, NULL, "leaky_holder");
 		if (IS_ERR(holder)) {
 			kmem_cache_destroy(desc_cache);
+			kfree(st);
 			return PTR_ERR(holder);
 		}
 	}
@@ -459,6 +715,23 @@ static int __init leaky_init(void)
 	run_patterns(bug_mask, true);
 	if (drip)
 		schedule_delayed_work(&drip_work, msecs_to_jiffies(drip_ms));
+
+	/*
+	 * failed_probe: the probe's last step, the device's reset, fails.
+	 * Undo the rest as fail_init does; the state is freed by the fixed
+	 * variant only.
+	 */
+	if (st && hw_reset(st)) {
+		if (bug_mask & BIT(FAILED_PROBE)) {
+			pr_info("failed_probe leaky: failing with -ENODEV\n");
+		} else {
+			pr_info("failed_probe fixed: failing with -ENODEV\n");
+			kfree(st);
+		}
+		leaky_teardown();
+		return -ENODEV;		/* BUG (leaky): st is never freed */
+	}
+	kfree(st);			/* not reached with a state: no device */
 
 	/*
 	 * A late failure: leaky_exit() will never run, so undo everything
@@ -482,5 +755,5 @@ static void __exit leaky_exit(void)
 
 module_init(leaky_init);
 module_exit(leaky_exit);
-MODULE_DESCRIPTION("Five C memory-leak patterns and their fixes, for leaklab");
+MODULE_DESCRIPTION("Ten C memory-leak patterns and their fixes, for leaklab");
 MODULE_LICENSE("GPL");

@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use super::{
-    attribute::attribute,
+    attribute::{attribute, base_name},
     symbolize::{Resolved, Symbolizer},
 };
 use crate::kmemleak::report::{Block, Report};
@@ -16,14 +16,15 @@ use crate::kmemleak::report::{Block, Report};
 /// Reports with the same backtrace.
 #[derive(Debug, Clone, Serialize)]
 pub struct Group {
-    /// 16 hex digits (FNV-1a over the symbolized frames).
+    /// 16 hex digits (FNV-1a over the symbolized frames, their functions
+    /// without compiler suffixes: see [`fingerprint`]).
     pub fingerprint: String,
     /// How many reports.
     pub count: usize,
     /// Their bytes together.
     pub bytes: u64,
     /// The first frame outside the allocator wrappers (see
-    /// [`super::attribute::SKIP`]).
+    /// [`super::attribute::SKIP`]), its function without compiler suffixes.
     pub culprit: Option<String>,
     /// The culprit's source line, when the module's DWARF gave one.
     pub culprit_line: Option<String>,
@@ -34,7 +35,8 @@ pub struct Group {
     pub sample: Option<String>,
     /// The module the culprit is in (`None`: the kernel).
     pub module: Option<String>,
-    /// The symbolized frames, innermost first.
+    /// The symbolized frames of the first report, innermost first, as the
+    /// kernel named them (`.isra.7` and all).
     pub frames: Vec<String>,
     /// Whether any report of the group was cut short or garbled.
     pub garbled: bool,
@@ -46,7 +48,8 @@ fn frame_text(res: Option<Resolved>, raw: &str) -> String {
 }
 
 /// The fingerprint of a symbolized backtrace as [`Group::fingerprint`]
-/// gives it: 16 hex digits.
+/// gives it: 16 hex digits. Frames that differ only in a compiler suffix
+/// (`do_ipv6_setsockopt.isra.7+0x8c4`, `.isra.8+0x8c4`) count as the same.
 pub fn fingerprint(frames: &[impl AsRef<str>]) -> String {
     format!("{:016x}", fingerprint_u64(frames))
 }
@@ -60,10 +63,26 @@ fn fingerprint_u64(frames: &[impl AsRef<str>]) -> u64 {
         // The source line is left out: the same stack is the same stack
         // whether or not the module's DWARF was at hand.
         let f = f.split(" at ").next().unwrap_or(f);
-        for b in f.bytes().chain([b'\n']) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        // So is a compiler suffix (`.isra.7`): two builds number the clones
+        // of a function apart, and its leak is the same bug. A frame
+        // without one hashes as it always did.
+        h = match f.rsplit_once('+') {
+            Some((function, rest)) => {
+                let h = fnv1a(h, base_name(function).as_bytes());
+                fnv1a(fnv1a(h, b"+"), rest.as_bytes())
+            }
+            None => fnv1a(h, f.as_bytes()),
+        };
+        h = fnv1a(h, b"\n");
+    }
+    h
+}
+
+/// FNV-1a's hash `h` continued over `bytes`.
+fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
 }
@@ -253,15 +272,83 @@ unreferenced object 0xffff888001000200 (size 64):
         );
         let g = group(&parse(&text), &Symbolizer::default());
         assert_eq!(g[0].count, 2);
-        assert_eq!(
-            g[0].culprit.as_deref(),
-            Some("do_ipv6_setsockopt.isra.7+0x15d0")
-        );
+        assert_eq!(g[0].culprit.as_deref(), Some("do_ipv6_setsockopt+0x15d0"));
         assert_eq!(
             g[0].title.as_deref(),
             Some("memory leak in do_ipv6_setsockopt")
         );
         let json = serde_json::to_value(&g[0]).unwrap();
         assert_eq!(json["title"], "memory leak in do_ipv6_setsockopt");
+    }
+
+    /// A 6.12 report whose culprit is a clone the compiler numbered.
+    const SETSOCKOPT: &str = "unreferenced object 0xffff88810a4c7e00 (size 64):
+  comm \"syz-executor.3\", pid 4211, jiffies 4295012345
+  backtrace (crc 9a1b7c3d):
+    __kmalloc_noprof+0x2d8/0x400
+    sock_kmalloc+0x5d/0x90
+    do_ipv6_setsockopt.isra.7+0x8c4/0x1350
+    ipv6_setsockopt+0x57/0x130
+";
+
+    #[test]
+    fn clones_numbered_apart_by_two_builds_are_one_group() {
+        // The same kernel built twice: GCC numbered the clone 7, then 8.
+        let text = format!("{SETSOCKOPT}{}", SETSOCKOPT.replace(".isra.7", ".isra.8"));
+        let g = group(&parse(&text), &Symbolizer::default());
+        assert_eq!(g.len(), 1, "{g:#?}");
+        assert_eq!((g[0].count, g[0].bytes), (2, 128));
+        // The frames shown keep the first report's name; the culprit and
+        // the title have none.
+        assert_eq!(g[0].frames[2], "do_ipv6_setsockopt.isra.7+0x8c4");
+        assert_eq!(g[0].culprit.as_deref(), Some("do_ipv6_setsockopt+0x8c4"));
+        assert_eq!(
+            g[0].title.as_deref(),
+            Some("memory leak in do_ipv6_setsockopt")
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_leaves_out_compiler_suffixes_only() {
+        let plain = [
+            "__kmalloc_noprof+0x2d8",
+            "sock_kmalloc+0x5d",
+            "do_ipv6_setsockopt+0x8c4",
+            "ipv6_setsockopt+0x57",
+        ];
+        // Stacks without suffixes keep the fingerprints they had.
+        assert_eq!(fingerprint(&plain), "a342d28eb5831f9f");
+        for clone in [
+            ".isra.7",
+            ".constprop.0",
+            ".part.0",
+            ".cold",
+            ".constprop.0.isra.0",
+            ".llvm.9311862455312094551",
+        ] {
+            let mut f = plain.map(str::to_string);
+            f[2] = format!("do_ipv6_setsockopt{clone}+0x8c4");
+            assert_eq!(fingerprint(&f), fingerprint(&plain), "{clone}");
+        }
+        // A module's frame with its source line, and a Rust name with a `+`.
+        assert_eq!(
+            fingerprint(&["probe.part.0+0x1c [mydrv] at drv.c:31"]),
+            fingerprint(&["probe+0x1c [mydrv]"])
+        );
+        assert_eq!(
+            fingerprint(&["<dyn core::any::Any + core::marker::Send>::type_id.cold+0x10 [m]"]),
+            fingerprint(&["<dyn core::any::Any + core::marker::Send>::type_id+0x10 [m]"])
+        );
+        // Offsets, functions and sections still tell stacks apart.
+        assert_ne!(fingerprint(&["foo+0x10"]), fingerprint(&["foo+0x14"]));
+        assert_ne!(
+            fingerprint(&["foo.isra.0+0x10"]),
+            fingerprint(&["foo_bar+0x10"])
+        );
+        assert_ne!(
+            fingerprint(&[".init.text+0x10"]),
+            fingerprint(&[".text+0x10"])
+        );
+        assert_ne!(fingerprint(&[".init.text+0x10"]), fingerprint(&["+0x10"]));
     }
 }

@@ -103,9 +103,10 @@ impl<'k> Session<'k> {
             Some(t) => t.paused(before_load)?,
             None => before_load()?,
         };
-        let vmalloc = match tracer {
-            Some(_) => Some((Loads::default(), Loads::before_load()?)),
-            None => None,
+        // Traced vmalloc areas are in the ledger; otherwise vmallocinfo.
+        let vmalloc = match &tracer {
+            Some(t) if !t.traces_vmalloc() => Some((Loads::default(), Loads::before_load()?)),
+            _ => None,
         };
         let kmsg = KmsgWatch::start()?;
         let module = LoadedModule::load(ko)?;
@@ -202,7 +203,7 @@ impl<'k> Session<'k> {
     /// what was allocated after event `since` ([`Tracer::seq`]): the
     /// allocations whose stack passes through one of them, except those an
     /// allocator made for itself ([`crate::trace::internal`]).
-    pub fn module_allocations(&self, tracer: &Tracer, since: u64) -> Result<Vec<(Space, Report)>> {
+    pub fn module_allocations(&self, tracer: &Tracer, since: u64) -> Result<Vec<Held>> {
         Ok(modules_hold(&tracer.ledger(), &self.sym, &tracer.names()?, since).reports)
     }
 
@@ -290,7 +291,11 @@ pub fn modules_hold(ledger: &Ledger, sym: &Symbolizer, names: &Names, since: u64
     for (a, internal) in held(ledger, sym, names, since) {
         match internal {
             Some(_) => h.internal += 1,
-            None => h.reports.push((a.space, names.report(a, |x| sym.holds(x)))),
+            None => h.reports.push(Held {
+                space: a.space,
+                seq: a.seq,
+                report: names.report(a, |x| sym.holds(x)),
+            }),
         }
     }
     h
@@ -312,16 +317,31 @@ pub fn harvest_trace(
     Ok(TraceHarvest {
         lost: traced.lost,
         events: traced.events,
+        markers: traced.ledger.markers.clone(),
         ..modules_hold(&traced.ledger, sym, &names, 0)
     })
+}
+
+/// An allocation a module holds, as the trace saw it.
+#[derive(Debug, Clone)]
+pub struct Held {
+    /// Its allocator.
+    pub space: Space,
+    /// Its place in the event order (after the [`Tracer::mark`] of the
+    /// step that made it).
+    pub seq: u64,
+    /// The allocation as a report.
+    pub report: Report,
 }
 
 /// What the allocation trace found once the modules were gone.
 #[derive(Debug, Default)]
 pub struct TraceHarvest {
     /// Allocations not freed whose stack passed through a module of the
-    /// session, with their allocator.
-    pub reports: Vec<(Space, Report)>,
+    /// session.
+    pub reports: Vec<Held>,
+    /// Where each [`Tracer::mark`] fell among the events.
+    pub markers: Vec<(String, u64)>,
     /// vmalloc areas a module made and left.
     pub vmalloc: Vec<Report>,
     /// Allocations an allocator made for itself on a module's behalf (a new
@@ -336,7 +356,7 @@ pub struct TraceHarvest {
 impl TraceHarvest {
     /// Every leak found: the allocations, then the vmalloc areas.
     pub fn leaks(&self) -> impl Iterator<Item = &Report> {
-        self.reports.iter().map(|(_, r)| r).chain(&self.vmalloc)
+        self.reports.iter().map(|h| &h.report).chain(&self.vmalloc)
     }
 }
 

@@ -14,6 +14,7 @@ use nix::{
 };
 
 use super::{
+    initprobe::InitProbe,
     kmsg::KmsgWatch,
     module::{Ko, ModuleLayout},
     thread::in_fresh_thread,
@@ -209,16 +210,18 @@ impl LoadedModule {
         }
     }
 
-    /// Loads `ko` with `params` from a thread of its own while another
-    /// thread records where its sections are as soon as the kernel shows
-    /// them: for a module whose init fails, the only record (it is gone
-    /// when the load returns, with its init's allocations still in
-    /// kmemleak's list).
-    pub fn attempt(ko: &Ko, params: &str) -> Attempt {
+    /// Loads `ko` with `params` from a thread of its own, and tells where
+    /// its code was while its init ran: for a module whose init fails the
+    /// only record (it is gone when the load returns, with its init's
+    /// allocations still in the kernel's lists). With `probe` (armed for
+    /// `ko`) the kernel itself recorded that before the init ran; without
+    /// one, another thread reads the sections as soon as sysfs shows them,
+    /// which a quick init can beat.
+    pub fn attempt(ko: &Ko, params: &str, probe: Option<&InitProbe>) -> Attempt {
         let done = AtomicBool::new(false);
-        thread::scope(|s| {
+        let (loader, result, watched) = thread::scope(|s| {
             let watcher = s.spawn(|| {
-                while !done.load(Ordering::Acquire) {
+                while probe.is_none() && !done.load(Ordering::Acquire) {
                     if let Ok(layout) = ModuleLayout::record(ko) {
                         return Some(layout);
                     }
@@ -241,16 +244,29 @@ impl LoadedModule {
                     ))),
                 )
             });
-            let mut layout = watcher.join().ok().flatten();
-            if let Some(l) = &mut layout {
-                l.loader = Some(loader);
-            }
-            Attempt {
-                loader,
-                layout,
-                result: result.map(|()| Self::loaded(ko, loader)),
-            }
-        })
+            (loader, result, watcher.join().ok().flatten())
+        });
+        let layout = match probe {
+            Some(p) => p.take(ko),
+            None => watched.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "its sections were gone before they could be read, and no probe told them (the kernel has no kprobe events)"
+                )
+            }).map(Some),
+        };
+        let (mut layout, unknown) = match layout {
+            Ok(l) => (l, None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
+        if let Some(l) = &mut layout {
+            l.loader = Some(loader);
+        }
+        Attempt {
+            loader,
+            layout,
+            unknown,
+            result: result.map(|()| Self::loaded(ko, loader)),
+        }
     }
 
     /// The thread that loaded it: kmemleak's `pid` of what its init
@@ -307,9 +323,11 @@ pub struct Attempt {
     /// The thread that loaded it: kmemleak's `pid` of what its init
     /// allocated.
     pub loader: u32,
-    /// Its sections as recorded while it was being loaded, when the
-    /// kernel showed them in time.
+    /// Where its code was while its init ran, when its init ran and that
+    /// could be told.
     pub layout: Option<ModuleLayout>,
+    /// Why that could not be told.
+    pub unknown: Option<String>,
     /// The loaded module, or why it did not load.
     pub result: std::result::Result<LoadedModule, LoadError>,
 }

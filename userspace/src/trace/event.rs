@@ -21,15 +21,57 @@ pub enum Space {
     Page,
     /// Per-CPU objects, by their per-CPU pointer.
     Percpu,
+    /// vmalloc areas, by address (seen through kprobe events).
+    Vmalloc,
 }
 
 /// The task and CPU an event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {
-    /// The task's pid.
+    /// The task's pid (in interrupt context, the task interrupted).
     pub pid: u32,
     /// The CPU whose buffer held the event.
     pub cpu: u32,
+    /// Task or interrupt context.
+    pub context: CpuContext,
+}
+
+/// Where an event ran, by its `common_flags` (`TRACE_FLAG_HARDIRQ` 0x08,
+/// `TRACE_FLAG_SOFTIRQ` 0x10, `TRACE_FLAG_NMI` 0x40 in 6.1 and 6.12 alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CpuContext {
+    /// A task's own.
+    #[default]
+    Task,
+    /// A softirq (a timer, a tasklet, RCU callbacks, networking).
+    Softirq,
+    /// A hard interrupt.
+    Hardirq,
+    /// A non-maskable interrupt.
+    Nmi,
+}
+
+impl CpuContext {
+    /// The context of `common_flags`.
+    pub fn of(flags: u64) -> Self {
+        match flags {
+            f if f & 0x40 != 0 => Self::Nmi,
+            f if f & 0x08 != 0 => Self::Hardirq,
+            f if f & 0x10 != 0 => Self::Softirq,
+            _ => Self::Task,
+        }
+    }
+
+    /// The name kmemleak gives the allocating "task" in interrupt context
+    /// (with pid 0): none for a task's own.
+    pub fn comm(self) -> Option<&'static str> {
+        match self {
+            Self::Task => None,
+            Self::Softirq => Some("softirq"),
+            Self::Hardirq => Some("hardirq"),
+            Self::Nmi => Some("nmi"),
+        }
+    }
 }
 
 /// One record of the ring buffer.
@@ -46,6 +88,26 @@ pub enum Event {
         key: u64,
         /// Bytes as the allocator sized them.
         bytes: u64,
+    },
+    /// A call that allocates: its address comes with its return
+    /// ([`Event::Return`] of the same task).
+    Call {
+        /// Event origin.
+        origin: Origin,
+        /// The allocator.
+        space: Space,
+        /// Bytes as kmemleak counts them.
+        bytes: u64,
+    },
+    /// The return of the task's [`Event::Call`] in `space`, with the
+    /// address it allocated (0: none).
+    Return {
+        /// Event origin.
+        origin: Origin,
+        /// The allocator.
+        space: Space,
+        /// The address.
+        key: u64,
     },
     /// A free of `key` in `space`.
     Free {
@@ -154,12 +216,22 @@ impl Format {
 /// What a known event means.
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    /// An allocation; `size` is its bytes, or with `order`, its page order.
+    /// An allocation, sized as [`Size`] says.
     Alloc {
         space: Space,
         key: Field,
+        size: SizeField,
+    },
+    /// A call that allocates `size` bytes (page-aligned, as kmemleak counts
+    /// a vmalloc area).
+    Call {
+        space: Space,
         size: Field,
-        order: bool,
+    },
+    /// Its return, with the address.
+    Return {
+        space: Space,
+        key: Field,
     },
     Free {
         space: Space,
@@ -174,26 +246,65 @@ enum Kind {
     },
 }
 
-/// The allocation events: (event, space, key field, size field, whether the
-/// size is a page order).
-const ALLOCS: &[(&str, Space, &str, &str, bool)] = &[
-    ("kmem/kmalloc", Space::Slab, "ptr", "bytes_alloc", false),
+/// How an allocation event gives its bytes: as kmemleak counts the object,
+/// so that both detectors agree on every object both see.
+#[derive(Debug, Clone, Copy)]
+enum Size {
+    /// This field's bytes.
+    Bytes(&'static str),
+    /// This field's page order.
+    Order(&'static str),
+    /// kmalloc's: the slab object's size (`bytes_alloc`, what kmemleak
+    /// records for a kmalloc cache's object), or, for a large kmalloc
+    /// served by the page allocator, the bytes asked for (`bytes_req`,
+    /// what kmemleak records then).
+    Kmalloc,
+}
+
+/// A [`Size`] with its fields located.
+#[derive(Debug, Clone, Copy)]
+enum SizeField {
+    Bytes(Field),
+    Order(Field),
+    Kmalloc { alloc: Field, req: Field },
+}
+
+/// The largest kmalloc a slab cache serves (`KMALLOC_MAX_CACHE_SIZE`, two
+/// pages with SLUB); larger ones come from the page allocator.
+const KMALLOC_MAX_CACHE_SIZE: u64 = 2 * PAGE_SIZE;
+
+/// The allocation events: (event, space, key field, size).
+const ALLOCS: &[(&str, Space, &str, Size)] = &[
+    ("kmem/kmalloc", Space::Slab, "ptr", Size::Kmalloc),
     (
         "kmem/kmem_cache_alloc",
         Space::Slab,
         "ptr",
-        "bytes_alloc",
-        false,
+        Size::Bytes("bytes_alloc"),
     ),
-    ("kmem/mm_page_alloc", Space::Page, "pfn", "order", true),
+    (
+        "kmem/mm_page_alloc",
+        Space::Page,
+        "pfn",
+        Size::Order("order"),
+    ),
+    // A per-CPU object by the size asked for (kmemleak's), not by what all
+    // CPUs' copies take together (`bytes_alloc`).
     (
         "percpu/percpu_alloc_percpu",
         Space::Percpu,
         "ptr",
-        "bytes_alloc",
-        false,
+        Size::Bytes("size"),
     ),
 ];
+
+/// The vmalloc probes ([`Decoder::load`] with a group): the call with the
+/// size asked for, its return with the address, the frees.
+pub const VMALLOC_CALL: &str = "vmalloc";
+/// The return probe of [`VMALLOC_CALL`].
+pub const VMALLOC_RETURN: &str = "vmalloc_ret";
+/// The free probes.
+pub const VMALLOC_FREES: [&str; 2] = ["vfree", "vfree_atomic"];
 
 /// The free events: (event, space, key field).
 const FREES: &[(&str, Space, &str)] = &[
@@ -213,6 +324,7 @@ pub struct Decoder {
     kinds: HashMap<u16, Kind>,
     common_type: Field,
     common_pid: Field,
+    common_flags: Option<Field>,
 }
 
 impl Decoder {
@@ -227,9 +339,10 @@ impl Decoder {
     }
 
     /// Reads the format files under `events` (a tracefs `events`
-    /// directory).
-    pub fn load(events: &Path) -> Result<Self> {
-        Self::from_formats(|event| {
+    /// directory), with the vmalloc probes of group `vmalloc` where there
+    /// are some.
+    pub fn load(events: &Path, vmalloc: Option<&str>) -> Result<Self> {
+        Self::from_formats(vmalloc, |event| {
             let path = events.join(event).join("format");
             fs::read_to_string(&path).with_context(|| {
                 format!(
@@ -241,21 +354,56 @@ impl Decoder {
     }
 
     /// Builds the decoder from the format files `text` gives by event name
-    /// (`kmem/kmalloc`).
-    pub fn from_formats(text: impl Fn(&str) -> Result<String>) -> Result<Self> {
+    /// (`kmem/kmalloc`), with the vmalloc probes of group `vmalloc`.
+    pub fn from_formats(
+        vmalloc: Option<&str>,
+        text: impl Fn(&str) -> Result<String>,
+    ) -> Result<Self> {
         let read = |event: &str| -> Result<Format> {
             Format::parse(&text(event)?).with_context(|| format!("parsing the format of {event}"))
         };
         let mut formats = Vec::new();
-        for &(event, space, key, size, order) in ALLOCS {
+        for &(event, space, key, size) in ALLOCS {
             let f = read(event)?;
+            let size = match size {
+                Size::Bytes(n) => SizeField::Bytes(f.field(n, event)?),
+                Size::Order(n) => SizeField::Order(f.field(n, event)?),
+                Size::Kmalloc => SizeField::Kmalloc {
+                    alloc: f.field("bytes_alloc", event)?,
+                    req: f.field("bytes_req", event)?,
+                },
+            };
             let kind = Kind::Alloc {
                 space,
                 key: f.field(key, event)?,
-                size: f.field(size, event)?,
-                order,
+                size,
             };
             formats.push((f, kind));
+        }
+        if let Some(group) = vmalloc {
+            let event = format!("{group}/{VMALLOC_CALL}");
+            let f = read(&event)?;
+            let kind = Kind::Call {
+                space: Space::Vmalloc,
+                size: f.field("size", &event)?,
+            };
+            formats.push((f, kind));
+            let event = format!("{group}/{VMALLOC_RETURN}");
+            let f = read(&event)?;
+            let kind = Kind::Return {
+                space: Space::Vmalloc,
+                key: f.field("addr", &event)?,
+            };
+            formats.push((f, kind));
+            for free in VMALLOC_FREES {
+                let event = format!("{group}/{free}");
+                let f = read(&event)?;
+                let kind = Kind::Free {
+                    space: Space::Vmalloc,
+                    key: f.field("addr", &event)?,
+                };
+                formats.push((f, kind));
+            }
         }
         for &(event, space, key) in FREES {
             let f = read(event)?;
@@ -284,10 +432,12 @@ impl Decoder {
         if common_type.size != 2 {
             bail!("common_type is {} bytes, not 2", common_type.size);
         }
+        let common_flags = first.fields.get("common_flags").copied();
         Ok(Self {
             kinds: formats.into_iter().map(|(f, k)| (f.id, k)).collect(),
             common_type,
             common_pid,
+            common_flags,
         })
     }
 
@@ -299,23 +449,24 @@ impl Decoder {
     fn try_decode(&self, cpu: u32, record: &[u8]) -> Option<Event> {
         let id = u16::try_from(self.common_type.read(record)?).ok()?;
         let kind = self.kinds.get(&id)?;
+        let flags = self.common_flags.and_then(|f| f.read(record));
         let origin = Origin {
             pid: u32::try_from(self.common_pid.read(record)?).ok()?,
             cpu,
+            context: CpuContext::of(flags.unwrap_or(0)),
         };
         Some(match *kind {
-            Kind::Alloc {
-                space,
-                key,
-                size,
-                order,
-            } => {
+            Kind::Alloc { space, key, size } => {
                 let key = key.read(record)?;
-                let size = size.read(record)?;
-                let bytes = if order {
-                    PAGE_SIZE.checked_shl(u32::try_from(size).ok()?)?
-                } else {
-                    size
+                let bytes = match size {
+                    SizeField::Bytes(f) => f.read(record)?,
+                    SizeField::Order(f) => {
+                        PAGE_SIZE.checked_shl(u32::try_from(f.read(record)?).ok()?)?
+                    }
+                    SizeField::Kmalloc { alloc, req } => match alloc.read(record)? {
+                        large if large > KMALLOC_MAX_CACHE_SIZE => req.read(record)?,
+                        slab => slab,
+                    },
                 };
                 // A failed allocation (no pointer, pfn -1) allocated nothing.
                 if key == 0 || key == u64::MAX {
@@ -328,6 +479,16 @@ impl Decoder {
                     bytes,
                 }
             }
+            Kind::Call { space, size } => Event::Call {
+                origin,
+                space,
+                bytes: size.read(record)?.checked_next_multiple_of(PAGE_SIZE)?,
+            },
+            Kind::Return { space, key } => Event::Return {
+                origin,
+                space,
+                key: key.read(record)?,
+            },
             Kind::Free { space, key } => {
                 let key = key.read(record)?;
                 if key == 0 || key == u64::MAX {
@@ -367,7 +528,7 @@ pub(crate) mod tests {
         ("kmem/kmalloc", "name: kmalloc\nID: 261\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\tfield:unsigned long call_site;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:const void * ptr;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:size_t bytes_req;\toffset:24;\tsize:8;\tsigned:0;\n\tfield:size_t bytes_alloc;\toffset:32;\tsize:8;\tsigned:0;\n\tfield:unsigned long gfp_flags;\toffset:40;\tsize:8;\tsigned:0;\n\tfield:int node;\toffset:48;\tsize:4;\tsigned:1;\n"),
         ("kmem/kmem_cache_alloc", "ID: 262\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\tfield:const void * ptr;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:size_t bytes_alloc;\toffset:32;\tsize:8;\tsigned:0;\n"),
         ("kmem/mm_page_alloc", "ID: 256\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\tfield:unsigned long pfn;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:unsigned int order;\toffset:16;\tsize:4;\tsigned:0;\n"),
-        ("percpu/percpu_alloc_percpu", "ID: 250\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\tfield:void * ptr;\toffset:56;\tsize:8;\tsigned:0;\n\tfield:size_t bytes_alloc;\toffset:64;\tsize:8;\tsigned:0;\n"),
+        ("percpu/percpu_alloc_percpu", "ID: 250\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\tfield:size_t size;\toffset:24;\tsize:8;\tsigned:0;\n\tfield:void * ptr;\toffset:56;\tsize:8;\tsigned:0;\n\tfield:size_t bytes_alloc;\toffset:64;\tsize:8;\tsigned:0;\n"),
         ("kmem/kfree", "ID: 263\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\tfield:unsigned long call_site;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:const void * ptr;\toffset:16;\tsize:8;\tsigned:0;\n"),
         ("kmem/kmem_cache_free", "ID: 264\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\tfield:const void * ptr;\toffset:16;\tsize:8;\tsigned:0;\n"),
         ("kmem/mm_page_free", "ID: 257\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\tfield:unsigned long pfn;\toffset:8;\tsize:8;\tsigned:0;\n"),
@@ -379,7 +540,7 @@ pub(crate) mod tests {
 
     /// A decoder of [`FORMATS`].
     pub fn decoder() -> Decoder {
-        Decoder::from_formats(|event| {
+        Decoder::from_formats(None, |event| {
             FORMATS
                 .iter()
                 .find(|f| f.0 == event)
@@ -425,7 +586,11 @@ pub(crate) mod tests {
         assert_eq!(
             d.decode(1, &r),
             Event::Alloc {
-                origin: Origin { pid: 61, cpu: 1 },
+                origin: Origin {
+                    pid: 61,
+                    cpu: 1,
+                    context: CpuContext::Task
+                },
                 space: Space::Slab,
                 key: 0xffff888003c4a000,
                 bytes: 256
@@ -435,7 +600,11 @@ pub(crate) mod tests {
         assert_eq!(
             d.decode(0, &r),
             Event::Free {
-                origin: Origin { pid: 12, cpu: 0 },
+                origin: Origin {
+                    pid: 12,
+                    cpu: 0,
+                    context: CpuContext::Task
+                },
                 space: Space::Slab,
                 key: 0xffff888003c4a000
             }
@@ -469,19 +638,49 @@ pub(crate) mod tests {
             5,
             80,
             &[
+                (24, &32u64.to_ne_bytes()),
                 (56, &0x607fffc24c5cu64.to_ne_bytes()),
-                (64, &1u64.to_ne_bytes()),
+                (64, &96u64.to_ne_bytes()),
             ],
         );
-        assert!(matches!(
-            d.decode(0, &r),
-            Event::Alloc {
-                space: Space::Percpu,
-                key: 0x607fffc24c5c,
-                bytes: 1,
-                ..
-            }
-        ));
+        assert!(
+            matches!(
+                d.decode(0, &r),
+                Event::Alloc {
+                    space: Space::Percpu,
+                    key: 0x607fffc24c5c,
+                    bytes: 32,
+                    ..
+                }
+            ),
+            "a per-CPU object counts the size asked for, as kmemleak does, not all CPUs' copies"
+        );
+        // A large kmalloc (pages): the bytes asked for, as kmemleak counts.
+        let r = record(
+            261,
+            61,
+            56,
+            &[
+                (16, &ptr),
+                (24, &10000u64.to_ne_bytes()),
+                (32, &16384u64.to_ne_bytes()),
+            ],
+        );
+        assert!(matches!(d.decode(0, &r), Event::Alloc { bytes: 10000, .. }));
+        let r = record(
+            261,
+            61,
+            56,
+            &[
+                (16, &ptr),
+                (24, &200u64.to_ne_bytes()),
+                (32, &256u64.to_ne_bytes()),
+            ],
+        );
+        assert!(
+            matches!(d.decode(0, &r), Event::Alloc { bytes: 256, .. }),
+            "a slab kmalloc counts its object's size"
+        );
     }
 
     #[test]
@@ -514,7 +713,11 @@ pub(crate) mod tests {
         assert_eq!(
             d.decode(0, &r),
             Event::Stack {
-                origin: Origin { pid: 7, cpu: 0 },
+                origin: Origin {
+                    pid: 7,
+                    cpu: 0,
+                    context: CpuContext::Task
+                },
                 frames: vec![0xffffffff81000010, 0xffffffffa000112a]
             }
         );
@@ -529,7 +732,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_missing_format_file_says_what_the_kernel_needs() {
-        let e = Decoder::load(Path::new("/nonexistent/events")).unwrap_err();
+        let e = Decoder::load(Path::new("/nonexistent/events"), None).unwrap_err();
         assert!(format!("{e:#}").contains("CONFIG_EVENT_TRACING"), "{e:#}");
     }
 }

@@ -31,7 +31,13 @@ impl Allocation {
     /// symbolizer and one attribution serve both detectors: its frames as
     /// `frame` names them, the task as `comm` names it. A page's address is
     /// its physical address (the pfn times the page size).
+    /// In interrupt context, the task is named as kmemleak names it
+    /// (`softirq`, pid 0), not as the task the interrupt found running.
     pub fn report(&self, frame: impl Fn(u64) -> Frame, comm: Option<String>) -> Report {
+        let (pid, comm) = match self.origin.context.comm() {
+            Some(c) => (0, Some(c.to_string())),
+            None => (self.origin.pid, comm),
+        };
         Report {
             address: match self.space {
                 Space::Page => self.key.saturating_mul(PAGE_SIZE),
@@ -39,7 +45,7 @@ impl Allocation {
             },
             size: self.bytes,
             comm,
-            pid: Some(self.origin.pid),
+            pid: Some(pid),
             jiffies: None,
             crc: None,
             frames: self.stack.iter().map(|&a| frame(a)).collect(),
@@ -56,14 +62,17 @@ const NESTING: usize = 8;
 #[derive(Debug, Default)]
 pub struct Ledger {
     live: HashMap<(Space, u64), Allocation>,
+    /// Calls that allocate, by task, until they return: their bytes.
+    calls: HashMap<(Space, u32), u64>,
     /// Per CPU: the allocations whose stacks come next, innermost last.
     awaiting_stack: HashMap<u32, Vec<(Space, u64, u64)>>,
     /// Events counted.
     pub events: u64,
     /// Events the ring buffer lost.
     pub lost: u64,
-    /// The markers seen, in order.
-    pub markers: Vec<String>,
+    /// The markers seen, in order, each with the number of events before
+    /// it.
+    pub markers: Vec<(String, u64)>,
 }
 
 impl Ledger {
@@ -94,6 +103,24 @@ impl Ledger {
                     },
                 );
             }
+            Event::Call {
+                origin,
+                space,
+                bytes,
+            } => {
+                self.events += 1;
+                self.calls.insert((space, origin.pid), bytes);
+            }
+            // The allocation is made at its return, whose stack comes next.
+            Event::Return { origin, space, key } => match self.calls.remove(&(space, origin.pid)) {
+                Some(bytes) if key != 0 => self.apply(Event::Alloc {
+                    origin,
+                    space,
+                    key,
+                    bytes,
+                }),
+                _ => self.events += 1,
+            },
             Event::Free { origin, space, key } => {
                 self.events += 1;
                 self.live.remove(&(space, key));
@@ -109,7 +136,7 @@ impl Ledger {
                     }
                 }
             }
-            Event::Marker(m) => self.markers.push(m),
+            Event::Marker(m) => self.markers.push((m, self.events)),
             Event::Lost(n) => self.lost = self.lost.saturating_add(n),
             Event::Other => {}
         }
@@ -134,7 +161,11 @@ mod tests {
     use super::*;
 
     fn origin(pid: u32, cpu: u32) -> Origin {
-        Origin { pid, cpu }
+        Origin {
+            pid,
+            cpu,
+            context: Default::default(),
+        }
     }
 
     fn alloc(pid: u32, cpu: u32, space: Space, key: u64, bytes: u64) -> Event {
@@ -232,6 +263,59 @@ mod tests {
     }
 
     #[test]
+    fn a_call_s_allocation_is_made_at_its_return_with_the_return_s_stack() {
+        let call = |pid, cpu| Event::Call {
+            origin: origin(pid, cpu),
+            space: Space::Vmalloc,
+            bytes: 8192,
+        };
+        let ret = |pid, cpu, key| Event::Return {
+            origin: origin(pid, cpu),
+            space: Space::Vmalloc,
+            key,
+        };
+        let l = feed(vec![
+            call(7, 0),
+            call(8, 1),
+            // Task 7 slept and returns on the other CPU, its stack after.
+            ret(7, 1, 0xffffc90000010000),
+            stack(1, &[0xa]),
+            ret(8, 1, 0),
+            stack(1, &[0xb]),
+            call(9, 0),
+            ret(9, 0, 0xffffc90000020000),
+            stack(0, &[0xc]),
+            free(0, Space::Vmalloc, 0xffffc90000020000),
+            // A return without its call (tracing began in between).
+            ret(10, 0, 0xffffc90000030000),
+        ]);
+        let out = l.outstanding(|_| true);
+        assert_eq!(out.len(), 1, "8 failed, 9 was freed: {out:?}");
+        assert_eq!(
+            (out[0].key, out[0].bytes, out[0].origin.pid),
+            (0xffffc90000010000, 8192, 7)
+        );
+        assert_eq!(out[0].stack, [0xa]);
+    }
+
+    #[test]
+    fn an_interrupt_s_allocation_is_named_as_kmemleak_names_it() {
+        let mut l = Ledger::default();
+        l.apply(Event::Alloc {
+            origin: Origin {
+                pid: 44,
+                cpu: 0,
+                context: crate::trace::event::CpuContext::Softirq,
+            },
+            space: Space::Slab,
+            key: 0x1000,
+            bytes: 64,
+        });
+        let r = l.outstanding(|_| true)[0].report(bare, Some("trace-reader".into()));
+        assert_eq!((r.pid, r.comm.as_deref()), (Some(0), Some("softirq")));
+    }
+
+    #[test]
     fn lost_events_and_markers_are_counted() {
         let l = feed(vec![
             Event::Lost(5),
@@ -240,7 +324,7 @@ mod tests {
             Event::Other,
         ]);
         assert_eq!(l.lost, 7);
-        assert_eq!(l.markers, ["sync-1"]);
+        assert_eq!(l.markers, [("sync-1".to_string(), 0)]);
         assert_eq!(l.events, 0);
     }
 

@@ -10,8 +10,8 @@
 //! crate's helper, are found too. Allocations the allocator makes for
 //! itself on the module's behalf (a new slab's pages, kmemleak's own
 //! metadata, a vmalloc area's bookkeeping) are told apart by their frames
-//! ([`internal`]); vmalloc areas are seen in `/proc/vmallocinfo`
-//! ([`vmalloc`]). It needs no age window: what is outstanding once the
+//! ([`internal`]); vmalloc areas are traced through kprobe events, or
+//! seen in `/proc/vmallocinfo` where the kernel has none ([`vmalloc`]). It needs no age window: what is outstanding once the
 //! module is gone and deferred frees have settled is leaked.
 //!
 //! [`Ledger`]: ledger::Ledger
@@ -29,7 +29,7 @@ pub use event::Space;
 
 /// What the trace detector cannot see or may get wrong, said with every
 /// verdict that rests on it.
-pub const BLIND_SPOTS: &str = "allocation tracing sees kmalloc, kmem_cache, page and per-CPU allocations whose stack passes through the module, and vmalloc areas whose caller is the module; memory the module gets from another subsystem (an skb, a DMA pool) is that subsystem's, and events the ring buffer loses make the run inconclusive";
+pub const BLIND_SPOTS: &str = "allocation tracing sees kmalloc, kmem_cache, page, per-CPU and vmalloc allocations whose stack passes through the module (vmalloc through kprobe events; a kernel without them shows only areas whose caller is the module, read from /proc/vmallocinfo); memory the module gets from another subsystem (an skb, a DMA pool) is that subsystem's, and events the ring buffer loses make the run inconclusive";
 
 /// Allocator-internal functions: an allocation whose stack reaches one of
 /// them before the module's first frame was made by that allocator for its

@@ -26,14 +26,19 @@ use super::{
     kallsyms::Kallsyms,
     ledger::{Allocation, Ledger},
     page::{self, Layout},
+    vmalloc,
 };
 use crate::{
-    kernel::{interrupt, setting::Changed, undo},
+    kernel::{
+        interrupt,
+        setting::Changed,
+        tracefs::{self, write},
+        undo,
+    },
     kmemleak::report::{Frame, Report},
 };
 
-/// Where tracefs is mounted on kernels since 4.1.
-pub const TRACEFS: &str = "/sys/kernel/tracing";
+pub use crate::kernel::tracefs::TRACEFS;
 
 /// Whether normal RCU grace periods are expedited (1) or not (0).
 const RCU_EXPEDITED: &str = "/sys/kernel/rcu_expedited";
@@ -104,27 +109,14 @@ static ABORT: AtomicBool = AtomicBool::new(false);
 /// percpu and ftrace events the reader decodes ([`Decoder::load`]). `Err`
 /// says what is missing and what to do.
 pub fn supported() -> Result<()> {
-    let Some(root) = mounted_tracefs() else {
+    let Some(root) = tracefs::mounted() else {
         // Mounted by the run itself; the events are checked then.
         if Path::new(TRACEFS).is_dir() {
             return Ok(());
         }
         bail!("{TRACEFS} does not exist: the kernel is built without CONFIG_TRACING");
     };
-    Decoder::load(&root.join("events")).map(|_| ())
-}
-
-/// Where tracefs is mounted, if it is.
-fn mounted_tracefs() -> Option<PathBuf> {
-    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.len() > 2 && f[2] == "tracefs").then(|| PathBuf::from(f[1]))
-    })
-}
-
-fn write(path: &Path, value: &str) -> Result<()> {
-    fs::write(path, value).with_context(|| format!("writing '{value}' to {}", path.display()))
+    Decoder::load(&root.join("events"), None).map(|_| ())
 }
 
 /// The CPUs a list such as `/sys/devices/system/cpu/online` names
@@ -164,6 +156,14 @@ pub struct Traced {
     pub events: u64,
 }
 
+/// The trampolines a return probe's handler runs from (x86_64 and arm64,
+/// 6.1 to 6.12): a stack taken there has the probe's frames up to it.
+const RETURN_TRAMPOLINES: [&str; 3] = [
+    "arch_rethook_trampoline",
+    "__kretprobe_trampoline",
+    "kretprobe_trampoline",
+];
+
 /// Names for what the trace holds: kernel functions by return address
 /// (`/proc/kallsyms`), tasks by pid (tracefs `saved_cmdlines`).
 #[derive(Debug, Clone, Default)]
@@ -187,7 +187,16 @@ impl Names {
             },
             false => self.kallsyms.frame(address),
         };
-        a.report(frame, self.comms.get(&a.origin.pid).cloned())
+        let mut r = a.report(frame, self.comms.get(&a.origin.pid).cloned());
+        // A return probe's stack starts in the probe's own machinery.
+        if let Some(i) = r.frames.iter().rposition(|f| {
+            f.symbol
+                .as_deref()
+                .is_some_and(|s| RETURN_TRAMPOLINES.contains(&s))
+        }) {
+            r.frames.drain(..=i);
+        }
+        r
     }
 
     /// The allocator that made `a` for its own use on behalf of the code
@@ -244,6 +253,8 @@ pub struct Tracer {
     /// The events' filter, once set.
     filter: std::sync::OnceLock<String>,
     symbols: Mutex<Option<Symbols>>,
+    /// The vmalloc probes, where the kernel took them.
+    vmalloc: Option<vmalloc::Probes>,
     noted: Option<undo::Noted>,
 }
 
@@ -262,31 +273,18 @@ impl Tracer {
             .name("kallsyms".into())
             .spawn(Kallsyms::read)
             .context("starting a thread")?;
-        let (root, mounted) = match mounted_tracefs() {
-            Some(root) => (root, None),
-            None => {
-                nix::mount::mount(
-                    Some("tracefs"),
-                    TRACEFS,
-                    Some("tracefs"),
-                    nix::mount::MsFlags::empty(),
-                    None::<&str>,
-                )
-                .with_context(|| {
-                    format!(
-                        "mounting tracefs at {TRACEFS} (a kernel without CONFIG_TRACING has none)"
-                    )
-                })?;
-                (PathBuf::from(TRACEFS), Some(PathBuf::from(TRACEFS)))
-            }
-        };
+        let (root, mounted) = tracefs::mount()?;
+        let vmalloc = vmalloc::Probes::add(&root);
         let dir = root
             .join("instances")
             .join(format!("leaklab-{}", std::process::id()));
         let unmount = mounted.clone();
         if let Err(e) = fs::create_dir(&dir) {
+            if let Some(p) = &vmalloc {
+                p.remove();
+            }
             if let Some(m) = &unmount {
-                let _ = nix::mount::umount(m);
+                let _ = tracefs::unmount(m);
             }
             return Err(e).with_context(|| {
                 format!(
@@ -297,12 +295,13 @@ impl Tracer {
         }
         ABORT.store(false, Ordering::SeqCst);
         let undo_dir = dir.clone();
+        let undo_probes = vmalloc.clone();
         let noted = undo::note(
             format!("removed the tracefs instance {}", dir.display()),
             move || {
                 ABORT.store(true, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(200));
-                remove(&undo_dir, unmount.as_deref())
+                remove(&undo_dir, undo_probes.as_ref(), unmount.as_deref())
             },
         );
         let mut tracer = Self {
@@ -316,6 +315,7 @@ impl Tracer {
             markers: AtomicU64::new(0),
             filter: std::sync::OnceLock::new(),
             symbols: Mutex::new(Some(Symbols::Reading(symbols))),
+            vmalloc,
             noted: Some(noted),
         };
         // The reader first: its own reads allocate (page faults, the
@@ -354,6 +354,17 @@ impl Tracer {
             }
             write(&event.join("enable"), "1")?;
         }
+        for (e, stack) in self.vmalloc.iter().flat_map(vmalloc::Probes::events) {
+            let event = d.join("events").join(e);
+            write(&event.join("filter"), not_reader)?;
+            if stack {
+                write(
+                    &event.join("trigger"),
+                    &format!("stacktrace if {not_reader}"),
+                )?;
+            }
+            write(&event.join("enable"), "1")?;
+        }
         write(&d.join("tracing_on"), "1")
     }
 
@@ -362,7 +373,7 @@ impl Tracer {
     /// `trace_pipe_raw`, and enables the events without the reader's own.
     fn spawn_reader(&self, buffer_kb: Option<u64>) -> Result<JoinHandle<Result<()>>> {
         let events = self.dir.join("events");
-        let decoder = Decoder::load(&events)?;
+        let decoder = Decoder::load(&events, self.vmalloc.as_ref().map(|p| p.group.as_str()))?;
         let layout = read_at_once(&events.join("header_page"))
             .and_then(|t| Layout::parse(&t))
             .context("reading the ring buffer's header_page")?;
@@ -432,6 +443,13 @@ impl Tracer {
         result
     }
 
+    /// Marks this point of the trace with `text`, without waiting for the
+    /// reader: the ledger keeps where each mark fell among the events
+    /// ([`Ledger::markers`]).
+    pub fn mark(&self, text: &str) -> Result<()> {
+        write(&self.dir.join("trace_marker"), text)
+    }
+
     /// Returns once the reader has taken in every event up to now (a
     /// `trace_marker` write came through).
     ///
@@ -451,7 +469,7 @@ impl Tracer {
         loop {
             let lost = {
                 let ledger = self.ledger();
-                if ledger.markers.contains(&marker) {
+                if ledger.markers.iter().any(|(m, _)| *m == marker) {
                     return Ok(());
                 }
                 // Woken as soon as the reader took records in; the next
@@ -641,8 +659,18 @@ impl Tracer {
         }
     }
 
+    /// Whether vmalloc areas are traced (by kprobe events); where they are
+    /// not, `/proc/vmallocinfo` tells them ([`vmalloc::Loads`]).
+    pub fn traces_vmalloc(&self) -> bool {
+        self.vmalloc.is_some()
+    }
+
     fn remove(&mut self) -> Result<()> {
-        let r = remove(&self.dir, self.mounted.take().as_deref());
+        let r = remove(
+            &self.dir,
+            self.vmalloc.as_ref(),
+            self.mounted.take().as_deref(),
+        );
         self.noted = None;
         r
     }
@@ -789,8 +817,9 @@ fn take_in(cpus: &mut [CpuBuffer], ledger: &mut Ledger) {
 }
 
 /// Disables the instance's events and removes it (retrying while a reader
-/// still holds its pipe), then unmounts tracefs if this run mounted it.
-fn remove(dir: &Path, mounted: Option<&Path>) -> Result<()> {
+/// still holds its pipe), takes its vmalloc probes away, then unmounts
+/// tracefs if this run mounted it.
+fn remove(dir: &Path, probes: Option<&vmalloc::Probes>, mounted: Option<&Path>) -> Result<()> {
     let _ = write(&dir.join("tracing_on"), "0");
     let _ = write(&dir.join("events").join("enable"), "0");
     // The removal waits for a grace period per trigger and per filter (ten
@@ -815,9 +844,11 @@ fn remove(dir: &Path, mounted: Option<&Path>) -> Result<()> {
             }
         }
     }
+    if let Some(p) = probes {
+        p.remove();
+    }
     if let Some(m) = mounted {
-        nix::mount::umount(m)
-            .with_context(|| format!("unmounting tracefs from {}", m.display()))?;
+        tracefs::unmount(m)?;
     }
     Ok(())
 }
@@ -849,7 +880,11 @@ mod tests {
 
     fn alloc(cpu: u32, key: u64) -> Event {
         Event::Alloc {
-            origin: Origin { pid: 1, cpu },
+            origin: Origin {
+                pid: 1,
+                cpu,
+                context: Default::default(),
+            },
             space: Space::Slab,
             key,
             bytes: 64,
@@ -858,7 +893,11 @@ mod tests {
 
     fn free(cpu: u32, key: u64) -> Event {
         Event::Free {
-            origin: Origin { pid: 1, cpu },
+            origin: Origin {
+                pid: 1,
+                cpu,
+                context: Default::default(),
+            },
             space: Space::Slab,
             key,
         }

@@ -1,12 +1,89 @@
-//! vmalloc areas, from `/proc/vmallocinfo`: no trace event names the caller
-//! of `vmalloc()`, but this file does, for every live area. An area a
-//! module made while it was loaded, still there once it is gone, leaked.
+//! vmalloc areas. Where the kernel has kprobe events, each area is traced
+//! with its stack like any other allocation ([`Probes`]): a probe on the
+//! function every vmalloc goes through gives the size asked for, its
+//! return probe the address and the stack (a stack taken at the entry
+//! probe ends in the optimized probe's trampoline on x86_64, which the
+//! unwinder cannot cross; at the return it unwinds through the return
+//! trampoline), probes on `vfree()` and `vfree_atomic()` the frees. Without them, `/proc/vmallocinfo` names the
+//! caller of every live area: an area a module made while it was loaded,
+//! still there once it is gone, leaked (its init's areas, whose caller's
+//! text is freed after init, are missed then).
 
-use std::fs;
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context, Result};
 
-use crate::kmemleak::report::{parse_frame, Frame, Report};
+use super::event::{VMALLOC_CALL, VMALLOC_FREES, VMALLOC_RETURN};
+use crate::{
+    kernel::tracefs,
+    kmemleak::report::{parse_frame, Frame, Report},
+};
+
+/// The function every vmalloc goes through, by kernel: 6.10 on renamed it
+/// for allocation profiling.
+const ALLOCATOR: [&str; 2] = ["__vmalloc_node_range_noprof", "__vmalloc_node_range"];
+
+/// The vmalloc probes of a run, in a kprobe group of its own.
+#[derive(Debug, Clone)]
+pub struct Probes {
+    root: PathBuf,
+    /// The group: `events/GROUP/...` in every instance.
+    pub group: String,
+}
+
+impl Probes {
+    /// Adds the probes to the kernel at tracefs `root`; `None` where it has
+    /// no kprobe events or refuses them (the areas are read from
+    /// `/proc/vmallocinfo` then).
+    pub fn add(root: &Path) -> Option<Self> {
+        if !root.join("kprobe_events").exists() {
+            return None;
+        }
+        let probes = Self {
+            root: root.to_path_buf(),
+            group: format!("leaklab_vm_{}", std::process::id()),
+        };
+        probes.remove();
+        let g = &probes.group;
+        let allocator = ALLOCATOR.iter().find(|f| {
+            tracefs::kprobe_events(root, &format!("p:{g}/{VMALLOC_CALL} {f} size=$arg1:u64"))
+                .is_ok()
+        })?;
+        let rest = [
+            format!("r:{g}/{VMALLOC_RETURN} {allocator} addr=$retval:x64"),
+            format!("p:{g}/{} vfree addr=$arg1:x64", VMALLOC_FREES[0]),
+            format!("p:{g}/{} vfree_atomic addr=$arg1:x64", VMALLOC_FREES[1]),
+        ];
+        if rest
+            .iter()
+            .any(|d| tracefs::kprobe_events(root, d).is_err())
+        {
+            probes.remove();
+            return None;
+        }
+        Some(probes)
+    }
+
+    /// The events, the call first: (name under `events/`, whether its
+    /// stack is wanted: the return's).
+    pub fn events(&self) -> impl Iterator<Item = (String, bool)> + '_ {
+        [VMALLOC_CALL, VMALLOC_RETURN]
+            .into_iter()
+            .chain(VMALLOC_FREES)
+            .map(|e| (format!("{}/{e}", self.group), e == VMALLOC_RETURN))
+    }
+
+    /// Takes the probes away (each instance that enabled them must be gone
+    /// or have them disabled).
+    pub fn remove(&self) {
+        for (event, _) in self.events() {
+            let _ = tracefs::kprobe_events(&self.root, &format!("-:{event}"));
+        }
+    }
+}
 
 /// The file.
 pub const VMALLOCINFO: &str = "/proc/vmallocinfo";

@@ -38,6 +38,7 @@ use crate::{
         session,
     },
     kernel::{
+        initprobe::InitProbe,
         kmod::{self, init_error, LoadError, LoadedModule},
         kmsg::KmsgWatch,
         module::{Ko, ModuleLayout},
@@ -209,8 +210,20 @@ pub struct TraceCheck {
     pub events: u64,
     /// Events lost to a full ring buffer: the check is inconclusive then.
     pub lost: u64,
+    /// What the trace could not decide (a failed init whose code could not
+    /// be placed): the check is inconclusive then.
+    #[serde(default)]
+    pub undecided: Vec<String>,
     /// What it cannot see.
     pub blind_spots: String,
+}
+
+impl TraceCheck {
+    /// Whether it could not decide: events were lost, or a failed init's
+    /// code could not be placed.
+    pub fn undecided(&self) -> bool {
+        self.lost > 0 || !self.undecided.is_empty()
+    }
 }
 
 /// Objects and bytes of `leaks` together.
@@ -252,6 +265,9 @@ struct Cycles {
     /// With the trace: each load's vmalloc areas before it and before its
     /// unload.
     vmalloc: Option<Loads>,
+    /// Cycles whose failed init left the trace unable to tell the module's
+    /// allocations, and why.
+    undecided: Vec<String>,
 }
 
 /// Runs the plan: the cycles in one kmemleak window, then the harvest.
@@ -281,7 +297,9 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Check> {
         .map(Window::open_scanning_stacks)
         .transpose()?;
     let profiled = Profiled::start()?;
-    let mut cycles = run_cycles(plan, &ko, tracer.is_some(), progress)?;
+    // Traced vmalloc areas are in the ledger; otherwise vmallocinfo.
+    let vmallocinfo = tracer.as_ref().is_some_and(|t| !t.traces_vmalloc());
+    let mut cycles = run_cycles(plan, &ko, tracer.as_ref(), vmallocinfo, progress)?;
     let settled = match window {
         Some(w) => {
             progress("waiting for kmemleak");
@@ -345,31 +363,53 @@ impl Profiled {
 }
 
 /// What the trace holds of the module once it is gone (deferred frees
-/// settled): its allocations, and the vmalloc areas its loads left.
+/// settled): its allocations, each with the cycle it came in (by the
+/// cycles' marks in the trace: a kworker's or a timer's allocation counts
+/// in the cycle that made it), and the vmalloc areas its loads left.
 fn harvest_trace(
     tracer: Tracer,
     c: &Cycles,
     progress: &mut dyn FnMut(&str),
-) -> Result<(Vec<Report>, u64, u64)> {
+) -> Result<(Vec<(Report, Option<u32>)>, u64, u64)> {
     let h = session::harvest_trace(tracer, &c.sym, progress)?;
-    let mut reports: Vec<Report> = h.reports.into_iter().map(|(_, r)| r).collect();
+    let starts: Vec<u64> = (1..)
+        .map_while(|n| {
+            let mark = cycle_mark(n);
+            h.markers.iter().find(|(m, _)| *m == mark).map(|(_, at)| *at)
+        })
+        .collect();
+    let mut reports: Vec<(Report, Option<u32>)> = h
+        .reports
+        .into_iter()
+        .map(|held| {
+            let cycle = starts.partition_point(|&at| at < held.seq) as u32;
+            (held.report, (cycle > 0).then_some(cycle))
+        })
+        .collect();
     if let Some(loads) = &c.vmalloc {
-        reports.extend(loads.left()?);
+        reports.extend(loads.left()?.into_iter().map(|r| (r, None)));
     }
     Ok((reports, h.events, h.lost))
 }
 
-/// Loads, exercises and unloads the module `plan.cycles` times.
-/// With `tracing`, notes the vmalloc areas of each load.
+/// The trace mark at the start of cycle `n`.
+fn cycle_mark(n: u32) -> String {
+    format!("leaklab-cycle-{n}")
+}
+
+/// Loads, exercises and unloads the module `plan.cycles` times, marking
+/// each cycle's start in `tracer`'s trace. With `vmallocinfo`, notes the
+/// vmalloc areas of each load.
 fn run_cycles(
     plan: &Plan,
     ko: &Ko,
-    tracing: bool,
+    tracer: Option<&Tracer>,
+    vmallocinfo: bool,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Cycles> {
     let params = plan.params.join(" ");
     let mut c = Cycles {
-        vmalloc: tracing.then(Loads::default),
+        vmalloc: vmallocinfo.then(Loads::default),
         records: Vec::new(),
         marks: PidMarks::default(),
         resolver: Vec::new(),
@@ -377,6 +417,13 @@ fn run_cycles(
         sym: Symbolizer::default(),
         still_loaded: None,
         youngest: Instant::now(),
+        undecided: Vec::new(),
+    };
+    // Where the module's init was loaded, also when it fails: without the
+    // probe, sysfs is read while the load runs, which a quick init beats.
+    let (probe, no_probe) = match InitProbe::arm(ko) {
+        Ok(p) => (Some(p), None),
+        Err(e) => (None, Some(e)),
     };
     let mut layouts: Vec<ModuleLayout> = Vec::new();
     for n in 1..=plan.cycles {
@@ -386,11 +433,14 @@ fn run_cycles(
             plan.cycles,
             ko.name()
         ));
+        if let Some(t) = tracer {
+            t.mark(&cycle_mark(n))?;
+        }
         let vmalloc_before = match c.vmalloc {
             Some(_) => Loads::before_load()?,
             None => Vec::new(),
         };
-        let attempt = LoadedModule::attempt(ko, &params);
+        let attempt = LoadedModule::attempt(ko, &params, probe.as_ref());
         c.marks.push(attempt.loader);
         let mut record = CycleRecord {
             cycle: n,
@@ -403,7 +453,18 @@ fn run_cycles(
         };
         let layout = match (&attempt.result, attempt.layout) {
             (Ok(m), _) => Some(m.layout(ko)?),
-            (Err(LoadError::Init(_)), seen) => seen,
+            (Err(LoadError::Init(_)), Some(seen)) => Some(seen),
+            (Err(LoadError::Init(_)), None) => {
+                let why = match (&attempt.unknown, &no_probe) {
+                    (Some(why), Some(p)) => format!("{why}; the probe: {p:#}"),
+                    (Some(why), None) => why.clone(),
+                    (None, _) => "the probe saw no init run".to_string(),
+                };
+                c.undecided.push(format!(
+                    "cycle {n}: its init failed and where it was loaded is unknown ({why})"
+                ));
+                None
+            }
             (Err(LoadError::Refused(_)), _) => None,
         };
         // Frames resolve with this cycle's layout, or an earlier cycle's
@@ -508,20 +569,23 @@ fn judge(
     ko: &Ko,
     mut c: Cycles,
     settled: &Settled,
-    traced: Option<(Vec<Report>, u64, u64)>,
+    traced: Option<(Vec<(Report, Option<u32>)>, u64, u64)>,
     detectors: Vec<&'static str>,
 ) -> Check {
     // The per-cycle counts are kmemleak's, or the trace's without it.
     let by_kmemleak = detectors.contains(&"kmemleak");
-    let (leaks, outside) = group(&settled.reports, ko, &mut c, by_kmemleak);
+    let reports = settled.reports.iter().map(|r| (r, None));
+    let (leaks, outside) = group(reports, ko, &mut c, by_kmemleak);
     let trace = traced.map(|(reports, events, lost)| {
         // Every traced allocation passes through the module: none is outside.
-        let (mut leaks, outside) = group(&reports, ko, &mut c, !by_kmemleak);
+        let reports = reports.iter().map(|(r, cycle)| (r, *cycle));
+        let (mut leaks, outside) = group(reports, ko, &mut c, !by_kmemleak);
         leaks.extend(outside);
         TraceCheck {
             leaks,
             events,
             lost,
+            undecided: std::mem::take(&mut c.undecided),
             blind_spots: crate::trace::BLIND_SPOTS.into(),
         }
     });
@@ -547,13 +611,19 @@ fn judge(
 }
 
 /// Groups `reports` by backtrace into the module's leaks and those outside
-/// its code paths, each tied to the cycle that allocated it; with `count`,
+/// its code paths, each tied to the cycle that allocated it (the one given
+/// with it, or else the one whose tasks allocated it); with `count`,
 /// counts the module's in their cycle's record.
-fn group(reports: &[Report], ko: &Ko, c: &mut Cycles, count: bool) -> (Vec<Leak>, Vec<Leak>) {
+fn group<'r>(
+    reports: impl Iterator<Item = (&'r Report, Option<u32>)>,
+    ko: &Ko,
+    c: &mut Cycles,
+    count: bool,
+) -> (Vec<Leak>, Vec<Leak>) {
     let mut leaks: Vec<Leak> = Vec::new();
     let mut outside: Vec<Leak> = Vec::new();
-    for r in reports {
-        let cycle = r.pid.and_then(|p| c.marks.step_of(p)).map(|i| i as u32 + 1);
+    for (r, given) in reports {
+        let cycle = given.or_else(|| r.pid.and_then(|p| c.marks.step_of(p)).map(|i| i as u32 + 1));
         // Resolve with the layout of the cycle that allocated it.
         let mut seen = r.clone();
         if let Some(loader) = cycle.and_then(|n| c.resolver.get(n as usize - 1).copied().flatten())

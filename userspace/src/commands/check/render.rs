@@ -1,7 +1,7 @@
 //! How a [`Check`] reads: a table of cycles and each leak with its
 //! backtrace for people, KTAP for kernel CI.
 
-use super::{total, Check, Leak};
+use super::{total, Check, Leak, TraceCheck};
 use crate::output::{
     ktap::{self, Case},
     Outcome, Verdict,
@@ -116,9 +116,9 @@ fn allocinfo_human(a: &AllocInfo, module: &str) -> String {
 impl Outcome for Check {
     /// Failed when the module leaked (by any detector) or would not
     /// unload; inconclusive when kmemleak's reports did not settle or the
-    /// trace lost events.
+    /// trace lost events or could not place a failed init's code.
     fn verdict(&self) -> Verdict {
-        if !self.stable || self.trace.as_ref().is_some_and(|t| t.lost > 0) {
+        if !self.stable || self.trace.as_ref().is_some_and(TraceCheck::undecided) {
             return Verdict::Inconclusive;
         }
         Verdict::of(
@@ -272,10 +272,14 @@ impl Outcome for Check {
             f => format!("; its init failed in {f} of {n} cycle(s)"),
         };
         match self.verdict() {
-            Verdict::Inconclusive => match self.trace.as_ref().filter(|t| t.lost > 0) {
-                Some(t) => format!(
+            Verdict::Inconclusive => match self.trace.as_ref().filter(|t| t.undecided()) {
+                Some(t) if t.lost > 0 => format!(
                     "INCONCLUSIVE: the allocation trace lost {} events: run it again with a larger --trace-buffer-kb",
                     t.lost
+                ),
+                Some(t) => format!(
+                    "INCONCLUSIVE: the allocation trace cannot tell the module's allocations: {}",
+                    t.undecided.join("; ")
                 ),
                 None => format!(
                     "INCONCLUSIVE: kmemleak's reports were still changing after {} scans: run it again",
@@ -349,15 +353,18 @@ impl Check {
             );
         }
         if self.leaks.is_empty() && self.traced_leaks().is_empty() {
-            let lost = self.trace.as_ref().map_or(0, |t| t.lost);
+            let trace = self.trace.as_ref().filter(|t| t.undecided());
             cases.push(
                 Case::new(
-                    self.stable && lost == 0,
+                    self.stable && trace.is_none(),
                     format!("no_leaks_from_{}", self.module),
-                    match (self.stable, lost) {
+                    match (self.stable, trace) {
                         (false, _) => Some("kmemleak's reports did not settle".to_string()),
-                        (true, 0) => None,
-                        (true, l) => Some(format!("the trace lost {l} events")),
+                        (true, None) => None,
+                        (true, Some(t)) if t.lost > 0 => {
+                            Some(format!("the trace lost {} events", t.lost))
+                        }
+                        (true, Some(t)) => Some(t.undecided.join("; ")),
                     },
                 )
                 .counting(0),

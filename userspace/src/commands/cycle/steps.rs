@@ -34,7 +34,7 @@ use crate::{
     },
     kmemleak::{report::Report, Kmemleak},
     ko::{Control, PatternInfo, StatRecord, Variant},
-    trace::tracer::Tracer,
+    trace::{tracer::Tracer, Space},
 };
 
 /// Runs in each of the two batches that measure a growing pattern's slope:
@@ -181,7 +181,8 @@ fn measure_growth(
         tracer.sync()?;
         let mut c = Count::default();
         let sym = &l.session.sym;
-        for (_, r) in l.session.module_allocations(tracer, since)? {
+        for h in l.session.module_allocations(tracer, since)? {
+            let r = h.report;
             let at = attribute(&r, sym);
             if at.pattern.as_deref() == Some(&p.name) && at.variant == Some(v) {
                 c.add(r.size);
@@ -402,7 +403,11 @@ fn judge_trace(
         events: t.events,
         lost: t.lost,
         internal: t.internal,
-        vmalloc_areas: t.vmalloc.len() as u64,
+        vmalloc_areas: (t.vmalloc.len()
+            + t.reports
+                .iter()
+                .filter(|h| h.space == Space::Vmalloc)
+                .count()) as u64,
         unexpected: Vec::new(),
     };
     for r in t.leaks() {
