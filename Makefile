@@ -3,6 +3,7 @@
 #
 #   make setup                  install what is missing (idempotent)
 #   make kernel  [ARCH=...]     build or reuse the cached Rust+kmemleak kernel
+#                [DEBIAN=6.1|6.12]  or fetch Debian 12's own kernel and headers
 #                [VARIANT=debug]  the test kernel with lockdep and hung-task checks
 #                [VARIANT=nokmemleak]  a distribution-like kernel: tracing, no kmemleak
 #   make module  [ARCH=...]     build leaklab.ko   (KDIR=... for your own tree)
@@ -10,7 +11,11 @@
 #   make tool    [ARCH=...]     build the host tool, the static guest binary and its busybox
 #   make run     [ARCH=...]     boot QEMU and run the main job (CPUS=, MEMORY= MiB)
 #   make try KO=my.ko [CYCLES= PARAMS= EXERCISE= FORMAT= ARCH= KDIR=]  check your own module in a VM
+#   make try SRC=my/driver/dir [DEBIAN=6.1|6.12] [ARCH=] [CYCLES= PARAMS= EXERCISE= FORMAT=]
+#                               build it from source against Debian's own kernel
+#                               (or the project's), then check it there (scripts/try.sh)
 #   make test                   unit tests, both module builds, VM tests on both ARCHs
+#   make failed-init-repeat     the failed-init check 20 times on each kernel (FAILED_INIT_RUNS=)
 #   make check                  rustfmt and the kernel's CLIPPY=1 on the module
 #   make bench   [ARCH=...]     speed and memory figures into BENCHMARKS.md
 #   make boots   [ARCH=...]     the main job over 40 fresh boots: how many exit 0
@@ -42,7 +47,16 @@ export CARGO_TERM_QUIET ?= true
 BUILD := $(CURDIR)/build
 # VARIANT=debug: the test kernel with lockdep and the hung-task detector
 # (qemu/debug.config), and the module built for it, in build/ARCH-debug/.
+# DEBIAN=6.1|6.12: Debian 12's own kernel (no Rust, no kmemleak), fetched as
+# packages (scripts/debian-kernel.sh), in build/debian-VERSION-ARCH/.
+ifneq ($(DEBIAN),)
+ifneq ($(VARIANT),)
+$(error DEBIAN and VARIANT do not go together: Debian's kernel has no variants)
+endif
+OUT := $(BUILD)/debian-$(DEBIAN)-$(ARCH)
+else
 OUT := $(BUILD)/$(ARCH)$(if $(VARIANT),-$(VARIANT))
+endif
 RESULTS := $(BUILD)/results
 HOST_TOOL := $(CARGO_TARGET_DIR)/release/leaklab
 
@@ -55,14 +69,20 @@ KBUILD_ARGS = ARCH=$(ARCH) $(if $(LLVM),LLVM=$(LLVM),$(if $(cross_$(ARCH)),CROSS
 # A user's own kernel tree (KDIR=...) wins over the cached one.
 KDIR_OF = $(or $(KDIR),$(shell cat $(OUT)/kdir 2>/dev/null))
 
-.PHONY: all setup kernel module example tool run try test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer lava clean
+.PHONY: all setup kernel module example debian-examples failed-init-repeat tool run try test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer lava clean
 all: module tool
 
 setup:
 	@bash scripts/setup.sh
 
 kernel: setup
-ifeq ($(KDIR),)
+ifneq ($(DEBIAN),)
+	@mkdir -p $(OUT)
+	@dir=$$(bash scripts/debian-kernel.sh $(DEBIAN) $(ARCH)) && \
+	cp "$$dir/kdir" $(OUT)/kdir && cp "$$dir/release" $(OUT)/release && \
+	ln -sfn "$$dir/kernel-image" $(OUT)/kernel-image && \
+	echo "kernel: Debian's $$(cat $$dir/release) ready in $$dir"
+else ifeq ($(KDIR),)
 	@mkdir -p $(OUT)
 	@kdir=$$(LLVM=$(LLVM) bash qemu/build-kernel.sh $(ARCH) $(VARIANT)) && \
 	echo "$$kdir" > $(OUT)/kdir && \
@@ -138,38 +158,22 @@ run: module tool
 		echo "results: $(RESULTS)/matrix-$(ARCH).{log,json,ktap}"; \
 	fi; exit $$status
 
-# The kernel the guest boots: the cached one, or that of the user's own tree
-# (KDIR=), which must have kmemleak, debugfs and module unloading built in.
-kdir_image_x86_64 := arch/x86/boot/bzImage
-kdir_image_arm64 := arch/arm64/boot/Image
-KERNEL_IMAGE = $(if $(KDIR),$(KDIR)/$(kdir_image_$(ARCH)),$(OUT)/kernel-image)
-
-# Check a module of yours in a fresh VM (none of the lab's help):
-#   make try KO=path/to/my.ko [CYCLES=3] [PARAMS="bug=1 debug=0"] [EXERCISE=poke.sh]
-#            [FORMAT=json|ktap] [ARCH=arm64] [KDIR=your kernel tree]
-# The verdict goes to stdout (its build steps talk on stderr), the console
-# log to $(RESULTS)/try-ARCH.log. make exits 0 when the module is clean and 2
-# (make's status for any failed step) otherwise; the last line on stderr
-# then gives check's own status: 1 leaks, 2 unusable, 3 inconclusive.
+# Check a module of yours in a fresh VM (none of the lab's help), on the
+# project's kernel, a tree of yours (KDIR=) or Debian's own (DEBIAN=6.1|6.12):
+#   make try KO=path/to/my.ko | SRC=path/to/driver/dir [CYCLES=3]
+#            [PARAMS="bug=1 debug=0"] [EXERCISE=poke.sh] [FORMAT=json|ktap]
+#            [ARCH=arm64] [KDIR=your kernel tree | DEBIAN=6.12] [CPUS= MEMORY=]
+# A shortcut for scripts/try.sh, which builds SRC against the kernel's
+# headers and exits with leaklab check's own status (0 clean, 1 leaks, 3
+# inconclusive): make turns any failing step into 2, so use the script
+# where the status matters. The verdict goes to stdout, the console log to
+# $(RESULTS)/try-ARCH.log; the last line on stderr names check's status.
 try:
-	@test -n "$(KO)" || { echo "try: say which module: make try KO=path/to/my.ko" >&2; exit 2; }
-	@test -f "$(KO)" || { echo "try: $(KO) does not exist: build your module first (make -C $$(cat $(OUT)/kdir 2>/dev/null || echo KDIR) M=\$$PWD)" >&2; exit 2; }
-	@$(if $(EXERCISE),test -f "$(EXERCISE)" || { echo "try: the exercise script $(EXERCISE) does not exist" >&2; exit 2; })
-	@$(if $(KDIR),bash scripts/check-kdir.sh "$(KDIR)" $(ARCH))
-	@$(MAKE) -s --no-print-directory tool $(if $(KDIR),,kernel) ARCH=$(ARCH) >&2
-	@mkdir -p $(RESULTS)
-	@$(HOST_TOOL) vm --arch $(ARCH) --build-dir $(BUILD) --kernel $(KERNEL_IMAGE) \
-		--log $(RESULTS)/try-$(ARCH).log $(VM_SHAPE) --module $(KO) \
-		$(if $(EXERCISE),--file $(EXERCISE):/root/exercise/) \
-		-- check /lib/modules/$(notdir $(KO)) $(if $(filter command line environment,$(origin CYCLES)),--cycles $(CYCLES)) \
-		$(foreach p,$(PARAMS),--param $(p)) \
-		$(if $(EXERCISE),--exercise /root/exercise/$(notdir $(EXERCISE))) \
-		$(if $(FORMAT),--format $(FORMAT)); \
-	status=$$?; case $$status in \
-	0) ;; 1) echo "try: leaklab check exited 1: $(KO) leaks (or would not unload)" >&2 ;; \
-	3) echo "try: leaklab check exited 3: inconclusive, kmemleak kept changing: run it again" >&2 ;; \
-	*) echo "try: leaklab check exited $$status: the check could not be done (see the error above)" >&2 ;; \
-	esac; exit $$status
+	@test -n "$(KO)$(SRC)" || { echo "try: say which module: make try SRC=path/to/driver/dir or KO=path/to/my.ko" >&2; exit 2; }
+	@bash scripts/try.sh --arch $(ARCH) $(if $(DEBIAN),--debian $(DEBIAN)) $(if $(KDIR),--kdir $(KDIR)) \
+		$(if $(EXERCISE),--exercise $(EXERCISE)) $(if $(CPUS),--cpus $(CPUS)) $(if $(MEMORY),--memory $(MEMORY)) \
+		$(or $(SRC),$(KO)) -- $(if $(filter command line environment,$(origin CYCLES)),--cycles $(CYCLES)) \
+		$(foreach p,$(PARAMS),--param $(p)) $(if $(FORMAT),--format $(FORMAT))
 
 test: setup
 	cd userspace && cargo build --release
@@ -178,6 +182,7 @@ test: setup
 	$(MAKE) --no-print-directory module VARIANT=debug ARCH=x86_64
 	$(MAKE) --no-print-directory module example VARIANT=nokmemleak ARCH=x86_64
 	$(MAKE) --no-print-directory module example VARIANT=nokmemleak ARCH=arm64
+	$(MAKE) --no-print-directory debian-examples
 	$(MAKE) --no-print-directory check rust-analyzer ARCH=x86_64
 	@# The unit tests and the crafted-input tests once more in a debug build,
 	@# where an overflowing addition panics instead of wrapping.
@@ -185,6 +190,22 @@ test: setup
 	cd userspace && LEAKLAB_BUILD_DIR=$(BUILD) LEAKLAB_KSRC=$$(cat $(BUILD)/x86_64/kdir)/source \
 		LEAKLAB_PROMTOOL=$$(bash $(CURDIR)/scripts/promtool.sh) \
 		cargo test --release -- --include-ignored
+
+# The example driver built against Debian 12's own 6.1 and 6.12 headers,
+# both ARCHs, beside the kernels (fetched as packages into the cache).
+debian-examples:
+	@for v in 6.1 6.12; do for a in x86_64 arm64; do \
+		$(MAKE) --no-print-directory example DEBIAN=$$v ARCH=$$a || exit 1; \
+	done; done
+
+# The failed-init check 20 times in a row on the project's kernels and on
+# Debian's (make test runs it 3 times): make failed-init-repeat
+FAILED_INIT_RUNS ?= 20
+failed-init-repeat: setup debian-examples
+	$(MAKE) --no-print-directory example tool ARCH=x86_64
+	$(MAKE) --no-print-directory example tool ARCH=arm64
+	cd userspace && LEAKLAB_BUILD_DIR=$(BUILD) LEAKLAB_FAILED_INIT_RUNS=$(FAILED_INIT_RUNS) \
+		cargo test --release --test vm -- --include-ignored check_on_debian check_later_patterns
 
 check: kernel
 	@# The samples are named: rustfmt does not follow the modules that

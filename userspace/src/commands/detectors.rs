@@ -44,9 +44,9 @@ pub struct DetectorArgs {
     /// supports: kmemleak with CONFIG_DEBUG_KMEMLEAK, trace with tracefs).
     #[arg(long = "detector", value_enum)]
     pub detectors: Vec<Detector>,
-    /// The allocation trace's ring buffer per CPU, in KiB (default: the
-    /// kernel's own for a trace instance, 1.4 MiB on 6.12, and at least
-    /// 1 MiB): events lost to a full buffer make the run inconclusive.
+    /// The allocation trace's ring buffer per CPU, in KiB (default: 4 MiB,
+    /// or the kernel's own for a trace instance when larger): events lost
+    /// to a full buffer make the run inconclusive.
     #[arg(long, value_name = "KIB")]
     pub trace_buffer_kb: Option<u64>,
 }

@@ -97,6 +97,17 @@ const INTERNAL: &[(&str, &str, &[Space])] = &[
         "a slab cache's own structures (on the kernel's cache list)",
         &[Space::Slab, Space::Page, Space::Percpu],
     ),
+    // 6.1's names: the cache's structure and its name's copy.
+    (
+        "create_cache",
+        "a slab cache's own structures (on the kernel's cache list)",
+        &[Space::Slab, Space::Page, Space::Percpu],
+    ),
+    (
+        "kmem_cache_create_usercopy",
+        "a slab cache's own structures (on the kernel's cache list)",
+        &[Space::Slab, Space::Page, Space::Percpu],
+    ),
     (
         "fill_pool",
         "debugobjects' pool",
@@ -188,6 +199,26 @@ mod tests {
 
     /// With allocation profiling on, a slab's first tagged object makes
     /// the slab's vector of tags (seen on 6.12, x86_64).
+    /// 6.1 makes a cache's structure in `create_cache()` and copies its
+    /// name in `kmem_cache_create_usercopy()` (seen on Debian's 6.1).
+    #[test]
+    fn a_cache_s_own_structures_are_the_allocator_s_on_6_1_too() {
+        for inner in ["create_cache+0x5c/0x1c0", "kstrdup_const+0x20/0x30"] {
+            let made = frames(&[
+                "kmem_cache_alloc+0x1f2/0x330",
+                inner,
+                "kmem_cache_create_usercopy+0xf0/0x2f0",
+                "kmem_cache_create+0x12/0x20",
+                "leaky_init+0x7e/0x2a0 [leaky_driver]",
+            ]);
+            assert_eq!(
+                internal(Space::Slab, &made),
+                Some("a slab cache's own structures (on the kernel's cache list)"),
+                "{inner}"
+            );
+        }
+    }
+
     #[test]
     fn a_slab_s_profiling_tags_are_the_allocator_s() {
         let tags = frames(&[

@@ -366,16 +366,15 @@ impl Profiled {
 /// settled): its allocations, each with the cycle it came in (by the
 /// cycles' marks in the trace: a kworker's or a timer's allocation counts
 /// in the cycle that made it), and the vmalloc areas its loads left.
-fn harvest_trace(
-    tracer: Tracer,
-    c: &Cycles,
-    progress: &mut dyn FnMut(&str),
-) -> Result<(Vec<(Report, Option<u32>)>, u64, u64)> {
+fn harvest_trace(tracer: Tracer, c: &Cycles, progress: &mut dyn FnMut(&str)) -> Result<TraceFound> {
     let h = session::harvest_trace(tracer, &c.sym, progress)?;
     let starts: Vec<u64> = (1..)
         .map_while(|n| {
             let mark = cycle_mark(n);
-            h.markers.iter().find(|(m, _)| *m == mark).map(|(_, at)| *at)
+            h.markers
+                .iter()
+                .find(|(m, _)| *m == mark)
+                .map(|(_, at)| *at)
         })
         .collect();
     let mut reports: Vec<(Report, Option<u32>)> = h
@@ -391,6 +390,10 @@ fn harvest_trace(
     }
     Ok((reports, h.events, h.lost))
 }
+
+/// What the trace found: the module's allocations, each with its cycle
+/// where the marks tell it, the events read and the events lost.
+type TraceFound = (Vec<(Report, Option<u32>)>, u64, u64);
 
 /// The trace mark at the start of cycle `n`.
 fn cycle_mark(n: u32) -> String {
@@ -569,7 +572,7 @@ fn judge(
     ko: &Ko,
     mut c: Cycles,
     settled: &Settled,
-    traced: Option<(Vec<(Report, Option<u32>)>, u64, u64)>,
+    traced: Option<TraceFound>,
     detectors: Vec<&'static str>,
 ) -> Check {
     // The per-cycle counts are kmemleak's, or the trace's without it.
