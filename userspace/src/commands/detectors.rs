@@ -44,7 +44,7 @@ pub struct DetectorArgs {
     /// supports: kmemleak with CONFIG_DEBUG_KMEMLEAK, trace with tracefs).
     #[arg(long = "detector", value_enum)]
     pub detectors: Vec<Detector>,
-    /// The allocation trace's ring buffer per CPU, in KiB (default: 4 MiB,
+    /// The allocation trace's ring buffer per CPU, in KiB (default: 8 MiB,
     /// or the kernel's own for a trace instance when larger): events lost
     /// to a full buffer make the run inconclusive.
     #[arg(long, value_name = "KIB")]

@@ -47,8 +47,10 @@ const RCU_EXPEDITED: &str = "/sys/kernel/rcu_expedited";
 /// at least. The kernel's own (1.4 MiB) held the bursts between two reads
 /// on 6.12 (a sample run 2000 times in one write), but Debian's 6.1 traces
 /// about three times the events for the same check (63 k against 20 k for
-/// the example driver's error_path) and lost 10 k of them with it.
-pub const MIN_BUFFER_KB: u64 = 4096;
+/// the example driver's error_path, most of them leaklab's own file and
+/// probe work, freed by RCU) and lost 10 k of them with it; with 4 MiB
+/// arm64 still lost 11 k, with 8 MiB none.
+pub const MIN_BUFFER_KB: u64 = 8192;
 
 /// Where no RCU barrier can be made ([`Tracer::rcu_barrier`]): how long
 /// what the modules hold must stay the same after the unload before the
