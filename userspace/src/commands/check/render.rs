@@ -377,6 +377,42 @@ impl Check {
 #[cfg(test)]
 mod tests {
     use super::ranges;
+    use crate::{commands::check::Check, output::Verdict};
+
+    /// A real check of the example driver (error_path, x86_64).
+    fn saved() -> Check {
+        serde_json::from_str(include_str!(
+            "../../../tests/data/check/error_path-x86_64.json"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_failed_init_the_trace_could_not_place_is_inconclusive_not_ok() {
+        use crate::output::Outcome;
+        let mut c = saved();
+        c.leaks.clear();
+        if let Some(t) = c.trace.as_mut() {
+            t.leaks.clear();
+        }
+        assert_eq!(
+            c.verdict(),
+            Verdict::Passed,
+            "nothing found, nothing undecided"
+        );
+        c.trace.as_mut().unwrap().undecided =
+            vec!["cycle 1: its init failed and where it was loaded is unknown (no probe)".into()];
+        assert_eq!(c.verdict(), Verdict::Inconclusive);
+        assert!(
+            c.summary().contains(
+                "INCONCLUSIVE: the allocation trace cannot tell the module's allocations: cycle 1:"
+            ),
+            "{}",
+            c.summary()
+        );
+        let tests = c.tests();
+        assert!(tests.iter().any(|t| !t.ok), "the KTAP case fails too");
+    }
 
     #[test]
     fn cycles_read_as_ranges() {
