@@ -441,6 +441,20 @@ fn check_init_calibration_and_stacks(arch: &str) {
 
 on_both_arches!(check_init_calibration_and_stacks: check_failed_init_calibration_and_kthread_stack_x86_64, check_failed_init_calibration_and_kthread_stack_arm64);
 
+/// Runs a host command outside make's jobserver (as a user would): its
+/// status, stdout and stderr.
+fn host(command: &mut std::process::Command) -> (Option<i32>, String, String) {
+    let out = command
+        .env_remove("MAKEFLAGS")
+        .env_remove("MFLAGS")
+        .env_remove("MAKELEVEL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stdout, stderr)
+}
+
 /// `make try` on a module built outside the project, as a driver author
 /// does: the verdict alone on stdout, make's status 2 with check's own
 /// status named on stderr when it leaks; clean, status 0, with JSON and
@@ -458,18 +472,7 @@ fn make_try_checks_a_module_built_outside_the_project() {
     for f in ["Kbuild", "leaky_driver.c"] {
         std::fs::copy(repo.join("examples/leaky_driver").join(f), dir.join(f)).unwrap();
     }
-    let make = |args: &[&str]| {
-        let out = std::process::Command::new("make")
-            .args(args)
-            .env_remove("MAKEFLAGS")
-            .env_remove("MFLAGS")
-            .env_remove("MAKELEVEL")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        (out.status.code(), stdout, stderr)
-    };
+    let make = |args: &[&str]| host(std::process::Command::new("make").args(args));
     let m = format!("M={}", dir.display());
     let (status, _, stderr) = make(&["-s", "-C", kdir, &m, "modules"]);
     assert_eq!(status, Some(0), "building the module: {stderr}");
@@ -809,3 +812,48 @@ on_debian!(
     check_on_debian_6_1_arm64: "6.1" "arm64",
     check_on_debian_6_12_arm64: "6.12" "arm64"
 );
+
+/// The README's command for the kernel you run: `scripts/try.sh --debian
+/// 6.12` builds the example driver from its source against Debian's
+/// headers, checks it on Debian's kernel, and exits with check's own
+/// status (1 for the failed init's leak, 0 clean), which `make try` cannot
+/// pass on (make exits 2 for any failing step).
+#[test]
+#[ignore = "boots QEMU: run through 'make test'"]
+fn try_script_exits_with_checks_own_status_on_debian() {
+    let repo = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let try_it = |params: &str| {
+        host(
+            std::process::Command::new("bash")
+                .current_dir(&repo)
+                .args([
+                    "scripts/try.sh",
+                    "--debian",
+                    "6.12",
+                    "examples/leaky_driver",
+                    "--",
+                ])
+                .args(["--param", params]),
+        )
+    };
+    let (status, stdout, stderr) = try_it("bug=failed_probe");
+    assert_eq!(status, Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    let line = first_statement("failed_probe_leaky");
+    assert!(
+        stdout.contains("leaky_init+") && stdout.contains(&line),
+        "the leak at {line}: {stdout}"
+    );
+    assert!(
+        stdout.contains("on 6.12.") && stdout.contains("+deb12-amd64"),
+        "Debian's kernel: {stdout}"
+    );
+    let (status, stdout, stderr) = try_it("fixed=all");
+    assert_eq!(status, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("result: ok")),
+        "{stdout}"
+    );
+}
