@@ -211,8 +211,8 @@ pub struct TraceCheck {
     /// Events lost to a full ring buffer: the check is inconclusive then.
     pub lost: u64,
     /// What the trace could not decide (a failed init whose code could not
-    /// be placed): the check is inconclusive then.
-    #[serde(default)]
+    /// be placed): the check is inconclusive then. Left out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub undecided: Vec<String>,
     /// What it cannot see.
     pub blind_spots: String,
