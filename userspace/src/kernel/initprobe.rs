@@ -116,10 +116,12 @@ impl Plan {
             .context("the module's name is not in __this_module")? as u64;
         let function = |name: &str| {
             file.symbols()
-                .find(|s| s.name() == Ok(name) && s.section_index().is_some())
-                .map(|s| Function {
-                    section: s.section_index().expect("checked"),
-                    value: s.address(),
+                .filter(|s| s.name() == Ok(name))
+                .find_map(|s| {
+                    Some(Function {
+                        section: s.section_index()?,
+                        value: s.address(),
+                    })
                 })
         };
         Ok(Self {

@@ -443,7 +443,7 @@ fn run_cycles(
             Some(_) => Loads::before_load()?,
             None => Vec::new(),
         };
-        let attempt = LoadedModule::attempt(ko, &params, probe.as_ref());
+        let mut attempt = LoadedModule::attempt(ko, &params, probe.as_ref());
         c.marks.push(attempt.loader);
         let mut record = CycleRecord {
             cycle: n,
@@ -454,22 +454,7 @@ fn run_cycles(
             unload_error: None,
             leaked: 0,
         };
-        let layout = match (&attempt.result, attempt.layout) {
-            (Ok(m), _) => Some(m.layout(ko)?),
-            (Err(LoadError::Init(_)), Some(seen)) => Some(seen),
-            (Err(LoadError::Init(_)), None) => {
-                let why = match (&attempt.unknown, &no_probe) {
-                    (Some(why), Some(p)) => format!("{why}; the probe: {p:#}"),
-                    (Some(why), None) => why.clone(),
-                    (None, _) => "the probe saw no init run".to_string(),
-                };
-                c.undecided.push(format!(
-                    "cycle {n}: its init failed and where it was loaded is unknown ({why})"
-                ));
-                None
-            }
-            (Err(LoadError::Refused(_)), _) => None,
-        };
+        let layout = placed(&mut c, n, ko, &mut attempt, no_probe.as_ref())?;
         // Frames resolve with this cycle's layout, or an earlier cycle's
         // when the module landed at the same addresses.
         let resolver = match layout {
@@ -540,6 +525,35 @@ fn run_cycles(
     }
     c.marks.push(pid_mark()?);
     Ok(c)
+}
+
+/// Where cycle `n`'s load put the module's code: the loaded module's
+/// sections, or what the load recorded of an init that failed. A failed
+/// init that could not be placed is noted in `c.undecided` (why: the
+/// attempt's reason, and the probe's where there was none).
+fn placed(
+    c: &mut Cycles,
+    n: u32,
+    ko: &Ko,
+    attempt: &mut kmod::Attempt,
+    no_probe: Option<&anyhow::Error>,
+) -> Result<Option<ModuleLayout>> {
+    Ok(match (&attempt.result, attempt.layout.take()) {
+        (Ok(m), _) => Some(m.layout(ko)?),
+        (Err(LoadError::Init(_)), Some(seen)) => Some(seen),
+        (Err(LoadError::Init(_)), None) => {
+            let why = match (&attempt.unknown, no_probe) {
+                (Some(why), Some(p)) => format!("{why}; the probe: {p:#}"),
+                (Some(why), None) => why.clone(),
+                (None, _) => "the probe saw no init run".to_string(),
+            };
+            c.undecided.push(format!(
+                "cycle {n}: its init failed and where it was loaded is unknown ({why})"
+            ));
+            None
+        }
+        (Err(LoadError::Refused(_)), _) => None,
+    })
 }
 
 /// Runs one exercise script with `sh`, its output on stderr; its status
