@@ -128,19 +128,23 @@ example: kernel $(addprefix $(EXAMPLE_SRC)/,$(EXAMPLE_FILES))
 		cp $(EXAMPLE_SRC)/leaky_driver.ko $(OUT)/examples/leaky_driver.ko
 	@$(call check_elf,$(OUT)/examples/leaky_driver.ko)
 
+# Puts file $(1) at $(2) when it differs, by a rename: a program still
+# running from $(2) (a test's leaklab) keeps its own copy.
+put = cmp -s $(1) $(2) || { cp $(1) $(2).tmp && mv -f $(2).tmp $(2); }
+
 # Copied only when changed, so that kbuild finds nothing to redo.
 $(EXAMPLE_SRC)/%: examples/leaky_driver/%
 	@mkdir -p $(@D) && cp $< $@
 
 tool: setup
 	cd userspace && cargo build --release
-	@mkdir -p $(BUILD) && cp $(HOST_TOOL) $(BUILD)/leaklab
+	@mkdir -p $(BUILD) && $(call put,$(HOST_TOOL),$(BUILD)/leaklab)
 	cd userspace && cargo build --release --target $(musl_$(ARCH)) \
 		--config 'target.$(musl_$(ARCH)).rustflags=["-C","target-feature=+crt-static"]'
-	@mkdir -p $(OUT) && cp $(CARGO_TARGET_DIR)/$(musl_$(ARCH))/release/leaklab $(OUT)/leaklab
+	@mkdir -p $(OUT) && $(call put,$(CARGO_TARGET_DIR)/$(musl_$(ARCH))/release/leaklab,$(OUT)/leaklab)
 	@# The guest's shell and tools (sh, insmod, cat, ...): `leaklab vm` puts
 	@# the busybox beside the guest leaklab into the initramfs.
-	@bb=$$(bash scripts/busybox.sh $(ARCH)) && cp "$$bb" $(OUT)/busybox
+	@bb=$$(bash scripts/busybox.sh $(ARCH)) && $(call put,"$$bb",$(OUT)/busybox)
 	@$(call check_elf,$(OUT)/leaklab $(OUT)/busybox)
 
 # The guest's shape: CPUS=8 MEMORY=4096 (MiB) models a Rock 5B+ on arm64.

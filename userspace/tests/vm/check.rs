@@ -782,6 +782,13 @@ fn check_on_debian(version: &str, arch: &str) {
     let b = batch_in(guest, modules, arch, &name, &[], &runs, "");
     let trace = ["trace"];
     for &(p, objects, bytes) in every_pattern() {
+        // Before 6.5, arm64's smallest kmalloc object is 128 bytes
+        // (ARCH_KMALLOC_MINALIGN was ARCH_DMA_MINALIGN, 128): the timer's
+        // 64-byte record takes 128, and kmemleak would count 128 too.
+        let bytes = match (version, arch, p) {
+            ("6.1", "arm64", "timer") => 128,
+            _ => bytes,
+        };
         assert_pattern_found(&b, p, p, (objects, bytes, p != "device_ref"), &trace);
     }
     for i in 0..failed_init_runs() {
