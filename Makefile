@@ -171,7 +171,8 @@ run: module tool
 # headers and exits with leaklab check's own status (0 clean, 1 leaks, 3
 # inconclusive): make turns any failing step into 2, so use the script
 # where the status matters. The verdict goes to stdout, the console log to
-# $(RESULTS)/try-ARCH.log; the last line on stderr names check's status.
+# $(RESULTS)/try-[debian-VERSION-]ARCH.log; the last line on stderr names
+# check's status.
 try:
 	@test -n "$(KO)$(SRC)" || { echo "try: say which module: make try SRC=path/to/driver/dir or KO=path/to/my.ko" >&2; exit 2; }
 	@bash scripts/try.sh --arch $(ARCH) $(if $(DEBIAN),--debian $(DEBIAN)) $(if $(KDIR),--kdir $(KDIR)) \

@@ -24,8 +24,8 @@
 #
 # `make try` runs this (make turns any failure into its own status 2: use
 # this script where the status matters). The console log goes to
-# build/results/try-ARCH.log; build steps talk on stderr, the verdict is
-# on stdout.
+# build/results/try-ARCH.log (try-debian-VERSION-ARCH.log on Debian's
+# kernel); build steps talk on stderr, the verdict is on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -94,7 +94,7 @@ else
 fi
 
 vm=(build/leaklab vm --arch "$arch" --build-dir build --kernel "$image"
-	--log build/results/try-"$arch".log "${shape[@]}" --module "$ko")
+	--log "build/results/try-${debian:+debian-$debian-}$arch.log" "${shape[@]}" --module "$ko")
 check=(check "/lib/modules/$(basename "$ko")")
 for x in "${exercise[@]}"; do
 	vm+=(--file "$x:/root/exercise/")
