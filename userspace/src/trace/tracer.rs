@@ -45,11 +45,12 @@ const RCU_EXPEDITED: &str = "/sys/kernel/rcu_expedited";
 
 /// Per-CPU ring buffer size (KiB) an instance gets unless told otherwise,
 /// at least. The kernel's own (1.4 MiB) held the bursts between two reads
-/// on 6.12 (a sample run 2000 times in one write), but Debian's 6.1 traces
-/// about three times the events for the same check (63 k against 20 k for
-/// the example driver's error_path, most of them leaklab's own file and
-/// probe work, freed by RCU) and lost 10 k of them with it; with 4 MiB
-/// arm64 still lost 11 k, with 8 MiB none.
+/// on 6.12 (a sample run 2000 times in one write). Debian's 6.1 once
+/// traced twenty times the events of a check (65 k against 3 k): the
+/// init probe's tracefs instance, made while the trace ran, got every
+/// event's files anew (no eventfs before 6.6) and freed them by RCU; the
+/// probe is now armed before the trace starts. The margin stays for
+/// kernels that trace more than these.
 pub const MIN_BUFFER_KB: u64 = 8192;
 
 /// Where no RCU barrier can be made ([`Tracer::rcu_barrier`]): how long

@@ -290,6 +290,12 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Check> {
         );
     }
     let detectors = Detectors::resolve(&plan.detectors)?;
+    // Where the module's init was loaded, also when it fails: without the
+    // probe, sysfs is read while the load runs, which a quick init beats.
+    // Armed before the trace starts and dropped after it ends: a kernel
+    // before eventfs (6.6) makes every event's files anew for the probe's
+    // instance, tens of thousands of allocations, and frees them by RCU.
+    let probe = InitProbe::arm(&ko);
     let tracer = detectors.trace.map(Tracer::start).transpose()?;
     let window = detectors
         .kmemleak
@@ -299,7 +305,7 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Check> {
     let profiled = Profiled::start()?;
     // Traced vmalloc areas are in the ledger; otherwise vmallocinfo.
     let vmallocinfo = tracer.as_ref().is_some_and(|t| !t.traces_vmalloc());
-    let mut cycles = run_cycles(plan, &ko, tracer.as_ref(), vmallocinfo, progress)?;
+    let mut cycles = run_cycles(plan, &ko, tracer.as_ref(), &probe, vmallocinfo, progress)?;
     let settled = match window {
         Some(w) => {
             progress("waiting for kmemleak");
@@ -407,6 +413,7 @@ fn run_cycles(
     plan: &Plan,
     ko: &Ko,
     tracer: Option<&Tracer>,
+    probe: &Result<InitProbe>,
     vmallocinfo: bool,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Cycles> {
@@ -422,12 +429,7 @@ fn run_cycles(
         youngest: Instant::now(),
         undecided: Vec::new(),
     };
-    // Where the module's init was loaded, also when it fails: without the
-    // probe, sysfs is read while the load runs, which a quick init beats.
-    let (probe, no_probe) = match InitProbe::arm(ko) {
-        Ok(p) => (Some(p), None),
-        Err(e) => (None, Some(e)),
-    };
+    let (probe, no_probe) = (probe.as_ref().ok(), probe.as_ref().err());
     let mut layouts: Vec<ModuleLayout> = Vec::new();
     for n in 1..=plan.cycles {
         crate::kernel::interrupt::check()?;
@@ -443,7 +445,7 @@ fn run_cycles(
             Some(_) => Loads::before_load()?,
             None => Vec::new(),
         };
-        let mut attempt = LoadedModule::attempt(ko, &params, probe.as_ref());
+        let mut attempt = LoadedModule::attempt(ko, &params, probe);
         c.marks.push(attempt.loader);
         let mut record = CycleRecord {
             cycle: n,
@@ -454,7 +456,7 @@ fn run_cycles(
             unload_error: None,
             leaked: 0,
         };
-        let layout = placed(&mut c, n, ko, &mut attempt, no_probe.as_ref())?;
+        let layout = placed(&mut c, n, ko, &mut attempt, no_probe)?;
         // Frames resolve with this cycle's layout, or an earlier cycle's
         // when the module landed at the same addresses.
         let resolver = match layout {
