@@ -72,13 +72,57 @@ rmmod leaklab
 """
 
 # The samples in a loop, untraced and traced, in turns: each line is
-# `off|on START END` from /proc/uptime.
+# `NAME START END` from /proc/uptime. `off`/`on`: the loop, each command
+# with -n 2000, without and with the trace; `off1`/`on1`: the same commands
+# with -n 1 (what a command and the trace's set-up and tear-down cost);
+# `kernel`: the untraced loop while a tracefs instance made here records
+# the same events with their stacks and nobody reads them (the kernel's
+# share of the trace's cost).
 OVERHEAD = """
 insmod /lib/modules/leaklab.ko
+T=/sys/kernel/tracing
+grep -q tracefs /proc/mounts || mount -t tracefs none $T
 t() { a=$(cut -d' ' -f1 /proc/uptime); "$@" >/dev/null; b=$(cut -d' ' -f1 /proc/uptime); echo "$a $b"; }
-work() { for p in error_path rust_forget arc_cycle conditional_free; do leaklab trigger $p fixed -n 2000 "$@" || exit 1; done; }
-for i in 1 2 3; do echo "off $(t work)"; echo "on $(t work --trace)"; done
+work() { for p in error_path rust_forget arc_cycle conditional_free; do leaklab trigger $p fixed -n ${N:-2000} "$@" || exit 1; done; }
+one() { N=1 work "$@"; }
+I=$T/instances/bench-kernel
+mkdir $I && echo 8192 > $I/buffer_size_kb || exit 1
+EV="kmem/kmalloc kmem/kmem_cache_alloc kmem/mm_page_alloc percpu/percpu_alloc_percpu"
+FREES="kmem/kfree kmem/kmem_cache_free kmem/mm_page_free percpu/percpu_free_percpu"
+for e in $EV; do echo stacktrace > $I/events/$e/trigger || exit 1; done
+kernel() { for e in $EV $FREES; do echo 1 > $I/events/$e/enable; done; work; for e in $EV $FREES; do echo 0 > $I/events/$e/enable; done; }
+for i in 1 2 3; do
+  echo "off $(t work)"; echo "on $(t work --trace)"
+  echo "off1 $(t one)"; echo "on1 $(t one --trace)"
+  echo "kernel $(t kernel)"
+done
+for e in $EV; do echo '!stacktrace' > $I/events/$e/trigger; done
+rmdir $I
 rmmod leaklab
+"""
+
+# The C example driver's fixed patterns in a loop (500 writes of five
+# synchronous patterns: kmalloc, slab cache, vmalloc, per-CPU), timed from
+# inside as `NAME START END`: `off` with the driver loaded by insmod, `on`
+# as the exercise of `leaklab check --detector trace` (the loop alone,
+# while the trace runs; the check's own cost is `check`).
+DRIVER_LOOP = """
+cat > /root/loop.sh <<'LOOP'
+F=/sys/kernel/debug/leaky_driver/fixed
+a=$(cut -d' ' -f1 /proc/uptime)
+i=0; while [ $i -lt 500 ]; do echo error_path,conditional_free,slab_cache,register_snapshot,percpu > $F || exit 1; i=$((i+1)); done
+b=$(cut -d' ' -f1 /proc/uptime)
+echo "$NAME $a $b" >> /root/times
+LOOP
+grep -q debugfs /proc/mounts || mount -t debugfs none /sys/kernel/debug
+for i in 1 2 3; do
+  insmod /lib/modules/leaky_driver.ko && NAME=off sh /root/loop.sh && rmmod leaky_driver || exit 1
+  a=$(cut -d' ' -f1 /proc/uptime)
+  NAME=on leaklab check /lib/modules/leaky_driver.ko --detector trace --exercise /root/loop.sh >/dev/null 2>&1 || { echo "check exit $?"; exit 1; }
+  b=$(cut -d' ' -f1 /proc/uptime)
+  echo "check $a $b" >> /root/times
+done
+cat /root/times
 """
 
 
@@ -109,6 +153,69 @@ def child_peak_rss_kib(cmd, stdout):
     _, _, usage = os.wait4(p.pid, 0)
     p.returncode = 0  # reaped by wait4
     return time.monotonic() - t0, usage.ru_maxrss
+
+
+def timed_lines(out):
+    """The `NAME START END` lines of a guest script's output, as
+    {NAME: [seconds, ...]}."""
+    times = {}
+    for line in out.splitlines():
+        w = line.split()
+        if len(w) == 3 and re.fullmatch(r"[a-z0-9]+", w[0]):
+            try:
+                times.setdefault(w[0], []).append(float(w[2]) - float(w[1]))
+            except ValueError:
+                pass
+    return times
+
+
+def trace_overhead(tool, build, arch, row):
+    """The trace's cost on the samples in a loop (OVERHEAD), in one boot:
+    whole commands, their set-up and tear-down, the loop alone, and the
+    kernel's share."""
+    over_sh = script("overhead", OVERHEAD)
+    *_, status, out = guest(tool, build, arch, "overhead", ["sh", "/root/overhead.sh"],
+                            ["--file", f"{over_sh}:/root/overhead.sh"], want_output=True)
+    os.unlink(over_sh)
+    times = timed_lines(out)
+    names = ("off", "on", "off1", "on1", "kernel")
+    if status != 0 or any(not times.get(n) for n in names):
+        sys.exit(f"bench: the overhead run failed (exit {status}):\n{out}")
+    off, on, off1, on1, kernel = (statistics.median(times[n]) for n in names)
+    tries = f"medians of {len(times['on'])}"
+    row("samples in a loop (4 x 2000 fixed runs), untraced", f"{off:.2f} s")
+    row("the same under the allocation trace", f"{on:.2f} s",
+        f"{on / off:.2f}x untraced ({tries})", "at most 2x")
+    row("of which the trace's set-up and tear-down, per command", f"{(on1 - off1) / 4:.2f} s",
+        "4 x -n 1, traced less untraced")
+    row("the loop alone under the trace (set-up left out)", f"{on - on1:.2f} s",
+        f"{(on - on1) / (off - off1):.2f}x the loop untraced", "at most 2x")
+    row("the loop with the kernel's events and stacks, no reader", f"{kernel - off1:.2f} s",
+        f"{(kernel - off1) / (off - off1):.2f}x: the kernel's share")
+
+
+def driver_overhead(tool, build, arch, row, label, kernel):
+    """The C example driver's loop (DRIVER_LOOP) on `kernel`'s build
+    directory (its image and examples/leaky_driver.ko), untraced and as
+    the exercise of a trace-only check, in one boot."""
+    ko = os.path.join(kernel, "examples", "leaky_driver.ko")
+    if not os.path.exists(ko):
+        row(f"{label}: the C driver's loop", "skipped", f"no {os.path.relpath(ko, ROOT)}")
+        return
+    loop_sh = script("driver-loop", DRIVER_LOOP)
+    name = "driver-loop-" + os.path.basename(kernel)
+    *_, status, out = guest(tool, build, arch, name, ["sh", "/root/driver.sh"],
+                            ["--kernel", os.path.join(kernel, "kernel-image"), "--module", ko,
+                             "--file", f"{loop_sh}:/root/driver.sh"], want_output=True)
+    os.unlink(loop_sh)
+    times = timed_lines(out)
+    if status != 0 or any(not times.get(n) for n in ("off", "on", "check")):
+        sys.exit(f"bench: the driver loop on {label} failed (exit {status}):\n{out}")
+    off, on, check = (statistics.median(times[n]) for n in ("off", "on", "check"))
+    row(f"{label}: the C driver's loop (500 writes), untraced", f"{off:.2f} s")
+    row(f"{label}: the same as a trace-only check's exercise", f"{on:.2f} s",
+        f"{on / off:.2f}x untraced (medians of {len(times['on'])})", "at most 2x")
+    row(f"{label}: that check, whole (load, loop, unload, verdict)", f"{check:.2f} s")
 
 
 def main():
@@ -162,11 +269,7 @@ def main():
         nt_wall, _, _, nt_status = median_of(
             lambda: guest(tool, build, arch, "matrix-trace-nokmemleak",
                           ["matrix", "--detector", "trace"], nok_args))
-    over_sh = script("overhead", OVERHEAD)
-    *_, o_status, o_out = guest(tool, build, arch, "overhead", ["sh", "/root/overhead.sh"],
-                                ["--file", f"{over_sh}:/root/overhead.sh"], want_output=True)
     os.unlink(runs_sh)
-    os.unlink(over_sh)
     row(f"floor for the trace: boot + the runs, no detector (exit {r_status})", f"{r_wall:.1f} s",
         f"boot to init {r_init:.2f} s")
     row(f"matrix, trace only (exit {t_status})", f"{t_wall:.1f} s",
@@ -177,17 +280,10 @@ def main():
         row(f"no-kmemleak kernel: boot + the runs (exit {nr_status})", f"{nr_wall:.1f} s")
         row(f"no-kmemleak kernel: matrix, trace only (exit {nt_status})", f"{nt_wall:.1f} s",
             f"{nt_wall / nr_wall:.2f}x boot + runs (medians of {TRIES})", "within 1.5x")
-    times = {"off": [], "on": []}
-    for line in o_out.splitlines():
-        w = line.split()
-        if len(w) == 3 and w[0] in times:
-            times[w[0]].append(float(w[2]) - float(w[1]))
-    if o_status != 0 or not times["off"] or not times["on"]:
-        sys.exit(f"bench: the overhead run failed (exit {o_status}):\n{o_out}")
-    off, on = statistics.median(times["off"]), statistics.median(times["on"])
-    row("samples in a loop (4 x 2000 fixed runs), untraced", f"{off:.2f} s")
-    row("the same under the allocation trace", f"{on:.2f} s",
-        f"{on / off:.2f}x untraced (medians of {len(times['on'])})", "a cost, stated")
+    trace_overhead(tool, build, arch, row)
+    for label, kernel in (("project's kernel", os.path.join(build, arch)),
+                          ("Debian 6.12", os.path.join(build, f"debian-6.12-{arch}"))):
+        driver_overhead(tool, build, arch, row, label, kernel)
     row("tool's peak RSS in the guest (matrix)", f"{m_rss} KiB" if m_rss else "?",
         f"{(m_rss or 0) / 1024 / 16:.2f} of 16 MiB", "under 16 MiB")
     size = os.path.getsize(os.path.join(build, arch, "leaklab"))

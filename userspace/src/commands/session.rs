@@ -31,7 +31,8 @@ use crate::{
     output::Verdict,
     trace::{
         ledger::{Allocation, Ledger},
-        tracer::{Names, Tracer},
+        names::Names,
+        tracer::Tracer,
         vmalloc::{Area, Loads},
         Space,
     },

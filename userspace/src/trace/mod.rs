@@ -19,9 +19,12 @@
 
 pub mod allocinfo;
 pub mod event;
+mod instance;
 pub mod kallsyms;
 pub mod ledger;
+pub mod names;
 pub mod page;
+mod reader;
 pub mod tracer;
 pub mod vmalloc;
 

@@ -6,8 +6,7 @@
 //! figures to a Prometheus textfile.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
-    io::Write,
+    collections::BTreeMap,
     path::PathBuf,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -17,8 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     analysis::{
-        findings::{findings, FindingKind},
-        group::group,
+        findings::FindingKind,
         symbolize::Symbolizer,
         trend::{steady_growth, Fit, Line, Recent},
     },
@@ -27,19 +25,22 @@ use crate::{
         interrupt::{self, Interrupted},
         kmsg::KmsgWatch,
         module::{Ko, ModuleLayout},
-        procfs::{parse_slabinfo, MemInfo, SlabCounts},
+        procfs::parse_slabinfo,
     },
-    kmemleak::{report::Report, window::Window, Kmemleak, MIN_AGE},
-    output::{utc, write_atomically, Outcome, Verdict},
-    trace::allocinfo,
+    kmemleak::Kmemleak,
+    output::{utc, Outcome, Verdict},
 };
 
+mod event;
 pub mod log;
 pub mod metrics;
+mod round;
 pub mod state;
 pub mod view;
 
+pub use event::{human_line, Event, Logged};
 use log::EventLog;
+use round::Watch;
 use state::{Leak, State};
 
 /// `leaklab watch`'s options.
@@ -95,125 +96,6 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a time we can wait"))
 }
 
-/// One event of the log (`DIR/events.jsonl`, one JSON object a line,
-/// schema `leaklab.watch-event/1`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Event {
-    /// The watch started.
-    Start {
-        /// leaklab's version.
-        version: String,
-        /// The boot.
-        boot_id: String,
-        /// Seconds between rounds.
-        interval: f64,
-        /// `on`, or why kmemleak cannot be used.
-        kmemleak: String,
-        /// Rounds run on this directory before.
-        rounds_before: u64,
-    },
-    /// An object kmemleak reports that was not reported before.
-    Leak {
-        /// Its address.
-        address: String,
-        /// Its bytes.
-        size: u64,
-        /// When it was allocated (Unix seconds), from its jiffies.
-        allocated: Option<f64>,
-        /// The allocating task.
-        comm: Option<String>,
-        /// Its pid.
-        pid: Option<u32>,
-        /// The allocation's jiffies.
-        jiffies: Option<u64>,
-        /// The backtrace's fingerprint, as `leaklab parse` groups.
-        fingerprint: String,
-        /// The first frame outside the allocator wrappers.
-        culprit: Option<String>,
-        /// Its source line, when the module's `.ko` was given.
-        culprit_line: Option<String>,
-        /// The module the culprit is in (`None`: the kernel).
-        module: Option<String>,
-        /// The first object of this backtrace ever found here.
-        first: bool,
-    },
-    /// A notable kernel log line, or kmemleak failing.
-    Finding {
-        /// `warning`, `bug`, `oops`, `slab_still_has_objects`, `kmemleak`.
-        finding: FindingKind,
-        /// The line, or what failed.
-        line: String,
-    },
-    /// The kernel's memory after a round.
-    Sample {
-        /// MemAvailable, KiB.
-        mem_available_kib: i64,
-        /// Slab, KiB.
-        slab_kib: i64,
-        /// SUnreclaim, KiB.
-        sunreclaim_kib: i64,
-        /// Objects kmemleak reports now (`None`: kmemleak unusable).
-        reported: Option<u64>,
-        /// The slab caches that grew most since the last sample.
-        grew: Vec<Grown>,
-        /// Live bytes of the kernel's allocation profiling
-        /// (`/proc/allocinfo`), when it counts.
-        allocinfo_bytes: Option<i64>,
-        /// The round's wall time, seconds.
-        round_seconds: f64,
-        /// The watch's own resident memory, KiB.
-        rss_kib: u64,
-    },
-    /// Slab grows steadily while kmemleak reports nothing new: a leak it
-    /// cannot see (referenced, or pages).
-    Trend {
-        /// Slab's growth, bytes a second.
-        slab_slope: f64,
-        /// How straight it is (r²).
-        r2: f64,
-        /// Over how many seconds.
-        span: f64,
-    },
-    /// The watch stopped.
-    Stop {
-        /// Rounds this run.
-        rounds: u64,
-        /// Why: `rounds`, `SIGTERM`, `SIGINT`.
-        reason: String,
-    },
-}
-
-/// An event with its envelope, as a line of the log.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Logged {
-    /// `leaklab.watch-event/1`.
-    pub schema: String,
-    /// When (Unix seconds).
-    pub time: f64,
-    /// The round (over every run on the directory; 0 before the first).
-    pub round: u64,
-    /// The event.
-    #[serde(flatten)]
-    pub event: Event,
-}
-
-/// The schema of a log line.
-pub const EVENT_SCHEMA: &str = "leaklab.watch-event/1";
-
-/// A slab cache that grew.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Grown {
-    /// The cache.
-    pub cache: String,
-    /// Active objects gained.
-    pub objects: i64,
-    /// Their bytes.
-    pub bytes: i64,
-}
-
-/// Caches reported as grown in a sample, the most bytes first.
-const GROWN_SHOWN: usize = 5;
 /// Kernel log records read a round, at most.
 const LOG_LINES_A_ROUND: usize = 4096;
 /// Modules' loads remembered for naming frames, per `--ko`.
@@ -240,24 +122,6 @@ fn rss_kib() -> u64 {
         .ok()
         .and_then(|s| crate::kernel::procfs::meminfo_field(&s, "VmRSS:"))
         .unwrap_or(0)
-}
-
-/// The slab caches that grew most from `before` to `after`.
-pub fn grown(before: &SlabCounts, after: &SlabCounts) -> Vec<Grown> {
-    let mut g: Vec<Grown> = after
-        .iter()
-        .filter_map(|(name, c)| {
-            let objects = c.active - before.get(name).map_or(0, |b| b.active);
-            (objects > 0).then(|| Grown {
-                cache: name.clone(),
-                objects,
-                bytes: objects.saturating_mul(c.object_size as i64),
-            })
-        })
-        .collect();
-    g.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.cache.cmp(&b.cache)));
-    g.truncate(GROWN_SHOWN);
-    g
 }
 
 /// Names frames of the modules given with `--ko`: each load's layout is
@@ -372,319 +236,11 @@ pub struct Health {
     pub dropped_samples: u64,
 }
 
-/// The watch as it runs.
-struct Watch<'o> {
-    opts: &'o Options,
-    state: State,
-    log: EventLog,
-    modules: Modules,
-    kmemleak: Option<Kmemleak>,
-    kmemleak_up: bool,
-    clock: Option<JiffyClock>,
-    kmsg: Option<KmsgWatch>,
-    slabs: Option<SlabCounts>,
-    human: bool,
-    run: WatchRun,
-    fit_slab: Fit,
-    fit_avail: Fit,
-    recent_slab: Recent,
-    recent_avail: Recent,
-    last_new_leak: f64,
-    warned_at: f64,
-    /// The last sample: memory, objects reported, allocinfo's bytes, the
-    /// round's seconds.
-    last: Option<(MemInfo, Option<u64>, Option<i64>, f64)>,
-}
-
-impl Watch<'_> {
-    /// Logs `event` (and prints its line for people).
-    fn event(&mut self, event: Event) {
-        let logged = Logged {
-            schema: EVENT_SCHEMA.into(),
-            time: now(),
-            round: self.state.rounds,
-            event,
-        };
-        if self.human {
-            println!("{}", human_line(&logged));
-            let _ = std::io::stdout().flush();
-        }
-        let is_sample = matches!(logged.event, Event::Sample { .. });
-        if let Ok(line) = serde_json::to_string(&logged) {
-            self.log.accept(line, is_sample);
-        }
-    }
-
-    /// One round.
-    fn round(&mut self) -> Result<()> {
-        let started = Instant::now();
-        self.state.rounds += 1;
-        self.run.rounds += 1;
-        self.modules.refresh();
-        let reported = self.scan()?;
-        self.read_log();
-        self.sample(reported, started.elapsed().as_secs_f64());
-        self.persist();
-        Ok(())
-    }
-
-    /// The kmemleak part of a round: the objects reported now, new ones
-    /// logged; `None` when kmemleak cannot be used.
-    fn scan(&mut self) -> Result<Option<u64>> {
-        let Some(k) = &self.kmemleak else {
-            return Ok(None);
-        };
-        // Objects younger than kmemleak's minimum age are not waited for:
-        // the next round reports them.
-        let youngest = Instant::now()
-            .checked_sub(MIN_AGE)
-            .unwrap_or_else(Instant::now);
-        let settled = Window::open_as_found(k).and_then(|w| w.close(youngest));
-        let settled = match settled {
-            Ok(s) => s,
-            Err(e) if e.is::<Interrupted>() => return Err(e),
-            Err(e) => {
-                self.run.errors.kmemleak += 1;
-                if self.kmemleak_up {
-                    self.kmemleak_up = false;
-                    self.event(Event::Finding {
-                        finding: FindingKind::Kmemleak,
-                        line: format!("{e:#}"),
-                    });
-                }
-                return Ok(None);
-            }
-        };
-        self.kmemleak_up = true;
-        let (jiffies, wall) = (self.clock.and_then(|c| c.now()), now());
-        let key = |r: &Report| (r.address, r.jiffies.unwrap_or(0));
-        let present: BTreeSet<(u64, u64)> = settled.reports.iter().map(key).collect();
-        let new: BTreeSet<(u64, u64)> = self.state.take(present).into_iter().collect();
-        let mut fresh: Vec<&Report> = settled
-            .reports
-            .iter()
-            .filter(|r| new.contains(&key(r)))
-            .collect();
-        fresh.sort_by_key(|r| (r.jiffies, r.address));
-        for r in fresh {
-            self.leak(r, jiffies, wall);
-        }
-        Ok(Some(settled.reports.len() as u64))
-    }
-
-    /// Logs a new object and counts it under its backtrace.
-    fn leak(&mut self, r: &Report, jiffies: Option<u64>, wall: f64) {
-        let Some(g) = group(std::slice::from_ref(r), &self.modules.sym).pop() else {
-            return;
-        };
-        let allocated = self
-            .clock
-            .zip(r.jiffies)
-            .zip(jiffies)
-            .map(|((c, then), now)| c.wall_of(then, now, wall));
-        let first = !self.state.leaks.contains_key(&g.fingerprint);
-        let leak = self
-            .state
-            .leaks
-            .entry(g.fingerprint.clone())
-            .or_insert_with(|| Leak {
-                culprit: g.culprit.clone(),
-                culprit_line: g.culprit_line.clone(),
-                module: g.module.clone(),
-                first_seen: wall,
-                ..Leak::default()
-            });
-        leak.last_seen = wall;
-        leak.objects += 1;
-        leak.bytes = leak.bytes.saturating_add(r.size);
-        if leak.culprit_line.is_none() {
-            leak.culprit_line = g.culprit_line.clone();
-        }
-        self.run.new_objects += 1;
-        self.last_new_leak = wall;
-        self.event(Event::Leak {
-            address: format!("{:#x}", r.address),
-            size: r.size,
-            allocated,
-            comm: r.comm.clone(),
-            pid: r.pid,
-            jiffies: r.jiffies,
-            fingerprint: g.fingerprint,
-            culprit: g.culprit,
-            culprit_line: g.culprit_line,
-            module: g.module,
-            first,
-        });
-    }
-
-    /// The kernel log since the last round: its notable lines.
-    fn read_log(&mut self) {
-        let Some(kmsg) = &mut self.kmsg else {
-            return;
-        };
-        let lines = kmsg.drain_at_most(LOG_LINES_A_ROUND);
-        for f in findings(&lines) {
-            *self.state.findings.entry(f.kind.name().into()).or_default() += 1;
-            *self.run.findings.entry(f.kind.name().into()).or_default() += 1;
-            if f.kind == FindingKind::Kmemleak {
-                self.kmemleak_up = false;
-            }
-            self.event(Event::Finding {
-                finding: f.kind,
-                line: f.line,
-            });
-        }
-    }
-
-    /// The kernel's memory now, and the trends.
-    fn sample(&mut self, reported: Option<u64>, round_seconds: f64) {
-        let Ok(mem) = MemInfo::read() else {
-            return;
-        };
-        let slabs = std::fs::read_to_string("/proc/slabinfo")
-            .ok()
-            .map(|t| parse_slabinfo(&t));
-        let grew = match (&self.slabs, &slabs) {
-            (Some(b), Some(a)) => grown(b, a),
-            _ => Vec::new(),
-        };
-        self.slabs = slabs;
-        let allocinfo_bytes = allocinfo::read()
-            .ok()
-            .flatten()
-            .map(|sites| sites.iter().fold(0i64, |t, s| t.saturating_add(s.bytes)));
-        let t = now();
-        let (slab, avail) = (mem.slab as f64 * 1024.0, mem.mem_available as f64 * 1024.0);
-        self.fit_slab.add(t, slab);
-        self.fit_avail.add(t, avail);
-        self.recent_slab.add(t, slab);
-        self.recent_avail.add(t, avail);
-        self.last = Some((mem, reported, allocinfo_bytes, round_seconds));
-        self.event(Event::Sample {
-            mem_available_kib: mem.mem_available,
-            slab_kib: mem.slab,
-            sunreclaim_kib: mem.sunreclaim,
-            reported,
-            grew,
-            allocinfo_bytes,
-            round_seconds,
-            rss_kib: rss_kib(),
-        });
-        let line = self.recent_slab.line();
-        let after = self.opts.trend_after.as_secs_f64();
-        if slab_warning(&line, after, self.last_new_leak, t) && t - self.warned_at > RECENT {
-            self.warned_at = t;
-            let w = format!(
-                "Slab grew {:.0} KiB an hour for {:.0} min (r² {:.2}) while kmemleak reported nothing new: a leak it cannot see (objects still referenced, or pages)",
-                line.slope * 3600.0 / 1024.0,
-                line.span / 60.0,
-                line.r2
-            );
-            self.run.warnings.push(w);
-            self.event(Event::Trend {
-                slab_slope: line.slope,
-                r2: line.r2,
-                span: line.span,
-            });
-        }
-    }
-
-    /// Writes the log, the state and the textfile; failures are counted,
-    /// and what the log could not take is kept for the next round.
-    fn persist(&mut self) {
-        let mut failed = !self.log.flush();
-        failed |= self.state.save(&self.opts.out.join("state.json")).is_err();
-        if let Some(path) = &self.opts.textfile {
-            // Rendered before it is written: it shows the failed writes of
-            // earlier rounds, and this round's log flush; a failure of this
-            // write shows in the next round's file.
-            let text = metrics::render(self);
-            failed |= write_atomically(path, &text).is_err();
-        }
-        if failed {
-            self.run.errors.writes += 1;
-        }
-        self.run.errors.dropped_samples = self.log.dropped;
-    }
-}
-
 /// Whether Slab's recent `line` is a steady growth over `span` seconds at
 /// least, with no new leak found during it (`last_leak` the time of the
 /// last new one, `t` now).
 pub fn slab_warning(line: &Line, span: f64, last_leak: f64, t: f64) -> bool {
     steady_growth(line, TREND_MIN_POINTS, span, TREND_MIN_SLOPE) && last_leak < t - line.span
-}
-
-/// An event as a line for people.
-pub fn human_line(l: &Logged) -> String {
-    let t = utc(l.time);
-    let t = t.get(11..19).unwrap_or(&t);
-    let body = match &l.event {
-        Event::Start {
-            boot_id,
-            interval,
-            kmemleak,
-            rounds_before,
-            ..
-        } => format!(
-            "watching every {interval} s (kmemleak {kmemleak}; boot {boot_id}; {rounds_before} rounds before)"
-        ),
-        Event::Leak {
-            address,
-            size,
-            allocated,
-            comm,
-            culprit,
-            culprit_line,
-            module,
-            first,
-            fingerprint,
-            ..
-        } => format!(
-            "leak: {size} bytes at {address}{}{}, in {}{}{}{}",
-            allocated.map_or(String::new(), |a| format!(
-                ", allocated {}",
-                utc(a).get(11..19).unwrap_or("?")
-            )),
-            comm.as_deref().map_or(String::new(), |c| format!(" by {c}")),
-            culprit.as_deref().unwrap_or("?"),
-            module.as_deref().map_or(String::new(), |m| format!(" [{m}]")),
-            culprit_line
-                .as_deref()
-                .map_or(String::new(), |s| format!(" at {s}")),
-            if *first {
-                format!(" (new backtrace {fingerprint})")
-            } else {
-                String::new()
-            }
-        ),
-        Event::Finding { finding, line } => format!("kernel log: {finding}: {line}"),
-        Event::Sample {
-            mem_available_kib,
-            slab_kib,
-            reported,
-            ..
-        } => format!(
-            "round {}: MemAvailable {:.1} MiB, Slab {:.1} MiB, {}",
-            l.round,
-            *mem_available_kib as f64 / 1024.0,
-            *slab_kib as f64 / 1024.0,
-            reported.map_or("kmemleak unusable".into(), |n| format!(
-                "kmemleak reports {n} objects"
-            ))
-        ),
-        Event::Trend {
-            slab_slope,
-            r2,
-            span,
-        } => format!(
-            "warning: Slab grew {:.0} KiB an hour for {:.0} min (r² {r2:.2}) while kmemleak reported nothing new",
-            slab_slope * 3600.0 / 1024.0,
-            span / 60.0
-        ),
-        Event::Stop { rounds, reason } => format!("stopped after {rounds} rounds ({reason})"),
-    };
-    format!("{t} {body}")
 }
 
 /// Runs the watch until its rounds are done or a signal stops it; prints a
@@ -888,7 +444,11 @@ impl Outcome for WatchRun {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{
+        event::{grown, Grown},
+        *,
+    };
+    use crate::kernel::procfs::SlabCounts;
 
     #[test]
     fn intervals_with_units_and_bad_ones_said_plainly() {
