@@ -2,8 +2,27 @@
 //! against what kmemleak reported. Each rule has a test that passes it and
 //! one that fails it (below, fed from real captures where one fits).
 
-use super::verdict::Count;
+use serde::{Deserialize, Serialize};
+
 use crate::ko::Variant;
+
+/// A count of objects and bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Count {
+    /// Objects.
+    pub objects: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+impl Count {
+    /// Counts one more object of `size` bytes (saturating: sizes come from
+    /// the kernel's text).
+    pub fn add(&mut self, size: u64) {
+        self.objects = self.objects.saturating_add(1);
+        self.bytes = self.bytes.saturating_add(size);
+    }
+}
 
 /// An object: where it starts and its size, as kmemleak and the module's
 /// `leaked` file give them.
