@@ -30,6 +30,7 @@ use super::{
 };
 use crate::kernel::{
     interrupt,
+    setting::Changed,
     tracefs::{self, write},
     undo,
 };
@@ -135,6 +136,10 @@ impl Tracer {
             buffer_kb != Some(0),
             "the trace buffer needs at least 1 KiB per CPU"
         );
+        // Setting up waits for grace periods (the buffers' resize, each
+        // event's filter and trigger): expedited, a third of the time on
+        // one TCG vCPU. Put back before anything is traced.
+        let _expedited = Changed::to(RCU_EXPEDITED, "1");
         let (root, mounted) = tracefs::mount()?;
         let vmalloc = vmalloc::Probes::add(&root);
         let dir = root
