@@ -90,6 +90,9 @@ impl<'k> Session<'k> {
         before_load: impl FnOnce() -> Result<T>,
     ) -> Result<(Self, T)> {
         let tracer = detectors.trace.map(Tracer::start).transpose()?;
+        if let Some(t) = &tracer {
+            t.read_names_ahead()?;
+        }
         let window = detectors.kmemleak.as_ref().map(Window::open).transpose()?;
         Self::load(window, tracer, ko, before_load)
     }

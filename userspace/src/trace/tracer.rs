@@ -101,6 +101,12 @@ pub struct Traced {
     pub events: u64,
 }
 
+/// The kernel's symbols, being read or read.
+enum Symbols {
+    Reading(JoinHandle<Result<Kallsyms>>),
+    Read(Arc<Kallsyms>),
+}
+
 /// The instance and its reader. Dropping it (also on an error or Ctrl-C)
 /// stops the reader and removes the instance.
 pub struct Tracer {
@@ -117,10 +123,10 @@ pub struct Tracer {
     markers: AtomicU64,
     /// The events' filter, once set.
     filter: std::sync::OnceLock<String>,
-    /// The kernel's symbols, read when first needed ([`Tracer::names`]):
-    /// a run that finds nothing to name (`trigger --trace`) never reads
-    /// them, and none competes with the run for the guest's CPU.
-    symbols: Mutex<Option<Arc<Kallsyms>>>,
+    /// The kernel's symbols: read ahead in a thread of their own for a run
+    /// that will name what it finds ([`Tracer::read_names_ahead`]), else
+    /// when first needed ([`Tracer::names`]; `trigger --trace` never does).
+    symbols: Mutex<Option<Symbols>>,
     /// The vmalloc probes, where the kernel took them.
     vmalloc: Option<vmalloc::Probes>,
     noted: Option<undo::Noted>,
@@ -397,14 +403,33 @@ impl Tracer {
         Ok(all)
     }
 
-    /// Names for the trace's stacks and tasks (reads the kernel's symbols
-    /// the first time).
+    /// Starts reading the kernel's symbols in a thread while the run goes
+    /// on, for a run that will name what it finds ([`Tracer::names`]).
+    pub fn read_names_ahead(&self) -> Result<()> {
+        let mut symbols = self.symbols.lock().unwrap_or_else(|p| p.into_inner());
+        if symbols.is_none() {
+            let thread = std::thread::Builder::new()
+                .name("kallsyms".into())
+                .spawn(Kallsyms::read)
+                .context("starting a thread")?;
+            *symbols = Some(Symbols::Reading(thread));
+        }
+        Ok(())
+    }
+
+    /// Names for the trace's stacks and tasks (the kernel's symbols read,
+    /// or waited for, the first time).
     pub fn names(&self) -> Result<Names> {
         let mut symbols = self.symbols.lock().unwrap_or_else(|p| p.into_inner());
-        let kallsyms = match &*symbols {
-            Some(k) => k.clone(),
-            None => symbols.insert(Arc::new(Kallsyms::read()?)).clone(),
+        let kallsyms = match symbols.take() {
+            Some(Symbols::Read(k)) => k,
+            Some(Symbols::Reading(thread)) => match thread.join() {
+                Ok(k) => Arc::new(k?),
+                Err(_) => bail!("reading the kernel's symbols panicked"),
+            },
+            None => Arc::new(Kallsyms::read()?),
         };
+        *symbols = Some(Symbols::Read(kallsyms.clone()));
         Ok(Names::new(kallsyms, &self.root))
     }
 

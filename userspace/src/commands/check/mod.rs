@@ -270,6 +270,9 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Check> {
     // instance, tens of thousands of allocations, and frees them by RCU.
     let probe = InitProbe::arm(&ko);
     let tracer = detectors.trace.map(Tracer::start).transpose()?;
+    if let Some(t) = &tracer {
+        t.read_names_ahead()?;
+    }
     let window = detectors
         .kmemleak
         .as_ref()
