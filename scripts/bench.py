@@ -98,7 +98,7 @@ own=$(for f in mem_pool_alloc __alloc_object; do echo "call_site.function != $f"
 stack() { [ "$1" = kmem/kmem_cache_alloc ] && [ -n "$own" ] && echo "stacktrace if call_site.function != $own" || echo stacktrace; }
 arm() { for e in $EV; do stack $e > $I/events/$e/trigger || exit 1; done; for e in $EV $FREES; do echo 1 > $I/events/$e/enable; done; }
 disarm() { for e in $EV $FREES; do echo 0 > $I/events/$e/enable; done; for e in $EV; do echo '!stacktrace' > $I/events/$e/trigger; done; }
-for i in 1 2 3; do
+for i in 1 2 3 4 5; do
   echo "off $(t work)"; echo "on $(t work --trace)"
   echo "off1 $(t one)"; echo "on1 $(t one --trace)"
   arm; echo "kernel $(t work)"; disarm
@@ -121,7 +121,7 @@ b=$(cut -d' ' -f1 /proc/uptime)
 echo "$NAME $a $b" >> /root/times
 LOOP
 grep -q debugfs /proc/mounts || mount -t debugfs none /sys/kernel/debug
-for i in 1 2 3; do
+for i in 1 2 3 4 5; do
   insmod /lib/modules/leaky_driver.ko && NAME=off sh /root/loop.sh && rmmod leaky_driver || exit 1
   a=$(cut -d' ' -f1 /proc/uptime)
   NAME=on leaklab check /lib/modules/leaky_driver.ko --detector trace --exercise /root/loop.sh >/dev/null 2>&1 || { echo "check exit $?"; exit 1; }
