@@ -387,24 +387,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Fuzz { plan, format } => report(format.format, |p| fuzz::run(&plan, p)),
         Cmd::Faults { module, format } => report(format.format, |p| faults::run(&module.path(), p)),
         Cmd::Soak { plan, format } => report(format.format, |p| soak::run(&plan, p)),
-        Cmd::Lava(LavaCmd::Job(opts)) => {
-            let job = commands::lava::job::write(&opts)?;
-            eprintln!(
-                "lava: wrote {} beside the files it names; submit it with 'lavacli jobs submit {0}'",
-                job.display()
-            );
-            println!("{}", job.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        Cmd::Lava(LavaCmd::Results { log, format }) => {
-            emit(&commands::lava::results::read(&log)?, format.format)
-        }
-        Cmd::Lava(LavaCmd::Cases { file }) => {
-            for c in commands::lava::cases::read(&file)? {
-                println!("{}", c.line());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Lava(cmd) => lava(cmd),
         Cmd::Watch { opts, format } => emit(
             &watch::run(&opts, format.format == Format::Human)?,
             format.format,
@@ -428,6 +411,30 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             modules,
         } => emit(&census::run(modules, naive)?, format.format),
         Cmd::Check { plan, format } => report(format.format, |p| check::run(&plan, p)),
+    }
+}
+
+/// Runs a `lava` subcommand.
+fn lava(cmd: LavaCmd) -> Result<ExitCode> {
+    match cmd {
+        LavaCmd::Job(opts) => {
+            let job = commands::lava::job::write(&opts)?;
+            eprintln!(
+                    "lava: wrote {} beside the files it names; submit it with 'lavacli jobs submit {0}'",
+                    job.display()
+                );
+            println!("{}", job.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        LavaCmd::Results { log, format } => {
+            emit(&commands::lava::results::read(&log)?, format.format)
+        }
+        LavaCmd::Cases { file } => {
+            for c in commands::lava::cases::read(&file)? {
+                println!("{}", c.line());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

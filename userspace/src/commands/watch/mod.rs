@@ -18,16 +18,12 @@ use crate::{
     analysis::{
         findings::FindingKind,
         symbolize::Symbolizer,
-        trend::{steady_growth, Fit, Line, Recent},
+        trend::{steady_growth, Line},
     },
     kernel::{
-        clock::{boot_id, JiffyClock},
         interrupt::{self, Interrupted},
-        kmsg::KmsgWatch,
         module::{Ko, ModuleLayout},
-        procfs::parse_slabinfo,
     },
-    kmemleak::Kmemleak,
     output::{utc, Outcome, Verdict},
 };
 
@@ -39,7 +35,6 @@ pub mod state;
 pub mod view;
 
 pub use event::{human_line, Event, Logged};
-use log::EventLog;
 use round::Watch;
 use state::{Leak, State};
 
@@ -252,53 +247,7 @@ pub fn run(opts: &Options, human: bool) -> Result<WatchRun> {
             opts.out.display()
         )
     })?;
-    let boot = boot_id();
-    let state = State::load(&opts.out.join("state.json"), &boot)?;
-    let (kmemleak, why) = match Kmemleak::open() {
-        Ok(k) => (Some(k), "on".to_string()),
-        Err(e) => (
-            None,
-            format!("unusable ({e:#}): memory is sampled, leaks are not reported"),
-        ),
-    };
-    // Points at least this far apart for the last hour's line: enough of
-    // them within --trend-after, never more than 36000.
-    let spacing = (opts.trend_after.as_secs_f64() / 60.0).clamp(0.1, 10.0);
-    let mut w = Watch {
-        opts,
-        log: EventLog::new(&opts.out, opts.log_mib << 20, opts.log_keep),
-        modules: Modules::open(&opts.kos)?,
-        kmemleak_up: kmemleak.is_some(),
-        kmemleak,
-        clock: JiffyClock::open(),
-        kmsg: KmsgWatch::start().ok(),
-        slabs: std::fs::read_to_string("/proc/slabinfo")
-            .ok()
-            .map(|t| parse_slabinfo(&t)),
-        human,
-        run: WatchRun {
-            schema: "leaklab.watch/1".into(),
-            dir: opts.out.display().to_string(),
-            rounds: 0,
-            rounds_total: 0,
-            seconds: 0.0,
-            new_objects: 0,
-            leaks: Vec::new(),
-            findings: BTreeMap::new(),
-            trends: Trends::default(),
-            warnings: Vec::new(),
-            errors: Health::default(),
-            stopped_by: String::new(),
-        },
-        fit_slab: Fit::default(),
-        fit_avail: Fit::default(),
-        recent_slab: Recent::new(RECENT, spacing),
-        recent_avail: Recent::new(RECENT, spacing),
-        last_new_leak: now(),
-        warned_at: f64::NEG_INFINITY,
-        last: None,
-        state,
-    };
+    let (mut w, boot, why) = Watch::open(opts, human)?;
     let started = Instant::now();
     w.event(Event::Start {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -448,7 +397,7 @@ mod tests {
         event::{grown, Grown},
         *,
     };
-    use crate::kernel::procfs::SlabCounts;
+    use crate::{analysis::trend::Recent, kernel::procfs::SlabCounts};
 
     #[test]
     fn intervals_with_units_and_bad_ones_said_plainly() {

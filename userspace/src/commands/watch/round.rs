@@ -1,7 +1,11 @@
 //! The watch as it runs: a round's scan, the leaks it reports once, the
 //! kernel log, the memory samples and their trends, the state kept.
 
-use std::{collections::BTreeSet, io::Write, time::Instant};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::Write,
+    time::Instant,
+};
 
 use anyhow::Result;
 
@@ -12,7 +16,7 @@ use crate::{
         trend::{Fit, Recent},
     },
     kernel::{
-        clock::JiffyClock,
+        clock::{boot_id, JiffyClock},
         interrupt::Interrupted,
         kmsg::KmsgWatch,
         procfs::{parse_slabinfo, MemInfo, SlabCounts},
@@ -27,7 +31,7 @@ use super::{
     log::EventLog,
     metrics, now, rss_kib, slab_warning,
     state::{Leak, State},
-    Modules, Options, WatchRun, LOG_LINES_A_ROUND, RECENT,
+    Health, Modules, Options, Trends, WatchRun, LOG_LINES_A_ROUND, RECENT,
 };
 
 /// The watch as it runs.
@@ -52,6 +56,61 @@ pub(super) struct Watch<'o> {
     /// The last sample: memory, objects reported, allocinfo's bytes, the
     /// round's seconds.
     pub(super) last: Option<(MemInfo, Option<u64>, Option<i64>, f64)>,
+}
+
+impl<'o> Watch<'o> {
+    /// The watch on `opts.out` (its state loaded for this boot), with the
+    /// boot's id and what kmemleak is to it ("on", or why not).
+    pub(super) fn open(opts: &'o Options, human: bool) -> Result<(Self, String, String)> {
+        let boot = boot_id();
+        let state = State::load(&opts.out.join("state.json"), &boot)?;
+        let (kmemleak, why) = match Kmemleak::open() {
+            Ok(k) => (Some(k), "on".to_string()),
+            Err(e) => (
+                None,
+                format!("unusable ({e:#}): memory is sampled, leaks are not reported"),
+            ),
+        };
+        // Points at least this far apart for the last hour's line: enough of
+        // them within --trend-after, never more than 36000.
+        let spacing = (opts.trend_after.as_secs_f64() / 60.0).clamp(0.1, 10.0);
+        let w = Watch {
+            opts,
+            log: EventLog::new(&opts.out, opts.log_mib << 20, opts.log_keep),
+            modules: Modules::open(&opts.kos)?,
+            kmemleak_up: kmemleak.is_some(),
+            kmemleak,
+            clock: JiffyClock::open(),
+            kmsg: KmsgWatch::start().ok(),
+            slabs: std::fs::read_to_string("/proc/slabinfo")
+                .ok()
+                .map(|t| parse_slabinfo(&t)),
+            human,
+            run: WatchRun {
+                schema: "leaklab.watch/1".into(),
+                dir: opts.out.display().to_string(),
+                rounds: 0,
+                rounds_total: 0,
+                seconds: 0.0,
+                new_objects: 0,
+                leaks: Vec::new(),
+                findings: BTreeMap::new(),
+                trends: Trends::default(),
+                warnings: Vec::new(),
+                errors: Health::default(),
+                stopped_by: String::new(),
+            },
+            fit_slab: Fit::default(),
+            fit_avail: Fit::default(),
+            recent_slab: Recent::new(RECENT, spacing),
+            recent_avail: Recent::new(RECENT, spacing),
+            last_new_leak: now(),
+            warned_at: f64::NEG_INFINITY,
+            last: None,
+            state,
+        };
+        Ok((w, boot, why))
+    }
 }
 
 impl Watch<'_> {
