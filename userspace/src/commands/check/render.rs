@@ -128,73 +128,8 @@ impl Outcome for Check {
 
     fn human(&self) -> String {
         let n = self.cycles.len();
-        let mut s = format!(
-            "leaklab check: {} ({}) on {}, {n} cycle(s)",
-            self.module,
-            self.path.display(),
-            self.kernel
-        );
-        if !self.params.is_empty() {
-            s += &format!(", params: {}", self.params.join(" "));
-        }
-        if !self.exercise.is_empty() {
-            let names: Vec<String> = self
-                .exercise
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
-            s += &format!(", exercise: {}", names.join(" "));
-        }
-        if self.detectors.iter().any(|d| d == "kmemleak") {
-            s += &format!(
-                "\nkmemleak: task stacks scanned, {} scan(s) after the last cycle{}{}",
-                self.scans,
-                if self.stable {
-                    ", settled"
-                } else {
-                    ", NOT settled"
-                },
-                if self.kept_loaded {
-                    ", module kept loaded"
-                } else {
-                    ""
-                }
-            );
-        }
-        if let Some(t) = &self.trace {
-            s += &format!(
-                "\ntrace: {} events, {} lost, {} leak(s) once the module was gone",
-                t.events,
-                t.lost,
-                t.leaks.len()
-            );
-        }
-        s += "\n";
-        s += &format!(
-            "{:>5}  {:<8} {:<9} {:<8} {:>6}\n",
-            "cycle", "loaded", "exercise", "unloaded", "leaked"
-        );
-        for c in &self.cycles {
-            let exercise = match c.exercise.iter().find(|&&st| st != 0) {
-                Some(st) => format!("exit {st}"),
-                None if c.exercise.is_empty() => "-".into(),
-                None => "ok".into(),
-            };
-            s += &format!(
-                "{:>5}  {:<8} {:<9} {:<8} {:>6}\n",
-                c.cycle,
-                yes(c.loaded),
-                exercise,
-                c.unloaded.map_or("-", yes),
-                c.leaked
-            );
-            if let Some(e) = &c.init_error {
-                s += &format!("       init failed: {e}\n");
-            }
-            if let Some(e) = &c.unload_error {
-                s += &format!("       would not unload: {e}\n");
-            }
-        }
+        let mut s = self.heading();
+        s += &self.cycle_table();
         let both = self.detectors.len() > 1;
         for l in &self.leaks {
             let only = if both && !l.among(self.traced_leaks()) {
@@ -371,6 +306,88 @@ impl Check {
             );
         }
         cases
+    }
+}
+
+impl Check {
+    /// The run's first lines: the module, its kernel, cycles, parameters,
+    /// exercise, and each detector's own line.
+    fn heading(&self) -> String {
+        let n = self.cycles.len();
+        let mut s = format!(
+            "leaklab check: {} ({}) on {}, {n} cycle(s)",
+            self.module,
+            self.path.display(),
+            self.kernel
+        );
+        if !self.params.is_empty() {
+            s += &format!(", params: {}", self.params.join(" "));
+        }
+        if !self.exercise.is_empty() {
+            let names: Vec<String> = self
+                .exercise
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            s += &format!(", exercise: {}", names.join(" "));
+        }
+        if self.detectors.iter().any(|d| d == "kmemleak") {
+            s += &format!(
+                "\nkmemleak: task stacks scanned, {} scan(s) after the last cycle{}{}",
+                self.scans,
+                if self.stable {
+                    ", settled"
+                } else {
+                    ", NOT settled"
+                },
+                if self.kept_loaded {
+                    ", module kept loaded"
+                } else {
+                    ""
+                }
+            );
+        }
+        if let Some(t) = &self.trace {
+            s += &format!(
+                "\ntrace: {} events, {} lost, {} leak(s) once the module was gone",
+                t.events,
+                t.lost,
+                t.leaks.len()
+            );
+        }
+        s
+    }
+
+    /// The table of cycles, with each failed init and unload under its row.
+    fn cycle_table(&self) -> String {
+        let mut s = String::new();
+        s += "\n";
+        s += &format!(
+            "{:>5}  {:<8} {:<9} {:<8} {:>6}\n",
+            "cycle", "loaded", "exercise", "unloaded", "leaked"
+        );
+        for c in &self.cycles {
+            let exercise = match c.exercise.iter().find(|&&st| st != 0) {
+                Some(st) => format!("exit {st}"),
+                None if c.exercise.is_empty() => "-".into(),
+                None => "ok".into(),
+            };
+            s += &format!(
+                "{:>5}  {:<8} {:<9} {:<8} {:>6}\n",
+                c.cycle,
+                yes(c.loaded),
+                exercise,
+                c.unloaded.map_or("-", yes),
+                c.leaked
+            );
+            if let Some(e) = &c.init_error {
+                s += &format!("       init failed: {e}\n");
+            }
+            if let Some(e) = &c.unload_error {
+                s += &format!("       would not unload: {e}\n");
+            }
+        }
+        s
     }
 }
 
