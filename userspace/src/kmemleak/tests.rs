@@ -327,6 +327,24 @@ fn random_input_never_panics() {
     }
 }
 
+/// The prefixes a kernel log line may carry (none, dmesg, the console,
+/// /dev/kmsg, the journal).
+const LOG_PREFIXES: [&str; 5] = [
+    "",
+    "[   18.123456] ",
+    "<4>[    0.5] [  T42] ",
+    "4,1203,18123456,-;",
+    "Nov 22 05:00:01 rock5b kernel: ",
+];
+
+/// Other messages between reports.
+const LOG_NOISE: [&str; 4] = [
+    "random: crng init done",
+    "virtio_blk virtio0: [vda] 8 512-byte logical blocks",
+    "kmemleak: 3 new suspected memory leaks (see /sys/kernel/debug/kmemleak)",
+    "unreferenced objects are fine to talk about",
+];
+
 /// Property: reports written in any of the shapes, with or without a
 /// log prefix, with other messages and garbage between and inside them,
 /// come back exactly, in order, by every reader and at every chunk size.
@@ -334,19 +352,7 @@ fn random_input_never_panics() {
 fn whole_reports_always_come_back() {
     let mut rng = fastrand::Rng::with_seed(0x2545f4914f6cdd1d);
     let mut next = move |n: u64| rng.u64(..n.max(1));
-    let prefixes = [
-        "",
-        "[   18.123456] ",
-        "<4>[    0.5] [  T42] ",
-        "4,1203,18123456,-;",
-        "Nov 22 05:00:01 rock5b kernel: ",
-    ];
-    let noise = [
-        "random: crng init done",
-        "virtio_blk virtio0: [vda] 8 512-byte logical blocks",
-        "kmemleak: 3 new suspected memory leaks (see /sys/kernel/debug/kmemleak)",
-        "unreferenced objects are fine to talk about",
-    ];
+    let (prefixes, noise) = (LOG_PREFIXES, LOG_NOISE);
     for _ in 0..300 {
         let prefix = prefixes[next(prefixes.len() as u64) as usize];
         let log = !prefix.is_empty();

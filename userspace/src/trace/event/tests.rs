@@ -202,6 +202,12 @@ fn allocation_and_free_records_give_their_space_key_and_size() {
             ..
         }
     ));
+}
+
+#[test]
+fn sizes_are_counted_as_kmemleak_counts_them() {
+    let d = decoder();
+    let ptr = 0xffff888003c4a000u64.to_ne_bytes();
     let r = record(
         250,
         5,
