@@ -1,7 +1,7 @@
 //! A cycle's result for people (the table, then what went wrong) and for
 //! kernel CI (KTAP).
 
-use super::verdict::{Count, CycleRun};
+use super::verdict::{Count, CycleRecord, CycleRun};
 use crate::output::{
     ktap::{self, Case},
     Outcome, Verdict,
@@ -51,130 +51,153 @@ impl Outcome for CycleRun {
     /// A compact table (a column per detector), then what went wrong.
     fn human(&self) -> String {
         let mut s = String::new();
-        let count = |c: &Count| format!("{}/{}B", c.objects, c.bytes);
         for c in &self.cycles {
-            let mut head = format!("cycle {}", c.cycle);
-            if self.detectors.iter().any(|d| d == "kmemleak") {
-                head += &format!(" (kmemleak: {} scans)", c.scans);
-            }
-            if let Some(t) = &c.trace {
-                head += &format!(
-                    " (trace: {} events, {} lost, {} allocator-internal)",
-                    t.events, t.lost, t.internal
-                );
-            }
-            s += &format!(
-                "{head}\n{:<18} {:<6} {:>5} {:>9} {:>10} {:>10}  {}\n",
-                "pattern", "variant", "runs", "expected", "kmemleak", "trace", "verdict"
-            );
-            for v in &c.verdicts {
-                let expected = v.trace.as_ref().map_or(v.expected, |t| t.expected);
-                let kmemleak = match (v.kmemleak, v.blind.is_some()) {
-                    (false, _) => "-".to_string(),
-                    (true, false) => count(&v.found),
-                    (true, true) => format!("{} *", count(&v.found)),
-                };
-                let trace = v.trace.as_ref().map_or("-".into(), |t| count(&t.found));
-                let mut verdict = match &v.reason {
-                    None => "ok".to_string(),
-                    Some(r) => format!("FAIL: {r}"),
-                };
-                if let Some(g) = v.trace.as_ref().and_then(|t| t.growth.as_ref()) {
-                    let (objects, bytes) = g.per_run();
-                    verdict += &format!("; grows {objects} objects / {bytes} B a run while loaded");
-                }
-                s += &format!(
-                    "{:<18} {:<6} {:>5} {:>9} {:>10} {:>10}  {}\n",
-                    v.pattern,
-                    v.variant.name(),
-                    v.runs,
-                    count(&expected),
-                    kmemleak,
-                    trace,
-                    verdict
-                );
-            }
-            for x in &c.references {
-                s += &format!(
-                    "{:<18} {:<6} {:>5} {:>9} {:>10} {:>10}  {}\n",
-                    x.module,
-                    if x.expected > 0 { "calib" } else { "none" },
-                    1,
-                    x.expected,
-                    if self.detectors.iter().any(|d| d == "kmemleak") {
-                        count(&x.found)
-                    } else {
-                        "-".into()
-                    },
-                    x.trace_found.as_ref().map_or("-".into(), count),
-                    match (&x.reason, &x.note) {
-                        (None, None) => "ok".to_string(),
-                        (None, Some(n)) => format!("ok ({n})"),
-                        (Some(r), _) => format!("FAIL: {r}"),
-                    }
-                );
-            }
-            let blind: Vec<_> = c
-                .verdicts
-                .iter()
-                .filter_map(|v| v.blind.as_ref().map(|b| (v, b)))
-                .collect();
-            if !blind.is_empty() && self.detectors.len() > 1 {
-                s += "* seen by one detector only:\n";
-                for (v, b) in blind {
-                    s += &format!("    {} {}: {b}\n", v.pattern, v.variant.name());
-                }
-            }
-            for v in c
-                .verdicts
-                .iter()
-                .filter(|v| v.runs > 0 && (v.example.is_some() || !v.missed.is_empty()))
-            {
-                s += &format!("\n{} {}:\n", v.pattern, v.variant.name());
-                for (culprit, n) in &v.culprits {
-                    s += &format!("    {n} x {culprit}\n");
-                }
-                for m in &v.missed {
-                    s += &format!(
-                        "    not reported: {} (kmemleak: references counted {}, flags {}, checksum {})\n",
-                        m.address,
-                        m.count.map_or("?".into(), |c| c.to_string()),
-                        m.flags.as_deref().unwrap_or("?"),
-                        m.checksum.map_or("?".into(), |c| c.to_string())
-                    );
-                }
-                if let Some(e) = &v.example {
-                    s += &format!("    e.g. {} bytes, allocated at:\n", e.size);
-                    for f in &e.symbolized {
-                        s += &format!("      {f}\n");
-                    }
-                }
-            }
-            for u in &c.unexpected {
-                s += &format!(
-                    "unexpected: {} bytes at {:#x}, culprit {}\n",
-                    u.report.size,
-                    u.report.address,
-                    u.attribution.culprit.as_deref().unwrap_or("?")
-                );
-            }
-            for u in c.trace.iter().flat_map(|t| &t.unexpected) {
-                s += &format!(
-                    "unexpected (trace): {} bytes at {:#x}, culprit {}\n",
-                    u.report.size,
-                    u.report.address,
-                    u.attribution.culprit.as_deref().unwrap_or("?")
-                );
-            }
-            for f in &c.kernel_log {
-                s += &format!("kernel log ({}): {}\n", f.kind, f.line);
-            }
+            s += &self.table(c);
+            s += &self.details(c);
         }
         if self.detectors.iter().any(|d| d == "trace") {
             s += &format!("trace: {}\n", crate::trace::BLIND_SPOTS);
         }
         s
     }
+}
+
+impl CycleRun {
+    /// Cycle `c`'s heading and its table: a row per pattern and variant
+    /// and per reference module, a column per detector.
+    fn table(&self, c: &CycleRecord) -> String {
+        let mut s = String::new();
+        let mut head = format!("cycle {}", c.cycle);
+        if self.detectors.iter().any(|d| d == "kmemleak") {
+            head += &format!(" (kmemleak: {} scans)", c.scans);
+        }
+        if let Some(t) = &c.trace {
+            head += &format!(
+                " (trace: {} events, {} lost, {} allocator-internal)",
+                t.events, t.lost, t.internal
+            );
+        }
+        s += &format!(
+            "{head}\n{:<18} {:<6} {:>5} {:>9} {:>10} {:>10}  {}\n",
+            "pattern", "variant", "runs", "expected", "kmemleak", "trace", "verdict"
+        );
+        for v in &c.verdicts {
+            let expected = v.trace.as_ref().map_or(v.expected, |t| t.expected);
+            let kmemleak = match (v.kmemleak, v.blind.is_some()) {
+                (false, _) => "-".to_string(),
+                (true, false) => count(&v.found),
+                (true, true) => format!("{} *", count(&v.found)),
+            };
+            let trace = v.trace.as_ref().map_or("-".into(), |t| count(&t.found));
+            let mut verdict = match &v.reason {
+                None => "ok".to_string(),
+                Some(r) => format!("FAIL: {r}"),
+            };
+            if let Some(g) = v.trace.as_ref().and_then(|t| t.growth.as_ref()) {
+                let (objects, bytes) = g.per_run();
+                verdict += &format!("; grows {objects} objects / {bytes} B a run while loaded");
+            }
+            s += &format!(
+                "{:<18} {:<6} {:>5} {:>9} {:>10} {:>10}  {}\n",
+                v.pattern,
+                v.variant.name(),
+                v.runs,
+                count(&expected),
+                kmemleak,
+                trace,
+                verdict
+            );
+        }
+        for x in &c.references {
+            s += &format!(
+                "{:<18} {:<6} {:>5} {:>9} {:>10} {:>10}  {}\n",
+                x.module,
+                if x.expected > 0 { "calib" } else { "none" },
+                1,
+                x.expected,
+                if self.detectors.iter().any(|d| d == "kmemleak") {
+                    count(&x.found)
+                } else {
+                    "-".into()
+                },
+                x.trace_found.as_ref().map_or("-".into(), count),
+                match (&x.reason, &x.note) {
+                    (None, None) => "ok".to_string(),
+                    (None, Some(n)) => format!("ok ({n})"),
+                    (Some(r), _) => format!("FAIL: {r}"),
+                }
+            );
+        }
+        s
+    }
+
+    /// What went wrong in cycle `c`: what one detector alone saw, the
+    /// culprits and misses of each row, the unexpected leaks, the kernel
+    /// log's findings.
+    fn details(&self, c: &CycleRecord) -> String {
+        let mut s = String::new();
+        let blind: Vec<_> = c
+            .verdicts
+            .iter()
+            .filter_map(|v| v.blind.as_ref().map(|b| (v, b)))
+            .collect();
+        if !blind.is_empty() && self.detectors.len() > 1 {
+            s += "* seen by one detector only:\n";
+            for (v, b) in blind {
+                s += &format!("    {} {}: {b}\n", v.pattern, v.variant.name());
+            }
+        }
+        for v in c
+            .verdicts
+            .iter()
+            .filter(|v| v.runs > 0 && (v.example.is_some() || !v.missed.is_empty()))
+        {
+            s += &format!("\n{} {}:\n", v.pattern, v.variant.name());
+            for (culprit, n) in &v.culprits {
+                s += &format!("    {n} x {culprit}\n");
+            }
+            for m in &v.missed {
+                s += &format!(
+                    "    not reported: {} (kmemleak: references counted {}, flags {}, checksum {})\n",
+                    m.address,
+                    m.count.map_or("?".into(), |c| c.to_string()),
+                    m.flags.as_deref().unwrap_or("?"),
+                    m.checksum.map_or("?".into(), |c| c.to_string())
+                );
+            }
+            if let Some(e) = &v.example {
+                s += &format!("    e.g. {} bytes, allocated at:\n", e.size);
+                for f in &e.symbolized {
+                    s += &format!("      {f}\n");
+                }
+            }
+        }
+        for u in &c.unexpected {
+            s += &format!(
+                "unexpected: {} bytes at {:#x}, culprit {}\n",
+                u.report.size,
+                u.report.address,
+                u.attribution.culprit.as_deref().unwrap_or("?")
+            );
+        }
+        for u in c.trace.iter().flat_map(|t| &t.unexpected) {
+            s += &format!(
+                "unexpected (trace): {} bytes at {:#x}, culprit {}\n",
+                u.report.size,
+                u.report.address,
+                u.attribution.culprit.as_deref().unwrap_or("?")
+            );
+        }
+        for f in &c.kernel_log {
+            s += &format!("kernel log ({}): {}\n", f.kind, f.line);
+        }
+        s
+    }
+}
+
+/// Objects and bytes as `objects/bytesB`.
+fn count(c: &Count) -> String {
+    format!("{}/{}B", c.objects, c.bytes)
 }
 
 impl CycleRun {
