@@ -33,8 +33,12 @@ use crate::{
     },
     commands::detectors::{DetectorArgs, Detectors},
     kernel::{
-        initprobe::InitProbe, kmod, kmsg::KmsgWatch, module::Ko, procfs::kernel_release,
-        thread::in_fresh_thread,
+        initprobe::InitProbe,
+        kmod,
+        kmsg::KmsgWatch,
+        module::Ko,
+        procfs::kernel_release,
+        thread::{self, in_fresh_thread},
     },
     kmemleak::{
         report::Report,
@@ -285,6 +289,7 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Check> {
     let settled = match window {
         Some(w) => {
             progress("waiting for kmemleak");
+            thread::recycle_cached_stacks()?;
             w.close_with(cycles.youngest, progress)?
         }
         None => Settled {
