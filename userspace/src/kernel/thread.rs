@@ -3,7 +3,7 @@
 
 use std::thread;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 /// Runs `f` in a thread that ends before this returns.
 ///
@@ -13,53 +13,13 @@ use anyhow::{Context, Result};
 /// through), a module load (the objects its init allocated and freed, which
 /// the next allocations of the same size reuse), a sample run. A later scan
 /// would take those stale copies for references and the leak would stay
-/// hidden. A thread's kernel stack is gone when it ends, so such calls run
-/// in a thread of their own (with `CONFIG_VMAP_STACK` the kernel keeps a
-/// few ended threads' stacks for reuse, contents and all:
-/// [`recycle_cached_stacks`] clears them).
+/// hidden. A thread's kernel stack is freed when it ends, so such calls run
+/// in a thread of their own.
 pub fn in_fresh_thread<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     thread::scope(|s| {
         s.spawn(f)
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
-    })
-}
-
-/// Kernel stacks the kernel keeps for reuse, per CPU (`NR_CACHED_STACKS`
-/// in kernel/fork.c, 6.1 to 6.12).
-const CACHED_STACKS: usize = 2;
-
-/// Has the kernel reuse the stacks it keeps of ended threads, which it
-/// zeroes on reuse: with `CONFIG_VMAP_STACK` a thread's stack is not freed
-/// when it ends while a CPU keeps fewer than [`CACHED_STACKS`], and
-/// kmemleak scans it as the vmalloc area it is. A pointer an ended loader
-/// thread left there hid a failed init's leak in 1 of 20 checks on arm64
-/// (kmemleak reported it a few seconds later, once the stack was reused).
-/// On each CPU this process may run on, threads are made until the cache
-/// is drained (a stack is taken from the cache of the CPU that makes the
-/// thread), all alive at once, then ended. Best effort: a CPU this thread
-/// may not move to is left as it is.
-pub fn recycle_cached_stacks() -> Result<()> {
-    use nix::{sched, unistd::Pid};
-    in_fresh_thread(|| {
-        let me = Pid::from_raw(0);
-        let cpus = sched::sched_getaffinity(me).context("reading this thread's CPUs")?;
-        for cpu in (0..sched::CpuSet::count()).filter(|&c| cpus.is_set(c).unwrap_or(false)) {
-            let mut one = sched::CpuSet::new();
-            if one.set(cpu).is_err() || sched::sched_setaffinity(me, &one).is_err() {
-                continue;
-            }
-            let barrier = std::sync::Barrier::new(CACHED_STACKS + 1);
-            thread::scope(|s| {
-                for _ in 0..CACHED_STACKS {
-                    s.spawn(|| {
-                        barrier.wait();
-                    });
-                }
-                barrier.wait();
-            });
-        }
-        Ok(())
     })
 }
 

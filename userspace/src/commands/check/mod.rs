@@ -33,12 +33,8 @@ use crate::{
     },
     commands::detectors::{DetectorArgs, Detectors},
     kernel::{
-        initprobe::InitProbe,
-        kmod,
-        kmsg::KmsgWatch,
-        module::Ko,
-        procfs::kernel_release,
-        thread::{self, in_fresh_thread},
+        initprobe::InitProbe, kmod, kmsg::KmsgWatch, module::Ko, procfs::kernel_release,
+        thread::in_fresh_thread,
     },
     kmemleak::{
         report::Report,
@@ -289,7 +285,6 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Check> {
     let settled = match window {
         Some(w) => {
             progress("waiting for kmemleak");
-            thread::recycle_cached_stacks()?;
             w.close_with(cycles.youngest, progress)?
         }
         None => Settled {
