@@ -179,13 +179,18 @@ mod tests {
         }
     }
 
+    /// Task 1 on `cpu`.
+    fn origin(cpu: u32) -> Origin {
+        Origin {
+            pid: 1,
+            cpu,
+            context: Default::default(),
+        }
+    }
+
     fn alloc(cpu: u32, key: u64) -> Event {
         Event::Alloc {
-            origin: Origin {
-                pid: 1,
-                cpu,
-                context: Default::default(),
-            },
+            origin: origin(cpu),
             space: Space::Slab,
             key,
             bytes: 64,
@@ -194,11 +199,7 @@ mod tests {
 
     fn free(cpu: u32, key: u64) -> Event {
         Event::Free {
-            origin: Origin {
-                pid: 1,
-                cpu,
-                context: Default::default(),
-            },
+            origin: origin(cpu),
             space: Space::Slab,
             key,
         }

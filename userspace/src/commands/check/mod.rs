@@ -54,7 +54,7 @@ use cycles::{harvest_trace, run_cycles, Cycles, TraceFound};
 
 /// How long an unload may wait for the module's users to go (a file of its
 /// own closing, a work item finishing) before it is reported as stuck.
-pub(crate) const UNLOAD_PATIENCE: Duration = Duration::from_secs(2);
+const UNLOAD_PATIENCE: Duration = Duration::from_secs(2);
 
 /// The help the lab gives its own samples and not a user's module, as
 /// `doctor` says it.
