@@ -7,9 +7,12 @@
 //! frame) and no text parsing here. Nothing here panics: a record it does
 //! not know, or one too short for its fields, is [`Event::Other`].
 
-use std::{collections::HashMap, fs, path::Path};
+use std::{cell::RefCell, collections::HashMap, fs, path::Path};
 
 use anyhow::{bail, Context, Result};
+use rustc_hash::FxHashMap;
+
+use super::stacks::{Stack, Stacks};
 
 /// Which allocator an event is about; frees are matched within one space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -122,8 +125,8 @@ pub enum Event {
     Stack {
         /// Event origin.
         origin: Origin,
-        /// The return addresses.
-        frames: Vec<u64>,
+        /// The return addresses (one copy per distinct stack).
+        frames: Stack,
     },
     /// A `trace_marker` write.
     Marker(String),
@@ -321,7 +324,9 @@ pub const PAGE_SIZE: u64 = 4096;
 /// Decodes records by the format files of one tracefs `events` directory.
 #[derive(Debug, Clone)]
 pub struct Decoder {
-    kinds: HashMap<u16, Kind>,
+    kinds: FxHashMap<u16, Kind>,
+    /// The stacks decoded so far, each kept once.
+    stacks: RefCell<Stacks>,
     common_type: Field,
     common_pid: Field,
     common_flags: Option<Field>,
@@ -438,6 +443,7 @@ impl Decoder {
             common_type,
             common_pid,
             common_flags,
+            stacks: RefCell::default(),
         })
     }
 
@@ -502,9 +508,11 @@ impl Decoder {
                 let frames = words
                     .take(n)
                     .filter_map(|w| Some(u64::from_ne_bytes(w.try_into().ok()?)))
-                    .filter(|&a| a != 0 && a != u64::MAX)
-                    .collect();
-                Event::Stack { origin, frames }
+                    .filter(|&a| a != 0 && a != u64::MAX);
+                Event::Stack {
+                    origin,
+                    frames: self.stacks.borrow_mut().intern(frames),
+                }
             }
             Kind::Marker { buf } => {
                 let text = record.get(buf.offset..)?;

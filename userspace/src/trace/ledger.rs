@@ -3,9 +3,12 @@
 //! closes it. What is left when the tracing stops is outstanding; which of
 //! it is a module's is decided by its stack ([`Ledger::outstanding`]).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
-use super::event::{Event, Origin, Space, PAGE_SIZE};
+use super::{
+    event::{Event, Origin, Space, PAGE_SIZE},
+    stacks::{self, Stack},
+};
 use crate::kmemleak::report::{Frame, Report};
 
 /// One allocation not freed (yet).
@@ -21,7 +24,7 @@ pub struct Allocation {
     pub origin: Origin,
     /// Its stack's return addresses, innermost first (empty if the stack
     /// record was lost).
-    pub stack: Vec<u64>,
+    pub stack: Stack,
     /// Its place in the event order.
     pub seq: u64,
 }
@@ -61,11 +64,11 @@ const NESTING: usize = 8;
 /// What the events said so far.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    live: HashMap<(Space, u64), Allocation>,
+    live: FxHashMap<(Space, u64), Allocation>,
     /// Calls that allocate, by task, until they return: their bytes.
-    calls: HashMap<(Space, u32), u64>,
+    calls: FxHashMap<(Space, u32), u64>,
     /// Per CPU: the allocations whose stacks come next, innermost last.
-    awaiting_stack: HashMap<u32, Vec<(Space, u64, u64)>>,
+    awaiting_stack: FxHashMap<u32, Vec<(Space, u64, u64)>>,
     /// Events counted.
     pub events: u64,
     /// Events the ring buffer lost.
@@ -98,7 +101,7 @@ impl Ledger {
                         key,
                         bytes,
                         origin,
-                        stack: Vec::new(),
+                        stack: stacks::none(),
                         seq: self.events,
                     },
                 );
@@ -188,7 +191,7 @@ mod tests {
     fn stack(cpu: u32, frames: &[u64]) -> Event {
         Event::Stack {
             origin: origin(1, cpu),
-            frames: frames.to_vec(),
+            frames: frames.into(),
         }
     }
 
@@ -223,7 +226,7 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].bytes, 256);
         assert_eq!(
-            out[0].stack,
+            *out[0].stack,
             [0xffffffff81000010, 0xffffffffa000112a],
             "its own CPU's stack"
         );
@@ -245,8 +248,8 @@ mod tests {
             stack(0, &[0xa]),
         ]);
         let out = l.outstanding(|_| true);
-        assert_eq!(out[0].stack, [0xa]);
-        assert_eq!(out[1].stack, [0xb]);
+        assert_eq!(*out[0].stack, [0xa]);
+        assert_eq!(*out[1].stack, [0xb]);
     }
 
     #[test]
@@ -295,7 +298,7 @@ mod tests {
             (out[0].key, out[0].bytes, out[0].origin.pid),
             (0xffffc90000010000, 8192, 7)
         );
-        assert_eq!(out[0].stack, [0xa]);
+        assert_eq!(*out[0].stack, [0xa]);
     }
 
     #[test]

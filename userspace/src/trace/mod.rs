@@ -25,6 +25,7 @@ pub mod ledger;
 pub mod names;
 pub mod page;
 mod reader;
+pub mod stacks;
 pub mod tracer;
 pub mod vmalloc;
 

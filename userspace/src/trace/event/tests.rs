@@ -293,7 +293,7 @@ fn a_stack_holds_its_stated_number_of_frames_and_a_marker_its_text() {
                 cpu: 0,
                 context: CpuContext::Task
             },
-            frames: vec![0xffffffff81000010, 0xffffffffa000112a]
+            frames: vec![0xffffffff81000010, 0xffffffffa000112a].into()
         }
     );
     let r = record(4, 7, 32, &[(8, &100u32.to_ne_bytes()), (16, &frames[..16])]);
