@@ -1,6 +1,12 @@
 //! Reading reports on every core: the input cut into chunks at report
 //! headers, each parsed on its own, joined in input order.
 
+use std::{
+    borrow::Cow,
+    io::Read,
+    sync::{mpsc, Mutex},
+};
+
 use super::report::{announced_in, Block, Parser};
 
 /// What [`parse_parallel`] read.
@@ -16,14 +22,19 @@ pub struct Parsed<A> {
 
 /// What [`parse_parallel`] reads.
 pub enum Input<'a> {
-    /// Bytes already in memory: chunks are slices of them.
-    #[cfg(test)]
-    Bytes(&'a [u8]),
     /// A file mapped into memory: chunks are slices of it, and each part
     /// read to its end is given back (its pages leave the process's RSS).
     Mapped(&'a memmap2::Mmap),
     /// A stream, read into buffers a chunk at a time.
-    Read(Box<dyn std::io::Read + 'a>),
+    Read(Box<dyn Read + 'a>),
+}
+
+/// A chunk parsed on its own by a worker.
+struct Done<'d, A> {
+    data: Cow<'d, [u8]>,
+    tally: A,
+    parser: Parser,
+    announced: u64,
 }
 
 /// Parses reports from `input` on `threads` threads, exactly as
@@ -40,29 +51,13 @@ pub fn parse_parallel<'a, A: Send>(
     chunk: usize,
     new: impl Fn() -> A + Sync,
     add: impl Fn(&mut A, &Block) + Sync,
-    mut append: impl FnMut(&mut A, A) + Send,
+    append: impl FnMut(&mut A, A) + Send,
 ) -> std::io::Result<Parsed<A>> {
-    use std::borrow::Cow;
-    use std::sync::{mpsc, Mutex};
-
-    struct Done<'d, A> {
-        data: Cow<'d, [u8]>,
-        tally: A,
-        parser: Parser,
-        announced: u64,
-    }
     let chunk = chunk.max(1);
-    enum Source<'s> {
-        Bytes(&'s [u8]),
-        Read(Box<dyn std::io::Read + 's>),
-    }
-    let (map, source) = match input {
-        #[cfg(test)]
-        Input::Bytes(bytes) => (None, Source::Bytes(bytes)),
-        Input::Mapped(map) => (Some(map), Source::Bytes(map)),
-        Input::Read(stream) => (None, Source::Read(stream)),
+    let map = match &input {
+        Input::Mapped(map) => Some(*map),
+        _ => None,
     };
-    let page = page_size();
     let (to_workers, jobs) = mpsc::sync_channel::<(usize, Cow<'a, [u8]>)>(threads.max(1));
     let jobs = Mutex::new(jobs);
     let (to_merge, done) = mpsc::channel::<(usize, Done<'a, A>)>();
@@ -74,132 +69,29 @@ pub fn parse_parallel<'a, A: Send>(
             scope.spawn(move || loop {
                 let job = jobs.lock().map(|j| j.recv());
                 let Ok(Ok((i, data))) = job else { break };
-                let mut tally = new();
-                let mut parser = Parser::new();
-                for_lines(without_newline(&data), |l| {
-                    if let Some(b) = parser.line(l) {
-                        add(&mut tally, b);
-                    }
-                });
-                let announced = announced_in(&data);
-                let done = Done {
-                    data,
-                    tally,
-                    parser,
-                    announced,
-                };
-                if to_merge.send((i, done)).is_err() {
+                if to_merge.send((i, parse_chunk(data, new, add))).is_err() {
                     break;
                 }
             });
         }
         drop(to_merge);
-        // The merge: in input order, a chunk at a time.
         let (new, add) = (&new, &add);
-        let merge = scope.spawn(move || {
-            let mut acc = new();
-            let mut p = Parser::new();
-            let mut announced: u64 = 0;
-            let mut waiting = std::collections::BTreeMap::new();
-            let mut next = 0;
-            let mut released = 0;
-            for (i, d) in done {
-                waiting.insert(i, d);
-                while let Some(d) = waiting.remove(&next) {
-                    next += 1;
-                    announced = announced.saturating_add(d.announced);
-                    let first = d.data.split(|&b| b == b'\n').next().unwrap_or(&[]);
-                    if p.joins_at(without_cr(&String::from_utf8_lossy(first))) {
-                        if let Some(b) = p.finish() {
-                            add(&mut acc, b);
-                        }
-                        append(&mut acc, d.tally);
-                        p = d.parser;
-                    } else {
-                        for_lines(without_newline(&d.data), |l| {
-                            if let Some(b) = p.line(l) {
-                                add(&mut acc, b);
-                            }
-                        });
-                    }
-                    match (d.data, map) {
-                        (Cow::Owned(buf), _) => {
-                            let _ = give_back.send(buf);
-                        }
-                        (Cow::Borrowed(read), Some(map)) => {
-                            released = release(map, page, released, read)
-                        }
-                        (Cow::Borrowed(_), None) => {}
-                    }
-                }
-            }
-            (acc, p, announced)
-        });
+        let merge = scope.spawn(move || merge(done, new, add, append, map, give_back));
         // The reader: chunks of whole lines, cut before a report header.
-        let send = |index: &mut usize, data: Cow<'a, [u8]>| {
-            let sent = to_workers.send((*index, data)).is_ok();
-            *index += 1;
+        let mut index = 0;
+        let mut send = |data: Cow<'a, [u8]>| {
+            let sent = to_workers.send((index, data)).is_ok();
+            index += 1;
             sent
         };
-        let mut index = 0;
-        let mut failed = None;
-        let rest: Cow<'a, [u8]> = match source {
-            Source::Bytes(bytes) => {
-                let mut pos = 0;
-                while bytes.len() - pos > chunk {
-                    // A window with no whole line ends at the next newline.
-                    let end = pos + chunk;
-                    let cut = chunk_end(&bytes[pos..end]).or_else(|| {
-                        memchr::memchr(b'\n', &bytes[end..]).map(|i| end - pos + i + 1)
-                    });
-                    let Some(cut) = cut else { break };
-                    if !send(&mut index, Cow::Borrowed(&bytes[pos..pos + cut])) {
-                        break;
-                    }
-                    pos += cut;
-                }
-                Cow::Borrowed(&bytes[pos..])
-            }
-            Source::Read(mut input) => {
-                use std::io::Read;
-                // In buffers the merge gives back.
-                let mut buf: Vec<u8> = Vec::with_capacity(2 * chunk);
-                loop {
-                    match (&mut input).take(chunk as u64).read_to_end(&mut buf) {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            failed = Some(e);
-                            break;
-                        }
-                    }
-                    if buf.len() < chunk {
-                        continue;
-                    }
-                    let Some(cut) = chunk_end(&buf) else { continue };
-                    let mut next = spare.try_recv().unwrap_or_default();
-                    next.clear();
-                    next.extend_from_slice(&buf[cut..]);
-                    buf.truncate(cut);
-                    if !send(&mut index, Cow::Owned(std::mem::replace(&mut buf, next))) {
-                        break;
-                    }
-                }
-                Cow::Owned(buf)
-            }
+        let (rest, failed) = match input {
+            Input::Mapped(map) => (cut_bytes(map, chunk, &mut send), None),
+            Input::Read(stream) => cut_stream(stream, chunk, &spare, &mut send),
         };
         // What is left: whole lines, and perhaps a last line cut short.
-        let whole = memchr::memrchr(b'\n', &rest).map_or(0, |i| i + 1);
-        let (lines, tail) = match rest {
-            Cow::Borrowed(b) => (Cow::Borrowed(&b[..whole]), Cow::Borrowed(&b[whole..])),
-            Cow::Owned(mut v) => {
-                let tail = v.split_off(whole);
-                (Cow::Owned(v), Cow::Owned(tail))
-            }
-        };
+        let (lines, tail) = last_line_apart(rest);
         if !lines.is_empty() {
-            send(&mut index, lines);
+            send(lines);
         }
         drop(to_workers);
         let (mut acc, mut p, mut announced) = match merge.join() {
@@ -221,6 +113,150 @@ pub fn parse_parallel<'a, A: Send>(
             announced,
         })
     })
+}
+
+/// A worker's job: `data` parsed on its own.
+fn parse_chunk<'d, A>(
+    data: Cow<'d, [u8]>,
+    new: impl Fn() -> A,
+    add: impl Fn(&mut A, &Block),
+) -> Done<'d, A> {
+    let mut tally = new();
+    let mut parser = Parser::new();
+    for_lines(without_newline(&data), |l| {
+        if let Some(b) = parser.line(l) {
+            add(&mut tally, b);
+        }
+    });
+    let announced = announced_in(&data);
+    Done {
+        data,
+        tally,
+        parser,
+        announced,
+    }
+}
+
+/// The merge: the workers' chunks in input order, a chunk at a time. A
+/// chunk that starts where the parse before it could not join is read
+/// again on from the state before it. A chunk's buffer goes back to the
+/// reader (`give_back`), and a mapped chunk's pages leave the process.
+/// Returns the tally, the parser's state at the end and the leaks
+/// announced.
+fn merge<'d, A>(
+    done: mpsc::Receiver<(usize, Done<'d, A>)>,
+    new: impl Fn() -> A,
+    add: impl Fn(&mut A, &Block),
+    mut append: impl FnMut(&mut A, A),
+    map: Option<&memmap2::Mmap>,
+    give_back: mpsc::Sender<Vec<u8>>,
+) -> (A, Parser, u64) {
+    let page = page_size();
+    let mut acc = new();
+    let mut p = Parser::new();
+    let mut announced: u64 = 0;
+    let mut waiting = std::collections::BTreeMap::new();
+    let (mut next, mut released) = (0, 0);
+    for (i, d) in done {
+        waiting.insert(i, d);
+        while let Some(d) = waiting.remove(&next) {
+            next += 1;
+            announced = announced.saturating_add(d.announced);
+            let first = d.data.split(|&b| b == b'\n').next().unwrap_or(&[]);
+            if p.joins_at(without_cr(&String::from_utf8_lossy(first))) {
+                if let Some(b) = p.finish() {
+                    add(&mut acc, b);
+                }
+                append(&mut acc, d.tally);
+                p = d.parser;
+            } else {
+                for_lines(without_newline(&d.data), |l| {
+                    if let Some(b) = p.line(l) {
+                        add(&mut acc, b);
+                    }
+                });
+            }
+            match (d.data, map) {
+                (Cow::Owned(buf), _) => {
+                    let _ = give_back.send(buf);
+                }
+                (Cow::Borrowed(read), Some(map)) => released = release(map, page, released, read),
+                (Cow::Borrowed(_), None) => {}
+            }
+        }
+    }
+    (acc, p, announced)
+}
+
+/// Sends `bytes` in chunks of about `chunk` bytes of whole lines
+/// ([`chunk_end`]) until `send` refuses; returns what is left.
+fn cut_bytes<'d>(
+    bytes: &'d [u8],
+    chunk: usize,
+    send: &mut impl FnMut(Cow<'d, [u8]>) -> bool,
+) -> Cow<'d, [u8]> {
+    let mut pos = 0;
+    while bytes.len() - pos > chunk {
+        // A window with no whole line ends at the next newline.
+        let end = pos + chunk;
+        let cut = chunk_end(&bytes[pos..end])
+            .or_else(|| memchr::memchr(b'\n', &bytes[end..]).map(|i| end - pos + i + 1));
+        let Some(cut) = cut else { break };
+        if !send(Cow::Borrowed(&bytes[pos..pos + cut])) {
+            break;
+        }
+        pos += cut;
+    }
+    Cow::Borrowed(&bytes[pos..])
+}
+
+/// Reads `input` into buffers (those `spare` gives back, where it has
+/// some) and sends them in chunks of about `chunk` bytes of whole lines
+/// until `send` refuses; returns what is left and the error that stopped
+/// the reading, if one did.
+fn cut_stream<'d>(
+    mut input: Box<dyn Read + 'd>,
+    chunk: usize,
+    spare: &mpsc::Receiver<Vec<u8>>,
+    send: &mut impl FnMut(Cow<'d, [u8]>) -> bool,
+) -> (Cow<'d, [u8]>, Option<std::io::Error>) {
+    let mut buf: Vec<u8> = Vec::with_capacity(2 * chunk);
+    let mut failed = None;
+    loop {
+        match (&mut input).take(chunk as u64).read_to_end(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+        if buf.len() < chunk {
+            continue;
+        }
+        let Some(cut) = chunk_end(&buf) else { continue };
+        let mut next = spare.try_recv().unwrap_or_default();
+        next.clear();
+        next.extend_from_slice(&buf[cut..]);
+        buf.truncate(cut);
+        if !send(Cow::Owned(std::mem::replace(&mut buf, next))) {
+            break;
+        }
+    }
+    (Cow::Owned(buf), failed)
+}
+
+/// `rest` as its whole lines and the last line cut short (empty if none).
+fn last_line_apart(rest: Cow<'_, [u8]>) -> (Cow<'_, [u8]>, Cow<'_, [u8]>) {
+    let whole = memchr::memrchr(b'\n', &rest).map_or(0, |i| i + 1);
+    match rest {
+        Cow::Borrowed(b) => (Cow::Borrowed(&b[..whole]), Cow::Borrowed(&b[whole..])),
+        Cow::Owned(mut v) => {
+            let tail = v.split_off(whole);
+            (Cow::Owned(v), Cow::Owned(tail))
+        }
+    }
 }
 
 /// The size of a memory page.
