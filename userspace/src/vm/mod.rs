@@ -321,17 +321,10 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
-fn boot(
-    spec: &VmSpec,
-    qemu: &Path,
-    initrd: &Path,
-    kvm: bool,
-    probe: Option<Duration>,
-) -> Result<VmOutcome, BootError> {
-    let accel = if kvm { "kvm" } else { "tcg" };
-    let log_err =
-        |e: std::io::Error| VmError::Other(anyhow::anyhow!("writing {}: {e}", spec.log.display()));
-    let mut log = File::create(&spec.log).map_err(log_err)?;
+/// The guest kernel's command line: the console, quiet, no reboot on a
+/// panic, the two settings kmemleak needs to see leaks exactly, and the
+/// user's own words.
+fn kernel_cmdline(spec: &VmSpec) -> String {
     let mut cmdline = vec![
         format!("console={}", spec.arch.console()),
         "loglevel=4".into(),
@@ -350,7 +343,11 @@ fn boot(
     // The guest command is in the initramfs, not here (see
     // initramfs::COMMAND_FILE).
     cmdline.extend(spec.append.iter().cloned());
+    cmdline.join(" ")
+}
 
+/// QEMU's arguments for `spec` with `initrd`.
+fn qemu_args(spec: &VmSpec, initrd: &Path, kvm: bool) -> Vec<String> {
     let mut args = spec.arch.machine_args(kvm);
     args.extend(
         [
@@ -373,7 +370,95 @@ fn boot(
     args.push("-initrd".into());
     args.push(initrd.display().to_string());
     args.push("-append".into());
-    args.push(cmdline.join(" "));
+    args.push(kernel_cmdline(spec));
+    args
+}
+
+/// What the guest's console said.
+struct Console {
+    /// Whether it said anything.
+    first_output: bool,
+    /// When init first spoke.
+    boot_to_init: Option<Duration>,
+    /// The guest command's exit status, once told.
+    status: Option<i32>,
+}
+
+/// Follows the console's `lines` into `log` and onto this process's
+/// stdout and stderr until QEMU closes it; kills QEMU at the deadline, or
+/// at `probe` if it has said nothing by then.
+fn follow(
+    spec: &VmSpec,
+    lines: &mpsc::Receiver<Option<String>>,
+    child: &mut Child,
+    log: &mut File,
+    start: Instant,
+    probe: Option<Duration>,
+) -> Result<Console, BootError> {
+    let log_err =
+        |e: std::io::Error| VmError::Other(anyhow::anyhow!("writing {}: {e}", spec.log.display()));
+    let deadline = start + spec.timeout;
+    let mut said = Console {
+        first_output: false,
+        boot_to_init: None,
+        status: None,
+    };
+    let stdout = std::io::stdout();
+    loop {
+        let now = Instant::now();
+        let limit = match probe {
+            Some(p) if !said.first_output => (start + p).min(deadline),
+            _ => deadline,
+        };
+        if now >= limit {
+            kill(child);
+            if probe.is_some() && !said.first_output {
+                return Err(BootError::Silent);
+            }
+            let _ = writeln!(log, "# leaklab: killed after {} s", spec.timeout.as_secs());
+            return Err(VmError::Timeout {
+                secs: spec.timeout.as_secs(),
+                log: spec.log.clone(),
+            }
+            .into());
+        }
+        let line = match lines.recv_timeout(limit - now) {
+            Ok(Some(line)) => line,
+            Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(said),
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+        };
+        said.first_output = true;
+        writeln!(log, "{line}").map_err(log_err)?;
+        match Tag::split(&line) {
+            Some((tag, text)) => {
+                said.boot_to_init.get_or_insert_with(|| start.elapsed());
+                match tag {
+                    Tag::Stdout => {
+                        let _ = writeln!(stdout.lock(), "{text}");
+                    }
+                    Tag::Stderr => eprintln!("{text}"),
+                    Tag::Init => eprintln!("guest: {text}"),
+                    Tag::Exit => said.status = text.trim().parse::<i32>().ok(),
+                }
+            }
+            None if spec.show_kernel => eprintln!("{line}"),
+            None => {}
+        }
+    }
+}
+
+fn boot(
+    spec: &VmSpec,
+    qemu: &Path,
+    initrd: &Path,
+    kvm: bool,
+    probe: Option<Duration>,
+) -> Result<VmOutcome, BootError> {
+    let accel = if kvm { "kvm" } else { "tcg" };
+    let log_err =
+        |e: std::io::Error| VmError::Other(anyhow::anyhow!("writing {}: {e}", spec.log.display()));
+    let mut log = File::create(&spec.log).map_err(log_err)?;
+    let args = qemu_args(spec, initrd, kvm);
     writeln!(log, "# {} {}", qemu.display(), args.join(" ")).map_err(log_err)?;
     eprintln!(
         "vm: booting {} under {}; console log: {}",
@@ -397,53 +482,11 @@ fn boot(
     spawn_lines(child.stdout.take().expect("piped stdout"), tx);
     let (etx, erx) = mpsc::channel();
     spawn_lines(child.stderr.take().expect("piped stderr"), etx);
-
-    let deadline = start + spec.timeout;
-    let mut first_output = false;
-    let mut boot_to_init = None;
-    let mut status = None;
-    let stdout = std::io::stdout();
-    loop {
-        let now = Instant::now();
-        let limit = match probe {
-            Some(p) if !first_output => (start + p).min(deadline),
-            _ => deadline,
-        };
-        if now >= limit {
-            kill(&mut child);
-            if probe.is_some() && !first_output {
-                return Err(BootError::Silent);
-            }
-            let _ = writeln!(log, "# leaklab: killed after {} s", spec.timeout.as_secs());
-            return Err(VmError::Timeout {
-                secs: spec.timeout.as_secs(),
-                log: spec.log.clone(),
-            }
-            .into());
-        }
-        let line = match rx.recv_timeout(limit - now) {
-            Ok(Some(line)) => line,
-            Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-        };
-        first_output = true;
-        writeln!(log, "{line}").map_err(log_err)?;
-        match Tag::split(&line) {
-            Some((tag, text)) => {
-                boot_to_init.get_or_insert_with(|| start.elapsed());
-                match tag {
-                    Tag::Stdout => {
-                        let _ = writeln!(stdout.lock(), "{text}");
-                    }
-                    Tag::Stderr => eprintln!("{text}"),
-                    Tag::Init => eprintln!("guest: {text}"),
-                    Tag::Exit => status = text.trim().parse::<i32>().ok(),
-                }
-            }
-            None if spec.show_kernel => eprintln!("{line}"),
-            None => {}
-        }
-    }
+    let Console {
+        first_output,
+        boot_to_init,
+        status,
+    } = follow(spec, &rx, &mut child, &mut log, start, probe)?;
     let exit = child.wait().map_err(|e| VmError::Other(e.into()))?;
     let wall = start.elapsed();
     let qemu_err: Vec<String> = erx.try_iter().flatten().collect();
