@@ -134,22 +134,43 @@ pub fn run(module: &Path) -> Result<Selftest> {
     })
 }
 
+/// A case's name, what it must give and what it gave.
+pub(super) type Tried = (String, String, String);
+
+/// A case tried: its name, what it must give and what it gave.
+pub(super) fn tried(name: impl Into<String>, expected: &str, actual: String) -> Tried {
+    (name.into(), expected.to_string(), actual)
+}
+
+/// Every case against the loaded `module`, in order; the last one may
+/// unload it.
 fn cases(module: &str) -> Result<Vec<Case>> {
     let ctl = Control::open()?;
     let dir = Path::new(DIR);
-    let leaky = dir.join("patterns/error_path/leaky");
-    let fixed = dir.join("patterns/error_path/fixed");
-    let mut cases = Vec::new();
-    let mut check = |name: String, expected: &str, actual: String| {
-        cases.push(Case {
+    let mut tried = refused_writes(dir)?;
+    tried.extend(leak_cap(&ctl, dir)?);
+    tried.extend(reads(dir)?);
+    tried.extend(concurrent_writers(dir)?);
+    tried.extend(unprivileged(&ctl)?);
+    // Last: if this unloads the module, nothing after it could run.
+    tried.push(rmmod_while_open(dir, module)?);
+    Ok(tried
+        .into_iter()
+        .map(|(name, expected, actual)| Case {
             ok: actual == expected,
             name,
-            expected: expected.to_string(),
+            expected,
             actual,
-        });
-    };
-    let stats_before = fs::read_to_string(dir.join("stats"))?;
+        })
+        .collect())
+}
 
+/// Writes the control files must refuse, each with its error, and the
+/// stats after them: no sample ran but the one valid write's.
+fn refused_writes(dir: &Path) -> Result<Vec<Tried>> {
+    let leaky = dir.join("patterns/error_path/leaky");
+    let fixed = dir.join("patterns/error_path/fixed");
+    let stats_before = fs::read_to_string(dir.join("stats"))?;
     let overlong = vec![b'1'; 65];
     let bad: [(&str, &[u8]); 13] = [
         ("empty", b""),
@@ -166,50 +187,54 @@ fn cases(module: &str) -> Result<Vec<Case>> {
         ("non-UTF-8 digit lookalike", "\u{0661}".as_bytes()),
         ("trailing garbage", b"1x"),
     ];
-    for (what, data) in bad {
-        check(
-            format!("leaky <- {what}"),
+    let mut out: Vec<Tried> = bad
+        .into_iter()
+        .map(|(what, data)| {
+            tried(
+                format!("leaky <- {what}"),
+                "EINVAL",
+                write_once(&leaky, &[], data, At::Position),
+            )
+        })
+        .collect();
+    out.extend([
+        tried(
+            "fixed <- second write on one open file",
             "EINVAL",
-            write_once(&leaky, &[], data, At::Position),
-        );
-    }
-    check(
-        "fixed <- second write on one open file".into(),
-        "EINVAL",
-        write_once(&fixed, &[b"1"], b"1", At::Position),
-    );
-    check(
-        "fixed <- write after seeking to 5".into(),
-        "EINVAL",
-        write_once(&fixed, &[], b"1", At::Seek(5)),
-    );
-    // seq_file control files are not pwrite-able at all.
-    check(
-        "fixed <- pwrite at offset 5".into(),
-        "ESPIPE",
-        write_once(&fixed, &[], b"1", At::Pwrite(5)),
-    );
-    check(
-        "version <- write to a read-only file".into(),
-        "EINVAL",
-        write_once(&dir.join("version"), &[], b"1", At::Position),
-    );
-    check(
-        "leak_cap <- word".into(),
-        "EINVAL",
-        write_once(&dir.join("leak_cap"), &[], b"lots", At::Position),
-    );
-    check(
-        "module_exit/disarm <- 2".into(),
-        "EINVAL",
-        write_once(
-            &dir.join("patterns/module_exit/disarm"),
-            &[],
-            b"2",
-            At::Position,
+            write_once(&fixed, &[b"1"], b"1", At::Position),
         ),
-    );
-
+        tried(
+            "fixed <- write after seeking to 5",
+            "EINVAL",
+            write_once(&fixed, &[], b"1", At::Seek(5)),
+        ),
+        // seq_file control files are not pwrite-able at all.
+        tried(
+            "fixed <- pwrite at offset 5",
+            "ESPIPE",
+            write_once(&fixed, &[], b"1", At::Pwrite(5)),
+        ),
+        tried(
+            "version <- write to a read-only file",
+            "EINVAL",
+            write_once(&dir.join("version"), &[], b"1", At::Position),
+        ),
+        tried(
+            "leak_cap <- word",
+            "EINVAL",
+            write_once(&dir.join("leak_cap"), &[], b"lots", At::Position),
+        ),
+        tried(
+            "module_exit/disarm <- 2",
+            "EINVAL",
+            write_once(
+                &dir.join("patterns/module_exit/disarm"),
+                &[],
+                b"2",
+                At::Position,
+            ),
+        ),
+    ]);
     // Nothing above may have run a sample: stats as before, minus the one
     // valid write of the "second write" case, which ran error_path/fixed once.
     let stats_after = fs::read_to_string(dir.join("stats"))?;
@@ -219,17 +244,21 @@ fn cases(module: &str) -> Result<Vec<Case>> {
         .filter(|(a, b)| a != b)
         .map(|(_, b)| b.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .collect();
-    check(
-        "stats after the refused writes".into(),
+    out.push(tried(
+        "stats after the refused writes",
         "pattern=error_path variant=fixed runs=1",
         changed.join("; "),
-    );
+    ));
+    Ok(out)
+}
 
-    // The cap: a leaky run that does not fit fails whole and leaks nothing.
+/// The cap: a leaky run that does not fit fails whole and leaks nothing.
+fn leak_cap(ctl: &Control, dir: &Path) -> Result<Vec<Tried>> {
+    let leaky = dir.join("patterns/error_path/leaky");
     let (old_cap, _) = ctl.leak_cap()?;
     ctl.set_cap(100)?;
-    check(
-        "leaky <- 1 over a 100-byte cap".into(),
+    let refused = tried(
+        "leaky <- 1 over a 100-byte cap",
         "ENOSPC",
         write_once(&leaky, &[], b"1\n", At::Position),
     );
@@ -238,19 +267,25 @@ fn cases(module: &str) -> Result<Vec<Case>> {
         .into_iter()
         .find(|s| s.pattern == "error_path" && s.variant == Variant::Leaky)
         .context("no error_path leaky stats")?;
-    check(
-        "error_path leaky runs after ENOSPC".into(),
-        "0",
-        leaked.runs.to_string(),
-    );
-    check(
-        "leak_cap after ENOSPC".into(),
-        "cap_bytes=100 leaked_bytes=0",
-        fs::read_to_string(dir.join("leak_cap"))?.trim().to_string(),
-    );
+    let out = vec![
+        refused,
+        tried(
+            "error_path leaky runs after ENOSPC",
+            "0",
+            leaked.runs.to_string(),
+        ),
+        tried(
+            "leak_cap after ENOSPC",
+            "cap_bytes=100 leaked_bytes=0",
+            fs::read_to_string(dir.join("leak_cap"))?.trim().to_string(),
+        ),
+    ];
     ctl.set_cap(old_cap)?;
+    Ok(out)
+}
 
-    // Reads: byte by byte, and at an odd offset, agree with a whole read.
+/// Reads: byte by byte, and at an odd offset, agree with a whole read.
+fn reads(dir: &Path) -> Result<Vec<Tried>> {
     let whole = fs::read(dir.join("stats"))?;
     let mut f = fs::File::open(dir.join("stats"))?;
     let mut one = [0u8; 1];
@@ -258,31 +293,28 @@ fn cases(module: &str) -> Result<Vec<Case>> {
     while f.read(&mut one)? == 1 {
         bytewise.push(one[0]);
     }
-    check(
-        "stats read 1 byte at a time".into(),
-        "same",
-        same(&whole, &bytewise),
-    );
     let mut part = [0u8; 7];
     let n = fs::File::open(dir.join("stats"))?.read_at(&mut part, 13)?;
-    check(
-        "stats read of 7 bytes at offset 13".into(),
-        "same",
-        // A short stats (a catalogue of one pattern) has less to give.
-        same(whole.get(13..13 + n).unwrap_or(&[]), &part[..n]),
-    );
     let mut past = [0u8; 8];
-    let n = fs::File::open(dir.join("stats"))?.read_at(&mut past, whole.len() as u64 + 100)?;
-    check("stats read past the end".into(), "0", n.to_string());
+    let beyond = fs::File::open(dir.join("stats"))?.read_at(&mut past, whole.len() as u64 + 100)?;
+    Ok(vec![
+        tried(
+            "stats read 1 byte at a time",
+            "same",
+            same(&whole, &bytewise),
+        ),
+        tried(
+            "stats read of 7 bytes at offset 13",
+            "same",
+            // A short stats (a catalogue of one pattern) has less to give.
+            same(whole.get(13..13 + n).unwrap_or(&[]), &part[..n]),
+        ),
+        tried("stats read past the end", "0", beyond.to_string()),
+    ])
+}
 
-    for (name, expected, actual) in concurrent_writers(dir)? {
-        check(name, &expected, actual);
-    }
-    for (name, expected, actual) in unprivileged(&ctl)? {
-        check(name, &expected, actual);
-    }
-
-    // Last: if this unloads the module, nothing after it could run.
+/// `rmmod` of `module` while its stats file is open: refused.
+fn rmmod_while_open(dir: &Path, module: &str) -> Result<Tried> {
     let open = fs::File::open(dir.join("stats"))?;
     let cname = CString::new(module).context("module name contains NUL")?;
     let actual = match delete_module(&cname, DeleteModuleFlags::O_NONBLOCK) {
@@ -290,14 +322,13 @@ fn cases(module: &str) -> Result<Vec<Case>> {
         Err(e) => format!("{e:?}"),
     };
     drop(open);
-    check("rmmod while stats is open".into(), "EAGAIN", actual);
-    Ok(cases)
+    Ok(tried("rmmod while stats is open", "EAGAIN", actual))
 }
 
 /// The control interface against an unprivileged user: no file in it is
 /// open to group or others, no directory writable by them, and a thread with the credentials of nobody
 /// gets EACCES opening any file to read or to write.
-fn unprivileged(ctl: &Control) -> Result<Vec<(String, String, String)>> {
+fn unprivileged(ctl: &Control) -> Result<Vec<Tried>> {
     use std::os::unix::fs::PermissionsExt;
     let paths = ctl.entries()?;
     let mut open_to_others = Vec::new();

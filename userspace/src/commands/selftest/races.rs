@@ -7,7 +7,9 @@ use std::{
     fs,
     path::Path,
     process::{Command, Stdio},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
     thread,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
@@ -21,70 +23,39 @@ use crate::{
         module::Ko,
     },
     kmemleak::window::auto_scan_running,
-    ko::{parse_stats, StatRecord, Variant, DIR},
+    ko::{parse_stats, Variant, DIR},
 };
 
-use super::Case;
+use super::{tried, Case, Tried};
+
+/// The writers of [`concurrent_writers`]: pattern, variant, runs.
+const WRITERS: [(&str, &str, u32); 5] = [
+    ("error_path", "fixed", 300),
+    ("conditional_free", "fixed", 300),
+    ("arc_cycle", "fixed", 300),
+    ("device_ref", "fixed", 40),
+    ("module_exit", "leaky", 100),
+];
+
+/// Each pattern's and variant's runs in a `stats` text.
+fn runs(text: &str) -> Result<BTreeMap<(String, &'static str), u64>> {
+    Ok(parse_stats(text)?
+        .iter()
+        .map(|r| ((r.pattern.clone(), r.variant.name()), r.runs))
+        .collect())
+}
 
 /// Processes each driving one pattern through `leaklab trigger`, and the
 /// exit-time leak armed by one of them while a thread disarms it, all while
 /// threads read `stats`: `(case, expected, actual)` for each check.
-pub(super) fn concurrent_writers(dir: &Path) -> Result<Vec<(String, String, String)>> {
-    const JOBS: [(&str, &str, u32); 5] = [
-        ("error_path", "fixed", 300),
-        ("conditional_free", "fixed", 300),
-        ("arc_cycle", "fixed", 300),
-        ("device_ref", "fixed", 40),
-        ("module_exit", "leaky", 100),
-    ];
-    let key = |r: &StatRecord| (r.pattern.clone(), r.variant.name());
-    let runs = |text: &str| -> Result<BTreeMap<(String, &str), u64>> {
-        Ok(parse_stats(text)?
-            .iter()
-            .map(|r| (key(r), r.runs))
-            .collect())
-    };
-    let before = runs(&fs::read_to_string(dir.join("stats"))?)?;
-    let exe = fs::read_link("/proc/self/exe").context("finding this program")?;
-    let mut children = Vec::new();
-    for (pattern, variant, n) in JOBS {
-        let child = Command::new(&exe)
-            .args(["trigger", pattern, variant, "-n", &n.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", exe.display()))?;
-        children.push((format!("{pattern} {variant} -n {n}"), child));
-    }
+pub(super) fn concurrent_writers(dir: &Path) -> Result<Vec<Tried>> {
     let stats = dir.join("stats");
     let disarm = dir.join("patterns/module_exit/disarm");
-    let (torn, disarm_errors) = thread::scope(|s| {
-        let readers: Vec<_> = (0..2)
-            .map(|_| {
-                s.spawn(|| {
-                    (0..200)
-                        .filter(|_| {
-                            let shape = fs::read_to_string(&stats)
-                                .ok()
-                                .and_then(|t| parse_stats(&t).ok())
-                                .map(|r| r.len());
-                            shape != Some(before.len())
-                        })
-                        .count()
-                })
-            })
-            .collect();
-        let disarmer = s.spawn(|| (0..50).filter(|_| fs::write(&disarm, "1").is_err()).count());
-        (
-            readers
-                .into_iter()
-                .map(|r| r.join().unwrap_or(usize::MAX))
-                .sum::<usize>(),
-            disarmer.join().unwrap_or(usize::MAX),
-        )
-    });
+    let before = runs(&fs::read_to_string(&stats)?)?;
+    let writers = start_writers()?;
+    let (torn, disarm_errors) = read_and_disarm_meanwhile(&stats, &disarm, before.len());
     let mut failed = Vec::new();
-    for (what, child) in children {
+    for (what, child) in writers {
         let out = child.wait_with_output()?;
         if !out.status.success() {
             failed.push(format!(
@@ -95,9 +66,9 @@ pub(super) fn concurrent_writers(dir: &Path) -> Result<Vec<(String, String, Stri
     }
     // Whatever the races left armed is freed now, so nothing leaks at rmmod.
     fs::write(&disarm, "1").context("disarming module_exit")?;
-    let after_text = fs::read_to_string(dir.join("stats"))?;
+    let after_text = fs::read_to_string(&stats)?;
     let after = runs(&after_text)?;
-    let miscounted: Vec<String> = JOBS
+    let miscounted: Vec<String> = WRITERS
         .iter()
         .filter_map(|&(p, v, n)| {
             let k = (p.to_string(), v);
@@ -122,32 +93,68 @@ pub(super) fn concurrent_writers(dir: &Path) -> Result<Vec<(String, String, Stri
         }
     };
     Ok(vec![
-        (
-            "concurrent writers: failed".into(),
-            "none".into(),
-            text(failed),
-        ),
-        (
-            "concurrent writers: miscounted".into(),
-            "none".into(),
-            text(miscounted),
-        ),
-        (
-            "concurrent stats reads: torn".into(),
-            "0".into(),
-            torn.to_string(),
-        ),
-        (
-            "concurrent disarms: refused".into(),
-            "0".into(),
+        tried("concurrent writers: failed", "none", text(failed)),
+        tried("concurrent writers: miscounted", "none", text(miscounted)),
+        tried("concurrent stats reads: torn", "0", torn.to_string()),
+        tried(
+            "concurrent disarms: refused",
+            "0",
             disarm_errors.to_string(),
         ),
-        (
-            "module_exit leaked after disarm".into(),
-            "0".into(),
+        tried(
+            "module_exit leaked after disarm",
+            "0",
             still_leaked.to_string(),
         ),
     ])
+}
+
+/// Starts a `leaklab trigger` for each of [`WRITERS`]: what it runs, and
+/// the child.
+fn start_writers() -> Result<Vec<(String, std::process::Child)>> {
+    let exe = fs::read_link("/proc/self/exe").context("finding this program")?;
+    let mut children = Vec::new();
+    for (pattern, variant, n) in WRITERS {
+        let child = Command::new(&exe)
+            .args(["trigger", pattern, variant, "-n", &n.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        children.push((format!("{pattern} {variant} -n {n}"), child));
+    }
+    Ok(children)
+}
+
+/// Two threads reading `stats` 200 times each and one disarming the
+/// exit-time leak 50 times, at once: the reads that did not give `rows`
+/// rows (torn), and the disarms refused.
+fn read_and_disarm_meanwhile(stats: &Path, disarm: &Path, rows: usize) -> (usize, usize) {
+    thread::scope(|s| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..200)
+                        .filter(|_| {
+                            let shape = fs::read_to_string(stats)
+                                .ok()
+                                .and_then(|t| parse_stats(&t).ok())
+                                .map(|r| r.len());
+                            shape != Some(rows)
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        let disarmer = s.spawn(|| (0..50).filter(|_| fs::write(disarm, "1").is_err()).count());
+        (
+            readers
+                .into_iter()
+                .map(|r| r.join().unwrap_or(usize::MAX))
+                .sum::<usize>(),
+            disarmer.join().unwrap_or(usize::MAX),
+        )
+    })
 }
 
 pub(super) fn same(a: &[u8], b: &[u8]) -> String {
@@ -162,6 +169,17 @@ pub(super) fn same(a: &[u8], b: &[u8]) -> String {
     }
 }
 
+/// The users of the control files in [`unload_races`]: a file and what
+/// is written to it (nothing: it is read).
+const USERS: [(&str, &str); 6] = [
+    ("patterns/error_path/fixed", "20"),
+    ("patterns/arc_cycle/leaky", "2"),
+    ("patterns/device_ref/fixed", "5"),
+    ("patterns/module_exit/leaky", "1"),
+    ("patterns/module_exit/disarm", "1"),
+    ("stats", ""),
+];
+
 /// `rmmod` racing against running samples and open files: threads
 /// trigger leaky and fixed runs, arm and disarm the exit-time leak and read
 /// `stats` in a loop while the module is being unloaded; the unload must
@@ -169,80 +187,15 @@ pub(super) fn same(a: &[u8], b: &[u8]) -> String {
 /// files are gone (no crash), and the kernel log must stay clean (on the
 /// debug kernel lockdep and the hung-task detector watch as well).
 pub(super) fn unload_races(ko: &Ko) -> Result<Vec<Case>> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::{Duration, Instant};
-    const USERS: [(&str, &str); 6] = [
-        ("patterns/error_path/fixed", "20"),
-        ("patterns/arc_cycle/leaky", "2"),
-        ("patterns/device_ref/fixed", "5"),
-        ("patterns/module_exit/leaky", "1"),
-        ("patterns/module_exit/disarm", "1"),
-        ("stats", ""),
-    ];
-    let dir = Path::new(DIR);
     let mut kmsg = KmsgWatch::start()?;
     kmod::load(ko)?;
     let name = ko.name().to_string();
     let cname = CString::new(name.clone()).context("module name contains NUL")?;
     let ops = AtomicU64::new(0);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let (unloaded, ended) = std::thread::scope(|scope| {
-        let users: Vec<_> = USERS
-            .iter()
-            .map(|&(file, value)| {
-                let (path, ops, stop) = (dir.join(file), &ops, &stop);
-                scope.spawn(move || {
-                    // Until the file is gone: the module was unloaded.
-                    while !stop.load(Ordering::Relaxed) {
-                        let done = if value.is_empty() {
-                            fs::read_to_string(&path).map(|_| ())
-                        } else {
-                            fs::write(&path, value)
-                        };
-                        match done {
-                            Ok(()) => {
-                                ops.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
-                            // Refused runs (the leak cap) are fine; keep going.
-                            Err(_) => {}
-                        }
-                        std::thread::sleep(Duration::from_micros(500));
-                    }
-                    false
-                })
-            })
-            .collect();
-        // Let them get going, then unload while they run.
-        while ops.load(Ordering::Relaxed) < 50 {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let t = Instant::now();
-        let unloaded = loop {
-            match delete_module(&cname, DeleteModuleFlags::O_NONBLOCK) {
-                Ok(()) => break Some(t.elapsed()),
-                Err(_) if t.elapsed() < Duration::from_secs(60) => {
-                    std::thread::sleep(Duration::from_millis(2))
-                }
-                Err(_) => break None,
-            }
-        };
-        // Users still going 10 s after the unload did not see it.
-        let t = Instant::now();
-        while users.iter().any(|u| !u.is_finished()) && t.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        stop.store(true, Ordering::Relaxed);
-        let ended = users
-            .into_iter()
-            .map(|u| u.join().unwrap_or(false))
-            .filter(|&ended| ended)
-            .count();
-        if unloaded.is_none() {
-            let _ = kmod::unload(&name);
-        }
-        (unloaded, ended)
-    });
+    let (unloaded, ended) = unload_while_used(&cname, &ops);
+    if unloaded.is_none() {
+        let _ = kmod::unload(&name);
+    }
     let log: Vec<String> = findings(&kmsg.drain())
         .into_iter()
         .map(|f| f.line)
@@ -284,6 +237,71 @@ pub(super) fn unload_races(ko: &Ko) -> Result<Vec<Case>> {
             },
         ),
     ])
+}
+
+/// Unloads `module` while a thread per [`USERS`] entry uses its file
+/// (each use counted in `ops`): how long the unload took (`None`: not
+/// within 60 s), and how many users ended on their own.
+fn unload_while_used(module: &CString, ops: &AtomicU64) -> (Option<Duration>, usize) {
+    let dir = Path::new(DIR);
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let users: Vec<_> = USERS
+            .iter()
+            .map(|&(file, value)| {
+                let (path, stop) = (dir.join(file), &stop);
+                scope.spawn(move || use_until_gone(&path, value, ops, stop))
+            })
+            .collect();
+        // Let them get going, then unload while they run.
+        while ops.load(Ordering::Relaxed) < 50 {
+            thread::sleep(Duration::from_millis(5));
+        }
+        let t = Instant::now();
+        let unloaded = loop {
+            match delete_module(module, DeleteModuleFlags::O_NONBLOCK) {
+                Ok(()) => break Some(t.elapsed()),
+                Err(_) if t.elapsed() < Duration::from_secs(60) => {
+                    thread::sleep(Duration::from_millis(2))
+                }
+                Err(_) => break None,
+            }
+        };
+        // Users still going 10 s after the unload did not see it.
+        let t = Instant::now();
+        while users.iter().any(|u| !u.is_finished()) && t.elapsed() < Duration::from_secs(10) {
+            thread::sleep(Duration::from_millis(10));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let ended = users
+            .into_iter()
+            .map(|u| u.join().unwrap_or(false))
+            .filter(|&ended| ended)
+            .count();
+        (unloaded, ended)
+    })
+}
+
+/// Writes `value` to `path` (reads it, if `value` is empty) until the file
+/// is gone (`true`: the module was unloaded) or `stop` is set (`false`).
+fn use_until_gone(path: &Path, value: &str, ops: &AtomicU64, stop: &AtomicBool) -> bool {
+    while !stop.load(Ordering::Relaxed) {
+        let done = if value.is_empty() {
+            fs::read_to_string(path).map(|_| ())
+        } else {
+            fs::write(path, value)
+        };
+        match done {
+            Ok(()) => {
+                ops.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
+            // Refused runs (the leak cap) are fine; keep going.
+            Err(_) => {}
+        }
+        thread::sleep(Duration::from_micros(500));
+    }
+    false
 }
 
 /// SIGINT and SIGTERM in the middle of `leaklab cycle` (run as a child):
