@@ -10,6 +10,15 @@ use crate::output::prometheus::{Exposition, Kind};
 /// The textfile's text after the round just done.
 pub(super) fn render(w: &Watch) -> String {
     let mut e = Exposition::default();
+    leaks(&mut e, w);
+    memory(&mut e, w);
+    health(&mut e, w);
+    e.text().to_string()
+}
+
+/// The leaks reported, by culprit and module, and the kernel log's
+/// findings, by kind.
+fn leaks(e: &mut Exposition, w: &Watch) {
     // Several backtraces may share a culprit: one series each (culprit,
     // module), summed, as Prometheus takes a series once.
     let by_culprit = by_culprit(w.state.leaks.values());
@@ -48,6 +57,10 @@ pub(super) fn render(w: &Watch) -> String {
     for (k, n) in &w.state.findings {
         e.sample(findings, &[("kind", k)], *n as f64);
     }
+}
+
+/// The kernel's memory at the last round, and its trend.
+fn memory(e: &mut Exposition, w: &Watch) {
     if let Some((mem, reported, allocinfo, round)) = &w.last {
         e.single(
             "leaklab_watch_mem_available_bytes",
@@ -105,6 +118,11 @@ pub(super) fn render(w: &Watch) -> String {
             .sample(&slope, &[("window", "run")], run.slope)
             .sample(&slope, &[("window", "hour")], hour.slope);
     }
+}
+
+/// The watch's own health: kmemleak's, its rounds, its failures, its
+/// event log and its memory.
+fn health(e: &mut Exposition, w: &Watch) {
     e.single(
         "leaklab_watch_kmemleak_up",
         Kind::Gauge,
@@ -152,7 +170,6 @@ pub(super) fn render(w: &Watch) -> String {
         "The watch's own resident memory.",
         super::rss_kib() as f64 * 1024.0,
     );
-    e.text().to_string()
 }
 
 /// Objects and bytes of `leaks` by culprit and module (`?` and `kernel`
