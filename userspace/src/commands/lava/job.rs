@@ -96,73 +96,10 @@ const KERNEL_ARGS: &str = "loglevel=4 panic=-1 init_on_alloc=1 slab_nomerge";
 
 /// Writes the job and its files into `o.out`; returns the job's path.
 pub fn write(o: &Options) -> Result<PathBuf> {
-    let board = o.device_type != DeviceType::Qemu;
-    if board && o.arch != Arch::Arm64 {
-        bail!(
-            "{} is an arm64 board: pass --arch arm64",
-            o.device_type.name()
-        );
-    }
-    if !board && o.dtb.is_some() {
-        bail!("--dtb is for boards: the qemu device type boots without one");
-    }
-    // LAVA reads a file:// URL's path as it stands (no percent-decoding), so
-    // a `#` or `?` in it would cut it short.
-    if o.url.is_none() && o.out.to_string_lossy().contains(['#', '?']) {
-        bail!(
-            "LAVA cannot fetch file:// URLs of {}: its path holds '#' or '?'; choose another --out, or serve it and pass --url",
-            o.out.display()
-        );
-    }
+    let board = refuse_mismatches(o)?;
     let arch_dir = o.build_dir.join(o.arch.name());
-    let kernel = match (&o.kernel, board) {
-        (Some(k), _) => k.clone(),
-        (None, false) => arch_dir.join("kernel-image"),
-        (None, true) => bail!(
-            "a board boots its own kernel: pass --kernel KDIR/arch/arm64/boot/Image (the tree 'make bundle KDIR=...' built for)"
-        ),
-    };
-    let dtb = match (&o.dtb, board) {
-        (Some(d), _) => Some(d.clone()),
-        (None, false) => None,
-        (None, true) => bail!(
-            "a board needs its device tree: pass --dtb KDIR/arch/arm64/boot/dts/rockchip/rk3588-rock-5b.dtb"
-        ),
-    };
-    let module_dir = if board {
-        o.build_dir.join("leaklab-bundle-arm64")
-    } else {
-        arch_dir.clone()
-    };
-    let mut modules = if o.modules.is_empty() {
-        modules_in(&module_dir).with_context(|| {
-            format!(
-                "no --module given and no modules in {}: run 'make {}'",
-                module_dir.display(),
-                if board {
-                    "bundle ARCH=arm64 KDIR=...".to_string()
-                } else {
-                    format!("module ARCH={}", o.arch.name())
-                }
-            )
-        })?
-    } else {
-        o.modules.clone()
-    };
-    let mut command: Vec<String> = vec!["matrix".into()];
-    if let Some(ko) = &o.check {
-        if !modules.iter().any(|m| m.file_name() == ko.file_name()) {
-            modules.push(ko.clone());
-        }
-        let name = ko
-            .file_name()
-            .with_context(|| format!("--check {}: not a file name", ko.display()))?;
-        command = vec![
-            "check".into(),
-            Path::new(MODULE_DIR).join(name).display().to_string(),
-        ];
-    }
-    command.extend(["--format".into(), "ktap".into()]);
+    let (kernel, dtb) = boot_files(o, board, &arch_dir)?;
+    let (modules, command) = guest_command(o, board, &arch_dir)?;
     let init = o.init.clone().unwrap_or_else(|| arch_dir.join("leaklab"));
     for f in [&kernel, &init].into_iter().chain(&modules).chain(&dtb) {
         if !f.is_file() {
@@ -211,6 +148,91 @@ pub fn write(o: &Options) -> Result<PathBuf> {
     let path = out.join(JOB);
     fs::write(&path, job).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
+}
+
+/// Refuses options that do not go together; returns whether the device
+/// is a board.
+fn refuse_mismatches(o: &Options) -> Result<bool> {
+    let board = o.device_type != DeviceType::Qemu;
+    if board && o.arch != Arch::Arm64 {
+        bail!(
+            "{} is an arm64 board: pass --arch arm64",
+            o.device_type.name()
+        );
+    }
+    if !board && o.dtb.is_some() {
+        bail!("--dtb is for boards: the qemu device type boots without one");
+    }
+    // LAVA reads a file:// URL's path as it stands (no percent-decoding), so
+    // a `#` or `?` in it would cut it short.
+    if o.url.is_none() && o.out.to_string_lossy().contains(['#', '?']) {
+        bail!(
+            "LAVA cannot fetch file:// URLs of {}: its path holds '#' or '?'; choose another --out, or serve it and pass --url",
+            o.out.display()
+        );
+    }
+    Ok(board)
+}
+
+/// The kernel image and device tree the job boots: given, or the
+/// project's kernel in `arch_dir` for QEMU (a board must be given both).
+fn boot_files(o: &Options, board: bool, arch_dir: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
+    let kernel = match (&o.kernel, board) {
+        (Some(k), _) => k.clone(),
+        (None, false) => arch_dir.join("kernel-image"),
+        (None, true) => bail!(
+            "a board boots its own kernel: pass --kernel KDIR/arch/arm64/boot/Image (the tree 'make bundle KDIR=...' built for)"
+        ),
+    };
+    let dtb = match (&o.dtb, board) {
+        (Some(d), _) => Some(d.clone()),
+        (None, false) => None,
+        (None, true) => bail!(
+            "a board needs its device tree: pass --dtb KDIR/arch/arm64/boot/dts/rockchip/rk3588-rock-5b.dtb"
+        ),
+    };
+    Ok((kernel, dtb))
+}
+
+/// The modules for the initramfs (given, else those built for the
+/// device) and the command the guest runs: the matrix, or a check of
+/// `--check`'s module, in KTAP.
+fn guest_command(o: &Options, board: bool, arch_dir: &Path) -> Result<(Vec<PathBuf>, Vec<String>)> {
+    let module_dir = if board {
+        o.build_dir.join("leaklab-bundle-arm64")
+    } else {
+        arch_dir.to_path_buf()
+    };
+    let mut modules = if o.modules.is_empty() {
+        modules_in(&module_dir).with_context(|| {
+            format!(
+                "no --module given and no modules in {}: run 'make {}'",
+                module_dir.display(),
+                if board {
+                    "bundle ARCH=arm64 KDIR=...".to_string()
+                } else {
+                    format!("module ARCH={}", o.arch.name())
+                }
+            )
+        })?
+    } else {
+        o.modules.clone()
+    };
+    let mut command: Vec<String> = vec!["matrix".into()];
+    if let Some(ko) = &o.check {
+        if !modules.iter().any(|m| m.file_name() == ko.file_name()) {
+            modules.push(ko.clone());
+        }
+        let name = ko
+            .file_name()
+            .with_context(|| format!("--check {}: not a file name", ko.display()))?;
+        command = vec![
+            "check".into(),
+            Path::new(MODULE_DIR).join(name).display().to_string(),
+        ];
+    }
+    command.extend(["--format".into(), "ktap".into()]);
+    Ok((modules, command))
 }
 
 /// Copies `src` into `dir` under its own name; returns that name.
