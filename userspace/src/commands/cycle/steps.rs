@@ -202,7 +202,7 @@ pub fn harvest(
     l: Loaded,
     references: &[(Ko, Reference)],
     progress: &mut dyn FnMut(&str),
-) -> Result<(Harvest, Vec<ReferenceVerdict>, Before)> {
+) -> Result<Gathered> {
     let Loaded {
         mut session,
         control,
@@ -225,7 +225,19 @@ pub fn harvest(
             note: None,
         });
     }
-    Ok((session.harvest(progress)?, verdicts, before))
+    Ok(Gathered {
+        harvest: session.harvest(progress)?,
+        references: verdicts,
+        before,
+    })
+}
+
+/// What a cycle gathered once leaklab.ko was gone: the harvest, the
+/// reference modules' rows (not judged yet) and the memory before.
+pub struct Gathered {
+    harvest: Harvest,
+    references: Vec<ReferenceVerdict>,
+    before: Before,
 }
 
 /// Runs one cycle of `plan` with leaklab.ko `ko` and the `references`.
@@ -244,104 +256,41 @@ pub fn one_cycle(
     let driven = drive(plan, &loaded)?;
     let selected: Vec<PatternInfo> = loaded.selected().cloned().collect();
     let catalogue = loaded.catalogue.clone();
-    let (harvest, references, before) = harvest(loaded, references, &mut progress)?;
-    let record = judge(
-        plan, cycle, &selected, driven, harvest, references, &before, detectors,
-    )?;
+    let gathered = harvest(loaded, references, &mut progress)?;
+    let record = judge_cycle(plan, cycle, &selected, driven, gathered, detectors)?;
     Ok((record, catalogue))
 }
 
 /// Step 4: ties every report to a pattern and variant or a reference module
 /// and judges each against what was stated.
-#[allow(clippy::too_many_arguments)]
-fn judge(
+fn judge_cycle(
     plan: &Plan,
     cycle: u32,
     selected: &[PatternInfo],
     driven: Driven,
-    mut harvest: Harvest,
-    mut references: Vec<ReferenceVerdict>,
-    before: &Before,
+    gathered: Gathered,
     detectors: &Detectors,
 ) -> Result<CycleRecord> {
+    let Gathered {
+        mut harvest,
+        mut references,
+        before,
+    } = gathered;
     let mem_after = MemInfo::read()?;
     let slab_after = procfs::read_slabinfo().unwrap_or_default();
-    let sym = &harvest.sym;
-    let mut verdicts: Vec<Verdict> = Vec::new();
-    for p in selected {
-        for &v in &plan.variants {
-            let st = driven
-                .stats
-                .iter()
-                .find(|s| s.pattern == p.name && s.variant == v)
-                .cloned()
-                .unwrap_or_else(|| StatRecord::new(p.name.clone(), v));
-            let lost = driven.lost.get(&p.name).map_or(&[][..], Vec::as_slice);
-            let judging = (detectors.kmemleak.is_some(), harvest.traced.is_some());
-            let mut row = new_verdict(p, v, plan.runs, &st, lost, judging);
-            if let (Some(t), Some(&(first, second))) =
-                (&mut row.trace, driven.growth.get(&(p.name.clone(), v)))
-            {
-                if let Some(g) = &mut t.growth {
-                    (g.runs, g.first, g.second) = (GROWTH_RUNS, first, second);
-                }
-            }
-            verdicts.push(row);
-        }
-    }
+    let judging = (detectors.kmemleak.is_some(), harvest.traced.is_some());
+    let mut verdicts = rows(plan, selected, &driven, judging);
     let reports = std::mem::take(&mut harvest.settled.reports);
     let reported: Vec<(u64, u64)> = reports.iter().map(|r| (r.address, r.size)).collect();
-    let mut unexpected = Vec::new();
-    for r in reports {
-        let a = attribute(&r, sym);
-        let reference = sym
-            .owner_of(&r)
-            .and_then(|m| references.iter_mut().find(|x| x.module == m));
-        if let Some(x) = reference {
-            x.found.add(r.size);
-            if rules::small_percpu_pointer(r.address) {
-                x.percpu_found += 1;
-            }
-            continue;
-        }
-        let slot = verdicts
-            .iter_mut()
-            .find(|x| Some(&x.pattern) == a.pattern.as_ref() && Some(x.variant) == a.variant);
-        match slot {
-            Some(v) => {
-                v.count(Object {
-                    address: r.address,
-                    size: r.size,
-                });
-                name_culprit(v, &a, &r, sym);
-            }
-            None => unexpected.push(Unexpected {
-                report: r,
-                attribution: a,
-            }),
-        }
-    }
+    let unexpected = tie_reports(reports, &harvest.sym, &mut verdicts, &mut references);
     let trace = harvest
         .traced
         .as_ref()
-        .map(|t| judge_trace(t, sym, &mut verdicts, &mut references));
+        .map(|t| judge_trace(t, &harvest.sym, &mut verdicts, &mut references));
     for v in &mut verdicts {
         super::verdict::judge(v);
-        let Some(kmemleak) = &detectors.kmemleak else {
-            continue;
-        };
-        if v.variant == Variant::Leaky && v.found.objects < v.expected.objects {
-            // The module states object starts: a reported object holds the
-            // lost address when it starts there.
-            let missed: Vec<u64> = driven
-                .lost
-                .get(&v.pattern)
-                .into_iter()
-                .flatten()
-                .map(|o| o.address)
-                .filter(|a| !reported.iter().any(|&(start, _)| start == *a))
-                .collect();
-            v.missed = explain_missed(kmemleak, &mut harvest.kmsg, &missed);
+        if let Some(kmemleak) = &detectors.kmemleak {
+            explain_row_missed(v, &driven, &reported, kmemleak, &mut harvest.kmsg);
         }
     }
     let (expected_log, findings): (Vec<Finding>, Vec<Finding>) =
@@ -374,6 +323,104 @@ fn judge(
         trace,
         ok,
     })
+}
+
+/// A row per selected pattern and variant, with what the module stated
+/// it ran and lost (and, for a growing pattern, its two batches);
+/// `judging`: whether kmemleak and the trace judge.
+fn rows(
+    plan: &Plan,
+    selected: &[PatternInfo],
+    driven: &Driven,
+    judging: (bool, bool),
+) -> Vec<Verdict> {
+    let mut verdicts = Vec::new();
+    for p in selected {
+        for &v in &plan.variants {
+            let st = driven
+                .stats
+                .iter()
+                .find(|s| s.pattern == p.name && s.variant == v)
+                .cloned()
+                .unwrap_or_else(|| StatRecord::new(p.name.clone(), v));
+            let lost = driven.lost.get(&p.name).map_or(&[][..], Vec::as_slice);
+            let mut row = new_verdict(p, v, plan.runs, &st, lost, judging);
+            if let (Some(t), Some(&(first, second))) =
+                (&mut row.trace, driven.growth.get(&(p.name.clone(), v)))
+            {
+                if let Some(g) = &mut t.growth {
+                    (g.runs, g.first, g.second) = (GROWTH_RUNS, first, second);
+                }
+            }
+            verdicts.push(row);
+        }
+    }
+    verdicts
+}
+
+/// Ties each kmemleak report to a reference module or a row; returns
+/// those tied to neither.
+fn tie_reports(
+    reports: Vec<Report>,
+    sym: &Symbolizer,
+    verdicts: &mut [Verdict],
+    references: &mut [ReferenceVerdict],
+) -> Vec<Unexpected> {
+    let mut unexpected = Vec::new();
+    for r in reports {
+        let a = attribute(&r, sym);
+        let reference = sym
+            .owner_of(&r)
+            .and_then(|m| references.iter_mut().find(|x| x.module == m));
+        if let Some(x) = reference {
+            x.found.add(r.size);
+            if rules::small_percpu_pointer(r.address) {
+                x.percpu_found += 1;
+            }
+            continue;
+        }
+        let slot = verdicts
+            .iter_mut()
+            .find(|x| Some(&x.pattern) == a.pattern.as_ref() && Some(x.variant) == a.variant);
+        match slot {
+            Some(v) => {
+                v.count(Object {
+                    address: r.address,
+                    size: r.size,
+                });
+                name_culprit(v, &a, &r, sym);
+            }
+            None => unexpected.push(Unexpected {
+                report: r,
+                attribution: a,
+            }),
+        }
+    }
+    unexpected
+}
+
+/// For a leaky row kmemleak found short: why each lost object it did not
+/// report was missed. The module states object starts: a reported object
+/// holds the lost address when it starts there.
+fn explain_row_missed(
+    v: &mut Verdict,
+    driven: &Driven,
+    reported: &[(u64, u64)],
+    kmemleak: &Kmemleak,
+    kmsg: &mut KmsgWatch,
+) {
+    if v.variant != Variant::Leaky || v.found.objects >= v.expected.objects {
+        return;
+    }
+    let missed: Vec<u64> = driven
+        .lost
+        .get(&v.pattern)
+        .into_iter()
+        .flatten()
+        .map(|o| o.address)
+        .filter(|a| !reported.iter().any(|&(start, _)| start == *a))
+        .collect();
+    v.missed = explain_missed(kmemleak, kmsg, &missed);
 }
 
 /// Counts the culprit frame of report `r` (attributed as `a`) in row `v`,
