@@ -136,6 +136,21 @@ pub enum Event {
     Other,
 }
 
+impl Event {
+    /// Who made the event (not said of a marker, a loss or another
+    /// record).
+    pub fn origin(&self) -> Option<&Origin> {
+        match self {
+            Self::Alloc { origin, .. }
+            | Self::Call { origin, .. }
+            | Self::Return { origin, .. }
+            | Self::Free { origin, .. }
+            | Self::Stack { origin, .. } => Some(origin),
+            Self::Marker(_) | Self::Lost(_) | Self::Other => None,
+        }
+    }
+}
+
 /// Where a field lies in a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Field {

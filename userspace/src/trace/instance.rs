@@ -24,12 +24,22 @@ pub(super) const RCU_EXPEDITED: &str = "/sys/kernel/rcu_expedited";
 /// include/linux/trace_events.h).
 const IN_INTERRUPT: u32 = 0x08 | 0x10 | 0x40;
 
-/// The filter of every event: not the reader's own, unless in interrupt
-/// context (hard, soft: RCU callbacks; NMI), where an event carries
-/// whichever task was running, the reader too.
+/// The condition of every `stacktrace` trigger: not the reader's own
+/// events, unless in interrupt context (hard, soft: RCU callbacks; NMI),
+/// where an event carries whichever task was running, the reader too. The
+/// events themselves are not filtered by it (a filtered event is written
+/// twice, to a scratch buffer and then to the ring, which cost the lab's
+/// loop a tenth more): the reader drops its own ([`super::reader`]), which
+/// come without stacks. A condition also makes the trigger run after its
+/// event is written, so that the stack follows it.
 pub(super) fn reader_filter(reader: i32) -> String {
     format!("common_pid != {reader} || common_flags & {IN_INTERRUPT:#x}")
 }
+
+/// The event whose filter [`super::tracer::Tracer`]'s RCU barrier writes
+/// again: one the trace never enables, so that its filter costs no traced
+/// event anything.
+pub(super) const BARRIER_EVENT: &str = "kmem/mm_page_pcpu_drain";
 
 /// Where kmemleak runs: its cache of metadata objects, in sysfs (SLUB) or
 /// beside its debugfs file.
@@ -71,8 +81,10 @@ pub(super) fn read_at_once(path: &Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
-/// Enables the events, each with filter `not_reader` (and, where
-/// kmemleak runs, without its own metadata: [`KMEMLEAK_OWN`]).
+/// Enables the events, the allocations with a stack unless `not_reader`
+/// says they are the reader's own; where kmemleak runs, without its own
+/// metadata ([`KMEMLEAK_OWN`]). Sets [`BARRIER_EVENT`]'s filter to
+/// `not_reader`, for the barrier to write again.
 pub(super) fn configure(
     d: &Path,
     probes: Option<&vmalloc::Probes>,
@@ -85,26 +97,25 @@ pub(super) fn configure(
         let own = KMEMLEAK_OWN.iter().filter(|(on, _)| kmemleak && *on == e);
         // The first exclusion the kernel takes (a function it does not
         // know is refused), else none.
-        let filter = own
-            .map(|(_, not)| format!("({not_reader}) && {not}"))
-            .find(|f| fs::write(event.join("filter"), f).is_ok());
-        let filter = match filter {
-            Some(f) => f,
-            None => {
-                write(&event.join("filter"), not_reader)?;
-                not_reader.to_string()
-            }
-        };
+        let own = own
+            .map(|(_, not)| *not)
+            .find(|not| fs::write(event.join("filter"), not).is_ok());
         if Decoder::allocation_events().any(|a| a == e) {
-            // A filter of its own: an unfiltered trigger fires before
-            // the event's filter is tested.
-            write(&event.join("trigger"), &format!("stacktrace if {filter}"))?;
+            // With a condition of its own: the event's filter does not
+            // hold for its trigger.
+            let condition = match own {
+                Some(not) => format!("({not_reader}) && {not}"),
+                None => not_reader.to_string(),
+            };
+            write(
+                &event.join("trigger"),
+                &format!("stacktrace if {condition}"),
+            )?;
         }
         write(&event.join("enable"), "1")?;
     }
     for (e, stack) in probes.into_iter().flat_map(vmalloc::Probes::events) {
         let event = d.join("events").join(e);
-        write(&event.join("filter"), not_reader)?;
         if stack {
             write(
                 &event.join("trigger"),
@@ -113,6 +124,11 @@ pub(super) fn configure(
         }
         write(&event.join("enable"), "1")?;
     }
+    // A kernel without the event has no barrier ([`super::tracer::QUIET`]).
+    let _ = fs::write(
+        d.join("events").join(BARRIER_EVENT).join("filter"),
+        not_reader,
+    );
     write(&d.join("tracing_on"), "1")
 }
 

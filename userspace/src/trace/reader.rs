@@ -14,7 +14,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use super::{
-    event::{Decoder, Event},
+    event::{CpuContext, Decoder, Event},
     ledger::Ledger,
     page::{self, Layout},
 };
@@ -79,6 +79,18 @@ pub(super) struct Reader {
     decoder: Decoder,
     layout: Layout,
     page: Vec<u8>,
+    /// The reader thread's id: its own events are dropped ([`own`]).
+    tid: Option<u32>,
+}
+
+/// Whether `event` is the reader `tid`'s own: made in its task context (an
+/// interrupt's, on its time, is not). They come without stacks
+/// ([`super::instance::reader_filter`]), and what the reader allocates is
+/// no module's.
+fn own(event: &Event, tid: Option<u32>) -> bool {
+    event
+        .origin()
+        .is_some_and(|o| Some(o.pid) == tid && o.context == CpuContext::Task)
 }
 
 impl Reader {
@@ -95,7 +107,13 @@ impl Reader {
             decoder,
             layout,
             page: vec![0u8; page_bytes.max(4096)],
+            tid: None,
         })
+    }
+
+    /// Names the thread that reads, whose own events are dropped.
+    pub(super) fn own(&mut self, tid: i32) {
+        self.tid = u32::try_from(tid).ok();
     }
 
     /// Reads what every CPU has (up to [`PAGES_PER_ROUND`] pages each) and
@@ -120,12 +138,13 @@ impl Reader {
                     break;
                 }
                 pages += 1;
-                let (decoder, cpu) = (&self.decoder, c.cpu);
+                let (decoder, cpu, tid) = (&self.decoder, c.cpu, self.tid);
                 let (pending, last) = (&mut c.pending, &mut c.last);
                 let p = page::read(&self.layout, &self.page[..n], |ts, record| {
                     *last = ts;
                     match decoder.decode(cpu, record) {
                         Event::Other => {}
+                        e if own(&e, tid) => {}
                         e => pending.push_back((ts, e)),
                     }
                 });
@@ -203,6 +222,24 @@ mod tests {
             space: Space::Slab,
             key,
         }
+    }
+
+    #[test]
+    fn the_reader_s_own_events_are_dropped_but_not_an_interrupt_s_on_its_time() {
+        let mine = alloc(0, 0x1000);
+        assert!(own(&mine, Some(1)), "task 1 is the reader");
+        assert!(!own(&mine, Some(2)), "another task's");
+        assert!(!own(&mine, None), "no reader named yet");
+        let softirq = Event::Free {
+            origin: Origin {
+                context: CpuContext::Softirq,
+                ..origin(0)
+            },
+            space: Space::Slab,
+            key: 0x1000,
+        };
+        assert!(!own(&softirq, Some(1)), "an RCU callback's free counts");
+        assert!(!own(&Event::Lost(3), Some(1)));
     }
 
     #[test]

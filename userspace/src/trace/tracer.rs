@@ -20,7 +20,7 @@ use anyhow::{bail, Context, Result};
 
 use super::{
     event::Decoder,
-    instance::{self, read_at_once, reader_filter, remove, RCU_EXPEDITED},
+    instance::{self, read_at_once, reader_filter, remove, BARRIER_EVENT, RCU_EXPEDITED},
     kallsyms::Kallsyms,
     ledger::Ledger,
     names::Names,
@@ -53,9 +53,6 @@ pub const MIN_BUFFER_KB: u64 = 8192;
 pub const QUIET: Duration = Duration::from_millis(500);
 /// The longest [`Tracer::settle`] waits for deferred frees.
 pub const SETTLE_MAX: Duration = Duration::from_secs(15);
-
-/// The event whose filter [`Tracer::rcu_barrier`] writes again.
-const BARRIER_EVENT: &str = "kmem/kfree";
 
 /// Set by the panic undo step: the reader stops at once.
 static ABORT: AtomicBool = AtomicBool::new(false);
@@ -121,7 +118,7 @@ pub struct Tracer {
     stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<Result<()>>>,
     markers: AtomicU64,
-    /// The events' filter, once set.
+    /// The triggers' condition (the reader's thread id in it), once set.
     filter: std::sync::OnceLock<String>,
     /// The kernel's symbols: read ahead in a thread of their own for a run
     /// that will name what it finds ([`Tracer::read_names_ahead`]), else
@@ -192,8 +189,8 @@ impl Tracer {
             noted: Some(noted),
         };
         // The reader first: its own reads allocate (page faults, the
-        // ledger), and each event it read would make more to read. Its
-        // events are filtered out by its thread id.
+        // ledger). Its events are known by its thread id: they get no
+        // stacks, and it drops them.
         tracer.reader = Some(tracer.spawn_reader(buffer_kb)?);
         undo::failpoint("trace-running");
         Ok(tracer)
@@ -233,7 +230,9 @@ impl Tracer {
         let reader = std::thread::Builder::new()
             .name("trace-reader".into())
             .spawn(move || {
-                let _ = tx.send(nix::unistd::gettid().as_raw());
+                let tid = nix::unistd::gettid().as_raw();
+                reader.own(tid);
+                let _ = tx.send(tid);
                 loop {
                     if ABORT.load(Ordering::SeqCst) {
                         return Ok(());
@@ -361,8 +360,8 @@ impl Tracer {
     /// have run, as `rcu_barrier()` would; `false` where that cannot be
     /// done from here.
     ///
-    /// On each CPU in turn this thread writes one event's filter again (the
-    /// same filter): the kernel then waits for a grace period before it
+    /// On each CPU in turn this thread writes the filter of an event the
+    /// trace leaves off again ([`BARRIER_EVENT`], the same filter): the kernel then waits for a grace period before it
     /// frees the old one (`apply_event_filter()` calls
     /// `tracepoint_synchronize_unregister()`), and a normal grace period's
     /// waiter is a callback queued on the calling CPU (`synchronize_rcu()`
