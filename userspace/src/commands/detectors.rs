@@ -97,14 +97,14 @@ impl Detectors {
         Ok(d)
     }
 
-    /// Their names, in order.
-    pub fn names(&self) -> Vec<&'static str> {
+    /// Which they are, in order.
+    pub fn chosen(&self) -> Vec<Detector> {
         let mut v = Vec::new();
         if self.kmemleak.is_some() {
-            v.push(Detector::Kmemleak.name());
+            v.push(Detector::Kmemleak);
         }
         if self.trace.is_some() {
-            v.push(Detector::Trace.name());
+            v.push(Detector::Trace);
         }
         v
     }

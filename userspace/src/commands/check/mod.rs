@@ -31,7 +31,7 @@ use crate::{
         attribute::{attribute, Example},
         group::fingerprint,
     },
-    commands::detectors::{DetectorArgs, Detectors},
+    commands::detectors::{Detector, DetectorArgs, Detectors},
     kernel::{
         initprobe::InitProbe, kmod, kmsg::KmsgWatch, module::Ko, procfs::kernel_release,
         thread::in_fresh_thread,
@@ -185,7 +185,7 @@ pub struct Check {
     pub blind_spots: String,
     /// The detectors that judged (`kmemleak`, `trace`); `leaks`, `outside`
     /// and `scans` are kmemleak's.
-    pub detectors: Vec<String>,
+    pub detectors: Vec<Detector>,
     /// What the allocation trace found, when it judged.
     pub trace: Option<TraceCheck>,
     /// What the kernel's allocation profiling saw, where it is on: a view
@@ -307,7 +307,7 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Check> {
         Some(t) => Some(harvest_trace(t, &cycles, progress)?),
         None => None,
     };
-    let mut check = judge(plan, &ko, cycles, &settled, traced, detectors.names());
+    let mut check = judge(plan, &ko, cycles, &settled, traced, detectors.chosen());
     check.allocinfo = profiled.map(|p| p.view(&name)).transpose()?;
     Ok(check)
 }
@@ -352,10 +352,10 @@ fn judge(
     mut c: Cycles,
     settled: &Settled,
     traced: Option<TraceFound>,
-    detectors: Vec<&'static str>,
+    detectors: Vec<Detector>,
 ) -> Check {
     // The per-cycle counts are kmemleak's, or the trace's without it.
-    let by_kmemleak = detectors.contains(&"kmemleak");
+    let by_kmemleak = detectors.contains(&Detector::Kmemleak);
     let reports = settled.reports.iter().map(|r| (r, None));
     let (leaks, outside) = group(reports, ko, &mut c, by_kmemleak);
     let trace = traced.map(|(reports, events, lost)| {
@@ -386,7 +386,7 @@ fn judge(
         stable: settled.stable,
         stacks_scanned: by_kmemleak,
         blind_spots: BLIND_SPOTS.into(),
-        detectors: detectors.into_iter().map(String::from).collect(),
+        detectors,
         trace,
         allocinfo: None,
     }

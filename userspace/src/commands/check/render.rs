@@ -2,6 +2,7 @@
 //! backtrace for people, KTAP for kernel CI.
 
 use super::{total, Check, Leak, TraceCheck};
+use crate::commands::detectors::Detector;
 use crate::output::{
     ktap::{self, Case},
     Outcome, Verdict,
@@ -164,7 +165,7 @@ impl Outcome for Check {
         if let Some(a) = &self.allocinfo {
             s += &allocinfo_human(a, &self.module);
         }
-        if self.detectors.iter().any(|d| d == "kmemleak") {
+        if self.detectors.contains(&Detector::Kmemleak) {
             s += &format!("note: {}\n", crate::kmemleak::BLIND_SPOTS);
         }
         if let Some(t) = &self.trace {
@@ -176,7 +177,7 @@ impl Outcome for Check {
     fn summary(&self) -> String {
         let n = self.cycles.len();
         // kmemleak's count where it judged, else the trace's.
-        let (objects, bytes, places) = if self.detectors.iter().any(|d| d == "kmemleak") {
+        let (objects, bytes, places) = if self.detectors.contains(&Detector::Kmemleak) {
             let (o, b) = self.leaked();
             (o, b, self.leaks.len())
         } else {
@@ -331,7 +332,7 @@ impl Check {
                 .collect();
             s += &format!(", exercise: {}", names.join(" "));
         }
-        if self.detectors.iter().any(|d| d == "kmemleak") {
+        if self.detectors.contains(&Detector::Kmemleak) {
             s += &format!(
                 "\nkmemleak: task stacks scanned, {} scan(s) after the last cycle{}{}",
                 self.scans,

@@ -161,7 +161,7 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<CycleRun> {
         catalogue = patterns;
         cycles.push(record);
     }
-    Ok(CycleRun::new(catalogue, cycles, detectors.names()))
+    Ok(CycleRun::new(catalogue, cycles, detectors.chosen()))
 }
 
 /// Runs the plan one pattern at a time, each with a kmemleak window of its
@@ -206,5 +206,5 @@ pub fn run_sequential(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Cyc
         catalogue = patterns;
         cycles.push(record);
     }
-    Ok(CycleRun::new(catalogue, cycles, detectors.names()))
+    Ok(CycleRun::new(catalogue, cycles, detectors.chosen()))
 }

@@ -2,6 +2,7 @@
 //! kernel CI (KTAP).
 
 use super::verdict::{Count, CycleRecord, CycleRun};
+use crate::commands::detectors::Detector;
 use crate::output::{
     ktap::{self, Case},
     Outcome, Verdict,
@@ -55,7 +56,7 @@ impl Outcome for CycleRun {
             s += &self.table(c);
             s += &self.details(c);
         }
-        if self.detectors.iter().any(|d| d == "trace") {
+        if self.detectors.contains(&Detector::Trace) {
             s += &format!("trace: {}\n", crate::trace::BLIND_SPOTS);
         }
         s
@@ -68,7 +69,7 @@ impl CycleRun {
     fn table(&self, c: &CycleRecord) -> String {
         let mut s = String::new();
         let mut head = format!("cycle {}", c.cycle);
-        if self.detectors.iter().any(|d| d == "kmemleak") {
+        if self.detectors.contains(&Detector::Kmemleak) {
             head += &format!(" (kmemleak: {} scans)", c.scans);
         }
         if let Some(t) = &c.trace {
@@ -115,7 +116,7 @@ impl CycleRun {
                 if x.expected > 0 { "calib" } else { "none" },
                 1,
                 x.expected,
-                if self.detectors.iter().any(|d| d == "kmemleak") {
+                if self.detectors.contains(&Detector::Kmemleak) {
                     count(&x.found)
                 } else {
                     "-".into()

@@ -12,6 +12,7 @@ use crate::{
         attribute::{Attribution, Example},
         findings::Finding,
     },
+    commands::detectors::Detector,
     kernel::{module::ModuleLayout, procfs::MemInfo},
     kmemleak::report::Report,
     ko::{PatternInfo, StatRecord, Variant},
@@ -249,8 +250,8 @@ impl CycleRecord {
     }
 }
 
-fn kmemleak_only() -> Vec<String> {
-    vec!["kmemleak".into()]
+fn kmemleak_only() -> Vec<Detector> {
+    vec![Detector::Kmemleak]
 }
 
 /// A result saved before `stable` was recorded had settled: it was not
@@ -271,7 +272,7 @@ pub struct CycleRun {
     /// The detectors that judged (a result saved before there was a
     /// choice: kmemleak).
     #[serde(default = "kmemleak_only")]
-    pub detectors: Vec<String>,
+    pub detectors: Vec<Detector>,
     /// Per cycle.
     pub cycles: Vec<CycleRecord>,
     /// Whether every cycle went as expected.
@@ -289,11 +290,11 @@ impl CycleRun {
     pub(super) fn new(
         patterns: Vec<PatternInfo>,
         cycles: Vec<CycleRecord>,
-        detectors: Vec<&str>,
+        detectors: Vec<Detector>,
     ) -> Self {
         Self {
             schema: "leaklab.cycle/1".into(),
-            detectors: detectors.into_iter().map(str::to_string).collect(),
+            detectors,
             kernel: crate::kernel::procfs::kernel_release(),
             ok: !cycles.is_empty() && cycles.iter().all(|c| c.ok && c.conclusive()),
             patterns,

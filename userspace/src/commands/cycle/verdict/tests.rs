@@ -159,7 +159,7 @@ fn a_row_and_its_run_follow_the_rules() {
     let run = CycleRun::new(
         vec![pattern()],
         vec![record(vec![good], true)],
-        vec!["kmemleak"],
+        vec![Detector::Kmemleak],
     );
     assert_eq!((run.ok, run.verdict()), (true, RunVerdict::Passed));
     assert_eq!(run.summary(), "as expected");
@@ -174,7 +174,7 @@ fn a_row_and_its_run_follow_the_rules() {
     let run = CycleRun::new(
         vec![pattern()],
         vec![record(vec![other], true)],
-        vec!["kmemleak"],
+        vec![Detector::Kmemleak],
     );
     assert_eq!((run.ok, run.verdict()), (false, RunVerdict::Failed));
     // Nothing reported.
@@ -183,14 +183,18 @@ fn a_row_and_its_run_follow_the_rules() {
 
 #[test]
 fn an_empty_run_is_not_as_expected() {
-    let run = CycleRun::new(Vec::new(), vec![record(Vec::new(), true)], vec!["kmemleak"]);
+    let run = CycleRun::new(
+        Vec::new(),
+        vec![record(Vec::new(), true)],
+        vec![Detector::Kmemleak],
+    );
     assert_eq!(run.verdict(), RunVerdict::Failed);
     assert!(
         run.summary().contains("nothing was judged"),
         "{}",
         run.summary()
     );
-    let none = CycleRun::new(Vec::new(), Vec::new(), vec!["kmemleak"]);
+    let none = CycleRun::new(Vec::new(), Vec::new(), vec![Detector::Kmemleak]);
     assert_eq!(none.verdict(), RunVerdict::Failed);
 }
 
@@ -203,7 +207,7 @@ fn a_window_that_did_not_settle_is_inconclusive() {
     let run = CycleRun::new(
         vec![pattern()],
         vec![record(vec![judged(&[lost])], false)],
-        vec!["kmemleak"],
+        vec![Detector::Kmemleak],
     );
     assert_eq!(run.verdict(), RunVerdict::Inconclusive);
     assert_eq!(RunVerdict::Inconclusive.exit_status(), 3);
