@@ -19,7 +19,7 @@ pub(super) fn run_canary(
     detector: Detector,
     progress: &mut dyn FnMut(&str),
 ) -> Option<Canary> {
-    let check = format!("canary ({})", detector.name());
+    let check = super::canary_check(detector);
     let check = check.as_str();
     let by = detector.name();
     let plan = Plan {
@@ -138,7 +138,7 @@ pub(super) fn summarize(
         Detector::Trace => leaky.trace.as_ref().map_or(0, |t| t.expected.objects),
     };
     Some(Canary {
-        detector: detector.name().into(),
+        detector,
         pattern: pattern.into(),
         expected,
         found_leaky: found(leaky),

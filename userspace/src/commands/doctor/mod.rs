@@ -61,9 +61,9 @@ pub struct Check {
 /// What the canary found.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Canary {
-    /// The detector it proved (`kmemleak`, `trace`).
-    #[serde(default = "kmemleak_name")]
-    pub detector: String,
+    /// The detector it proved.
+    #[serde(default = "kmemleak")]
+    pub detector: Detector,
     /// The sample it ran.
     pub pattern: String,
     /// Objects one leaky run leaks, as the module states.
@@ -106,8 +106,14 @@ pub struct Diagnosis {
     pub ok: bool,
 }
 
-fn kmemleak_name() -> String {
-    "kmemleak".into()
+/// The detector of a canary saved before there was a choice.
+fn kmemleak() -> Detector {
+    Detector::Kmemleak
+}
+
+/// The name of `detector`'s canary check.
+fn canary_check(detector: Detector) -> String {
+    format!("canary ({})", detector.name())
 }
 
 /// The kernel options leaklab cannot do without (a detector besides: see
@@ -237,8 +243,8 @@ pub fn diagnose(opts: &Options, progress: &mut dyn FnMut(&str)) -> Diagnosis {
     if ready {
         for d in detectors {
             progress(&format!(
-                "canary ({}): loading leaklab.ko, one leaky and one fixed run",
-                d.name()
+                "{}: loading leaklab.ko, one leaky and one fixed run",
+                canary_check(d)
             ));
             canaries.extend(run_canary(&mut c, opts, d, progress));
         }
@@ -285,7 +291,7 @@ impl Diagnosis {
                 let canary = self
                     .canaries
                     .iter()
-                    .find(|k| c.name == format!("canary ({})", k.detector));
+                    .find(|k| c.name == canary_check(k.detector));
                 match canary {
                     Some(k) => case.counting(k.found_leaky),
                     None => case,
@@ -408,7 +414,7 @@ mod tests {
             ],
             canary: None,
             canaries: vec![Canary {
-                detector: "trace".into(),
+                detector: Detector::Trace,
                 pattern: "error_path".into(),
                 expected: 1,
                 found_leaky: 1,
