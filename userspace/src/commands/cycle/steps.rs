@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 
 use super::{
+    plan::{Plan, Reference},
     rules::{self, Object},
     verdict::{
         judge_reference, new_verdict, Count, CycleRecord, Missed, ReferenceVerdict, TraceRecord,
         Unexpected, Verdict,
     },
-    Plan, Reference,
 };
 use crate::{
     analysis::symbolize::Symbolizer,

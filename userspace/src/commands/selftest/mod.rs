@@ -23,22 +23,12 @@ use crate::{
     output::{Outcome, Verdict},
 };
 
+mod case;
 mod races;
 
-use races::{concurrent_writers, interrupted_runs_clean_up, same, unload_races};
+pub use case::Case;
 
-/// One checked case.
-#[derive(Debug, Clone, Serialize)]
-pub struct Case {
-    /// What was done.
-    pub name: String,
-    /// What the contract says (an errno name, or `ok`).
-    pub expected: String,
-    /// What happened.
-    pub actual: String,
-    /// Whether they agree.
-    pub ok: bool,
-}
+use races::{concurrent_writers, interrupted_runs_clean_up, same, unload_races};
 
 /// All cases of one run.
 #[derive(Debug, Serialize)]
@@ -134,40 +124,24 @@ pub fn run(module: &Path) -> Result<Selftest> {
     })
 }
 
-/// A case's name, what it must give and what it gave.
-pub(super) type Tried = (String, String, String);
-
-/// A case tried: its name, what it must give and what it gave.
-pub(super) fn tried(name: impl Into<String>, expected: &str, actual: String) -> Tried {
-    (name.into(), expected.to_string(), actual)
-}
-
 /// Every case against the loaded `module`, in order; the last one may
 /// unload it.
 fn cases(module: &str) -> Result<Vec<Case>> {
     let ctl = Control::open()?;
     let dir = Path::new(DIR);
-    let mut tried = refused_writes(dir)?;
-    tried.extend(leak_cap(&ctl, dir)?);
-    tried.extend(reads(dir)?);
-    tried.extend(concurrent_writers(dir)?);
-    tried.extend(unprivileged(&ctl)?);
+    let mut cases = refused_writes(dir)?;
+    cases.extend(leak_cap(&ctl, dir)?);
+    cases.extend(reads(dir)?);
+    cases.extend(concurrent_writers(dir)?);
+    cases.extend(unprivileged(&ctl)?);
     // Last: if this unloads the module, nothing after it could run.
-    tried.push(rmmod_while_open(dir, module)?);
-    Ok(tried
-        .into_iter()
-        .map(|(name, expected, actual)| Case {
-            ok: actual == expected,
-            name,
-            expected,
-            actual,
-        })
-        .collect())
+    cases.push(rmmod_while_open(dir, module)?);
+    Ok(cases)
 }
 
 /// Writes the control files must refuse, each with its error, and the
 /// stats after them: no sample ran but the one valid write's.
-fn refused_writes(dir: &Path) -> Result<Vec<Tried>> {
+fn refused_writes(dir: &Path) -> Result<Vec<Case>> {
     let leaky = dir.join("patterns/error_path/leaky");
     let fixed = dir.join("patterns/error_path/fixed");
     let stats_before = fs::read_to_string(dir.join("stats"))?;
@@ -187,10 +161,10 @@ fn refused_writes(dir: &Path) -> Result<Vec<Tried>> {
         ("non-UTF-8 digit lookalike", "\u{0661}".as_bytes()),
         ("trailing garbage", b"1x"),
     ];
-    let mut out: Vec<Tried> = bad
+    let mut out: Vec<Case> = bad
         .into_iter()
         .map(|(what, data)| {
-            tried(
+            Case::new(
                 format!("leaky <- {what}"),
                 "EINVAL",
                 write_once(&leaky, &[], data, At::Position),
@@ -198,33 +172,33 @@ fn refused_writes(dir: &Path) -> Result<Vec<Tried>> {
         })
         .collect();
     out.extend([
-        tried(
+        Case::new(
             "fixed <- second write on one open file",
             "EINVAL",
             write_once(&fixed, &[b"1"], b"1", At::Position),
         ),
-        tried(
+        Case::new(
             "fixed <- write after seeking to 5",
             "EINVAL",
             write_once(&fixed, &[], b"1", At::Seek(5)),
         ),
         // seq_file control files are not pwrite-able at all.
-        tried(
+        Case::new(
             "fixed <- pwrite at offset 5",
             "ESPIPE",
             write_once(&fixed, &[], b"1", At::Pwrite(5)),
         ),
-        tried(
+        Case::new(
             "version <- write to a read-only file",
             "EINVAL",
             write_once(&dir.join("version"), &[], b"1", At::Position),
         ),
-        tried(
+        Case::new(
             "leak_cap <- word",
             "EINVAL",
             write_once(&dir.join("leak_cap"), &[], b"lots", At::Position),
         ),
-        tried(
+        Case::new(
             "module_exit/disarm <- 2",
             "EINVAL",
             write_once(
@@ -244,7 +218,7 @@ fn refused_writes(dir: &Path) -> Result<Vec<Tried>> {
         .filter(|(a, b)| a != b)
         .map(|(_, b)| b.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .collect();
-    out.push(tried(
+    out.push(Case::new(
         "stats after the refused writes",
         "pattern=error_path variant=fixed runs=1",
         changed.join("; "),
@@ -253,11 +227,11 @@ fn refused_writes(dir: &Path) -> Result<Vec<Tried>> {
 }
 
 /// The cap: a leaky run that does not fit fails whole and leaks nothing.
-fn leak_cap(ctl: &Control, dir: &Path) -> Result<Vec<Tried>> {
+fn leak_cap(ctl: &Control, dir: &Path) -> Result<Vec<Case>> {
     let leaky = dir.join("patterns/error_path/leaky");
     let (old_cap, _) = ctl.leak_cap()?;
     ctl.set_cap(100)?;
-    let refused = tried(
+    let refused = Case::new(
         "leaky <- 1 over a 100-byte cap",
         "ENOSPC",
         write_once(&leaky, &[], b"1\n", At::Position),
@@ -269,12 +243,12 @@ fn leak_cap(ctl: &Control, dir: &Path) -> Result<Vec<Tried>> {
         .context("no error_path leaky stats")?;
     let out = vec![
         refused,
-        tried(
+        Case::new(
             "error_path leaky runs after ENOSPC",
             "0",
             leaked.runs.to_string(),
         ),
-        tried(
+        Case::new(
             "leak_cap after ENOSPC",
             "cap_bytes=100 leaked_bytes=0",
             fs::read_to_string(dir.join("leak_cap"))?.trim().to_string(),
@@ -285,7 +259,7 @@ fn leak_cap(ctl: &Control, dir: &Path) -> Result<Vec<Tried>> {
 }
 
 /// Reads: byte by byte, and at an odd offset, agree with a whole read.
-fn reads(dir: &Path) -> Result<Vec<Tried>> {
+fn reads(dir: &Path) -> Result<Vec<Case>> {
     let whole = fs::read(dir.join("stats"))?;
     let mut f = fs::File::open(dir.join("stats"))?;
     let mut one = [0u8; 1];
@@ -298,23 +272,23 @@ fn reads(dir: &Path) -> Result<Vec<Tried>> {
     let mut past = [0u8; 8];
     let beyond = fs::File::open(dir.join("stats"))?.read_at(&mut past, whole.len() as u64 + 100)?;
     Ok(vec![
-        tried(
+        Case::new(
             "stats read 1 byte at a time",
             "same",
             same(&whole, &bytewise),
         ),
-        tried(
+        Case::new(
             "stats read of 7 bytes at offset 13",
             "same",
             // A short stats (a catalogue of one pattern) has less to give.
             same(whole.get(13..13 + n).unwrap_or(&[]), &part[..n]),
         ),
-        tried("stats read past the end", "0", beyond.to_string()),
+        Case::new("stats read past the end", "0", beyond.to_string()),
     ])
 }
 
 /// `rmmod` of `module` while its stats file is open: refused.
-fn rmmod_while_open(dir: &Path, module: &str) -> Result<Tried> {
+fn rmmod_while_open(dir: &Path, module: &str) -> Result<Case> {
     let open = fs::File::open(dir.join("stats"))?;
     let cname = CString::new(module).context("module name contains NUL")?;
     let actual = match delete_module(&cname, DeleteModuleFlags::O_NONBLOCK) {
@@ -322,13 +296,13 @@ fn rmmod_while_open(dir: &Path, module: &str) -> Result<Tried> {
         Err(e) => format!("{e:?}"),
     };
     drop(open);
-    Ok(tried("rmmod while stats is open", "EAGAIN", actual))
+    Ok(Case::new("rmmod while stats is open", "EAGAIN", actual))
 }
 
 /// The control interface against an unprivileged user: no file in it is
 /// open to group or others, no directory writable by them, and a thread with the credentials of nobody
 /// gets EACCES opening any file to read or to write.
-fn unprivileged(ctl: &Control) -> Result<Vec<Tried>> {
+fn unprivileged(ctl: &Control) -> Result<Vec<Case>> {
     use std::os::unix::fs::PermissionsExt;
     let paths = ctl.entries()?;
     let mut open_to_others = Vec::new();
@@ -374,18 +348,18 @@ fn unprivileged(ctl: &Control) -> Result<Vec<Tried>> {
         Ok((files.len(), other))
     })?;
     Ok(vec![
-        (
-            "no file open to group or others, no directory writable".into(),
-            "none".into(),
+        Case::new(
+            "no file open to group or others, no directory writable",
+            "none",
             if open_to_others.is_empty() {
                 "none".into()
             } else {
                 open_to_others.join(", ")
             },
         ),
-        (
+        Case::new(
             format!("open as nobody, {} files, read and write", refused.0),
-            "EACCES".into(),
+            "EACCES",
             if refused.1.is_empty() {
                 "EACCES".into()
             } else {

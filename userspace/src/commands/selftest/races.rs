@@ -26,7 +26,7 @@ use crate::{
     ko::{parse_stats, Variant, DIR},
 };
 
-use super::{tried, Case, Tried};
+use super::case::Case;
 
 /// The writers of [`concurrent_writers`]: pattern, variant, runs.
 const WRITERS: [(&str, &str, u32); 5] = [
@@ -48,7 +48,7 @@ fn runs(text: &str) -> Result<BTreeMap<(String, &'static str), u64>> {
 /// Processes each driving one pattern through `leaklab trigger`, and the
 /// exit-time leak armed by one of them while a thread disarms it, all while
 /// threads read `stats`: `(case, expected, actual)` for each check.
-pub(super) fn concurrent_writers(dir: &Path) -> Result<Vec<Tried>> {
+pub(super) fn concurrent_writers(dir: &Path) -> Result<Vec<Case>> {
     let stats = dir.join("stats");
     let disarm = dir.join("patterns/module_exit/disarm");
     let before = runs(&fs::read_to_string(&stats)?)?;
@@ -93,15 +93,15 @@ pub(super) fn concurrent_writers(dir: &Path) -> Result<Vec<Tried>> {
         }
     };
     Ok(vec![
-        tried("concurrent writers: failed", "none", text(failed)),
-        tried("concurrent writers: miscounted", "none", text(miscounted)),
-        tried("concurrent stats reads: torn", "0", torn.to_string()),
-        tried(
+        Case::new("concurrent writers: failed", "none", text(failed)),
+        Case::new("concurrent writers: miscounted", "none", text(miscounted)),
+        Case::new("concurrent stats reads: torn", "0", torn.to_string()),
+        Case::new(
             "concurrent disarms: refused",
             "0",
             disarm_errors.to_string(),
         ),
-        tried(
+        Case::new(
             "module_exit leaked after disarm",
             "0",
             still_leaked.to_string(),
@@ -200,11 +200,12 @@ pub(super) fn unload_races(ko: &Ko) -> Result<Vec<Case>> {
         .into_iter()
         .map(|f| f.line)
         .collect();
-    let case = |name: &str, expected: &str, actual: String| Case {
-        name: format!("rmmod racing {} users: {name}", USERS.len()),
-        ok: actual == expected,
-        expected: expected.into(),
-        actual,
+    let case = |name: &str, expected: &str, actual: String| {
+        Case::new(
+            format!("rmmod racing {} users: {name}", USERS.len()),
+            expected,
+            actual,
+        )
     };
     Ok(vec![
         case(
@@ -335,12 +336,11 @@ pub(super) fn interrupted_runs_clean_up(ko: &Ko) -> Result<Vec<Case>> {
         let out = child.wait_with_output()?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         let mut check = |what: &str, expected: String, actual: String| {
-            cases.push(Case {
-                name: format!("cycle <- {sig} {what}"),
-                ok: actual == expected,
+            cases.push(Case::new(
+                format!("cycle <- {sig} {what}"),
                 expected,
                 actual,
-            })
+            ))
         };
         check(
             "exit status",
