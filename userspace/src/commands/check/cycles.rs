@@ -9,6 +9,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 
 use crate::{
     analysis::symbolize::Symbolizer,
@@ -23,7 +24,26 @@ use crate::{
     trace::{tracer::Tracer, vmalloc::Loads},
 };
 
-use super::{CycleRecord, Plan, UNLOAD_PATIENCE};
+use super::plan::{Plan, UNLOAD_PATIENCE};
+
+/// One cycle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CycleRecord {
+    /// Its number, from 1.
+    pub cycle: u32,
+    /// Whether the module loaded.
+    pub loaded: bool,
+    /// What its init returned when it failed (`-ENODEV (No such device)`).
+    pub init_error: Option<String>,
+    /// The exercise scripts' exit statuses, in order.
+    pub exercise: Vec<i32>,
+    /// Whether it unloaded (`None`: it never loaded).
+    pub unloaded: Option<bool>,
+    /// Why it did not unload.
+    pub unload_error: Option<String>,
+    /// Objects of the module's leaks allocated in this cycle.
+    pub leaked: usize,
+}
 
 /// What the cycles left to judge.
 pub(super) struct Cycles {

@@ -20,7 +20,6 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    time::Duration,
 };
 
 use anyhow::{bail, Result};
@@ -31,7 +30,7 @@ use crate::{
         attribute::{attribute, Example},
         group::fingerprint,
     },
-    commands::detectors::{Detector, DetectorArgs, Detectors},
+    commands::detectors::{Detector, Detectors},
     kernel::{
         initprobe::InitProbe, kmod, kmsg::KmsgWatch, module::Ko, procfs::kernel_release,
         thread::in_fresh_thread,
@@ -48,80 +47,17 @@ use crate::{
 };
 
 mod cycles;
+mod plan;
 mod render;
 
+pub use cycles::CycleRecord;
 use cycles::{harvest_trace, run_cycles, Cycles, TraceFound};
-
-/// How long an unload may wait for the module's users to go (a file of its
-/// own closing, a work item finishing) before it is reported as stuck.
-const UNLOAD_PATIENCE: Duration = Duration::from_secs(2);
+pub use plan::Plan;
+use plan::UNLOAD_PATIENCE;
 
 /// The help the lab gives its own samples and not a user's module, as
 /// `doctor` says it.
 pub const LAB_HELP: &str = "leaklab's own samples are helped to be seen exactly (their slab slots laundered, their stacks scrubbed, slab_nomerge, task stacks left out of the scans); a module of yours gets none of that (leaklab check scans task stacks). Measured without it (BENCHMARKS.md, 20 boots an architecture): the example C driver 280 of 280 objects, kmemleak-test 998 of 1000";
-
-/// What `check` runs.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Plan {
-    /// The module to check (a .ko built for the running kernel).
-    pub module: PathBuf,
-    /// Load/exercise/unload cycles.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub cycles: u32,
-    /// A module parameter, KEY=VALUE, as insmod takes it (repeatable).
-    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
-    pub params: Vec<String>,
-    /// A shell script run with `sh` each cycle while the module is loaded
-    /// (repeatable; in order). It gets LEAKLAB_MODULE and LEAKLAB_CYCLE in
-    /// its environment; its output goes to stderr.
-    #[arg(long = "exercise", value_name = "SCRIPT")]
-    pub exercise: Vec<PathBuf>,
-    /// Keep the module loaded while kmemleak scans after the last cycle
-    /// (as on a board that needs it), and unload it after.
-    #[arg(long)]
-    pub keep_loaded: bool,
-    #[command(flatten)]
-    pub detectors: DetectorArgs,
-}
-
-/// A `--param` word: `KEY=VALUE` with a key as the kernel spells one.
-fn parse_param(s: &str) -> std::result::Result<String, String> {
-    let (key, _) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
-    if key.is_empty()
-        || !key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
-    {
-        return Err(format!("{key:?} is not a module parameter's name"));
-    }
-    if s.contains(char::is_whitespace) || s.contains('"') {
-        return Err(format!(
-            "{s:?}: a value with spaces or quotes cannot be passed; use one without"
-        ));
-    }
-    Ok(s.to_string())
-}
-
-/// One cycle.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CycleRecord {
-    /// Its number, from 1.
-    pub cycle: u32,
-    /// Whether the module loaded.
-    pub loaded: bool,
-    /// What its init returned when it failed (`-ENODEV (No such device)`).
-    pub init_error: Option<String>,
-    /// The exercise scripts' exit statuses, in order.
-    pub exercise: Vec<i32>,
-    /// Whether it unloaded (`None`: it never loaded).
-    pub unloaded: Option<bool>,
-    /// Why it did not unload.
-    pub unload_error: Option<String>,
-    /// Objects of the module's leaks allocated in this cycle.
-    pub leaked: usize,
-}
 
 /// A place the module leaks from: reports with the same backtrace.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -467,22 +403,4 @@ fn group<'r>(
         });
     }
     (leaks, outside)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn params_are_key_value_words() {
-        assert_eq!(
-            parse_param("bug=error_path,slab_cache").as_deref(),
-            Ok("bug=error_path,slab_cache")
-        );
-        assert!(parse_param("bug").is_err());
-        assert!(parse_param("=1").is_err());
-        assert!(parse_param("a b=1").is_err());
-        assert!(parse_param("name=two words").is_err());
-        assert!(parse_param("x=\"q\"").is_err());
-    }
 }
