@@ -9,7 +9,10 @@ use crate::commands::{
 };
 use crate::ko::Variant;
 
-use super::{Canary, Checks, Options};
+use super::{
+    options::Options,
+    report::{canary_check, Canary, Checks},
+};
 
 /// Runs the canary's pattern once leaky, once fixed, in one window, judged
 /// by `detector` alone.
@@ -19,7 +22,7 @@ pub(super) fn run_canary(
     detector: Detector,
     progress: &mut dyn FnMut(&str),
 ) -> Option<Canary> {
-    let check = super::canary_check(detector);
+    let check = canary_check(detector);
     let check = check.as_str();
     let by = detector.name();
     let plan = Plan {

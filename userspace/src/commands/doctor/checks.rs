@@ -13,7 +13,17 @@ use crate::{
     kmemleak::{self, protocol::log_failure, window::auto_scan_running, Kmemleak},
 };
 
-use super::{Checks, Status, REQUIRED};
+use super::report::{Checks, Status};
+
+/// The kernel options leaklab cannot do without (a detector besides: see
+/// the `detectors` check).
+const REQUIRED: &[&str] = &[
+    "DEBUG_FS",
+    "RUST",
+    "MODULES",
+    "MODULE_UNLOAD",
+    "KALLSYMS_ALL",
+];
 
 /// Whether `CONFIG_<name>` is built in (`=y`) in `config`.
 pub(super) fn config_has(config: &str, name: &str) -> bool {

@@ -9,9 +9,7 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
-use super::{detectors::Detector, ModuleArg};
+use super::detectors::Detector;
 use crate::{
     kernel::procfs::kernel_release,
     output::{
@@ -24,149 +22,17 @@ use crate::{
 mod canary;
 mod checks;
 mod machine;
+mod options;
+mod report;
 
 use canary::run_canary;
 use checks::{
     check_cmdline, check_config, check_debugfs, check_kmemleak, check_memory, check_module,
 };
 use machine::{board, cpu};
-
-/// A check's outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Fine.
-    Ok,
-    /// Works, but results may suffer: the detail says how.
-    Warn,
-    /// leaklab cannot work here until this is fixed.
-    Fail,
-    /// Not checked, because an earlier check failed.
-    Skip,
-}
-
-/// One line of the diagnosis.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Check {
-    /// What was checked.
-    pub name: String,
-    /// The outcome.
-    pub status: Status,
-    /// What was found.
-    pub detail: String,
-    /// What to do, when it is not ok.
-    pub fix: Option<String>,
-}
-
-/// What the canary found.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Canary {
-    /// The detector it proved.
-    #[serde(default = "kmemleak")]
-    pub detector: Detector,
-    /// The sample it ran.
-    pub pattern: String,
-    /// Objects one leaky run leaks, as the module states.
-    pub expected: u64,
-    /// Objects the detector found for the leaky run.
-    pub found_leaky: u64,
-    /// Objects the detector found for the fixed run (must be 0).
-    pub found_fixed: u64,
-    /// The culprit's source line, as symbolized.
-    pub culprit_line: Option<String>,
-    /// Wall time of the whole canary, in seconds.
-    pub seconds: f64,
-}
-
-/// The whole diagnosis (`--format json`: schema `leaklab.doctor/1`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Diagnosis {
-    /// `leaklab.doctor/1`.
-    pub schema: String,
-    /// The running kernel's release.
-    pub kernel: String,
-    /// `uname -m`.
-    pub machine: String,
-    /// The board, from the device tree or DMI.
-    pub board: Option<String>,
-    /// The CPUs, e.g. `4x Cortex-A76 + 4x Cortex-A55`.
-    pub cpu: Option<String>,
-    /// MemTotal in MiB.
-    pub memory_mib: u64,
-    /// Seconds one kmemleak scan took (the cost of every scan leaklab runs).
-    pub scan_seconds: Option<f64>,
-    /// The checks, in order.
-    pub checks: Vec<Check>,
-    /// The first detector's canary, when it ran.
-    pub canary: Option<Canary>,
-    /// The canary of every detector this kernel has, in order.
-    #[serde(default)]
-    pub canaries: Vec<Canary>,
-    /// No check failed.
-    pub ok: bool,
-}
-
-/// The detector of a canary saved before there was a choice.
-fn kmemleak() -> Detector {
-    Detector::Kmemleak
-}
-
-/// The name of `detector`'s canary check.
-fn canary_check(detector: Detector) -> String {
-    format!("canary ({})", detector.name())
-}
-
-/// The kernel options leaklab cannot do without (a detector besides: see
-/// the `detectors` check).
-const REQUIRED: &[&str] = &[
-    "DEBUG_FS",
-    "RUST",
-    "MODULES",
-    "MODULE_UNLOAD",
-    "KALLSYMS_ALL",
-];
-
-/// What the doctor is asked to do (`leaklab doctor`'s options).
-#[derive(Debug, Clone, clap::Args)]
-pub struct Options {
-    #[command(flatten)]
-    module: ModuleArg,
-    /// The pattern the canary runs.
-    #[arg(long, default_value = "error_path")]
-    pub canary: String,
-}
-
-/// Collects the checks as they are made.
-#[derive(Default)]
-struct Checks(Vec<Check>);
-
-impl Checks {
-    fn push(&mut self, name: &str, status: Status, detail: String, fix: Option<String>) -> Status {
-        self.0.push(Check {
-            name: name.into(),
-            status,
-            detail,
-            fix,
-        });
-        status
-    }
-
-    fn ok(&mut self, name: &str, detail: String) -> Status {
-        self.push(name, Status::Ok, detail, None)
-    }
-
-    fn warn(&mut self, name: &str, detail: String, fix: &str) -> Status {
-        self.push(name, Status::Warn, detail, Some(fix.into()))
-    }
-
-    fn fail(&mut self, name: &str, detail: String, fix: &str) -> Status {
-        self.push(name, Status::Fail, detail, Some(fix.into()))
-    }
-
-    fn skip(&mut self, name: &str, why: &str) -> Status {
-        self.push(name, Status::Skip, why.into(), None)
-    }
-}
+pub use options::Options;
+use report::{canary_check, Checks};
+pub use report::{Diagnosis, Status};
 
 /// Runs every check, then the canary when nothing it needs failed.
 pub fn diagnose(opts: &Options, progress: &mut dyn FnMut(&str)) -> Diagnosis {
@@ -360,7 +226,12 @@ impl Outcome for Diagnosis {
 
 #[cfg(test)]
 mod tests {
-    use super::{checks::config_has, machine::cpu_summary, *};
+    use super::{
+        checks::config_has,
+        machine::cpu_summary,
+        report::{Canary, Check},
+        *,
+    };
 
     #[test]
     fn counts_big_and_little_cores() {
