@@ -213,3 +213,47 @@ pub fn human_line(l: &Logged) -> String {
     };
     format!("{t} {body}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::procfs::SlabCounts;
+
+    #[test]
+    fn grown_caches_the_most_bytes_first() {
+        let counts = |v: &[(&str, i64, u64)]| -> SlabCounts {
+            v.iter()
+                .map(|(n, a, s)| {
+                    (
+                        n.to_string(),
+                        crate::kernel::procfs::SlabCache {
+                            active: *a,
+                            object_size: *s,
+                        },
+                    )
+                })
+                .collect()
+        };
+        let before = counts(&[("kmalloc-64", 100, 64), ("dentry", 50, 192), ("gone", 5, 8)]);
+        let after = counts(&[
+            ("kmalloc-64", 110, 64),
+            ("dentry", 40, 192),
+            ("new", 2, 4096),
+        ]);
+        assert_eq!(
+            grown(&before, &after),
+            vec![
+                Grown {
+                    cache: "new".into(),
+                    objects: 2,
+                    bytes: 8192
+                },
+                Grown {
+                    cache: "kmalloc-64".into(),
+                    objects: 10,
+                    bytes: 640
+                },
+            ]
+        );
+    }
+}

@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use super::Watch;
+use super::{
+    running::{now, rss_kib, Watch},
+    state::Leak,
+};
 use crate::output::prometheus::{Exposition, Kind};
 
 /// The textfile's text after the round just done.
@@ -139,7 +142,7 @@ fn health(e: &mut Exposition, w: &Watch) {
         "leaklab_watch_last_round_timestamp_seconds",
         Kind::Gauge,
         "When the last round ended (Unix time).",
-        super::now(),
+        now(),
     );
     let errors = "leaklab_watch_errors_total";
     let h = &w.run.errors;
@@ -168,14 +171,14 @@ fn health(e: &mut Exposition, w: &Watch) {
         "leaklab_watch_resident_memory_bytes",
         Kind::Gauge,
         "The watch's own resident memory.",
-        super::rss_kib() as f64 * 1024.0,
+        rss_kib() as f64 * 1024.0,
     );
 }
 
 /// Objects and bytes of `leaks` by culprit and module (`?` and `kernel`
 /// for none).
 fn by_culprit<'a>(
-    leaks: impl Iterator<Item = &'a super::Leak>,
+    leaks: impl Iterator<Item = &'a Leak>,
 ) -> BTreeMap<(&'a str, &'a str), (u64, u64)> {
     let mut m: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
     for l in leaks {
@@ -193,7 +196,6 @@ fn by_culprit<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::watch::Leak;
 
     #[test]
     fn backtraces_of_one_culprit_are_one_series() {

@@ -13,13 +13,13 @@ use crate::{
     analysis::{
         findings::{findings, FindingKind},
         group::group,
-        trend::{Fit, Recent},
+        trend::{steady_growth, Fit, Line, Recent},
     },
     kernel::{
         clock::{boot_id, JiffyClock},
         interrupt::Interrupted,
         kmsg::KmsgWatch,
-        procfs::{parse_slabinfo, MemInfo, SlabCounts},
+        procfs::{parse_slabinfo, MemInfo},
     },
     kmemleak::{report::Report, window::Window, Kmemleak, MIN_AGE},
     output::write_atomically,
@@ -29,34 +29,13 @@ use crate::{
 use super::{
     event::{grown, human_line, Event, Logged, EVENT_SCHEMA},
     log::EventLog,
-    metrics, now, rss_kib, slab_warning,
+    metrics,
+    modules::Modules,
+    options::{Options, LOG_LINES_A_ROUND, RECENT},
+    report::{Health, Trends, WatchRun},
+    running::{now, rss_kib, Watch},
     state::{Leak, State},
-    Health, Modules, Options, Trends, WatchRun, LOG_LINES_A_ROUND, RECENT,
 };
-
-/// The watch as it runs.
-pub(super) struct Watch<'o> {
-    pub(super) opts: &'o Options,
-    pub(super) state: State,
-    pub(super) log: EventLog,
-    pub(super) modules: Modules,
-    pub(super) kmemleak: Option<Kmemleak>,
-    pub(super) kmemleak_up: bool,
-    pub(super) clock: Option<JiffyClock>,
-    pub(super) kmsg: Option<KmsgWatch>,
-    pub(super) slabs: Option<SlabCounts>,
-    pub(super) human: bool,
-    pub(super) run: WatchRun,
-    pub(super) fit_slab: Fit,
-    pub(super) fit_avail: Fit,
-    pub(super) recent_slab: Recent,
-    pub(super) recent_avail: Recent,
-    pub(super) last_new_leak: f64,
-    pub(super) warned_at: f64,
-    /// The last sample: memory, objects reported, allocinfo's bytes, the
-    /// round's seconds.
-    pub(super) last: Option<(MemInfo, Option<u64>, Option<i64>, f64)>,
-}
 
 impl<'o> Watch<'o> {
     /// The watch on `opts.out` (its state loaded for this boot), with the
@@ -322,5 +301,46 @@ impl Watch<'_> {
             self.run.errors.writes += 1;
         }
         self.run.errors.dropped_samples = self.log.dropped;
+    }
+}
+
+/// The least points before Slab's growth is called steady (over at least
+/// `--trend-after`).
+pub const TREND_MIN_POINTS: u64 = 10;
+/// The least growth of Slab called a leak, bytes a second (about 5 MiB a
+/// day).
+pub const TREND_MIN_SLOPE: f64 = 64.0;
+
+/// Whether Slab's recent `line` is a steady growth over `span` seconds at
+/// least, with no new leak found during it (`last_leak` the time of the
+/// last new one, `t` now).
+fn slab_warning(line: &Line, span: f64, last_leak: f64, t: f64) -> bool {
+    steady_growth(line, TREND_MIN_POINTS, span, TREND_MIN_SLOPE) && last_leak < t - line.span
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slab_warning_needs_a_steady_rise_and_a_silent_kmemleak() {
+        let mut r = Recent::new(RECENT, 10.0);
+        for i in 0..120 {
+            // 30 s apart for an hour: +1 KiB a sample, 34 bytes a second.
+            r.add(f64::from(i) * 30.0, 1e6 + f64::from(i) * 1024.0 * 4.0);
+        }
+        let line = r.line();
+        let end = 119.0 * 30.0;
+        assert!(slab_warning(&line, 600.0, -1.0, end), "{line:?}");
+        // Not for as long as asked.
+        assert!(!slab_warning(&line, 7200.0, -1.0, end), "{line:?}");
+        // kmemleak reported something in that time: no warning.
+        assert!(!slab_warning(&line, 600.0, end - 60.0, end));
+        // Flat, or noisy: none.
+        let mut flat = Recent::new(RECENT, 10.0);
+        for i in 0..120 {
+            flat.add(f64::from(i) * 30.0, 1e6 + f64::from(i % 2) * 4096.0);
+        }
+        assert!(!slab_warning(&flat.line(), 600.0, -1.0, end));
     }
 }

@@ -7,9 +7,11 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{
-    leak_lines, leak_list, log, per_hour,
+    event::{Event, Logged},
+    log,
+    options::RECENT,
+    report::{leak_lines, leak_list, per_hour},
     state::{State, SCHEMA},
-    Event, Logged, RECENT,
 };
 use crate::{
     analysis::trend::{Fit, Recent},
@@ -118,7 +120,7 @@ impl WatchDir {
                 Event::Finding { finding, line } => {
                     out += &format!("{} kernel log: {finding}: {line}\n", utc(e.time));
                 }
-                Event::Trend { .. } => out += &format!("{}\n", super::human_line(e)),
+                Event::Trend { .. } => out += &format!("{}\n", super::event::human_line(e)),
                 _ => {}
             }
         }
