@@ -69,7 +69,7 @@ KBUILD_ARGS = ARCH=$(ARCH) $(if $(LLVM),LLVM=$(LLVM),$(if $(cross_$(ARCH)),CROSS
 # A user's own kernel tree (KDIR=...) wins over the cached one.
 KDIR_OF = $(or $(KDIR),$(shell cat $(OUT)/kdir 2>/dev/null))
 
-.PHONY: all setup kernel module example debian-examples failed-init-repeat tool run try test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer lava clean
+.PHONY: all setup kernel module example debian-examples failed-init-repeat watch-soak tool run try test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer lava clean
 all: module tool
 
 setup:
@@ -211,6 +211,15 @@ failed-init-repeat: setup debian-examples
 	$(MAKE) --no-print-directory example tool ARCH=arm64
 	cd userspace && LEAKLAB_BUILD_DIR=$(BUILD) LEAKLAB_FAILED_INIT_RUNS=$(FAILED_INIT_RUNS) \
 		cargo test --release --test vm -- --include-ignored check_on_debian check_later_patterns
+
+# The watch's own memory over 1000 rounds at a 10 ms interval, both ARCHs
+# (make test runs 200): make watch-soak [WATCH_ROUNDS=1000]
+WATCH_ROUNDS ?= 1000
+watch-soak: setup
+	$(MAKE) --no-print-directory example tool ARCH=x86_64
+	$(MAKE) --no-print-directory example tool ARCH=arm64
+	cd userspace && LEAKLAB_BUILD_DIR=$(BUILD) LEAKLAB_WATCH_ROUNDS=$(WATCH_ROUNDS) \
+		cargo test --release --test vm -- --include-ignored watch_memory
 
 check: kernel
 	@# The samples are named: rustfmt does not follow the modules that
