@@ -254,9 +254,12 @@ impl Stats {
         }
         self.allocated.fetch_add(t.allocated, r);
         self.allocated_bytes.fetch_add(t.allocated_bytes, r);
-        self.freed.fetch_add(t.allocated - t.leaked, r);
+        // A sample that says it leaked more than it allocated is wrong, but
+        // its mistake must not wrap (or, with overflow checks, panic) here.
+        self.freed
+            .fetch_add(t.allocated.saturating_sub(t.leaked), r);
         self.freed_bytes
-            .fetch_add(t.allocated_bytes - t.leaked_bytes, r);
+            .fetch_add(t.allocated_bytes.saturating_sub(t.leaked_bytes), r);
         self.leaked.fetch_add(t.leaked, r);
         self.leaked_bytes.fetch_add(t.leaked_bytes, r);
     }
@@ -264,8 +267,11 @@ impl Stats {
     /// Moves objects that a later action freed from leaked to freed.
     pub(crate) fn unleak(&self, objects: usize, bytes: usize) {
         let r = Ordering::Relaxed;
-        self.leaked.fetch_sub(objects, r);
-        self.leaked_bytes.fetch_sub(bytes, r);
+        // Never below zero: a sample that frees more than it leaked is
+        // wrong, and its counters stay at zero instead of wrapping.
+        let less = |n: usize| move |v: usize| Some(v.saturating_sub(n));
+        let _ = self.leaked.fetch_update(r, r, less(objects));
+        let _ = self.leaked_bytes.fetch_update(r, r, less(bytes));
         self.freed.fetch_add(objects, r);
         self.freed_bytes.fetch_add(bytes, r);
     }

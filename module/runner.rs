@@ -115,7 +115,7 @@ pub(crate) fn run(state: &PatternState, variant: Variant, n: u32, budget: &LeakB
     }
     let f = code(state.pattern, variant);
     let stats = state.stats(variant);
-    let mut leaked_bytes = 0;
+    let mut leaked_bytes: usize = 0;
     let mut result = Ok(());
     for _ in 0..n {
         let mut t = Tally::default();
@@ -127,7 +127,7 @@ pub(crate) fn run(state: &PatternState, variant: Variant, n: u32, budget: &LeakB
         scrub_stack();
         stats.add(&t, r.is_ok());
         state.lost.add(&t);
-        leaked_bytes += t.leaked_bytes;
+        leaked_bytes = leaked_bytes.saturating_add(t.leaked_bytes);
         if let Err(e) = r {
             result = Err(e);
             break;
