@@ -37,7 +37,7 @@ use crate::{
         window::Window,
         Kmemleak, DEBUGFS,
     },
-    output::{Outcome, Verdict},
+    output::{schema::Schema, Outcome, Verdict},
     vm::initramfs::{modules_in, MODULE_DIR},
 };
 
@@ -291,7 +291,7 @@ pub fn run(modules: Vec<PathBuf>, naive: bool) -> Result<Census> {
         }
     }
     Ok(Census {
-        schema: "leaklab.census/1",
+        schema: Schema::Census.name(),
         kernel: kernel_release(),
         modules: results,
         unattributed,

@@ -28,7 +28,7 @@ use crate::{
     kernel::module::Ko,
     kmemleak::Kmemleak,
     ko::{Control, Variant},
-    output::{Outcome, Verdict},
+    output::{schema::Schema, Outcome, Verdict},
 };
 
 /// The leak cap the run fills, in bytes.
@@ -337,7 +337,7 @@ pub fn run(module: &Path, progress: &mut dyn FnMut(&str)) -> Result<FaultRun> {
             .all(|i| i.complete && i.points > 0 && i.errors == i.failed_runs)
         && judgement.clean();
     Ok(FaultRun {
-        schema: "leaklab.faults/1".into(),
+        schema: Schema::Faults.name().into(),
         memory_mib,
         injected,
         cap_bytes,

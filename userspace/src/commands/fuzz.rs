@@ -28,7 +28,7 @@ use crate::{
     kernel::module::Ko,
     kmemleak::Kmemleak,
     ko::{Control, Variant},
-    output::{Outcome, Verdict},
+    output::{schema::Schema, Outcome, Verdict},
 };
 
 /// What the fuzzer is asked to do (`leaklab fuzz`'s options).
@@ -228,7 +228,7 @@ fn fuzz(ctl: &Control, plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Fu
     files.sort();
     let mut rng = Rng::with_seed(plan.seed);
     let mut run = FuzzRun {
-        schema: "leaklab.fuzz/1".into(),
+        schema: Schema::Fuzz.name().into(),
         seed: plan.seed,
         files: files.len(),
         writes: 0,

@@ -17,7 +17,7 @@ use crate::{
         parallel::{parse_parallel, Input},
         report::Report,
     },
-    output::{Format, Outcome, Verdict},
+    output::{schema::Schema, Format, Outcome, Verdict},
 };
 
 /// Reports grouped by backtrace, for people and machines.
@@ -244,7 +244,7 @@ pub fn run(
         count,
         garbled,
         groups,
-        serde_json::json!({"schema": "leaklab.parse/1"}),
+        serde_json::json!({"schema": Schema::Parse.name()}),
     )?
     .announcing(parsed.announced))
 }

@@ -12,6 +12,7 @@ use crate::{
         window::{auto_scan_running, Window},
         Kmemleak, MIN_AGE,
     },
+    output::schema::Schema,
 };
 
 /// Runs the protocol around `command` (flushing earlier reports), or, with
@@ -47,7 +48,7 @@ pub fn run(command: &[String], progress: &mut dyn FnMut(&str)) -> Result<Grouped
         &settled.reports,
         &Symbolizer::default(),
         serde_json::json!({
-            "schema": "leaklab.scan/1",
+            "schema": Schema::Scan.name(),
             "scans": settled.scans,
             "stable": settled.stable,
             "auto_scan": {

@@ -14,6 +14,7 @@ use super::{check::Check, cycle::CycleRun, soak::SoakRun, watch::view::WatchDir}
 use crate::output::{
     emit,
     plot::{Chart, Series},
+    schema::Schema,
     Format, Outcome, Verdict,
 };
 
@@ -43,11 +44,11 @@ fn load(file: &Path) -> Result<Saved> {
     };
     let value: serde_json::Value = serde_json::from_str(&text).with_context(not)?;
     // Read once, then as the kind its schema names.
-    match value.get("schema").and_then(|s| s.as_str()) {
-        Some(s) if s.starts_with("leaklab.soak/") => Ok(Saved::Soak(
+    match Schema::of_document(&value) {
+        Some(Schema::Soak) => Ok(Saved::Soak(
             serde_json::from_value(value).with_context(not)?,
         )),
-        Some(s) if s.starts_with("leaklab.check/") => Ok(Saved::Check(Box::new(
+        Some(Schema::Check) => Ok(Saved::Check(Box::new(
             serde_json::from_value(value).with_context(not)?,
         ))),
         _ => Ok(Saved::Cycle(Box::new(

@@ -22,7 +22,7 @@ use crate::{
     },
     kmemleak::{window::Window, Kmemleak},
     ko::{Control, Variant},
-    output::{Outcome, Verdict},
+    output::{schema::Schema, Outcome, Verdict},
 };
 
 /// What to soak (`leaklab soak`'s options).
@@ -221,7 +221,7 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<SoakRun> {
         .get(TRACKER)
         .map_or(0, |c| c.object_size);
     let mut run = SoakRun {
-        schema: "leaklab.soak/1".into(),
+        schema: Schema::Soak.name().into(),
         cycles: plan.cycles,
         leaky: plan.leaky.clone(),
         leak_per_cycle,

@@ -15,6 +15,7 @@ pub mod ktap;
 pub mod plot;
 pub mod progress;
 pub mod prometheus;
+pub mod schema;
 
 /// Output formats. Human output ends with a closing line `result: ...`;
 /// JSON is one document whose `schema` field names its kind and version

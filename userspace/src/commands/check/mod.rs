@@ -40,6 +40,7 @@ use crate::{
         window::{Settled, Window},
         BLIND_SPOTS,
     },
+    output::schema::Schema,
     trace::{
         allocinfo::{self, AllocInfo},
         tracer::Tracer,
@@ -308,7 +309,7 @@ fn judge(
         }
     });
     Check {
-        schema: "leaklab.check/1".into(),
+        schema: Schema::Check.name().into(),
         kernel: kernel_release(),
         module: ko.name().to_string(),
         path: plan.module.clone(),

@@ -16,6 +16,7 @@ use crate::{
     kernel::{module::ModuleLayout, procfs::MemInfo},
     kmemleak::report::Report,
     ko::{PatternInfo, StatRecord, Variant},
+    output::schema::Schema,
 };
 
 /// What kmemleak found of a reference module.
@@ -293,7 +294,7 @@ impl CycleRun {
         detectors: Vec<Detector>,
     ) -> Self {
         Self {
-            schema: "leaklab.cycle/1".into(),
+            schema: Schema::Cycle.name().into(),
             detectors,
             kernel: crate::kernel::procfs::kernel_release(),
             ok: !cycles.is_empty() && cycles.iter().all(|c| c.ok && c.conclusive()),

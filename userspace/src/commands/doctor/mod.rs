@@ -14,6 +14,7 @@ use crate::{
     kernel::procfs::kernel_release,
     output::{
         ktap::{self, Case},
+        schema::Schema,
         Outcome, Verdict,
     },
     trace::allocinfo,
@@ -122,7 +123,7 @@ pub fn diagnose(opts: &Options, progress: &mut dyn FnMut(&str)) -> Diagnosis {
     }
     let ok = c.0.iter().all(|c| c.status != Status::Fail);
     Diagnosis {
-        schema: "leaklab.doctor/1".into(),
+        schema: Schema::Doctor.name().into(),
         kernel: kernel_release(),
         machine,
         board: board(),

@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use super::super::{check::Check, cycle::CycleRun, doctor};
-use crate::output::ktap;
+use crate::output::{ktap, schema::Schema};
 
 /// One test case for `lava-test-case`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,22 +72,20 @@ fn of_text(text: &str) -> Result<Vec<LavaCase>> {
     let incomplete = |s: &str| {
         format!("an incomplete {s} document: give the whole file leaklab wrote with --format json")
     };
-    let tests = match schema.as_deref() {
-        Some(s) if s.starts_with("leaklab.doctor/") => {
-            serde_json::from_value::<doctor::Diagnosis>(value)
-                .with_context(|| incomplete(s))?
-                .tests()
-        }
-        Some(s) if s.starts_with("leaklab.cycle/") => serde_json::from_value::<CycleRun>(value)
+    let tests = match (schema.as_deref(), schema.as_deref().and_then(Schema::of)) {
+        (Some(s), Some(Schema::Doctor)) => serde_json::from_value::<doctor::Diagnosis>(value)
             .with_context(|| incomplete(s))?
             .tests(),
-        Some(s) if s.starts_with("leaklab.check/") => serde_json::from_value::<Check>(value)
+        (Some(s), Some(Schema::Cycle)) => serde_json::from_value::<CycleRun>(value)
             .with_context(|| incomplete(s))?
             .tests(),
-        Some(s) => {
+        (Some(s), Some(Schema::Check)) => serde_json::from_value::<Check>(value)
+            .with_context(|| incomplete(s))?
+            .tests(),
+        (Some(s), _) => {
             bail!("a {s} result has no cases: give doctor, matrix, cycle or check JSON, or KTAP")
         }
-        None => bail!("JSON without a leaklab schema"),
+        (None, _) => bail!("JSON without a leaklab schema"),
     };
     Ok(tests.iter().map(of_case).collect())
 }

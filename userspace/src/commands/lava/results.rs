@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::{
-    output::{ktap, Outcome, Verdict},
+    output::{ktap, schema::Schema, Outcome, Verdict},
     vm::init::Tag,
 };
 
@@ -186,7 +186,7 @@ pub fn parse(log: &str) -> LavaResults {
         && mismatches.is_empty()
         && exit_ok;
     LavaResults {
-        schema: "leaklab.lava-results/1",
+        schema: Schema::LavaResults.name(),
         job,
         job_error,
         cases,

@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::{
     kernel::{kmod::LoadedModule, module::Ko},
     ko::{Control, Variant, DIR},
-    output::{Outcome, Verdict},
+    output::{schema::Schema, Outcome, Verdict},
 };
 
 mod case;
@@ -118,7 +118,7 @@ pub fn run(module: &Path) -> Result<Selftest> {
     cases.extend(interrupted_runs_clean_up(&ko)?);
     let ok = cases.iter().all(|c| c.ok);
     Ok(Selftest {
-        schema: "leaklab.selftest/1",
+        schema: Schema::Selftest.name(),
         cases,
         ok,
     })

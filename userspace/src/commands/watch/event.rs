@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::output::schema::Schema;
 use crate::{analysis::findings::FindingKind, kernel::procfs::SlabCounts, output::utc};
 
 /// One event of the log (`DIR/events.jsonl`, one JSON object a line,
@@ -109,7 +110,7 @@ pub struct Logged {
 }
 
 /// The schema of a log line.
-pub const EVENT_SCHEMA: &str = "leaklab.watch-event/1";
+pub const EVENT_SCHEMA: &str = Schema::WatchEvent.name();
 
 /// A slab cache that grew.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

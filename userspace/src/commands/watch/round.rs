@@ -22,7 +22,7 @@ use crate::{
         procfs::{parse_slabinfo, MemInfo},
     },
     kmemleak::{report::Report, window::Window, Kmemleak, MIN_AGE},
-    output::write_atomically,
+    output::{schema::Schema, write_atomically},
     trace::allocinfo,
 };
 
@@ -66,7 +66,7 @@ impl<'o> Watch<'o> {
                 .map(|t| parse_slabinfo(&t)),
             human,
             run: WatchRun {
-                schema: "leaklab.watch/1".into(),
+                schema: Schema::Watch.name().into(),
                 dir: opts.out.display().to_string(),
                 rounds: 0,
                 rounds_total: 0,

@@ -12,10 +12,10 @@ use std::{
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::output::write_atomically;
+use crate::output::{schema::Schema, write_atomically};
 
 /// The schema of the state file.
-pub const SCHEMA: &str = "leaklab.watch-state/1";
+pub const SCHEMA: &str = Schema::WatchState.name();
 
 /// One leak, by backtrace fingerprint.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

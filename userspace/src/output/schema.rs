@@ -1,0 +1,118 @@
+//! The documents leaklab writes with `--format json`, each named by its
+//! `schema` field (`leaklab.KIND/VERSION`), as
+//! Documentation/schema/leaklab-1.schema.json describes them.
+
+/// A kind of document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// `leaklab cycle` and `leaklab matrix`.
+    Cycle,
+    /// `leaklab check`.
+    Check,
+    /// `leaklab doctor`.
+    Doctor,
+    /// `leaklab soak`.
+    Soak,
+    /// `leaklab census`.
+    Census,
+    /// `leaklab faults`.
+    Faults,
+    /// `leaklab fuzz`.
+    Fuzz,
+    /// `leaklab selftest`.
+    Selftest,
+    /// `leaklab parse`.
+    Parse,
+    /// `leaklab scan`.
+    Scan,
+    /// `leaklab watch`'s summary.
+    Watch,
+    /// A line of a watch's event log.
+    WatchEvent,
+    /// A watch directory's `state.json`.
+    WatchState,
+    /// `leaklab lava results`.
+    LavaResults,
+}
+
+/// Every kind, for lookups.
+const ALL: [Schema; 14] = [
+    Schema::Cycle,
+    Schema::Check,
+    Schema::Doctor,
+    Schema::Soak,
+    Schema::Census,
+    Schema::Faults,
+    Schema::Fuzz,
+    Schema::Selftest,
+    Schema::Parse,
+    Schema::Scan,
+    Schema::Watch,
+    Schema::WatchEvent,
+    Schema::WatchState,
+    Schema::LavaResults,
+];
+
+impl Schema {
+    /// The `schema` field this version of leaklab writes.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Cycle => "leaklab.cycle/1",
+            Self::Check => "leaklab.check/1",
+            Self::Doctor => "leaklab.doctor/1",
+            Self::Soak => "leaklab.soak/1",
+            Self::Census => "leaklab.census/1",
+            Self::Faults => "leaklab.faults/1",
+            Self::Fuzz => "leaklab.fuzz/1",
+            Self::Selftest => "leaklab.selftest/1",
+            Self::Parse => "leaklab.parse/1",
+            Self::Scan => "leaklab.scan/1",
+            Self::Watch => "leaklab.watch/1",
+            Self::WatchEvent => "leaklab.watch-event/1",
+            Self::WatchState => "leaklab.watch-state/1",
+            Self::LavaResults => "leaklab.lava-results/1",
+        }
+    }
+
+    /// The kind a `schema` field names, of any version (`leaklab.check/2`
+    /// is a check too); `None` for anything else.
+    pub fn of(field: &str) -> Option<Self> {
+        let kind = field.strip_prefix("leaklab.")?.split_once('/')?.0;
+        ALL.into_iter().find(|s| {
+            s.name()
+                .strip_prefix("leaklab.")
+                .and_then(|n| n.split_once('/'))
+                .map(|n| n.0)
+                == Some(kind)
+        })
+    }
+
+    /// The kind of a JSON document, by its `schema` field.
+    pub fn of_document(doc: &serde_json::Value) -> Option<Self> {
+        doc.get("schema")
+            .and_then(|s| s.as_str())
+            .and_then(Self::of)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_found_by_its_own_name_and_by_another_version() {
+        for s in ALL {
+            assert_eq!(Schema::of(s.name()), Some(s), "{}", s.name());
+            let next = s.name().replace("/1", "/2");
+            assert_eq!(Schema::of(&next), Some(s), "{next}");
+        }
+        assert_eq!(
+            Schema::of("leaklab.watch-event/1"),
+            Some(Schema::WatchEvent)
+        );
+        assert_eq!(Schema::of("leaklab.watch/1"), Some(Schema::Watch));
+        assert_eq!(Schema::of("leaklab.nothing/1"), None);
+        assert_eq!(Schema::of("other.check/1"), None);
+        assert_eq!(Schema::of("leaklab.check"), None);
+    }
+}
