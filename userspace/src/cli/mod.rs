@@ -333,7 +333,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Vm(_) | Cmd::Show { .. } | Cmd::Parse { .. } | Cmd::Lava(_)
     ) {
         if !doctor {
-            require_root(&cli.command.name())?;
+            require_root(&subcommand())?;
         }
         // These load modules and change kmemleak's settings: on Ctrl-C or
         // SIGTERM they undo both before they exit, and on a panic too.
@@ -446,10 +446,13 @@ fn report<T: Outcome>(
     emit(&with_progress(work)?, format)
 }
 
-impl Cmd {
-    /// The subcommand's name, as typed (clap's is the variant's, lowercased).
-    fn name(&self) -> String {
-        let debug = format!("{self:?}");
-        debug.split(['(', ' ']).next().unwrap_or("").to_lowercase()
-    }
+/// The subcommands this process was given, as clap names them (`cycle`,
+/// `lava cases`), for messages.
+fn subcommand() -> String {
+    let args: Vec<_> = std::env::args_os().collect();
+    let path = command_path(&args);
+    path.strip_prefix("leaklab")
+        .unwrap_or(&path)
+        .trim()
+        .to_string()
 }
