@@ -11,8 +11,8 @@ use super::{
     plan::{Plan, Reference},
     rules::{self, Object},
     verdict::{
-        judge_reference, new_verdict, Count, CycleRecord, Missed, ReferenceVerdict, TraceRecord,
-        Unexpected, Verdict,
+        judge_reference, new_verdict, Count, Culprit, CycleRecord, Missed, ReferenceVerdict,
+        TraceRecord, Unexpected, Verdict,
     },
 };
 use crate::{
@@ -427,9 +427,9 @@ fn explain_row_missed(
 /// and keeps the first report as the row's example.
 fn name_culprit(v: &mut Verdict, a: &Attribution, r: &Report, sym: &Symbolizer) {
     if let Some(c) = &a.culprit {
-        let key = match &a.culprit_line {
-            Some(line) => format!("{c} at {line}"),
-            None => c.clone(),
+        let key = Culprit {
+            function: c.clone(),
+            line: a.culprit_line.clone(),
         };
         *v.culprits.entry(key).or_default() += 1;
     }

@@ -48,6 +48,48 @@ pub struct ReferenceVerdict {
     pub note: Option<String>,
 }
 
+/// The culprit of a row's reports: the function that allocated them and,
+/// where its frame resolved, the source line. It reads, and is keyed in
+/// the JSON document as, `function at file.c:LINE`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Culprit {
+    /// The function (`error_path::probe_leaky+0x2c/0x90 [leaklab]`).
+    pub function: String,
+    /// Its source line, when known.
+    pub line: Option<String>,
+}
+
+impl std::fmt::Display for Culprit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.line {
+            Some(line) => write!(f, "{} at {line}", self.function),
+            None => f.write_str(&self.function),
+        }
+    }
+}
+
+impl Serialize for Culprit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Culprit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(match text.split_once(" at ") {
+            Some((function, line)) => Self {
+                function: function.into(),
+                line: Some(line.into()),
+            },
+            None => Self {
+                function: text,
+                line: None,
+            },
+        })
+    }
+}
+
 /// The verdict on one pattern and variant in one cycle.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verdict {
@@ -68,7 +110,7 @@ pub struct Verdict {
     /// What the module's stats say it leaked.
     pub stats_leaked: Count,
     /// Culprit frames of the reports, with counts.
-    pub culprits: BTreeMap<String, u64>,
+    pub culprits: BTreeMap<Culprit, u64>,
     /// One of the reports, as kmemleak printed it and as symbolized.
     pub example: Option<Example>,
     /// Objects the module lost that kmemleak did not report, with what

@@ -146,10 +146,7 @@ pub(super) fn summarize(
         expected,
         found_leaky: found(leaky),
         found_fixed: fixed.map_or(0, |v| found(v)),
-        culprit_line: leaky
-            .culprits
-            .keys()
-            .find_map(|c| c.split_once(" at ").map(|(_, line)| line.to_string())),
+        culprit_line: leaky.culprits.keys().find_map(|c| c.line.clone()),
         seconds,
     })
 }
