@@ -410,20 +410,52 @@ impl Judgement {
         for o in &self.outside {
             out += &format!("  leaked outside the leaky samples: {o}\n");
         }
-        let mut known: Vec<&str> = self
+        // Each reason once, with its objects, in the order first seen.
+        let mut known: Vec<(&str, usize)> = Vec::new();
+        for why in self
             .known_kernel
             .iter()
             .filter_map(|k| k.split_once(": ").map(|(_, why)| why))
-            .collect();
-        known.dedup();
-        for why in known {
-            let n = self
-                .known_kernel
-                .iter()
-                .filter(|k| k.ends_with(why))
-                .count();
+        {
+            match known.iter_mut().find(|(w, _)| *w == why) {
+                Some((_, n)) => *n += 1,
+                None => known.push((why, 1)),
+            }
+        }
+        for (why, n) in known {
             out += &format!("  known kernel leak, not the module's ({n} object(s)): {why}\n");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_known_kernel_leak_is_said_once_with_its_objects() {
+        let j = Judgement {
+            stable: true,
+            known_kernel: vec![
+                "64 bytes at 0x1: the first".into(),
+                "32 bytes at 0x2: the second".into(),
+                "64 bytes at 0x3: the first".into(),
+            ],
+            ..Judgement::default()
+        };
+        let text = j.human();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("known kernel leak"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "  known kernel leak, not the module's (2 object(s)): the first",
+                "  known kernel leak, not the module's (1 object(s)): the second",
+            ],
+            "{text}"
+        );
     }
 }
