@@ -133,12 +133,6 @@ impl Recent {
         }
         fit.line()
     }
-
-    /// The most points it keeps.
-    #[cfg(test)]
-    pub fn capacity(&self) -> usize {
-        (self.period / self.spacing.max(f64::MIN_POSITIVE)).ceil() as usize + 1
-    }
 }
 
 /// A steady growth: at least `min_points` points over at least `min_span`,
@@ -156,6 +150,11 @@ pub const STEADY_R2: f64 = 0.8;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The most points `r` keeps.
+    fn capacity(r: &Recent) -> usize {
+        (r.period / r.spacing.max(f64::MIN_POSITIVE)).ceil() as usize + 1
+    }
 
     #[test]
     fn slope_of_a_line_and_of_noise() {
@@ -201,7 +200,7 @@ mod tests {
             let x = f64::from(i);
             r.add(x, if i < 50_000 { 0.0 } else { x });
         }
-        assert!(r.points.len() <= r.capacity(), "{}", r.points.len());
+        assert!(r.points.len() <= capacity(&r), "{}", r.points.len());
         assert_eq!(r.points.len(), 361);
         let l = r.line();
         assert!((l.slope - 1.0).abs() < 1e-9, "{l:?}");

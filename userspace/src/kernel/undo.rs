@@ -101,20 +101,19 @@ pub fn failpoint(name: &str) {
     }
 }
 
-/// What the steps noted now do, oldest first (for tests).
-#[cfg(test)]
-fn noted() -> Vec<String> {
-    NOTED
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, u)| u.what.clone())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the steps noted now do, oldest first.
+    fn noted() -> Vec<String> {
+        NOTED
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, u)| u.what.clone())
+            .collect()
+    }
 
     #[test]
     fn steps_are_noted_until_their_guard_lets_go_and_run_last_first() {

@@ -145,12 +145,6 @@ impl Ledger {
         }
     }
 
-    /// How many allocations are open.
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.live.len()
-    }
-
     /// The open allocations `keep` accepts, oldest first.
     pub fn outstanding(&self, keep: impl Fn(&Allocation) -> bool) -> Vec<&Allocation> {
         let mut v: Vec<&Allocation> = self.live.values().filter(|a| keep(a)).collect();
@@ -339,7 +333,7 @@ mod tests {
             stack(0, &[0xa]),
             alloc(7, 0, Space::Slab, 0x1000, 64),
         ]);
-        assert_eq!(l.len(), 1);
+        assert_eq!(l.live.len(), 1);
         assert!(
             l.outstanding(|_| true)[0].stack.is_empty(),
             "not the freed one's stack"
