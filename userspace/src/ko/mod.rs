@@ -12,6 +12,11 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+/// The help leaklab.ko gives its own samples and not a user's module, as
+/// `doctor` says it. The recall a module gets without it is measured by
+/// `make recall-unhelped` (BENCHMARKS.md), not written here.
+pub const LAB_HELP: &str = "leaklab's own samples are helped to be seen exactly (their slab slots laundered, their stacks scrubbed, slab_nomerge, task stacks left out of the scans); a module of yours gets none of that (leaklab check scans task stacks): BENCHMARKS.md gives the recall such a module gets (make recall-unhelped)";
+
 /// The control directory's default place.
 pub const DIR: &str = "/sys/kernel/debug/leaklab";
 

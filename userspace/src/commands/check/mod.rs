@@ -56,10 +56,6 @@ use cycles::{harvest_trace, run_cycles, Cycles, TraceFound};
 pub use plan::Plan;
 use plan::UNLOAD_PATIENCE;
 
-/// The help the lab gives its own samples and not a user's module, as
-/// `doctor` says it.
-pub const LAB_HELP: &str = "leaklab's own samples are helped to be seen exactly (their slab slots laundered, their stacks scrubbed, slab_nomerge, task stacks left out of the scans); a module of yours gets none of that (leaklab check scans task stacks). Measured without it (BENCHMARKS.md, 20 boots an architecture): the example C driver 280 of 280 objects, kmemleak-test 998 of 1000";
-
 /// A place the module leaks from: reports with the same backtrace.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Leak {

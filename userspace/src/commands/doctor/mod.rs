@@ -207,7 +207,7 @@ impl Outcome for Diagnosis {
                 out += &format!("  {:<5} {:<14} fix: {fix}\n", "", "");
             }
         }
-        out += &format!("note: {}\n", super::check::LAB_HELP);
+        out += &format!("note: {}\n", crate::ko::LAB_HELP);
         out
     }
 
