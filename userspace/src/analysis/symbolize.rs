@@ -200,15 +200,6 @@ impl LazyDwarf {
         }
     }
 
-    /// Already read (none).
-    #[cfg(test)]
-    fn none() -> Self {
-        Self {
-            reading: std::sync::Mutex::new(None),
-            read: std::sync::OnceLock::from(None),
-        }
-    }
-
     /// The DWARF, once read (waits for the thread the first time).
     fn get(&self) -> Option<&Dwarf> {
         self.read
@@ -276,13 +267,6 @@ impl Symbolizer {
             syms,
             dwarf,
         });
-    }
-
-    /// Adds a module by its layout alone (no symbols: frames resolve to
-    /// `section+offset`).
-    #[cfg(test)]
-    pub(crate) fn add_layout(&mut self, layout: ModuleLayout) {
-        self.add_symbols(layout, Vec::new(), LazyDwarf::none());
     }
 
     /// Resolves an address inside one of the added modules' sections: to the
@@ -403,6 +387,23 @@ impl ModuleSyms {
     }
 }
 
+/// What the crate's tests need of a symbolizer: a module by its layout
+/// alone.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{LazyDwarf, ModuleLayout, Symbolizer};
+
+    /// Adds a module to `sym` by its layout alone (no symbols and no DWARF:
+    /// frames resolve to `section+offset`).
+    pub(crate) fn add_layout(sym: &mut Symbolizer, layout: ModuleLayout) {
+        let none = LazyDwarf {
+            reading: std::sync::Mutex::new(None),
+            read: std::sync::OnceLock::from(None),
+        };
+        sym.add_symbols(layout, Vec::new(), none);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,15 +424,18 @@ mod tests {
         // the second one's init text lands where the first one's was freed.
         let mut symbols = Symbolizer::default();
         for (name, loader) in [("kmemleak_test", 18), ("rust_minimal", 40)] {
-            symbols.add_layout(ModuleLayout {
-                name: name.into(),
-                sections: vec![Section {
-                    name: ".init.text".into(),
-                    address: 0xffffffffa001c000,
-                    size: 0x100,
-                }],
-                loader: Some(loader),
-            });
+            testing::add_layout(
+                &mut symbols,
+                ModuleLayout {
+                    name: name.into(),
+                    sections: vec![Section {
+                        name: ".init.text".into(),
+                        address: 0xffffffffa001c000,
+                        size: 0x100,
+                    }],
+                    loader: Some(loader),
+                },
+            );
         }
         let report = |pid: u32| {
             let text = format!("unreferenced object 0xffff888003a8e000 (size 32):\n  comm \"exe\", pid {pid}, jiffies 4294892816\n  backtrace (crc 1):\n    __kmalloc_cache_noprof+0x104/0x114\n    0xffffffffa001c029\n    do_one_initcall+0x72/0x153\n");
@@ -444,15 +448,18 @@ mod tests {
     #[test]
     fn bare_addresses_and_tags_are_attributed() {
         let mut symbols = Symbolizer::default();
-        symbols.add_layout(ModuleLayout {
-            name: "kmemleak_test".into(),
-            sections: vec![Section {
-                name: ".init.text".into(),
-                address: 0xffffffffa0000000,
-                size: 0x300,
-            }],
-            loader: Some(18),
-        });
+        testing::add_layout(
+            &mut symbols,
+            ModuleLayout {
+                name: "kmemleak_test".into(),
+                sections: vec![Section {
+                    name: ".init.text".into(),
+                    address: 0xffffffffa0000000,
+                    size: 0x300,
+                }],
+                loader: Some(18),
+            },
+        );
         let text = "unreferenced object 0xffff888003a8e000 (size 32):\n  backtrace (crc 1):\n    __kmalloc_cache_noprof+0x1a2/0x2a0\n    0xffffffffa000023a\n";
         let r = &report::parse(text)[0];
         assert_eq!(symbols.owner_of(r), Some("kmemleak_test"));

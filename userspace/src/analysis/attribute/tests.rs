@@ -133,15 +133,18 @@ fn kasprintf_for_a_module_is_the_modules_leak() {
     assert_eq!((a.module, a.title), (None, None));
     // With the module's recorded sections, the bare frame is mydrv's.
     let mut sym = Symbolizer::default();
-    sym.add_layout(crate::kernel::module::ModuleLayout {
-        name: "mydrv".into(),
-        sections: vec![crate::kernel::module::Section {
-            name: ".text".into(),
-            address: 0xffffffffa0000000,
-            size: 0x1000,
-        }],
-        loader: None,
-    });
+    crate::analysis::symbolize::testing::add_layout(
+        &mut sym,
+        crate::kernel::module::ModuleLayout {
+            name: "mydrv".into(),
+            sections: vec![crate::kernel::module::Section {
+                name: ".text".into(),
+                address: 0xffffffffa0000000,
+                size: 0x1000,
+            }],
+            loader: None,
+        },
+    );
     let a = attribute(&parse(&kasprintf_unloaded())[0], &sym);
     assert_eq!(a.module.as_deref(), Some("mydrv"));
     assert_eq!(a.culprit.as_deref(), Some(".text+0x16"));
