@@ -77,14 +77,12 @@ impl Schema {
     /// The kind a `schema` field names, of any version (`leaklab.check/2`
     /// is a check too); `None` for anything else.
     pub fn of(field: &str) -> Option<Self> {
-        let kind = field.strip_prefix("leaklab.")?.split_once('/')?.0;
-        ALL.into_iter().find(|s| {
-            s.name()
-                .strip_prefix("leaklab.")
-                .and_then(|n| n.split_once('/'))
-                .map(|n| n.0)
-                == Some(kind)
-        })
+        /// `leaklab.KIND`: the part before the version.
+        fn kind(name: &str) -> Option<&str> {
+            name.split_once('/').map(|(k, _)| k)
+        }
+        let asked = kind(field).filter(|k| k.starts_with("leaklab."))?;
+        ALL.into_iter().find(|s| kind(s.name()) == Some(asked))
     }
 
     /// The kind of a JSON document, by its `schema` field.
