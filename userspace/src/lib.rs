@@ -8,9 +8,10 @@
 //! The layers, each using only those below it (`tests/layers.rs` checks):
 //!
 //! ```text
-//! cli -> commands -> analysis -> kmemleak -> kernel
-//!                 -> trace -> kmemleak, kernel
-//!                 -> ko, output, vm
+//! cli -> commands -> pipeline -> analysis -> kmemleak -> kernel
+//!                             -> trace -> kmemleak, kernel
+//!                             -> ko, output
+//!                 -> vm
 //! analysis -> ko
 //! ```
 //!
@@ -24,6 +25,7 @@ mod kernel;
 mod kmemleak;
 mod ko;
 mod output;
+mod pipeline;
 mod trace;
 mod vm;
 

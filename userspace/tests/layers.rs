@@ -4,9 +4,10 @@
 //! two modules of a directory, no module and its parent.
 //!
 //! ```text
-//! cli -> commands -> analysis -> kmemleak -> kernel
-//!                 -> trace -> kmemleak, kernel
-//!                 -> ko, output, vm
+//! cli -> commands -> pipeline -> analysis -> kmemleak -> kernel
+//!                             -> trace -> kmemleak, kernel
+//!                             -> ko, output
+//!                 -> vm
 //! analysis -> ko
 //! ```
 
@@ -18,12 +19,19 @@ use std::{
 
 /// What each layer may use.
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("cli", &["commands", "output", "ko", "vm", "kernel"]),
+    (
+        "cli",
+        &["commands", "pipeline", "output", "ko", "vm", "kernel"],
+    ),
     (
         "commands",
         &[
-            "analysis", "kmemleak", "trace", "ko", "kernel", "output", "vm",
+            "pipeline", "analysis", "kmemleak", "trace", "ko", "kernel", "output", "vm",
         ],
+    ),
+    (
+        "pipeline",
+        &["analysis", "kmemleak", "trace", "ko", "kernel", "output"],
     ),
     ("analysis", &["kmemleak", "kernel", "ko"]),
     ("kmemleak", &["kernel"]),

@@ -3,6 +3,7 @@
 //! what the kernel log says, and whether memory is trending.
 
 pub mod attribute;
+pub mod detector;
 pub mod findings;
 pub mod group;
 pub mod symbolize;

@@ -4,9 +4,10 @@
 use clap::{Args, ValueEnum};
 
 use crate::{
-    commands::{cycle::Plan, detectors::DetectorArgs, ModuleArg},
+    commands::{cycle::Plan, ModuleArg},
     ko::{Variant, MAX_RUNS},
     output::Format,
+    pipeline::detectors::{Detector, DetectorChoice},
 };
 
 /// `--format human|json`.
@@ -41,6 +42,49 @@ pub struct RunsArg {
     pub n: u32,
 }
 
+/// A leak detector.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DetectorName {
+    /// kmemleak: scans memory for objects nothing points to.
+    Kmemleak,
+    /// Allocation tracing over tracefs: what the module allocated and did
+    /// not free by the time it was gone.
+    Trace,
+}
+
+impl From<DetectorName> for Detector {
+    fn from(d: DetectorName) -> Self {
+        match d {
+            DetectorName::Kmemleak => Detector::Kmemleak,
+            DetectorName::Trace => Detector::Trace,
+        }
+    }
+}
+
+/// `--detector` and `--trace-buffer-kb`.
+#[derive(Debug, Clone, Args)]
+pub struct DetectorArgs {
+    /// A detector to judge by (repeatable; default: every one this kernel
+    /// supports: kmemleak with CONFIG_DEBUG_KMEMLEAK, trace with tracefs).
+    #[arg(long = "detector", value_enum)]
+    detectors: Vec<DetectorName>,
+    /// The allocation trace's ring buffer per CPU, in KiB (default: 8 MiB,
+    /// or the kernel's own for a trace instance when larger): events lost
+    /// to a full buffer make the run inconclusive.
+    #[arg(long, value_name = "KIB")]
+    trace_buffer_kb: Option<u64>,
+}
+
+impl DetectorArgs {
+    /// The detectors chosen.
+    pub fn choice(&self) -> DetectorChoice {
+        DetectorChoice {
+            detectors: self.detectors.iter().map(|&d| d.into()).collect(),
+            trace_buffer_kb: self.trace_buffer_kb,
+        }
+    }
+}
+
 /// What `cycle` and `matrix` run: the module, its patterns, the runs and
 /// the cycles.
 #[derive(Debug, Clone, Args)]
@@ -63,7 +107,7 @@ impl SelectArgs {
     /// The plan of these, for `variants`.
     pub fn plan(self, variants: Vec<Variant>) -> Plan {
         Plan {
-            detectors: self.detectors,
+            detectors: self.detectors.choice(),
             ..Plan::new(
                 self.module.path(),
                 self.patterns,

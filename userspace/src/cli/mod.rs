@@ -16,6 +16,7 @@ use crate::{
 };
 
 pub mod args;
+mod check;
 
 use args::{FormatArg, ResultFormatArg, RunsArg, SelectArgs};
 use commands::ModuleArg;
@@ -252,7 +253,7 @@ pub enum Cmd {
     /// Exits 0 when it leaks nothing, 1 when it leaks (or will not unload).
     Check {
         #[command(flatten)]
-        plan: commands::check::Plan,
+        plan: check::CheckArgs,
         #[command(flatten)]
         format: ResultFormatArg,
     },
@@ -410,7 +411,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             naive,
             modules,
         } => emit(&census::run(modules, naive)?, format.format),
-        Cmd::Check { plan, format } => report(format.format, |p| check::run(&plan, p)),
+        Cmd::Check { plan, format } => {
+            let plan = plan.plan();
+            report(format.format, |p| commands::check::run(&plan, p))
+        }
     }
 }
 

@@ -24,11 +24,11 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    commands::session::{Judgement, Session},
     kernel::module::Ko,
     kmemleak::Kmemleak,
     ko::{Control, Variant},
     output::{schema::Schema, Outcome, Verdict},
+    pipeline::session::{Judgement, Session},
 };
 
 /// The leak cap the run fills, in bytes.

@@ -24,11 +24,11 @@ use fastrand::Rng;
 
 use super::ModuleArg;
 use crate::{
-    commands::session::{Judgement, Session},
     kernel::module::Ko,
     kmemleak::Kmemleak,
     ko::{Control, Variant},
     output::{schema::Schema, Outcome, Verdict},
+    pipeline::session::{Judgement, Session},
 };
 
 /// What the fuzzer is asked to do (`leaklab fuzz`'s options).

@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     analysis::symbolize::Symbolizer,
-    commands::session,
     kernel::{
         initprobe::InitProbe,
         kmod::{self, init_error, LoadError, LoadedModule},
@@ -21,6 +20,7 @@ use crate::{
         thread::{in_fresh_thread, pid_mark, PidMarks},
     },
     kmemleak::report::Report,
+    pipeline::session,
     trace::{tracer::Tracer, vmalloc::Loads},
 };
 

@@ -30,7 +30,6 @@ use crate::{
         attribute::{attribute, Example},
         group::fingerprint,
     },
-    commands::detectors::{Detector, Detectors},
     kernel::{
         initprobe::InitProbe, kmod, kmsg::KmsgWatch, module::Ko, procfs::kernel_release,
         thread::in_fresh_thread,
@@ -41,6 +40,7 @@ use crate::{
         BLIND_SPOTS,
     },
     output::schema::Schema,
+    pipeline::detectors::{Detector, Detectors},
     trace::{
         allocinfo::{self, AllocInfo},
         tracer::Tracer,
@@ -53,8 +53,8 @@ mod render;
 
 pub use cycles::CycleRecord;
 use cycles::{harvest_trace, run_cycles, Cycles, TraceFound};
-pub use plan::Plan;
 use plan::UNLOAD_PATIENCE;
+pub use plan::{parse_param, Plan};
 
 /// A place the module leaks from: reports with the same backtrace.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -3,38 +3,31 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use crate::commands::detectors::DetectorArgs;
+use crate::pipeline::detectors::DetectorChoice;
 
 /// How long an unload may wait for the module's users to go (a file of its
 /// own closing, a work item finishing) before it is reported as stuck.
 pub(super) const UNLOAD_PATIENCE: Duration = Duration::from_secs(2);
 
 /// What `check` runs.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
 pub struct Plan {
-    /// The module to check (a .ko built for the running kernel).
+    /// The module to check.
     pub module: PathBuf,
     /// Load/exercise/unload cycles.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub cycles: u32,
-    /// A module parameter, KEY=VALUE, as insmod takes it (repeatable).
-    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    /// Module parameters, `KEY=VALUE` each ([`parse_param`]).
     pub params: Vec<String>,
-    /// A shell script run with `sh` each cycle while the module is loaded
-    /// (repeatable; in order). It gets LEAKLAB_MODULE and LEAKLAB_CYCLE in
-    /// its environment; its output goes to stderr.
-    #[arg(long = "exercise", value_name = "SCRIPT")]
+    /// Shell scripts run with `sh` each cycle while the module is loaded.
     pub exercise: Vec<PathBuf>,
-    /// Keep the module loaded while kmemleak scans after the last cycle
-    /// (as on a board that needs it), and unload it after.
-    #[arg(long)]
+    /// Keep the module loaded while kmemleak scans after the last cycle.
     pub keep_loaded: bool,
-    #[command(flatten)]
-    pub detectors: DetectorArgs,
+    /// The detectors.
+    pub detectors: DetectorChoice,
 }
 
 /// A `--param` word: `KEY=VALUE` with a key as the kernel spells one.
-pub(super) fn parse_param(s: &str) -> std::result::Result<String, String> {
+pub fn parse_param(s: &str) -> std::result::Result<String, String> {
     let (key, _) = s
         .split_once('=')
         .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;

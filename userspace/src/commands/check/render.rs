@@ -2,7 +2,7 @@
 //! backtrace for people, KTAP for kernel CI.
 
 use super::{total, Check, Leak, TraceCheck};
-use crate::commands::detectors::Detector;
+use crate::analysis::detector::Detector;
 use crate::output::{
     ktap::{self, Case},
     Outcome, Verdict,

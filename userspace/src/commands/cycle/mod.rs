@@ -11,7 +11,7 @@
 
 use anyhow::Result;
 
-use super::detectors::Detectors;
+use crate::pipeline::detectors::Detectors;
 use crate::{
     kernel::{kmod::LoadedModule, module::Ko},
     ko::Control,

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{commands::detectors::DetectorArgs, kernel::procfs::possible_cpus, ko::Variant};
+use crate::{kernel::procfs::possible_cpus, ko::Variant, pipeline::detectors::DetectorChoice};
 
 /// What to run in each cycle.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub struct Plan {
     /// kmemleak-test) and a negative control (rust_minimal, none).
     pub references: Vec<Reference>,
     /// The detectors that judge.
-    pub detectors: DetectorArgs,
+    pub detectors: DetectorChoice,
 }
 
 /// A module with a known leak, run beside the samples to check the harvest.
@@ -55,7 +55,7 @@ impl Plan {
             runs,
             cycles,
             references: Vec::new(),
-            detectors: DetectorArgs::default(),
+            detectors: DetectorChoice::default(),
         }
     }
 }

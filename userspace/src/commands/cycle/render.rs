@@ -2,7 +2,7 @@
 //! kernel CI (KTAP).
 
 use super::verdict::{Count, CycleRecord, CycleRun};
-use crate::commands::detectors::Detector;
+use crate::analysis::detector::Detector;
 use crate::output::{
     ktap::{self, Case},
     Outcome, Verdict,

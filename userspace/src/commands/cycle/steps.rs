@@ -21,10 +21,6 @@ use crate::{
         attribute::{attribute, Attribution, Example},
         findings::{self, explains, Finding},
     },
-    commands::{
-        detectors::Detectors,
-        session::{Harvest, Session, TraceHarvest},
-    },
     kernel::{
         interrupt,
         kmsg::KmsgWatch,
@@ -34,6 +30,10 @@ use crate::{
     },
     kmemleak::{report::Report, Kmemleak},
     ko::{Control, PatternInfo, StatRecord, Variant},
+    pipeline::{
+        detectors::Detectors,
+        session::{Harvest, Session, TraceHarvest},
+    },
     trace::{tracer::Tracer, Space},
 };
 

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 pub use super::rules::Count;
 use super::rules::{self, Object, Stated};
 use crate::{
+    analysis::detector::Detector,
     analysis::{
         attribute::{Attribution, Example},
         findings::Finding,
     },
-    commands::detectors::Detector,
     kernel::{module::ModuleLayout, procfs::MemInfo},
     kmemleak::report::Report,
     ko::{PatternInfo, StatRecord, Variant},

@@ -3,11 +3,9 @@
 
 use std::time::Instant;
 
-use crate::commands::{
-    cycle::{self, CycleRun, Plan},
-    detectors::{Detector, DetectorArgs},
-};
+use crate::commands::cycle::{self, CycleRun, Plan};
 use crate::ko::Variant;
+use crate::pipeline::detectors::{Detector, DetectorChoice};
 
 use super::{
     options::Options,
@@ -32,9 +30,9 @@ pub(super) fn run_canary(
         runs: 1,
         cycles: 1,
         references: Vec::new(),
-        detectors: DetectorArgs {
+        detectors: DetectorChoice {
             detectors: vec![detector],
-            ..DetectorArgs::default()
+            ..DetectorChoice::default()
         },
     };
     let t = Instant::now();

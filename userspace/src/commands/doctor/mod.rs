@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use super::detectors::Detector;
+use crate::analysis::detector::Detector;
 use crate::{
     kernel::procfs::kernel_release,
     output::{
@@ -56,7 +56,7 @@ pub fn diagnose(opts: &Options, progress: &mut dyn FnMut(&str)) -> Diagnosis {
     check_config(&mut c);
     check_cmdline(&mut c);
     let debugfs = check_debugfs(&mut c, root);
-    let trace = Detector::Trace.supported();
+    let trace = crate::pipeline::detectors::supported(Detector::Trace);
     let mut scan_seconds = None;
     let kmemleak = if debugfs == Status::Fail {
         c.skip("kmemleak", "needs debugfs");

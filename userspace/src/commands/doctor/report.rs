@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::commands::detectors::Detector;
+use crate::analysis::detector::Detector;
 
 /// A check's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

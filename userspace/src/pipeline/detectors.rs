@@ -1,53 +1,25 @@
 //! Which leak detectors judge a run: kmemleak, the allocation trace over
 //! tracefs, or both (the default: every one this kernel has).
 
-use anyhow::{bail, Result};
-use serde::{Deserialize, Serialize};
-
+pub use crate::analysis::detector::Detector;
 use crate::{kmemleak::Kmemleak, trace::tracer};
+use anyhow::{bail, Result};
 
-/// A leak detector.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Detector {
-    /// kmemleak: scans memory for objects nothing points to.
-    Kmemleak,
-    /// Allocation tracing over tracefs: what the module allocated and did
-    /// not free by the time it was gone.
-    Trace,
-}
-
-impl Detector {
-    /// Its name in tables and reasons.
-    pub fn name(self) -> &'static str {
-        match self {
-            Detector::Kmemleak => "kmemleak",
-            Detector::Trace => "trace",
-        }
-    }
-
-    /// Whether this kernel has it; `Err` says why not and what to do.
-    pub fn supported(self) -> Result<()> {
-        match self {
-            Detector::Kmemleak => Kmemleak::open().map(|_| ()),
-            Detector::Trace => tracer::supported(),
-        }
+/// Whether this kernel has `detector`; `Err` says why not and what to do.
+pub fn supported(detector: Detector) -> Result<()> {
+    match detector {
+        Detector::Kmemleak => Kmemleak::open().map(|_| ()),
+        Detector::Trace => tracer::supported(),
     }
 }
 
-/// `--detector` and `--trace-buffer-kb`.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct DetectorArgs {
-    /// A detector to judge by (repeatable; default: every one this kernel
-    /// supports: kmemleak with CONFIG_DEBUG_KMEMLEAK, trace with tracefs).
-    #[arg(long = "detector", value_enum)]
+/// The detectors asked for (none: every one this kernel has) and the
+/// trace's ring buffer per CPU in KiB (`None`: the default).
+#[derive(Debug, Clone, Default)]
+pub struct DetectorChoice {
+    /// The detectors to judge by; empty for all this kernel supports.
     pub detectors: Vec<Detector>,
-    /// The allocation trace's ring buffer per CPU, in KiB (default: 8 MiB,
-    /// or the kernel's own for a trace instance when larger): events lost
-    /// to a full buffer make the run inconclusive.
-    #[arg(long, value_name = "KIB")]
+    /// The trace's buffer per CPU, KiB.
     pub trace_buffer_kb: Option<u64>,
 }
 
@@ -64,7 +36,7 @@ pub struct Detectors {
 impl Detectors {
     /// The detectors asked for, or all this kernel has; fails when one asked
     /// for is missing, or none is there.
-    pub fn resolve(args: &DetectorArgs) -> Result<Self> {
+    pub fn resolve(args: &DetectorChoice) -> Result<Self> {
         anyhow::ensure!(
             args.trace_buffer_kb != Some(0),
             "--trace-buffer-kb must be at least 1"
@@ -75,7 +47,7 @@ impl Detectors {
         if chosen.is_empty() {
             chosen = [Detector::Kmemleak, Detector::Trace]
                 .into_iter()
-                .filter(|d| d.supported().is_ok())
+                .filter(|d| supported(*d).is_ok())
                 .collect();
             if chosen.is_empty() {
                 bail!(

@@ -1,0 +1,7 @@
+//! The run every command that loads a module stands on: the detectors
+//! chosen and opened ([`detectors`]), then a session ([`session`]) that
+//! loads the module inside their window, records where it sits, unloads it
+//! and harvests what each detector saw.
+
+pub mod detectors;
+pub mod session;
