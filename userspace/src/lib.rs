@@ -26,6 +26,7 @@ mod kmemleak;
 mod ko;
 mod output;
 mod pipeline;
+mod report;
 mod trace;
 mod vm;
 

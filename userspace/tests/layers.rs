@@ -26,8 +26,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "commands",
         &[
-            "pipeline", "analysis", "kmemleak", "trace", "ko", "kernel", "output", "vm",
+            "pipeline", "report", "analysis", "kmemleak", "trace", "ko", "kernel", "output", "vm",
         ],
+    ),
+    (
+        "report",
+        &["analysis", "kmemleak", "trace", "ko", "kernel", "output"],
     ),
     (
         "pipeline",

@@ -10,30 +10,15 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use super::{check::Check, cycle::CycleRun, soak::SoakRun, watch::view::WatchDir};
-use crate::output::{
-    emit,
-    plot::{Chart, Series},
-    schema::Schema,
-    Format, Outcome, Verdict,
+use crate::report::watch::view::WatchDir;
+use crate::{
+    output::{emit, schema::Schema, Format, Outcome, Verdict},
+    report::{soak, Document},
 };
 
-/// Colours of the runs, in order.
-const COLOURS: [(u8, u8, u8); 4] = [
-    (31, 119, 180),
-    (214, 39, 40),
-    (44, 160, 44),
-    (148, 103, 189),
-];
-
-/// What a saved result is, by its `schema`.
-enum Saved {
-    Cycle(Box<CycleRun>),
-    Check(Box<Check>),
-    Soak(SoakRun),
-}
-
-fn load(file: &Path) -> Result<Saved> {
+/// Reads a saved cycle, matrix, check or soak result (a document of any
+/// other kind, or none, is read as a cycle's and refused as one).
+fn load(file: &Path) -> Result<Document> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let not = || {
@@ -43,65 +28,13 @@ fn load(file: &Path) -> Result<Saved> {
         )
     };
     let value: serde_json::Value = serde_json::from_str(&text).with_context(not)?;
-    // Read once, then as the kind its schema names.
-    match Schema::of_document(&value) {
-        Some(Schema::Soak) => Ok(Saved::Soak(
-            serde_json::from_value(value).with_context(not)?,
-        )),
-        Some(Schema::Check) => Ok(Saved::Check(Box::new(
-            serde_json::from_value(value).with_context(not)?,
-        ))),
-        _ => Ok(Saved::Cycle(Box::new(
-            serde_json::from_value(value).with_context(not)?,
-        ))),
-    }
-}
-
-/// A run's name: its leaky pattern, or "fixed".
-fn name(run: &SoakRun) -> String {
-    run.leaky
-        .as_deref()
-        .map_or("fixed".into(), |p| format!("{p} leaky"))
-}
-
-/// Slab and MemAvailable of each soak run, MiB since its first sample, over
-/// cycles.
-fn soak_chart(runs: &[SoakRun]) -> Chart {
-    let mut series = Vec::new();
-    for (run, colour) in runs.iter().zip(COLOURS.iter().cycle()) {
-        let Some(first) = run.samples.first() else {
-            continue;
-        };
-        let curve = |field: fn(&super::soak::Sample) -> i64| {
-            run.samples
-                .iter()
-                .map(|s| {
-                    let kib = field(s).saturating_sub(field(first));
-                    (f64::from(s.cycle), kib as f64 / 1024.0)
-                })
-                .collect()
-        };
-        series.push(Series {
-            label: format!("{}: Slab", name(run)),
-            points: curve(|s| s.slab_kib),
-            colour: *colour,
-            dashed: false,
-        });
-        series.push(Series {
-            label: format!("{}: MemAvailable", name(run)),
-            points: curve(|s| s.mem_available_kib),
-            colour: *colour,
-            dashed: true,
-        });
-    }
-    Chart {
-        title: "leaklab soak: memory change over cycles".into(),
-        x_label: "cycles".into(),
-        y_label: "MiB since start".into(),
-        series,
-        marks: Vec::new(),
-        marks_label: String::new(),
-    }
+    let kind = Schema::of_document(&value)
+        .filter(|k| matches!(k, Schema::Soak | Schema::Check))
+        .unwrap_or(Schema::Cycle);
+    Document::read(kind, value)
+        .transpose()
+        .with_context(not)?
+        .with_context(not)
 }
 
 /// Shows a `leaklab watch` directory: its leaks, trends and findings, and
@@ -139,14 +72,16 @@ pub fn run(files: &[PathBuf], svg: Option<&Path>, format: Format) -> Result<Exit
     let mut soaks = Vec::new();
     for s in saved {
         match s {
-            Saved::Cycle(run) if files.len() == 1 && svg.is_none() => return emit(&*run, format),
-            Saved::Check(check) if files.len() == 1 && svg.is_none() => {
+            Document::Cycle(run) if files.len() == 1 && svg.is_none() => {
+                return emit(&*run, format)
+            }
+            Document::Check(check) if files.len() == 1 && svg.is_none() => {
                 return emit(&*check, format)
             }
-            Saved::Cycle(_) | Saved::Check(_) => bail!(
+            Document::Cycle(_) | Document::Check(_) | Document::Doctor(_) => bail!(
                 "give one cycle, matrix or check result alone, without --svg (only soak results are plotted or shown together)"
             ),
-            Saved::Soak(run) => soaks.push(run),
+            Document::Soak(run) => soaks.push(*run),
         }
     }
     if format != Format::Human {
@@ -154,13 +89,13 @@ pub fn run(files: &[PathBuf], svg: Option<&Path>, format: Format) -> Result<Exit
     }
     let mut verdict = Verdict::Passed;
     for run in &soaks {
-        print!("{}: {}", name(run), run.human());
+        print!("{}: {}", soak::name(run), run.human());
         if run.verdict() != Verdict::Passed && verdict == Verdict::Passed {
             verdict = run.verdict();
         }
     }
     if let Some(path) = svg {
-        let chart = soak_chart(&soaks).svg()?;
+        let chart = soak::chart(&soaks).svg()?;
         std::fs::write(path, chart).with_context(|| format!("writing {}", path.display()))?;
         println!("plot: {}", path.display());
     }

@@ -8,9 +8,6 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
-use serde::{Deserialize, Serialize};
-
 use super::ModuleArg;
 use crate::{
     analysis::trend::slope,
@@ -22,8 +19,10 @@ use crate::{
     },
     kmemleak::{window::Window, Kmemleak},
     ko::{Control, Variant},
-    output::{schema::Schema, Outcome, Verdict},
+    output::schema::Schema,
+    report::soak::{bounds, Sample, SoakRun},
 };
+use anyhow::Result;
 
 /// What to soak (`leaklab soak`'s options).
 #[derive(Debug, Clone, clap::Args)]
@@ -39,106 +38,6 @@ pub struct Plan {
     /// Sample memory every this many cycles.
     #[arg(long, default_value_t = 10)]
     pub every: u32,
-}
-
-/// One memory sample.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Sample {
-    /// Cycles done.
-    pub cycle: u32,
-    /// Seconds since the start.
-    pub seconds: f64,
-    /// MemAvailable, KiB.
-    pub mem_available_kib: i64,
-    /// Slab, KiB.
-    pub slab_kib: i64,
-    /// Objects kmemleak tracks (its `kmemleak_object` cache's active
-    /// objects: one per live allocation, leaked ones included).
-    pub tracked_objects: i64,
-}
-
-/// The outcome (`--format json`: schema `leaklab.soak/1`).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SoakRun {
-    /// `leaklab.soak/1`.
-    pub schema: String,
-    /// Cycles run.
-    pub cycles: u32,
-    /// The leaky pattern run once a cycle, if any.
-    pub leaky: Option<String>,
-    /// Bytes one leaky run leaks, as the module states (0 without one).
-    pub leak_per_cycle: u64,
-    /// The samples, first before any cycle.
-    pub samples: Vec<Sample>,
-    /// Objects kmemleak reported at the end.
-    pub reported: u64,
-    /// Objects the module says it leaked over the soak.
-    pub leaked: u64,
-    /// Least-squares slope of Slab over cycles, bytes a cycle.
-    pub slab_slope: f64,
-    /// Least-squares slope of MemAvailable over cycles, bytes a cycle
-    /// (negative: memory going away).
-    pub available_slope: f64,
-    /// Bytes of one `kmemleak_object`, kmemleak's record of an allocation.
-    pub tracker_object_size: u64,
-    /// Least-squares slope of the objects kmemleak tracks, a cycle.
-    pub tracked_slope: f64,
-    /// Slab's slope less kmemleak's own records of the leaked objects:
-    /// what the leak itself costs, bytes a cycle.
-    pub leak_slope: f64,
-    /// Slab at the end minus at the start, KiB.
-    pub slab_drift_kib: i64,
-    /// MemAvailable at the end minus at the start, KiB.
-    pub available_drift_kib: i64,
-    /// Wall time, seconds.
-    pub seconds: f64,
-    /// Whether kmemleak's set settled at the end (two scans agreed).
-    pub stable: bool,
-    /// The bounds not met ([`bounds`]); empty when the soak passed.
-    pub problems: Vec<String>,
-}
-
-/// The fixed soak's bound on memory drift: |Slab drift| and the loss of
-/// MemAvailable over the whole soak, KiB.
-pub const DRIFT_KIB: i64 = 1024;
-/// The leaky soak's bound: the leak's slope within this share of the rate
-/// the module states.
-pub const SLOPE_TOLERANCE: f64 = 0.25;
-
-/// The soak's bounds, checked: with the fixed variants only, kmemleak
-/// reports nothing and memory drifts at most [`DRIFT_KIB`]; with a leaky
-/// sample, every leaked object is reported and the leak grows at the stated
-/// rate, within [`SLOPE_TOLERANCE`].
-pub fn bounds(r: &SoakRun) -> Vec<String> {
-    let mut problems = Vec::new();
-    if r.leaky.is_none() {
-        if r.reported != 0 {
-            problems.push(format!("kmemleak reported {} objects", r.reported));
-        }
-        if r.slab_drift_kib.abs() > DRIFT_KIB || r.available_drift_kib < -DRIFT_KIB {
-            problems.push(format!(
-                "memory drifted beyond {DRIFT_KIB} KiB (Slab {:+} KiB, MemAvailable {:+} KiB)",
-                r.slab_drift_kib, r.available_drift_kib
-            ));
-        }
-    } else {
-        if r.reported != r.leaked {
-            problems.push(format!(
-                "kmemleak reported {} of {} leaked objects",
-                r.reported, r.leaked
-            ));
-        }
-        let rate = r.leak_per_cycle as f64;
-        // Slab also holds kmemleak's own record of each leaked object: the
-        // leak's slope is Slab's less those records.
-        if (r.leak_slope - rate).abs() > SLOPE_TOLERANCE * rate {
-            problems.push(format!(
-                "the leak grew {:.0} bytes a cycle, the module states {}",
-                r.leak_slope, r.leak_per_cycle
-            ));
-        }
-    }
-    problems
 }
 
 /// kmemleak's cache of per-allocation records.
@@ -241,97 +140,4 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<SoakRun> {
     };
     run.problems = bounds(&run);
     Ok(run)
-}
-
-impl Outcome for SoakRun {
-    /// Passes within its [`bounds`]; inconclusive when kmemleak's set did
-    /// not settle.
-    fn verdict(&self) -> Verdict {
-        match self.stable {
-            false => Verdict::Inconclusive,
-            true => Verdict::of(self.problems.is_empty()),
-        }
-    }
-
-    /// The human summary.
-    fn human(&self) -> String {
-        format!(
-            "soak: {} cycles in {:.0} s{}\n  kmemleak reported {} object(s); the module leaked {}\n  Slab: {:+} KiB ({:+.1} bytes a cycle, {:+.1} without kmemleak's records); MemAvailable: {:+} KiB ({:+.1} bytes a cycle)\n",
-            self.cycles,
-            self.seconds,
-            self.leaky.as_deref().map_or(String::new(), |p| format!(
-                ", {p} leaky once a cycle ({} bytes)",
-                self.leak_per_cycle
-            )),
-            self.reported,
-            self.leaked,
-            self.slab_drift_kib,
-            self.slab_slope,
-            self.leak_slope,
-            self.available_drift_kib,
-            self.available_slope,
-        ) + &self
-            .problems
-            .iter()
-            .map(|p| format!("  bound not met: {p}\n"))
-            .collect::<String>()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn soak(leaky: Option<&str>) -> SoakRun {
-        SoakRun {
-            schema: "leaklab.soak/1".into(),
-            cycles: 1000,
-            leaky: leaky.map(str::to_string),
-            leak_per_cycle: if leaky.is_some() { 256 } else { 0 },
-            samples: Vec::new(),
-            reported: 0,
-            leaked: 0,
-            slab_slope: 0.0,
-            available_slope: 0.0,
-            tracker_object_size: 168,
-            tracked_slope: 0.0,
-            leak_slope: 0.0,
-            slab_drift_kib: 272,
-            available_drift_kib: -500,
-            seconds: 100.0,
-            stable: true,
-            problems: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn the_soak_bounds_pass_and_fail() {
-        // Fixed: as measured (Slab +272 KiB, nothing reported).
-        assert!(bounds(&soak(None)).is_empty());
-        let mut r = soak(None);
-        r.reported = 1;
-        assert!(bounds(&r)[0].contains("reported 1"));
-        let mut r = soak(None);
-        r.slab_drift_kib = 2048;
-        assert!(bounds(&r)[0].contains("drifted"));
-        let mut r = soak(None);
-        r.available_drift_kib = -2048;
-        assert_eq!(bounds(&r).len(), 1);
-        // Leaky: every object reported, the slope within 25% of 256.
-        let mut r = soak(Some("error_path"));
-        (r.reported, r.leaked, r.leak_slope) = (1000, 1000, 295.0);
-        assert!(bounds(&r).is_empty());
-        r.leak_slope = 330.0;
-        assert!(bounds(&r)[0].contains("grew 330"));
-        r.leak_slope = 256.0;
-        r.reported = 999;
-        assert!(bounds(&r)[0].contains("999 of 1000"));
-        // Not settled: inconclusive whatever the bounds say.
-        let mut r = soak(None);
-        r.stable = false;
-        assert_eq!(r.verdict(), Verdict::Inconclusive);
-        r.stable = true;
-        r.problems = bounds(&r);
-        assert_eq!(r.verdict(), Verdict::Passed);
-    }
 }

@@ -8,9 +8,6 @@ use std::{
     time::Instant,
 };
 
-use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
-
 use crate::{
     analysis::symbolize::Symbolizer,
     kernel::{
@@ -21,29 +18,12 @@ use crate::{
     },
     kmemleak::report::Report,
     pipeline::session,
+    report::check::CycleRecord,
     trace::{tracer::Tracer, vmalloc::Loads},
 };
+use anyhow::{bail, Context, Result};
 
 use super::plan::{Plan, UNLOAD_PATIENCE};
-
-/// One cycle.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CycleRecord {
-    /// Its number, from 1.
-    pub cycle: u32,
-    /// Whether the module loaded.
-    pub loaded: bool,
-    /// What its init returned when it failed (`-ENODEV (No such device)`).
-    pub init_error: Option<String>,
-    /// The exercise scripts' exit statuses, in order.
-    pub exercise: Vec<i32>,
-    /// Whether it unloaded (`None`: it never loaded).
-    pub unloaded: Option<bool>,
-    /// Why it did not unload.
-    pub unload_error: Option<String>,
-    /// Objects of the module's leaks allocated in this cycle.
-    pub leaked: usize,
-}
 
 /// What the cycles left to judge.
 pub(super) struct Cycles {

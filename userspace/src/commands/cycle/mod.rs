@@ -18,13 +18,10 @@ use crate::{
 };
 
 mod plan;
-mod render;
-pub mod rules;
 mod steps;
-pub mod verdict;
 
+pub use crate::report::cycle::{verdict, CycleRun};
 pub use plan::{Plan, Reference};
-pub use verdict::CycleRun;
 
 /// The plan's object files, each read once for the whole run.
 struct Modules {

@@ -35,7 +35,7 @@ pub struct Reference {
     /// Objects it leaks from one load and unload.
     pub leaks: u64,
     /// How many of them are per-CPU objects (`__alloc_percpu`), which
-    /// kmemleak may miss on x86_64 ([`super::rules::reference`]).
+    /// kmemleak may miss on x86_64 ([`crate::report::cycle::rules::reference`]).
     pub percpu: u64,
 }
 

@@ -7,14 +7,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 
-use super::{
-    plan::{Plan, Reference},
-    rules::{self, Object},
-    verdict::{
-        judge_reference, new_verdict, Count, Culprit, CycleRecord, Missed, ReferenceVerdict,
-        TraceRecord, Unexpected, Verdict,
-    },
-};
+use super::plan::{Plan, Reference};
 use crate::{
     analysis::symbolize::Symbolizer,
     analysis::{
@@ -33,6 +26,13 @@ use crate::{
     pipeline::{
         detectors::Detectors,
         session::{Harvest, Session, TraceHarvest},
+    },
+    report::cycle::{
+        rules::{self, Object},
+        verdict::{
+            judge, judge_reference, new_verdict, Count, Culprit, CycleRecord, Missed,
+            ReferenceVerdict, TraceRecord, Unexpected, Verdict,
+        },
     },
     trace::{tracer::Tracer, Space},
 };
@@ -288,7 +288,7 @@ fn judge_cycle(
         .as_ref()
         .map(|t| judge_trace(t, &harvest.sym, &mut verdicts, &mut references));
     for v in &mut verdicts {
-        super::verdict::judge(v);
+        judge(v);
         if let Some(kmemleak) = &detectors.kmemleak {
             explain_row_missed(v, &driven, &reported, kmemleak, &mut harvest.kmsg);
         }

@@ -6,11 +6,9 @@ use std::time::Instant;
 use crate::commands::cycle::{self, CycleRun, Plan};
 use crate::ko::Variant;
 use crate::pipeline::detectors::{Detector, DetectorChoice};
+use crate::report::doctor::{canary_check, Canary};
 
-use super::{
-    options::Options,
-    report::{canary_check, Canary, Checks},
-};
+use super::{collect::Checks, options::Options};
 
 /// Runs the canary's pattern once leaky, once fixed, in one window, judged
 /// by `detector` alone.

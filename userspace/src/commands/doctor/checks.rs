@@ -13,7 +13,8 @@ use crate::{
     kmemleak::{self, protocol::log_failure, window::auto_scan_running, Kmemleak},
 };
 
-use super::report::{Checks, Status};
+use super::collect::Checks;
+use crate::report::doctor::Status;
 
 /// The kernel options leaklab cannot do without (a detector besides: see
 /// the `detectors` check).

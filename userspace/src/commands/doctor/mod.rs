@@ -10,30 +10,22 @@
 use std::path::Path;
 
 use crate::analysis::detector::Detector;
-use crate::{
-    kernel::procfs::kernel_release,
-    output::{
-        ktap::{self, Case},
-        schema::Schema,
-        Outcome, Verdict,
-    },
-    trace::allocinfo,
-};
+use crate::{kernel::procfs::kernel_release, output::schema::Schema, trace::allocinfo};
 
 mod canary;
 mod checks;
+mod collect;
 mod machine;
 mod options;
-mod report;
 
+pub use crate::report::doctor::{canary_check, Diagnosis, Status};
 use canary::run_canary;
 use checks::{
     check_cmdline, check_config, check_debugfs, check_kmemleak, check_memory, check_module,
 };
+use collect::Checks;
 use machine::{board, cpu};
 pub use options::Options;
-use report::{canary_check, Checks};
-pub use report::{Diagnosis, Status};
 
 /// Runs every check, then the canary when nothing it needs failed.
 pub fn diagnose(opts: &Options, progress: &mut dyn FnMut(&str)) -> Diagnosis {
@@ -137,102 +129,9 @@ pub fn diagnose(opts: &Options, progress: &mut dyn FnMut(&str)) -> Diagnosis {
     }
 }
 
-impl Diagnosis {
-    /// The diagnosis as tests, as KTAP and LAVA report them: one per check,
-    /// named as LAVA keeps it (`kernel_config`, `canary_kmemleak`). Ok and
-    /// warn pass, fail fails with what was found, skip is a SKIP; a canary
-    /// counts the objects its detector found for the leaky run.
-    pub fn tests(&self) -> Vec<Case> {
-        self.checks
-            .iter()
-            .map(|c| {
-                let case = match c.status {
-                    Status::Ok | Status::Warn => Case::new(true, ktap::name(&c.name), None),
-                    Status::Fail => Case::new(false, ktap::name(&c.name), Some(c.detail.clone())),
-                    Status::Skip => Case::new(
-                        true,
-                        ktap::name(&c.name),
-                        Some(format!("SKIP {}", c.detail)),
-                    ),
-                };
-                let canary = self
-                    .canaries
-                    .iter()
-                    .find(|k| c.name == canary_check(k.detector));
-                match canary {
-                    Some(k) => case.counting(k.found_leaky),
-                    None => case,
-                }
-            })
-            .collect()
-    }
-}
-
-impl Outcome for Diagnosis {
-    fn verdict(&self) -> Verdict {
-        Verdict::of(self.ok)
-    }
-
-    /// KTAP: [`Diagnosis::tests`].
-    fn ktap(&self) -> Option<String> {
-        Some(ktap::document(
-            &format!("leaklab doctor on {}", self.kernel),
-            &self.tests(),
-        ))
-    }
-
-    /// The human report: a header, a line per check (and its fix), a verdict.
-    fn human(&self) -> String {
-        let mut out = format!(
-            "leaklab doctor: kernel {} on {}{}{}, {} MiB\n",
-            self.kernel,
-            self.machine,
-            self.board
-                .as_deref()
-                .map_or(String::new(), |b| format!(", {b}")),
-            self.cpu
-                .as_deref()
-                .map_or(String::new(), |c| format!(", {c}")),
-            self.memory_mib
-        );
-        for check in &self.checks {
-            let status = match check.status {
-                Status::Ok => "ok",
-                Status::Warn => "warn",
-                Status::Fail => "FAIL",
-                Status::Skip => "skip",
-            };
-            out += &format!("  {status:<5} {:<14} {}\n", check.name, check.detail);
-            if let Some(fix) = &check.fix {
-                out += &format!("  {:<5} {:<14} fix: {fix}\n", "", "");
-            }
-        }
-        out += &format!("note: {}\n", crate::ko::LAB_HELP);
-        out
-    }
-
-    fn summary(&self) -> String {
-        let failed = self
-            .checks
-            .iter()
-            .filter(|c| c.status == Status::Fail)
-            .count();
-        if failed == 0 {
-            "ok: leaklab can show leaks on this machine".into()
-        } else {
-            format!("FAIL: {failed} check(s) failed")
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{
-        checks::config_has,
-        machine::cpu_summary,
-        report::{Canary, Check},
-        *,
-    };
+    use super::{checks::config_has, machine::cpu_summary};
 
     #[test]
     fn counts_big_and_little_cores() {
@@ -259,54 +158,5 @@ mod tests {
         assert!(config_has(config, "RUST"));
         assert!(!config_has(config, "DEBUG_KMEMLEAK"));
         assert!(!config_has(config, "MODULES"));
-    }
-
-    #[test]
-    fn the_diagnosis_reads_as_ktap() {
-        let check = |name: &str, status, detail: &str| Check {
-            name: name.into(),
-            status,
-            detail: detail.into(),
-            fix: None,
-        };
-        let d = Diagnosis {
-            schema: "leaklab.doctor/1".into(),
-            kernel: "6.12".into(),
-            machine: "x86_64".into(),
-            board: None,
-            cpu: None,
-            memory_mib: 488,
-            scan_seconds: None,
-            checks: vec![
-                check("kernel config", Status::Ok, "all set"),
-                check("debugfs", Status::Warn, "was not mounted: mounted it"),
-                check("kmemleak", Status::Fail, "kmemleak is disabled"),
-                check("canary (kmemleak)", Status::Skip, "kmemleak failed"),
-                check("canary (trace)", Status::Ok, "seen"),
-            ],
-            canary: None,
-            canaries: vec![Canary {
-                detector: Detector::Trace,
-                pattern: "error_path".into(),
-                expected: 1,
-                found_leaky: 1,
-                found_fixed: 0,
-                culprit_line: None,
-                seconds: 1.0,
-            }],
-            ok: false,
-        };
-        assert_eq!(
-            d.ktap().unwrap(),
-            "KTAP version 1\n# leaklab doctor on 6.12\n1..5\n\
-             ok 1 kernel_config\n\
-             ok 2 debugfs\n\
-             not ok 3 kmemleak # kmemleak is disabled\n\
-             ok 4 canary_kmemleak # SKIP kmemleak failed\n\
-             ok 5 canary_trace\n\
-             # Totals: pass:3 fail:1 xfail:0 xpass:0 skip:1 error:0\n"
-        );
-        let counted: Vec<Option<u64>> = d.tests().iter().map(|t| t.objects).collect();
-        assert_eq!(counted, [None, None, None, None, Some(1)]);
     }
 }

@@ -12,8 +12,10 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::super::{check::Check, cycle::CycleRun, doctor};
-use crate::output::{ktap, schema::Schema};
+use crate::{
+    output::{ktap, schema::Schema},
+    report::Document,
+};
 
 /// One test case for `lava-test-case`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,21 +74,19 @@ fn of_text(text: &str) -> Result<Vec<LavaCase>> {
     let incomplete = |s: &str| {
         format!("an incomplete {s} document: give the whole file leaklab wrote with --format json")
     };
-    let tests = match (schema.as_deref(), schema.as_deref().and_then(Schema::of)) {
-        (Some(s), Some(Schema::Doctor)) => serde_json::from_value::<doctor::Diagnosis>(value)
-            .with_context(|| incomplete(s))?
-            .tests(),
-        (Some(s), Some(Schema::Cycle)) => serde_json::from_value::<CycleRun>(value)
-            .with_context(|| incomplete(s))?
-            .tests(),
-        (Some(s), Some(Schema::Check)) => serde_json::from_value::<Check>(value)
-            .with_context(|| incomplete(s))?
-            .tests(),
-        (Some(s), _) => {
-            bail!("a {s} result has no cases: give doctor, matrix, cycle or check JSON, or KTAP")
-        }
-        (None, _) => bail!("JSON without a leaklab schema"),
+    let Some(s) = schema else {
+        bail!("JSON without a leaklab schema")
     };
+    let no_cases =
+        || format!("a {s} result has no cases: give doctor, matrix, cycle or check JSON, or KTAP");
+    let kind = Schema::of(&s)
+        .filter(|k| matches!(k, Schema::Doctor | Schema::Cycle | Schema::Check))
+        .with_context(no_cases)?;
+    let tests = Document::read(kind, value)
+        .with_context(no_cases)?
+        .with_context(|| incomplete(&s))?
+        .tests()
+        .with_context(no_cases)?;
     Ok(tests.iter().map(of_case).collect())
 }
 

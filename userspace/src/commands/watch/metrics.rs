@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use super::{
-    running::{now, rss_kib, Watch},
-    state::Leak,
+use super::running::{now, rss_kib, Watch};
+use crate::{
+    output::prometheus::{Exposition, Kind},
+    report::watch::state::Leak,
 };
-use crate::output::prometheus::{Exposition, Kind};
 
 /// The textfile's text after the round just done.
 pub(super) fn render(w: &Watch) -> String {

@@ -11,21 +11,16 @@ use anyhow::{Context, Result};
 
 use crate::kernel::interrupt::{self, Interrupted};
 
-mod event;
-pub mod log;
 pub mod metrics;
 mod modules;
 mod options;
-mod report;
 mod round;
 mod running;
-pub mod state;
-pub mod view;
 
-pub use event::Event;
+pub use crate::report::watch::event::Event;
+pub use crate::report::watch::run::WatchRun;
+use crate::report::watch::run::{leak_list, Trends};
 pub use options::Options;
-pub use report::WatchRun;
-use report::{leak_list, Trends};
 use running::Watch;
 
 /// Runs the watch until its rounds are done or a signal stops it; prints a

@@ -57,8 +57,7 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
 
 /// Kernel log records read a round, at most.
 pub(super) const LOG_LINES_A_ROUND: usize = 4096;
-/// The recent stretch the trend warning looks at, seconds.
-pub const RECENT: f64 = 3600.0;
+pub use crate::report::watch::RECENT;
 #[cfg(test)]
 mod tests {
     use super::*;

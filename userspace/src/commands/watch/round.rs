@@ -23,18 +23,20 @@ use crate::{
     },
     kmemleak::{report::Report, window::Window, Kmemleak, MIN_AGE},
     output::{schema::Schema, write_atomically},
+    report::watch::{
+        event::{grown, human_line, Event, Logged, EVENT_SCHEMA},
+        log::EventLog,
+        run::{Health, Trends, WatchRun},
+        state::{Leak, State},
+    },
     trace::allocinfo,
 };
 
 use super::{
-    event::{grown, human_line, Event, Logged, EVENT_SCHEMA},
-    log::EventLog,
     metrics,
     modules::Modules,
     options::{Options, LOG_LINES_A_ROUND, RECENT},
-    report::{Health, Trends, WatchRun},
     running::{now, rss_kib, Watch},
-    state::{Leak, State},
 };
 
 impl<'o> Watch<'o> {

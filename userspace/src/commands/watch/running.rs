@@ -14,7 +14,8 @@ use crate::{
     kmemleak::Kmemleak,
 };
 
-use super::{log::EventLog, modules::Modules, options::Options, report::WatchRun, state::State};
+use super::{modules::Modules, options::Options};
+use crate::report::watch::{log::EventLog, run::WatchRun, state::State};
 
 /// The watch as it runs.
 pub(super) struct Watch<'o> {

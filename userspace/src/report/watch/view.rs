@@ -7,11 +7,11 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::{
-    event::{Event, Logged},
+    event::{self, Event, Logged},
     log,
-    options::RECENT,
-    report::{leak_lines, leak_list, per_hour},
+    run::{leak_lines, leak_list, per_hour},
     state::{State, SCHEMA},
+    RECENT,
 };
 use crate::{
     analysis::trend::{Fit, Recent},
@@ -120,7 +120,7 @@ impl WatchDir {
                 Event::Finding { finding, line } => {
                     out += &format!("{} kernel log: {finding}: {line}\n", utc(e.time));
                 }
-                Event::Trend { .. } => out += &format!("{}\n", super::event::human_line(e)),
+                Event::Trend { .. } => out += &format!("{}\n", event::human_line(e)),
                 _ => {}
             }
         }

@@ -132,13 +132,13 @@ pub struct Verdict {
     pub blind: Option<String>,
     /// What the module states for kmemleak (not saved: its figures are above).
     #[serde(skip)]
-    pub(super) stated: Stated,
+    pub(crate) stated: Stated,
     /// What the trace should find after the unload (not saved).
     #[serde(skip)]
-    pub(super) trace_stated: Stated,
+    pub(crate) trace_stated: Stated,
     /// The reported objects (not saved: `addresses` and `sizes` above).
     #[serde(skip)]
-    pub(super) objects: Vec<Object>,
+    pub(crate) objects: Vec<Object>,
 }
 
 /// The allocation trace of one cycle.
@@ -181,7 +181,7 @@ pub struct TraceColumn {
     pub reason: Option<String>,
     /// The allocations found (not saved: `sizes` above).
     #[serde(skip)]
-    pub(super) objects: Vec<Object>,
+    pub(crate) objects: Vec<Object>,
 }
 
 /// A pattern's outstanding allocations while the module is loaded, after
@@ -330,7 +330,7 @@ impl CycleRun {
     }
 
     /// The run of `cycles` on this kernel, with the catalogue the module gave.
-    pub(super) fn new(
+    pub(crate) fn new(
         patterns: Vec<PatternInfo>,
         cycles: Vec<CycleRecord>,
         detectors: Vec<Detector>,
@@ -350,7 +350,7 @@ impl CycleRun {
 /// report is counted: `lost` names the objects its leaky runs lost and `st`
 /// holds its stats. `detectors` says which detectors judge it (kmemleak,
 /// trace).
-pub(super) fn new_verdict(
+pub(crate) fn new_verdict(
     p: &PatternInfo,
     v: Variant,
     runs: u32,
@@ -443,7 +443,7 @@ pub(super) fn new_verdict(
 
 impl Verdict {
     /// Counts a report of `object` against this row.
-    pub(super) fn count(&mut self, object: Object) {
+    pub(crate) fn count(&mut self, object: Object) {
         self.found.add(object.size);
         self.sizes.push(object.size);
         self.addresses.push(format!("{:#x}", object.address));
@@ -451,7 +451,7 @@ impl Verdict {
     }
 
     /// Counts an allocation the trace found outstanding against this row.
-    pub(super) fn count_traced(&mut self, object: Object) {
+    pub(crate) fn count_traced(&mut self, object: Object) {
         if let Some(t) = &mut self.trace {
             t.found.add(object.size);
             t.sizes.push(object.size);
@@ -472,7 +472,7 @@ fn unload_rule(v: Variant, stated: &Stated) -> Variant {
 
 /// Judges one pattern and variant by the rules ([`rules::row`]), by each
 /// detector that ran.
-pub(super) fn judge(v: &mut Verdict) {
+pub(crate) fn judge(v: &mut Verdict) {
     v.sizes.sort_unstable();
     let mut reasons = Vec::new();
     if v.kmemleak {
@@ -501,7 +501,7 @@ pub(super) fn judge(v: &mut Verdict) {
 
 /// Judges a reference module ([`rules::reference`]), by each detector that
 /// ran (`kmemleak`: whether it did).
-pub(super) fn judge_reference(x: &mut ReferenceVerdict, kmemleak: bool) {
+pub(crate) fn judge_reference(x: &mut ReferenceVerdict, kmemleak: bool) {
     let expected = (x.expected, x.percpu_expected);
     let found = (x.found.objects, x.percpu_found);
     let small = rules::SMALL_PERCPU_POINTERS;

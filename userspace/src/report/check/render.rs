@@ -395,7 +395,7 @@ impl Check {
 #[cfg(test)]
 mod tests {
     use super::ranges;
-    use crate::{commands::check::Check, output::Verdict};
+    use crate::{output::Verdict, report::check::Check};
 
     /// A real check of the example driver (error_path, x86_64).
     fn saved() -> Check {

@@ -1,0 +1,12 @@
+//! The documents of `watch`: its run ([`run::WatchRun`], `leaklab.watch/1`),
+//! its state and event log in the directory it writes ([`state`],
+//! [`event`], [`log`]), and that directory read back for `show` ([`view`]).
+
+pub mod event;
+pub mod log;
+pub mod run;
+pub mod state;
+pub mod view;
+
+/// The recent stretch the trend warning looks at, seconds.
+pub const RECENT: f64 = 3600.0;
