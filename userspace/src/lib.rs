@@ -8,9 +8,9 @@
 //! The layers, each using only those below it (`tests/layers.rs` checks):
 //!
 //! ```text
-//! cli -> commands -> pipeline -> analysis -> kmemleak -> kernel
-//!                             -> trace -> kmemleak, kernel
-//!                             -> ko, output
+//! cli -> commands -> pipeline -> report -> analysis -> kmemleak -> kernel
+//!                                      -> trace -> kmemleak, kernel
+//!                                      -> ko, output
 //!                 -> vm
 //! analysis -> ko
 //! ```

@@ -4,9 +4,9 @@
 //! two modules of a directory, no module and its parent.
 //!
 //! ```text
-//! cli -> commands -> pipeline -> analysis -> kmemleak -> kernel
-//!                             -> trace -> kmemleak, kernel
-//!                             -> ko, output
+//! cli -> commands -> pipeline -> report -> analysis -> kmemleak -> kernel
+//!                                      -> trace -> kmemleak, kernel
+//!                                      -> ko, output
 //!                 -> vm
 //! analysis -> ko
 //! ```
@@ -35,7 +35,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "pipeline",
-        &["analysis", "kmemleak", "trace", "ko", "kernel", "output"],
+        &[
+            "report", "analysis", "kmemleak", "trace", "ko", "kernel", "output",
+        ],
     ),
     ("analysis", &["kmemleak", "kernel", "ko"]),
     ("kmemleak", &["kernel"]),
@@ -92,13 +94,15 @@ fn file_paths(text: &str, module: &[String]) -> BTreeSet<Vec<String>> {
 }
 
 /// The whole paths the code of module `module` (its inline tests left out)
-/// names: through `crate::`, `super::`, `self::`, or a child module it
+/// names: through `crate::`, `super::`, `super::super::`, `self::`, or a child module it
 /// declares (`mod round;` then `round::Watch`).
 fn deep_paths(text: &str, module: &[String]) -> BTreeSet<Vec<String>> {
     let body = without_tests(text);
     let parent = &module[..module.len().saturating_sub(1)];
     let mut out = paths_in(body, "crate::", &[], usize::MAX);
     out.extend(paths_in(body, "super::", parent, usize::MAX));
+    let grandparent = &module[..module.len().saturating_sub(2)];
+    out.extend(paths_in(body, "super::super::", grandparent, usize::MAX));
     out.extend(paths_in(body, "self::", module, usize::MAX));
     for line in body.lines() {
         let decl = line.trim_start();
@@ -325,5 +329,59 @@ fn the_checker_sees_grouped_and_nested_imports() {
             "kernel::kmod",
             "ko"
         ]
+    );
+}
+
+/// The commands a file of command `command` (`commands/<command>...`)
+/// names besides its own: `commands/mod.rs`'s shared items are not a
+/// command.
+fn other_commands(text: &str, module: &[String], commands: &BTreeSet<String>) -> Vec<String> {
+    deep_paths(text, module)
+        .into_iter()
+        .filter(|p| p.len() >= 2 && p[0] == "commands" && p[1] != module[1])
+        .map(|p| p[1].clone())
+        .filter(|c| commands.contains(c))
+        .collect()
+}
+
+#[test]
+fn no_command_imports_another() {
+    let src = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src"));
+    let mut files = Vec::new();
+    sources(&src.join("commands"), &mut files);
+    let commands: BTreeSet<String> = files
+        .iter()
+        .map(|f| module_of(src, f))
+        .filter(|m| m.len() >= 2)
+        .map(|m| m[1].clone())
+        .collect();
+    let mut wrong = Vec::new();
+    for f in &files {
+        let module = module_of(src, f);
+        if module.len() < 2 {
+            continue;
+        }
+        for other in other_commands(&fs::read_to_string(f).unwrap(), &module, &commands) {
+            wrong.push(format!("{} uses command {other}", f.display()));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "commands importing commands (share it from a layer below):\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_command_checker_sees_a_command_importing_another() {
+    let commands: BTreeSet<String> = ["check", "show", "watch"].map(String::from).into();
+    let module = ["commands", "show"].map(String::from);
+    let text =
+        "use super::{check::Check, watch::view::WatchDir};\nuse crate::commands::ModuleArg;\n";
+    assert_eq!(other_commands(text, &module, &commands), ["check", "watch"]);
+    let nested = ["commands", "show", "render"].map(String::from);
+    assert_eq!(
+        other_commands("use super::super::check::Check;\n", &nested, &commands),
+        ["check"]
     );
 }

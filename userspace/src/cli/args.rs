@@ -4,10 +4,13 @@
 use clap::{Args, ValueEnum};
 
 use crate::{
-    commands::{cycle::Plan, ModuleArg},
+    commands::ModuleArg,
     ko::{Variant, MAX_RUNS},
     output::Format,
-    pipeline::detectors::{Detector, DetectorChoice},
+    pipeline::{
+        detectors::{Detector, DetectorChoice},
+        lab::Plan,
+    },
 };
 
 /// `--format human|json`.

@@ -9,10 +9,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::{
-    commands::{self, cycle},
+    commands,
     kernel::interrupt,
     ko::Variant,
     output::{emit, progress::with_progress, Format, Outcome},
+    pipeline::lab,
 };
 
 pub mod args;
@@ -105,8 +106,8 @@ pub enum Cmd {
         select: SelectArgs,
         /// A reference module and the objects it leaks, `KO=N` (repeatable;
         /// default: kmemleak-test.ko and rust_minimal.ko beside the module).
-        #[arg(long = "reference", value_parser = cycle::Reference::parse)]
-        references: Vec<cycle::Reference>,
+        #[arg(long = "reference", value_parser = lab::Reference::parse)]
+        references: Vec<lab::Reference>,
         /// Give every pattern (and every reference module) a kmemleak window
         /// of its own, one after the other, as public load/unload tests do:
         /// the baseline `make bench` measures the one-window matrix against.
@@ -365,7 +366,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 variants
             });
-            report(format.format, |p| cycle::run(&plan, p))
+            report(format.format, |p| lab::run(&plan, p))
         }
         Cmd::Matrix {
             select,
@@ -375,12 +376,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let mut plan = select.plan(vec![Variant::Leaky, Variant::Fixed]);
             plan.references = match references {
-                r if r.is_empty() => cycle::Reference::defaults_beside(&plan.module),
+                r if r.is_empty() => lab::Reference::defaults_beside(&plan.module),
                 r => r,
             };
             match sequential {
-                true => report(format.format, |p| cycle::run_sequential(&plan, p)),
-                false => report(format.format, |p| cycle::run(&plan, p)),
+                true => report(format.format, |p| lab::run_sequential(&plan, p)),
+                false => report(format.format, |p| lab::run(&plan, p)),
             }
         }
         Cmd::Show { files, svg, format } => show::run(&files, svg.as_deref(), format.format),

@@ -9,7 +9,6 @@ use anyhow::Result;
 pub mod catalogue;
 pub mod census;
 pub mod check;
-pub mod cycle;
 pub mod doctor;
 pub mod faults;
 pub mod fuzz;

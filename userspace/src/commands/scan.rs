@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::parse::Grouped;
 use crate::{
     analysis::symbolize::Symbolizer,
     kmemleak::{
@@ -13,6 +12,7 @@ use crate::{
         Kmemleak, MIN_AGE,
     },
     output::schema::Schema,
+    report::grouped::Grouped,
 };
 
 /// Runs the protocol around `command` (flushing earlier reports), or, with

@@ -11,6 +11,7 @@ use crate::output::{ktap::Case, schema::Schema};
 pub mod check;
 pub mod cycle;
 pub mod doctor;
+pub mod grouped;
 pub mod soak;
 pub mod watch;
 

@@ -3,9 +3,10 @@
 
 use std::time::Instant;
 
-use crate::commands::cycle::{self, CycleRun, Plan};
 use crate::ko::Variant;
 use crate::pipeline::detectors::{Detector, DetectorChoice};
+use crate::pipeline::lab::{self, Plan};
+use crate::report::cycle::{verdict::Verdict, CycleRun};
 use crate::report::doctor::{canary_check, Canary};
 
 use super::{collect::Checks, options::Options};
@@ -34,7 +35,7 @@ pub(super) fn run_canary(
         },
     };
     let t = Instant::now();
-    let run = match cycle::run(&plan, progress) {
+    let run = match lab::run(&plan, progress) {
         Ok(run) => run,
         Err(e) => {
             c.fail(
@@ -120,7 +121,7 @@ pub(super) fn summarize(
     detector: Detector,
     seconds: f64,
 ) -> Option<Canary> {
-    let verdicts: Vec<&cycle::verdict::Verdict> = run
+    let verdicts: Vec<&Verdict> = run
         .cycles
         .iter()
         .flat_map(|r| &r.verdicts)
@@ -128,7 +129,7 @@ pub(super) fn summarize(
         .collect();
     let leaky = verdicts.iter().find(|v| v.variant == Variant::Leaky)?;
     let fixed = verdicts.iter().find(|v| v.variant == Variant::Fixed);
-    let found = |v: &cycle::verdict::Verdict| match detector {
+    let found = |v: &Verdict| match detector {
         Detector::Kmemleak => v.found.objects,
         Detector::Trace => v.trace.as_ref().map_or(0, |t| t.found.objects),
     };

@@ -1,17 +1,18 @@
-//! `leaklab cycle` and `leaklab matrix`: load leaklab.ko, drive its samples,
-//! unload it, harvest kmemleak, and judge every pattern and variant against
-//! what the module said it would leak.
+//! The lab's run, behind `leaklab cycle`, `leaklab matrix` and doctor's
+//! canary: load leaklab.ko, drive its samples, unload it, harvest what the
+//! detectors saw, and judge every pattern and variant against what the
+//! module said it would leak.
 //!
 //! All triggers of a cycle run in one kmemleak window: each report is tied to
 //! its pattern and variant by its symbolized frames (the sample's module path
 //! and the `_leaky`/`_fixed` function that allocated), not by timing. A cycle
 //! is a plan run through named steps ([`steps`]): load, drive, harvest,
-//! judge; the rules of the verdict are in [`verdict`], its rendering in
-//! `render`.
+//! judge; the rules of the verdict and its rendering are the document's
+//! ([`crate::report::cycle`]).
 
 use anyhow::Result;
 
-use crate::pipeline::detectors::Detectors;
+use super::detectors::Detectors;
 use crate::{
     kernel::{kmod::LoadedModule, module::Ko},
     ko::Control,
@@ -20,7 +21,7 @@ use crate::{
 mod plan;
 mod steps;
 
-pub use crate::report::cycle::{verdict, CycleRun};
+use crate::report::cycle::CycleRun;
 pub use plan::{Plan, Reference};
 
 /// The plan's object files, each read once for the whole run.
