@@ -1,10 +1,11 @@
 //! Options more than one command takes, each defined once and flattened
 //! into the commands that take it.
 
+use std::path::{Path, PathBuf};
+
 use clap::{Args, ValueEnum};
 
 use crate::{
-    commands::ModuleArg,
     ko::{Variant, MAX_RUNS},
     output::Format,
     pipeline::{
@@ -43,6 +44,34 @@ pub struct RunsArg {
     /// Runs per pattern and variant (at most the module's limit, 10000).
     #[arg(short, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_RUNS)))]
     pub n: u32,
+}
+
+/// `--module`: leaklab.ko.
+#[derive(Debug, Clone, Args)]
+pub struct ModuleArg {
+    /// The module (default: leaklab.ko beside this executable, else
+    /// /lib/modules/leaklab.ko, as in the VM).
+    #[arg(long)]
+    module: Option<PathBuf>,
+}
+
+impl ModuleArg {
+    /// The module file to use.
+    pub fn path(&self) -> PathBuf {
+        default_module(self.module.clone())
+    }
+}
+
+/// Resolves the module path: as given, else `leaklab.ko` beside the leaklab
+/// executable (an unpacked bundle), else in the guest's module directory.
+fn default_module(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.join("leaklab.ko")))
+            .filter(|ko| ko.is_file())
+            .unwrap_or_else(|| Path::new(crate::vm::initramfs::MODULE_DIR).join("leaklab.ko"))
+    })
 }
 
 /// A leak detector.

@@ -18,9 +18,10 @@ use crate::{
 
 pub mod args;
 mod check;
+mod options;
 
+use args::ModuleArg;
 use args::{FormatArg, ResultFormatArg, RunsArg, SelectArgs};
-use commands::ModuleArg;
 
 /// leaklab: see kernel memory leaks happen, catch them, and prove the fix.
 #[derive(Debug, Parser)]
@@ -39,7 +40,7 @@ pub enum LavaCmd {
     /// the matrix (or `check KO`) with leaklab as /init; the job's monitors
     /// turn each KTAP line into a test case, and leaklab's exit status into
     /// the case `exit`.
-    Job(commands::lava::job::Options),
+    Job(options::LavaJobArgs),
     /// Read a LAVA job's log (the one lava-run writes, or `lavacli jobs logs
     /// --raw ID`): list its test cases and exit 0 only when the job
     /// completed, every case passed, every KTAP line on the console is a
@@ -139,7 +140,7 @@ pub enum Cmd {
     /// Exits 0 only when every check passes.
     Doctor {
         #[command(flatten)]
-        opts: commands::doctor::Options,
+        opts: options::DoctorArgs,
         #[command(flatten)]
         format: ResultFormatArg,
     },
@@ -150,7 +151,7 @@ pub enum Cmd {
     /// leaked outside the leaky samples.
     Fuzz {
         #[command(flatten)]
-        plan: commands::fuzz::Plan,
+        plan: options::FuzzArgs,
         #[command(flatten)]
         format: FormatArg,
     },
@@ -170,7 +171,7 @@ pub enum Cmd {
     /// MemAvailable and Slab; `make soak` runs it and plots the result.
     Soak {
         #[command(flatten)]
-        plan: commands::soak::Plan,
+        plan: options::SoakArgs,
         #[command(flatten)]
         format: FormatArg,
     },
@@ -183,7 +184,7 @@ pub enum Cmd {
     /// Exits 0 when this run found nothing new, 1 when it did.
     Watch {
         #[command(flatten)]
-        opts: commands::watch::Options,
+        opts: options::WatchArgs,
         #[command(flatten)]
         format: FormatArg,
     },
@@ -385,13 +386,22 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Show { files, svg, format } => show::run(&files, svg.as_deref(), format.format),
-        Cmd::Doctor { opts, format } => report(format.format, |p| Ok(doctor::diagnose(&opts, p))),
-        Cmd::Fuzz { plan, format } => report(format.format, |p| fuzz::run(&plan, p)),
+        Cmd::Doctor { opts, format } => {
+            let opts = opts.plan();
+            report(format.format, |p| Ok(doctor::diagnose(&opts, p)))
+        }
+        Cmd::Fuzz { plan, format } => {
+            let plan = plan.plan();
+            report(format.format, |p| fuzz::run(&plan, p))
+        }
         Cmd::Faults { module, format } => report(format.format, |p| faults::run(&module.path(), p)),
-        Cmd::Soak { plan, format } => report(format.format, |p| soak::run(&plan, p)),
+        Cmd::Soak { plan, format } => {
+            let plan = plan.plan();
+            report(format.format, |p| soak::run(&plan, p))
+        }
         Cmd::Lava(cmd) => lava(cmd),
         Cmd::Watch { opts, format } => emit(
-            &watch::run(&opts, format.format == Format::Human)?,
+            &watch::run(&opts.plan(), format.format == Format::Human)?,
             format.format,
         ),
         Cmd::Selftest { module, format } => emit(&selftest::run(&module.path())?, format.format),
@@ -423,7 +433,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 fn lava(cmd: LavaCmd) -> Result<ExitCode> {
     match cmd {
         LavaCmd::Job(opts) => {
-            let job = commands::lava::job::write(&opts)?;
+            let job = commands::lava::job::write(&opts.plan())?;
             eprintln!(
                     "lava: wrote {} beside the files it names; submit it with 'lavacli jobs submit {0}'",
                     job.display()

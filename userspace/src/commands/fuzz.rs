@@ -13,7 +13,7 @@ use std::{
     fs::{self, OpenOptions},
     io::Write,
     os::unix::fs::{FileExt, PermissionsExt},
-    path::Path,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -22,7 +22,6 @@ use serde::{Deserialize, Serialize};
 
 use fastrand::Rng;
 
-use super::ModuleArg;
 use crate::{
     kernel::module::Ko,
     kmemleak::Kmemleak,
@@ -31,19 +30,16 @@ use crate::{
     pipeline::session::{Judgement, Session},
 };
 
-/// What the fuzzer is asked to do (`leaklab fuzz`'s options).
-#[derive(Debug, Clone, clap::Args)]
+/// What the fuzzer is asked to do.
+#[derive(Debug, Clone)]
 pub struct Plan {
-    #[command(flatten)]
-    module: ModuleArg,
+    /// leaklab.ko.
+    pub module: PathBuf,
     /// At most this many operations.
-    #[arg(long, default_value_t = 5000)]
     pub count: u64,
     /// At most this many seconds of fuzzing.
-    #[arg(long, default_value_t = 30)]
     pub seconds: u64,
     /// The generator's seed (the same seed, the same input).
-    #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
 
@@ -199,7 +195,7 @@ fn write(file: &Path, data: &[u8], how: u64) -> (std::io::Result<()>, bool) {
 /// Runs the plan: fuzz in a window, unload, and judge.
 pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<FuzzRun> {
     let kmemleak = Kmemleak::open()?;
-    let session = Session::open(&kmemleak, &Ko::open(&plan.module.path())?)?;
+    let session = Session::open(&kmemleak, &Ko::open(&plan.module)?)?;
     let ctl = Control::open()?;
     let mut run = fuzz(&ctl, plan, progress)?;
     // Which leaky samples ran (they may leak), before the module goes.

@@ -2,7 +2,7 @@
 //! (`analysis`, `kmemleak`, `ko`, `kernel`) and returns an
 //! [`Outcome`](crate::output::Outcome) that `output` prints.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 
@@ -20,34 +20,6 @@ pub mod selftest;
 pub mod show;
 pub mod soak;
 pub mod watch;
-
-/// `--module`: leaklab.ko.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ModuleArg {
-    /// The module (default: leaklab.ko beside this executable, else
-    /// /lib/modules/leaklab.ko, as in the VM).
-    #[arg(long)]
-    module: Option<PathBuf>,
-}
-
-impl ModuleArg {
-    /// The module file to use.
-    pub fn path(&self) -> PathBuf {
-        default_module(self.module.clone())
-    }
-}
-
-/// Resolves the module path: as given, else `leaklab.ko` beside the leaklab
-/// executable (an unpacked bundle), else in the guest's module directory.
-fn default_module(given: Option<PathBuf>) -> PathBuf {
-    given.unwrap_or_else(|| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|exe| Some(exe.parent()?.join("leaklab.ko")))
-            .filter(|ko| ko.is_file())
-            .unwrap_or_else(|| Path::new(crate::vm::initramfs::MODULE_DIR).join("leaklab.ko"))
-    })
-}
 
 /// Refuses to go on without root: loading modules, debugfs and kmemleak all
 /// need it, and a half-done run would be worse than none.

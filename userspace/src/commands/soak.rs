@@ -6,9 +6,8 @@
 //! leak grows linearly: the fitted slope, in bytes a cycle, is set against
 //! what the module says each run leaks (the resource-exhaustion curve).
 
-use std::time::Instant;
+use std::{path::PathBuf, time::Instant};
 
-use super::ModuleArg;
 use crate::{
     analysis::trend::slope,
     kernel::{
@@ -24,19 +23,16 @@ use crate::{
 };
 use anyhow::Result;
 
-/// What to soak (`leaklab soak`'s options).
-#[derive(Debug, Clone, clap::Args)]
+/// What to soak.
+#[derive(Debug, Clone)]
 pub struct Plan {
-    #[command(flatten)]
-    module: ModuleArg,
+    /// leaklab.ko.
+    pub module: PathBuf,
     /// Load/run/unload cycles.
-    #[arg(long, default_value_t = 1000)]
     pub cycles: u32,
     /// Also run this pattern's leaky variant once a cycle.
-    #[arg(long)]
     pub leaky: Option<String>,
     /// Sample memory every this many cycles.
-    #[arg(long, default_value_t = 10)]
     pub every: u32,
 }
 
@@ -45,7 +41,7 @@ const TRACKER: &str = "kmemleak_object";
 
 /// Runs the soak.
 pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<SoakRun> {
-    let ko = Ko::open(&plan.module.path())?;
+    let ko = Ko::open(&plan.module)?;
     let kmemleak = Kmemleak::open()?;
     let window = Window::open(&kmemleak)?;
     let start = Instant::now();

@@ -23,7 +23,7 @@ pub(super) fn run_canary(
     let check = check.as_str();
     let by = detector.name();
     let plan = Plan {
-        module: opts.module.path(),
+        module: opts.module.clone(),
         patterns: vec![opts.canary.clone()],
         variants: vec![Variant::Leaky, Variant::Fixed],
         runs: 1,

@@ -95,7 +95,7 @@ pub fn diagnose(opts: &Options, progress: &mut dyn FnMut(&str)) -> Diagnosis {
         let names: Vec<&str> = detectors.iter().map(|d| d.name()).collect();
         c.ok("detectors", names.join(", "));
     }
-    let module = check_module(&mut c, &opts.module.path());
+    let module = check_module(&mut c, &opts.module);
     let meminfo = check_memory(&mut c);
     let ready = root && !detectors.is_empty() && module == Status::Ok;
     let mut canaries = Vec::new();

@@ -1,13 +1,12 @@
 //! What the doctor is asked to do.
 
-use crate::commands::ModuleArg;
+use std::path::PathBuf;
 
-/// What the doctor is asked to do (`leaklab doctor`'s options).
-#[derive(Debug, Clone, clap::Args)]
+/// What the doctor is asked to do.
+#[derive(Debug, Clone)]
 pub struct Options {
-    #[command(flatten)]
-    pub(super) module: ModuleArg,
+    /// leaklab.ko, for the canary and the vermagic check.
+    pub module: PathBuf,
     /// The pattern the canary runs.
-    #[arg(long, default_value = "error_path")]
     pub canary: String,
 }

@@ -23,14 +23,12 @@ use crate::vm::{
 };
 
 /// The LAVA device types a job can be written for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceType {
     /// LAVA's `qemu` device type: the machine and CPU of `leaklab vm`.
-    #[value(name = "qemu")]
     Qemu,
     /// The Radxa ROCK 5B/5B+ (RK3588) as LAVA labs name it: U-Boot, TFTP,
     /// console on ttyS2 at 1500000 baud (the device type's own setting).
-    #[value(name = "rk3588-rock-5b")]
     Rock5b,
 }
 
@@ -43,47 +41,30 @@ impl DeviceType {
     }
 }
 
-/// Options of `leaklab lava job`.
-#[derive(Debug, clap::Args)]
+/// What `leaklab lava job` is asked to write.
+#[derive(Debug)]
 pub struct Options {
     /// Architecture of the device.
-    #[arg(long, value_enum, default_value = "x86_64")]
     pub arch: Arch,
     /// LAVA device type.
-    #[arg(long, value_enum, default_value = "qemu")]
     pub device_type: DeviceType,
     /// Directory holding the per-ARCH build outputs (`<dir>/<arch>/...`).
-    #[arg(long, default_value = "build")]
     pub build_dir: PathBuf,
-    /// Kernel image (qemu default: <build-dir>/<arch>/kernel-image; a board
-    /// needs its own: KDIR/arch/arm64/boot/Image).
-    #[arg(long)]
+    /// Kernel image (default for qemu: `<build-dir>/<arch>/kernel-image`).
     pub kernel: Option<PathBuf>,
-    /// The board's device tree blob, e.g.
-    /// KDIR/arch/arm64/boot/dts/rockchip/rk3588-rock-5b.dtb (boards only).
-    #[arg(long)]
+    /// The board's device tree blob (boards only).
     pub dtb: Option<PathBuf>,
     /// Static leaklab binary that becomes /init (default:
-    /// <build-dir>/<arch>/leaklab).
-    #[arg(long)]
+    /// `<build-dir>/<arch>/leaklab`).
     pub init: Option<PathBuf>,
-    /// Module for the initramfs' /lib/modules (repeatable; default: every
-    /// .ko in <build-dir>/<arch>/, for a board in
-    /// <build-dir>/leaklab-bundle-arm64/, which `make bundle KDIR=...` builds
-    /// for the board's kernel).
-    #[arg(long = "module")]
+    /// Modules for the initramfs' /lib/modules (default: the build's).
     pub modules: Vec<PathBuf>,
-    /// Check this module of yours (also put in /lib/modules) instead of
-    /// running the matrix: `leaklab check` with its defaults.
-    #[arg(long, value_name = "KO")]
+    /// A module of the user's to check instead of running the matrix.
     pub check: Option<PathBuf>,
-    /// Where the job and its files go (made if missing).
-    #[arg(long, value_name = "DIR")]
+    /// Where the job and its files go.
     pub out: PathBuf,
-    /// The URL the lab's dispatcher fetches DIR's files from
-    /// (http://host/path/); default: file:// URLs of DIR, for a dispatcher
-    /// on this machine.
-    #[arg(long)]
+    /// The URL the lab's dispatcher fetches the files from (default:
+    /// file:// URLs of `out`).
     pub url: Option<String>,
 }
 

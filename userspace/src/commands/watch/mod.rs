@@ -20,7 +20,7 @@ mod running;
 pub use crate::report::watch::event::Event;
 pub use crate::report::watch::run::WatchRun;
 use crate::report::watch::run::{leak_list, Trends};
-pub use options::Options;
+pub use options::{parse_interval, Options};
 use running::Watch;
 
 /// Runs the watch until its rounds are done or a signal stops it; prints a

@@ -1,37 +1,26 @@
-//! `leaklab watch`'s options, and the settings of its rounds.
+//! What `leaklab watch` is asked to do, and the settings of its rounds.
 
 use std::{path::PathBuf, time::Duration};
 
-/// `leaklab watch`'s options.
-#[derive(Debug, Clone, clap::Args)]
+/// What the watch is asked to do.
+#[derive(Debug, Clone)]
 pub struct Options {
-    /// Time between rounds: `60s`, `5m`, `1h`, `500ms`, or seconds.
-    #[arg(long, default_value = "60s", value_parser = parse_interval)]
+    /// Time between rounds.
     pub interval: Duration,
-    /// The directory for the event log and the state (made if missing).
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/leaklab/watch")]
+    /// The directory for the event log and the state.
     pub out: PathBuf,
-    /// Also write the figures as a Prometheus textfile here (for
-    /// node_exporter's textfile collector: a name ending in `.prom`).
-    #[arg(long, value_name = "PATH")]
+    /// Where to write the figures as a Prometheus textfile, if anywhere.
     pub textfile: Option<PathBuf>,
-    /// Stop after this many rounds (default: run until SIGINT or SIGTERM).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Stop after this many rounds (`None`: run until a signal).
     pub rounds: Option<u64>,
-    /// A module's object file (repeatable): its frames are named to
-    /// file:line while it is loaded, and after it is unloaded.
-    #[arg(long = "ko", value_name = "KO")]
+    /// Modules' object files, to name their frames.
     pub kos: Vec<PathBuf>,
     /// Rotate the event log at this many MiB.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub log_mib: u64,
     /// How long Slab must grow steadily, with kmemleak reporting nothing
     /// new, before the watch warns of a leak kmemleak cannot see.
-    #[arg(long, default_value = "10m", value_parser = parse_interval)]
     pub trend_after: Duration,
-    /// Rotated event logs kept (the log on disk is at most
-    /// `--log-mib` times this plus one).
-    #[arg(long, default_value_t = 4)]
+    /// Rotated event logs kept.
     pub log_keep: usize,
 }
 
