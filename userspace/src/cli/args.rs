@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
+use super::values::FormatName;
 use crate::{
     ko::{Variant, MAX_RUNS},
     output::Format,
@@ -19,12 +20,19 @@ use crate::{
 pub struct FormatArg {
     /// Output format: human or json.
     #[arg(long, default_value = "human", value_parser = plain_format)]
-    pub format: Format,
+    format: FormatName,
 }
 
-fn plain_format(s: &str) -> Result<Format, String> {
-    match Format::from_str(s, false)? {
-        Format::Ktap => Err("this command has no KTAP output: use human or json".into()),
+impl FormatArg {
+    /// The format asked for.
+    pub fn get(self) -> Format {
+        self.format.into()
+    }
+}
+
+fn plain_format(s: &str) -> Result<FormatName, String> {
+    match FormatName::from_str(s, false)? {
+        FormatName::Ktap => Err("this command has no KTAP output: use human or json".into()),
         f => Ok(f),
     }
 }
@@ -34,7 +42,14 @@ fn plain_format(s: &str) -> Result<Format, String> {
 pub struct ResultFormatArg {
     /// Output format.
     #[arg(long, value_enum, default_value = "human")]
-    pub format: Format,
+    format: FormatName,
+}
+
+impl ResultFormatArg {
+    /// The format asked for.
+    pub fn get(self) -> Format {
+        self.format.into()
+    }
 }
 
 /// `-n`: runs of each pattern and variant, bounded by what the module

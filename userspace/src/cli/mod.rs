@@ -19,9 +19,12 @@ use crate::{
 pub mod args;
 mod check;
 mod options;
+mod values;
+mod vm;
 
 use args::ModuleArg;
 use args::{FormatArg, ResultFormatArg, RunsArg, SelectArgs};
+use values::VariantName;
 
 /// leaklab: see kernel memory leaks happen, catch them, and prove the fix.
 #[derive(Debug, Parser)]
@@ -68,7 +71,7 @@ pub enum Cmd {
     /// Boot the project's kernel in QEMU with leaklab as /init and run a
     /// command there (a leaklab command, or any program of the guest's
     /// busybox: `-- sh -c '...'`); exits with that command's status.
-    Vm(crate::vm::args::VmArgs),
+    Vm(vm::VmCli),
     /// List the leak patterns of the loaded leaklab.ko.
     Patterns(FormatArg),
     /// Run a pattern's leaky or fixed variant N times in the loaded leaklab.ko.
@@ -77,7 +80,7 @@ pub enum Cmd {
         pattern: String,
         /// Which variant.
         #[arg(value_enum)]
-        variant: Variant,
+        variant: VariantName,
         #[command(flatten)]
         runs: RunsArg,
         /// Run under the allocation trace, as `--detector trace` does (what
@@ -94,7 +97,7 @@ pub enum Cmd {
         select: SelectArgs,
         /// Variant to run (repeatable; default: both).
         #[arg(long = "variant", value_enum)]
-        variants: Vec<Variant>,
+        variants: Vec<VariantName>,
         #[command(flatten)]
         format: ResultFormatArg,
     },
@@ -344,8 +347,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         crate::kernel::undo::install_panic_hook();
     }
     match cli.command {
-        Cmd::Vm(a) => crate::vm::args::run(a, is_command),
-        Cmd::Patterns(f) => emit(&catalogue::patterns()?, f.format),
+        Cmd::Vm(a) => crate::vm::args::run(a.plan(), is_command),
+        Cmd::Patterns(f) => emit(&catalogue::patterns()?, f.get()),
         Cmd::Trigger {
             pattern,
             variant,
@@ -353,8 +356,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             trace,
             format,
         } => emit(
-            &catalogue::trigger(&pattern, variant, runs.n, trace)?,
-            format.format,
+            &catalogue::trigger(&pattern, variant.into(), runs.n, trace)?,
+            format.get(),
         ),
         Cmd::Cycle {
             select,
@@ -365,9 +368,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let plan = select.plan(if variants.is_empty() {
                 both.to_vec()
             } else {
-                variants
+                variants.into_iter().map(Variant::from).collect()
             });
-            report(format.format, |p| lab::run(&plan, p))
+            report(format.get(), |p| lab::run(&plan, p))
         }
         Cmd::Matrix {
             select,
@@ -381,50 +384,51 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 r => r,
             };
             match sequential {
-                true => report(format.format, |p| lab::run_sequential(&plan, p)),
-                false => report(format.format, |p| lab::run(&plan, p)),
+                true => report(format.get(), |p| lab::run_sequential(&plan, p)),
+                false => report(format.get(), |p| lab::run(&plan, p)),
             }
         }
-        Cmd::Show { files, svg, format } => show::run(&files, svg.as_deref(), format.format),
+        Cmd::Show { files, svg, format } => show::run(&files, svg.as_deref(), format.get()),
         Cmd::Doctor { opts, format } => {
             let opts = opts.plan();
-            report(format.format, |p| Ok(doctor::diagnose(&opts, p)))
+            report(format.get(), |p| Ok(doctor::diagnose(&opts, p)))
         }
         Cmd::Fuzz { plan, format } => {
             let plan = plan.plan();
-            report(format.format, |p| fuzz::run(&plan, p))
+            report(format.get(), |p| fuzz::run(&plan, p))
         }
-        Cmd::Faults { module, format } => report(format.format, |p| faults::run(&module.path(), p)),
+        Cmd::Faults { module, format } => report(format.get(), |p| faults::run(&module.path(), p)),
         Cmd::Soak { plan, format } => {
             let plan = plan.plan();
-            report(format.format, |p| soak::run(&plan, p))
+            report(format.get(), |p| soak::run(&plan, p))
         }
         Cmd::Lava(cmd) => lava(cmd),
         Cmd::Watch { opts, format } => emit(
-            &watch::run(&opts.plan(), format.format == Format::Human)?,
-            format.format,
+            &watch::run(&opts.plan(), format.get() == Format::Human)?,
+            format.get(),
         ),
-        Cmd::Selftest { module, format } => emit(&selftest::run(&module.path())?, format.format),
+        Cmd::Selftest { module, format } => emit(&selftest::run(&module.path())?, format.get()),
         Cmd::Parse {
             input,
             ko,
             sections,
-            format: FormatArg { format },
+            format,
         } => {
+            let format = format.get();
             let module = ko.as_deref().zip(sections.as_deref());
             emit(&parse::run(input.as_deref(), module, format)?, format)
         }
-        Cmd::Scan { format, command } => report(format.format, |p| scan::run(&command, p)),
+        Cmd::Scan { format, command } => report(format.get(), |p| scan::run(&command, p)),
         Cmd::Layout { name, ko } => layout(&name, &ko),
-        Cmd::Refs { addresses, format } => emit(&refs::run(&addresses)?, format.format),
+        Cmd::Refs { addresses, format } => emit(&refs::run(&addresses)?, format.get()),
         Cmd::Census {
             format,
             naive,
             modules,
-        } => emit(&census::run(modules, naive)?, format.format),
+        } => emit(&census::run(modules, naive)?, format.get()),
         Cmd::Check { plan, format } => {
             let plan = plan.plan();
-            report(format.format, |p| commands::check::run(&plan, p))
+            report(format.get(), |p| commands::check::run(&plan, p))
         }
     }
 }
@@ -442,7 +446,7 @@ fn lava(cmd: LavaCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LavaCmd::Results { log, format } => {
-            emit(&commands::lava::results::read(&log)?, format.format)
+            emit(&commands::lava::results::read(&log)?, format.get())
         }
         LavaCmd::Cases { file } => {
             for c in commands::lava::cases::read(&file)? {

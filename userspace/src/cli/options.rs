@@ -5,11 +5,8 @@ use std::{path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
 
-use super::args::ModuleArg;
-use crate::{
-    commands::{doctor, fuzz, lava::job, soak, watch},
-    vm::Arch,
-};
+use super::{args::ModuleArg, values::ArchName};
+use crate::commands::{doctor, fuzz, lava::job, soak, watch};
 
 /// What the doctor is asked to do (`leaklab doctor`'s options).
 #[derive(Debug, Clone, Args)]
@@ -153,7 +150,7 @@ pub enum DeviceTypeArg {
 pub struct LavaJobArgs {
     /// Architecture of the device.
     #[arg(long, value_enum, default_value = "x86_64")]
-    arch: Arch,
+    arch: ArchName,
     /// LAVA device type.
     #[arg(long, value_enum, default_value = "qemu")]
     device_type: DeviceTypeArg,
@@ -196,7 +193,7 @@ impl LavaJobArgs {
     /// What the job writer is asked to write.
     pub fn plan(self) -> job::Options {
         job::Options {
-            arch: self.arch,
+            arch: self.arch.into(),
             device_type: match self.device_type {
                 DeviceTypeArg::Qemu => job::DeviceType::Qemu,
                 DeviceTypeArg::Rock5b => job::DeviceType::Rock5b,

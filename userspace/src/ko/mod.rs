@@ -25,19 +25,7 @@ pub const DIR: &str = "/sys/kernel/debug/leaklab";
 pub const MAX_RUNS: u32 = 10_000;
 
 /// A pattern variant.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Variant {
     /// The buggy code.

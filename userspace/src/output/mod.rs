@@ -20,7 +20,7 @@ pub mod schema;
 /// Output formats. Human output ends with a closing line `result: ...`;
 /// JSON is one document whose `schema` field names its kind and version
 /// (Documentation/schema/leaklab-1.schema.json).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// For people.
     Human,

@@ -1,4 +1,5 @@
-//! `leaklab vm`'s options, and the command that runs a guest with them.
+//! What `leaklab vm` is asked to run, and the command that runs a guest
+//! with it.
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -9,63 +10,43 @@ use super::{
     Accel, Arch, VmSpec,
 };
 
-/// Arguments of `leaklab vm`.
-#[derive(Debug, clap::Args)]
+/// What `leaklab vm` is asked to run.
+#[derive(Debug)]
 pub struct VmArgs {
     /// Guest architecture.
-    #[arg(long, value_enum, default_value = "x86_64")]
     pub arch: Arch,
     /// Directory holding the per-ARCH build outputs (`<dir>/<arch>/...`).
-    #[arg(long, default_value = "build")]
     pub build_dir: PathBuf,
-    /// Kernel image (default: <build-dir>/<arch>/kernel-image).
-    #[arg(long)]
+    /// Kernel image (default: `<build-dir>/<arch>/kernel-image`).
     pub kernel: Option<PathBuf>,
-    /// Static leaklab binary for the guest (default: <build-dir>/<arch>/leaklab).
-    #[arg(long)]
+    /// Static leaklab binary for the guest (default:
+    /// `<build-dir>/<arch>/leaklab`).
     pub init: Option<PathBuf>,
-    /// Module to put in the guest's /lib/modules (default: every .ko in <build-dir>/<arch>/).
-    #[arg(long = "module")]
+    /// Modules for the guest's /lib/modules (default: every .ko in
+    /// `<build-dir>/<arch>/`).
     pub modules: Vec<PathBuf>,
-    /// Static busybox for the guest's /bin: its shell and tools (default:
-    /// <build-dir>/<arch>/busybox when there is one; without it the guest
-    /// runs leaklab commands only).
-    #[arg(long)]
+    /// Static busybox for the guest's /bin (default:
+    /// `<build-dir>/<arch>/busybox` when there is one).
     pub busybox: Option<PathBuf>,
-    /// A file of yours for the guest (repeatable): SRC on the host, DEST its
-    /// absolute path in the guest (default /root/<file name>; a DEST ending
-    /// in / is a directory); its mode is kept.
-    #[arg(long = "file", value_name = "SRC[:DEST]")]
+    /// Files for the guest, `SRC[:DEST]` each.
     pub files: Vec<String>,
     /// Wall-clock limit in seconds.
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
-    /// Guest memory in MiB (at least 64: with less the kernel dies before
-    /// its console starts).
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
+    /// Guest memory in MiB.
     pub memory: u32,
-    /// Guest CPUs (1 to 64).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// Guest CPUs.
     pub cpus: u32,
     /// Accelerator.
-    #[arg(long, value_enum, default_value = "auto", env = "LEAKLAB_ACCEL")]
     pub accel: Accel,
     /// QEMU binary (default: qemu-system-<arch> on PATH).
-    #[arg(long)]
     pub qemu: Option<PathBuf>,
-    /// Console log file (default: <build-dir>/results/console-<arch>.log).
-    #[arg(long)]
+    /// Console log file (default: `<build-dir>/results/console-<arch>.log`).
     pub log: Option<PathBuf>,
-    /// Extra kernel command line word (repeatable), e.g. kmemleak=off.
-    #[arg(long = "append")]
+    /// Extra kernel command line words.
     pub append: Vec<String>,
     /// Also show the kernel's console lines.
-    #[arg(short, long)]
     pub verbose: bool,
-    /// The command to run in the guest: a leaklab command (its words, with
-    /// or without `leaklab` first), or any program on the guest's PATH with
-    /// its arguments (busybox's `sh`, `insmod`, `cat`, ...; `sh -c '...'`).
-    #[arg(last = true, required = true)]
+    /// The command to run in the guest.
     pub command: Vec<String>,
 }
 

@@ -33,13 +33,11 @@ use initramfs::Contents;
 pub const KVM_PROBE: Duration = Duration::from_secs(10);
 
 /// A guest architecture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Arch {
     /// x86_64 (QEMU `pc`, console on ttyS0).
-    #[value(name = "x86_64")]
     X86_64,
     /// arm64 (QEMU `virt` with a Cortex-A76, console on ttyAMA0).
-    #[value(name = "arm64", alias = "aarch64")]
     Arm64,
 }
 
@@ -85,7 +83,7 @@ impl Arch {
 }
 
 /// Which accelerator to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accel {
     /// KVM when it works here, TCG otherwise.
     Auto,
