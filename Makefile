@@ -69,7 +69,7 @@ KBUILD_ARGS = ARCH=$(ARCH) $(if $(LLVM),LLVM=$(LLVM),$(if $(cross_$(ARCH)),CROSS
 # A user's own kernel tree (KDIR=...) wins over the cached one.
 KDIR_OF = $(or $(KDIR),$(shell cat $(OUT)/kdir 2>/dev/null))
 
-.PHONY: all setup kernel module example debian-examples failed-init-repeat watch-soak tool run try test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer lava clean
+.PHONY: all setup kernel module example debian-examples failed-init-repeat watch-soak guest-tools tool run try test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer lava clean
 all: module tool
 
 setup:
@@ -136,6 +136,14 @@ put = cmp -s $(1) $(2) || { cp $(1) $(2).tmp && mv -f $(2).tmp $(2); }
 $(EXAMPLE_SRC)/%: examples/leaky_driver/%
 	@mkdir -p $(@D) && cp $< $@
 
+# The guest's leaklab for both ARCHs in one cargo run: each is built with
+# link-time optimization in one codegen unit, on one core, so two at once
+# use both. `make tool` then finds them built.
+guest-tools: setup
+	cd userspace && cargo build --release --target $(musl_x86_64) --target $(musl_arm64) \
+		--config 'target.$(musl_x86_64).rustflags=["-C","target-feature=+crt-static"]' \
+		--config 'target.$(musl_arm64).rustflags=["-C","target-feature=+crt-static"]'
+
 tool: setup
 	cd userspace && cargo build --release
 	@mkdir -p $(BUILD) && $(call put,$(HOST_TOOL),$(BUILD)/leaklab)
@@ -182,6 +190,7 @@ try:
 
 test: setup
 	cd userspace && cargo build --release
+	$(MAKE) --no-print-directory guest-tools
 	$(MAKE) --no-print-directory module example tool sabotaged ARCH=x86_64
 	$(MAKE) --no-print-directory module example tool sabotaged bundle ARCH=arm64
 	$(MAKE) --no-print-directory module VARIANT=debug ARCH=x86_64
