@@ -14,7 +14,7 @@
 #   make try SRC=my/driver/dir [DEBIAN=6.1|6.12] [ARCH=] [CYCLES= PARAMS= EXERCISE= FORMAT=]
 #                               build it from source against Debian's own kernel
 #                               (or the project's), then check it there (scripts/try.sh)
-#   make test                   unit tests, both module builds, VM tests on both ARCHs
+#   make test    [TEST_THREADS=3]  unit tests, both module builds, VM tests on both ARCHs
 #   make failed-init-repeat     the failed-init check 20 times on each kernel (FAILED_INIT_RUNS=)
 #   make check                  rustfmt and the kernel's CLIPPY=1 on the module
 #   make bench   [ARCH=...]     speed and memory figures into BENCHMARKS.md
@@ -32,6 +32,8 @@
 SHELL := /bin/bash
 
 ARCH ?= x86_64
+# The tests of `make test` run at once (each VM test boots its own guests).
+TEST_THREADS ?= 3
 override ARCH := $(patsubst aarch64,arm64,$(ARCH))
 ifeq ($(filter x86_64 arm64,$(ARCH)),)
 $(error ARCH must be x86_64 or arm64, not '$(ARCH)')
@@ -198,12 +200,13 @@ test: setup
 	$(MAKE) --no-print-directory module example VARIANT=nokmemleak ARCH=arm64
 	$(MAKE) --no-print-directory debian-examples
 	$(MAKE) --no-print-directory check rust-analyzer ARCH=x86_64
-	@# The unit tests and the crafted-input tests once more in a debug build,
-	@# where an overflowing addition panics instead of wrapping.
-	cd userspace && LEAKLAB_BUILD_DIR=$(BUILD) cargo test --lib --test symbolize -- --include-ignored
+	@# Every test in the debug build, where an overflowing addition panics
+	@# instead of wrapping; the guests run the release build of the guest's
+	@# leaklab. TEST_THREADS guests at once: one waiting out kmemleak's
+	@# minimum age leaves its core idle.
 	cd userspace && LEAKLAB_BUILD_DIR=$(BUILD) LEAKLAB_KSRC=$$(cat $(BUILD)/x86_64/kdir)/source \
 		LEAKLAB_PROMTOOL=$$(bash $(CURDIR)/scripts/promtool.sh) \
-		cargo test --release -- --include-ignored
+		cargo test -- --include-ignored --test-threads=$(TEST_THREADS)
 
 # The example driver built against Debian 12's own 6.1 and 6.12 headers,
 # both ARCHs, beside the kernels (fetched as packages into the cache).
