@@ -330,22 +330,30 @@ fn command_path(args: &[std::ffi::OsString]) -> String {
     path.join(" ")
 }
 
+/// Prepares for a command that works on the running kernel: root (the
+/// doctor says so itself), and the undoing of its changes on Ctrl-C,
+/// SIGTERM or a panic. Commands on files and the host's VMs need neither.
+fn prepare(command: &Cmd) -> Result<()> {
+    if matches!(
+        command,
+        Cmd::Vm(_) | Cmd::Show { .. } | Cmd::Parse { .. } | Cmd::Lava(_)
+    ) {
+        return Ok(());
+    }
+    if !matches!(command, Cmd::Doctor { .. }) {
+        commands::require_root(&subcommand())?;
+    }
+    // These load modules and change kmemleak's settings: on Ctrl-C or
+    // SIGTERM they undo both before they exit, and on a panic too.
+    interrupt::install()?;
+    crate::kernel::undo::install_panic_hook();
+    Ok(())
+}
+
 /// Runs the parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     use commands::*;
-    let doctor = matches!(cli.command, Cmd::Doctor { .. });
-    if !matches!(
-        cli.command,
-        Cmd::Vm(_) | Cmd::Show { .. } | Cmd::Parse { .. } | Cmd::Lava(_)
-    ) {
-        if !doctor {
-            require_root(&subcommand())?;
-        }
-        // These load modules and change kmemleak's settings: on Ctrl-C or
-        // SIGTERM they undo both before they exit, and on a panic too.
-        interrupt::install()?;
-        crate::kernel::undo::install_panic_hook();
-    }
+    prepare(&cli.command)?;
     match cli.command {
         Cmd::Vm(a) => crate::vm::args::run(a.plan(), is_command),
         Cmd::Patterns(f) => emit(&catalogue::patterns()?, f.get()),

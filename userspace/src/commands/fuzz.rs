@@ -18,16 +18,15 @@ use std::{
 };
 
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
-
 use fastrand::Rng;
 
 use crate::{
     kernel::module::Ko,
     kmemleak::Kmemleak,
     ko::{Control, Variant},
-    output::{schema::Schema, Outcome, Verdict},
-    pipeline::session::{Judgement, Session},
+    output::schema::Schema,
+    pipeline::session::Session,
+    report::{fuzz::FuzzRun, judgement::Judgement},
 };
 
 /// What the fuzzer is asked to do.
@@ -41,59 +40,6 @@ pub struct Plan {
     pub seconds: u64,
     /// The generator's seed (the same seed, the same input).
     pub seed: u64,
-}
-
-/// The outcome (`--format json`: schema `leaklab.fuzz/1`).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct FuzzRun {
-    /// `leaklab.fuzz/1`.
-    pub schema: String,
-    /// The seed.
-    pub seed: u64,
-    /// Control files fuzzed.
-    pub files: usize,
-    /// Writes made.
-    pub writes: u64,
-    /// Writes outside the contract, each refused with an error.
-    pub refused: u64,
-    /// Writes outside the contract that were accepted (must be none).
-    pub accepted_bad: Vec<String>,
-    /// Reads made (odd offsets and sizes).
-    pub reads: u64,
-    /// Reads that failed (must be none).
-    pub failed_reads: Vec<String>,
-    /// What kmemleak and the kernel log said.
-    #[serde(flatten)]
-    pub judgement: Judgement,
-    /// All of the above as required.
-    pub ok: bool,
-}
-
-impl Outcome for FuzzRun {
-    fn verdict(&self) -> Verdict {
-        self.judgement.verdict(self.ok)
-    }
-
-    /// The human summary: figures, then each problem on a line.
-    fn human(&self) -> String {
-        let mut out = format!(
-            "fuzz (seed {}): {} files, {} writes ({} outside the contract, all refused: {}), {} odd reads\n",
-            self.seed,
-            self.files,
-            self.writes,
-            self.refused + self.accepted_bad.len() as u64,
-            if self.accepted_bad.is_empty() { "yes" } else { "NO" },
-            self.reads
-        );
-        for a in &self.accepted_bad {
-            out += &format!("  accepted: {a}\n");
-        }
-        for r in &self.failed_reads {
-            out += &format!("  read failed: {r}\n");
-        }
-        out += &self.judgement.human();
-        out
-    }
 }
 
 /// Whether `data` is inside the write contract: 1 to 20 ASCII digits and

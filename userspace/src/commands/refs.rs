@@ -1,17 +1,8 @@
 //! `leaklab refs`: where kernel memory still holds the given addresses.
 
 use anyhow::{Context, Result};
-use serde::Serialize;
 
-use crate::{
-    kernel::kcore::{self, Hit},
-    output::{Outcome, Verdict},
-};
-
-/// The places found (JSON: the list of hits).
-#[derive(Serialize)]
-#[serde(transparent)]
-pub struct Refs(Vec<Hit>);
+use crate::{kernel::kcore, report::refs::Refs};
 
 /// Looks for `addresses` (hex, `0x...`) in all of the kernel's memory.
 pub fn run(addresses: &[String]) -> Result<Refs> {
@@ -23,24 +14,4 @@ pub fn run(addresses: &[String]) -> Result<Refs> {
         })
         .collect::<Result<Vec<u64>>>()?;
     Ok(Refs(kcore::find(&targets)?))
-}
-
-impl Outcome for Refs {
-    fn verdict(&self) -> Verdict {
-        Verdict::Passed
-    }
-
-    fn human(&self) -> String {
-        self.0
-            .iter()
-            .map(|h| {
-                format!(
-                    "{} held at {} {}\n",
-                    h.target,
-                    h.at,
-                    h.symbol.as_deref().unwrap_or("(heap)")
-                )
-            })
-            .collect()
-    }
 }

@@ -8,13 +8,10 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
-use serde::{Deserialize, Serialize};
-
 use crate::{
     analysis::{
         attribute::{attribute, Example},
-        findings::{self, explains, known_kernel_leak, Finding},
+        findings::{self, explains, known_kernel_leak},
         symbolize::Symbolizer,
     },
     kernel::{
@@ -28,7 +25,7 @@ use crate::{
         Kmemleak,
     },
     ko::Variant,
-    output::Verdict,
+    report::judgement::{Judgement, KnownLeak},
     trace::{
         ledger::{Allocation, Ledger},
         names::Names,
@@ -37,6 +34,7 @@ use crate::{
         Space,
     },
 };
+use anyhow::Result;
 
 use super::detectors::Detectors;
 
@@ -252,8 +250,7 @@ impl<'k> Session<'k> {
                 _ => {
                     let frames = Example::of(r, &h.sym).symbolized;
                     if let Some(why) = known_kernel_leak(&frames) {
-                        j.known_kernel
-                            .push(format!("{} bytes at {:#x}: {why}", r.size, r.address));
+                        j.known_kernel.push(KnownLeak::new(r.size, r.address, why));
                         continue;
                     }
                     j.outside.push(format!(
@@ -361,101 +358,5 @@ impl TraceHarvest {
     /// Every leak found: the allocations, then the vmalloc areas.
     pub fn leaks(&self) -> impl Iterator<Item = &Report> {
         self.reports.iter().map(|h| &h.report).chain(&self.vmalloc)
-    }
-}
-
-/// What kmemleak and the kernel log said about the work.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Judgement {
-    /// Kernel log findings no leaky sample explains (must be none).
-    pub kernel_log: Vec<Finding>,
-    /// kmemleak reports attributed to a leaky sample (allowed).
-    pub leaky_reports: u64,
-    /// Reports outside the leaky samples (must be none).
-    pub outside: Vec<String>,
-    /// Whether the judged reports (those outside the leaky samples) settled:
-    /// two scans in a row agreed on them.
-    pub stable: bool,
-    /// Reports of a known kernel leak (see
-    /// [`findings::KNOWN_KERNEL_LEAKS`]) that a sample's call into the
-    /// kernel set off: reported, not held against the module.
-    pub known_kernel: Vec<String>,
-}
-
-impl Judgement {
-    /// Nothing unexplained.
-    pub fn clean(&self) -> bool {
-        self.kernel_log.is_empty() && self.outside.is_empty()
-    }
-
-    /// The verdict on the work: inconclusive when kmemleak did not settle,
-    /// else passed when `ok` and nothing is unexplained.
-    pub fn verdict(&self, ok: bool) -> Verdict {
-        match self.stable {
-            false => Verdict::Inconclusive,
-            true => Verdict::of(ok && self.clean()),
-        }
-    }
-
-    /// Human lines: the report counts, then each problem.
-    pub fn human(&self) -> String {
-        let mut out = format!(
-            "kmemleak: {} report(s) from the leaky samples, {} outside them\n",
-            self.leaky_reports,
-            self.outside.len()
-        );
-        for f in &self.kernel_log {
-            out += &format!("  kernel log ({}): {}\n", f.kind, f.line);
-        }
-        for o in &self.outside {
-            out += &format!("  leaked outside the leaky samples: {o}\n");
-        }
-        // Each reason once, with its objects, in the order first seen.
-        let mut known: Vec<(&str, usize)> = Vec::new();
-        for why in self
-            .known_kernel
-            .iter()
-            .filter_map(|k| k.split_once(": ").map(|(_, why)| why))
-        {
-            match known.iter_mut().find(|(w, _)| *w == why) {
-                Some((_, n)) => *n += 1,
-                None => known.push((why, 1)),
-            }
-        }
-        for (why, n) in known {
-            out += &format!("  known kernel leak, not the module's ({n} object(s)): {why}\n");
-        }
-        out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_known_kernel_leak_is_said_once_with_its_objects() {
-        let j = Judgement {
-            stable: true,
-            known_kernel: vec![
-                "64 bytes at 0x1: the first".into(),
-                "32 bytes at 0x2: the second".into(),
-                "64 bytes at 0x3: the first".into(),
-            ],
-            ..Judgement::default()
-        };
-        let text = j.human();
-        let lines: Vec<&str> = text
-            .lines()
-            .filter(|l| l.contains("known kernel leak"))
-            .collect();
-        assert_eq!(
-            lines,
-            [
-                "  known kernel leak, not the module's (2 object(s)): the first",
-                "  known kernel leak, not the module's (1 object(s)): the second",
-            ],
-            "{text}"
-        );
     }
 }

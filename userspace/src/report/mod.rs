@@ -8,10 +8,18 @@
 
 use crate::output::{ktap::Case, schema::Schema};
 
+pub mod catalogue;
+pub mod census;
 pub mod check;
 pub mod cycle;
 pub mod doctor;
+pub mod faults;
+pub mod fuzz;
 pub mod grouped;
+pub mod judgement;
+pub mod lava;
+pub mod refs;
+pub mod selftest;
 pub mod soak;
 pub mod watch;
 

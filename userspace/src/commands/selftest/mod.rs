@@ -13,55 +13,18 @@ use std::{
     path::Path,
 };
 
-use anyhow::{Context, Result};
-use nix::kmod::{delete_module, DeleteModuleFlags};
-use serde::Serialize;
-
 use crate::{
     kernel::{kmod::LoadedModule, module::Ko},
     ko::{Control, Variant, DIR},
-    output::{schema::Schema, Outcome, Verdict},
+    output::schema::Schema,
+    report::selftest::{Case, Selftest},
 };
+use anyhow::{Context, Result};
+use nix::kmod::{delete_module, DeleteModuleFlags};
 
-mod case;
 mod races;
 
-pub use case::Case;
-
 use races::{concurrent_writers, interrupted_runs_clean_up, same, unload_races};
-
-/// All cases of one run.
-#[derive(Debug, Serialize)]
-pub struct Selftest {
-    /// Schema name and version.
-    pub schema: &'static str,
-    /// The cases.
-    pub cases: Vec<Case>,
-    /// Whether all passed.
-    pub ok: bool,
-}
-
-impl Outcome for Selftest {
-    fn verdict(&self) -> Verdict {
-        Verdict::of(self.ok)
-    }
-
-    /// A line per case.
-    fn human(&self) -> String {
-        self.cases
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {}: expected {}, got {}\n",
-                    if c.ok { "ok  " } else { "FAIL" },
-                    c.name,
-                    c.expected,
-                    c.actual
-                )
-            })
-            .collect()
-    }
-}
 
 fn errno_name(e: &std::io::Error) -> String {
     match e.raw_os_error() {

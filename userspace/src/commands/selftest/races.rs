@@ -26,7 +26,7 @@ use crate::{
     ko::{parse_stats, Variant, DIR},
 };
 
-use super::case::Case;
+use crate::report::selftest::Case;
 
 /// The writers of [`concurrent_writers`]: pattern, variant, runs.
 const WRITERS: [(&str, &str, u32); 5] = [
