@@ -244,6 +244,12 @@ check: kernel
 	touch module/leaklab.rs && set -o pipefail && \
 		$(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) CLIPPY=1 modules 2>&1 | tee $(BUILD)/clippy.log
 	@! grep -q '^warning\|^error' $(BUILD)/clippy.log || { echo "check: the module is not clippy-clean" >&2; exit 1; }
+	@# Kbuild's checks of the kernel's private layouts the samples rely on,
+	@# each shown stopping a build where the tree does otherwise.
+	@for v in arc_inner root_device; do \
+		! $(MAKE) -s -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) $$v=changed modules >/dev/null 2>&1 || \
+		{ echo "check: Kbuild's $$v check let a changed layout build" >&2; exit 1; }; \
+	done
 
 # Speed and memory figures as ratios within one run, into BENCHMARKS.md:
 # make bench [ARCH=] [NO_COLD=1] (NO_COLD skips the cold kernel build).

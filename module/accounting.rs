@@ -48,7 +48,8 @@ unsafe impl<T> SlabObject for KBox<T> {
 // in `rust/kernel/sync/arc.rs`), hence the start of a kmalloc object (see the
 // `KBox` implementation). `data` lies at the size of a `refcount_t` rounded up
 // to the alignment of `T`, the offset `ArcInner::container_of` computes with
-// `Layout::extend`. The object lives while this reference does.
+// `Layout::extend`; `Kbuild` stops the build if the tree's `ArcInner` is
+// not laid out so. The object lives while this reference does.
 unsafe impl<T> SlabObject for Arc<T> {
     fn start(&self) -> *const c_void {
         let offset = size_of::<bindings::refcount_t>().next_multiple_of(align_of::<T>());

@@ -58,7 +58,8 @@ impl RootDevice {
             // the device is registered (drivers/base/): `__root_device_register`
             // kzallocs a `struct root_device` whose first member is the device;
             // `dev_set_name(dev, "%s", name)` kstrdups the name, which is not
-            // in .rodata (a `CString`); `device_add` kzallocs `p`.
+            // in .rodata (a `CString`); `device_add` kzallocs `p`. Kbuild
+            // stops the build on a tree whose driver core does otherwise.
             let counted = unsafe { t.allocated_at(o) };
             if leaked {
                 t.leaked(counted);
