@@ -22,9 +22,7 @@ use std::{
 };
 
 use crate::{
-    analysis::symbolize::Symbolizer,
     kernel::{
-        kmod::LoadedModule,
         module::{Ko, ModuleLayout},
         procfs::kernel_release,
         thread::{in_fresh_thread, pid_mark, PidMarks},
@@ -35,6 +33,7 @@ use crate::{
         Kmemleak, DEBUGFS,
     },
     output::schema::Schema,
+    pipeline::run::Run,
     report::census::{Census, DebugfsFile, LeakCount, ModuleResult},
     vm::initramfs::{modules_in, MODULE_DIR},
 };
@@ -62,10 +61,10 @@ pub fn run(modules: Vec<PathBuf>, naive: bool) -> Result<Census> {
     } else {
         Some(Window::open(&kmemleak)?)
     };
+    let mut run = Run::new(window, None)?;
 
     let mut results = Vec::new();
     let mut loads = Vec::new();
-    let mut symbols = Symbolizer::default();
     let mut last_load = Instant::now();
     for path in &modules {
         let mut load = Load::default();
@@ -78,26 +77,22 @@ pub fn run(modules: Vec<PathBuf>, naive: bool) -> Result<Census> {
             error: None,
             leaks: LeakCount::default(),
         };
-        let loaded = Ko::open(path).and_then(|ko| Ok((LoadedModule::load(&ko)?, ko)));
+        let loaded = Ko::open(path).and_then(|ko| Ok((run.load(&ko)?, ko)));
         match loaded {
             Ok((mut module, ko)) => {
                 last_load = Instant::now();
                 m.loaded = true;
-                load.loader = Some(module.loader());
+                load.loader = Some(module.module.loader());
                 // The module's code that runs for this load (its debugfs
                 // files' reads, its exit) runs from threads created after
                 // its loading thread, so their pids are this load's
                 // ([`load_of`]).
                 m.debugfs = in_fresh_thread(|| Ok(debugfs_entries(ko.name())))?;
-                let recorded = module.layout(&ko).and_then(|l| {
-                    symbols.add(&l, &ko)?;
-                    load.layout = Some(l);
-                    Ok(())
-                });
-                if let Err(e) = recorded {
-                    m.error = Some(format!("{e:#}"));
-                }
-                match in_fresh_thread(|| module.unload()) {
+                load.layout = Some(module.layout.clone());
+                let unloaded = run
+                    .unloading(&mut module)
+                    .and_then(|()| in_fresh_thread(|| module.module.unload()));
+                match unloaded {
                     Ok(()) => m.unloaded = true,
                     Err(e) => m.error = Some(format!("{e:#}")),
                 }
@@ -112,16 +107,15 @@ pub fn run(modules: Vec<PathBuf>, naive: bool) -> Result<Census> {
     // A pid after every task of the last load's.
     let end = pid_mark()?;
 
-    let (reports, scans, stable) = match window {
-        Some(w) => {
-            let settled = w.close(last_load)?;
-            (settled.reports, settled.scans, Some(settled.stable))
-        }
-        None => {
-            kmemleak.scan()?;
-            kmemleak.scan()?;
-            (report::parse(&kmemleak.read()?), 2, None)
-        }
+    let harvest = run.harvest(last_load, &mut |_| {}, &|_, _| true)?;
+    let symbols = harvest.sym;
+    let (reports, scans, stable) = if naive {
+        kmemleak.scan()?;
+        kmemleak.scan()?;
+        (report::parse(&kmemleak.read()?), 2, None)
+    } else {
+        let settled = harvest.settled;
+        (settled.reports, settled.scans, Some(settled.stable))
     };
     let mut unattributed = LeakCount::default();
     for r in &reports {

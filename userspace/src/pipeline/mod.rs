@@ -6,5 +6,7 @@
 //! share.
 
 pub mod detectors;
+pub mod harvest;
 pub mod lab;
+pub mod run;
 pub mod session;

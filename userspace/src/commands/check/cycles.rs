@@ -17,7 +17,7 @@ use crate::{
         thread::{in_fresh_thread, pid_mark, PidMarks},
     },
     kmemleak::report::Report,
-    pipeline::session,
+    pipeline::harvest,
     report::check::CycleRecord,
     trace::{tracer::Tracer, vmalloc::Loads},
 };
@@ -54,7 +54,7 @@ pub(super) fn harvest_trace(
     c: &Cycles,
     progress: &mut dyn FnMut(&str),
 ) -> Result<TraceFound> {
-    let h = session::harvest_trace(tracer, &c.sym, progress)?;
+    let h = harvest::harvest_trace(tracer, &c.sym, progress)?;
     let starts: Vec<u64> = (1..)
         .map_while(|n| {
             let mark = cycle_mark(n);

@@ -25,7 +25,8 @@ use crate::{
     ko::{Control, PatternInfo, StatRecord, Variant},
     pipeline::{
         detectors::Detectors,
-        session::{Harvest, Session, TraceHarvest},
+        harvest::TraceHarvest,
+        session::{Harvest, Session},
     },
     report::cycle::{
         rules::{self, Object},
@@ -180,7 +181,7 @@ fn measure_growth(
         in_fresh_thread(|| control.trigger(&p.name, v, GROWTH_RUNS))?;
         tracer.sync()?;
         let mut c = Count::default();
-        let sym = &l.session.sym;
+        let sym = l.session.sym();
         for h in l.session.module_allocations(tracer, since)? {
             let r = h.report;
             let at = attribute(&r, sym);
