@@ -46,8 +46,8 @@ struct LeakLab {
 }
 
 impl kernel::Module for LeakLab {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
-        let control = control::Control::new()?;
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        let control = control::Control::new(module)?;
         pr_info!("leaklab {VERSION} loaded: /sys/kernel/debug/leaklab/\n");
         Ok(LeakLab { _control: control })
     }
