@@ -9,6 +9,7 @@
 #   make module  [ARCH=...]     build leaklab.ko   (KDIR=... for your own tree)
 #   make example [ARCH=...]     build examples/leaky_driver into build/ARCH/examples/
 #   make tool    [ARCH=...]     build the host tool, the static guest binary and its busybox
+#   make tools                  the host's leaklab and both guests' in one cargo run (make test does)
 #   make run     [ARCH=...]     boot QEMU and run the main job (CPUS=, MEMORY= MiB)
 #   make try KO=my.ko [CYCLES= PARAMS= EXERCISE= FORMAT= ARCH= KDIR=]  check your own module in a VM
 #   make try SRC=my/driver/dir [DEBIAN=6.1|6.12] [ARCH=] [CYCLES= PARAMS= EXERCISE= FORMAT=]
@@ -60,7 +61,9 @@ else
 OUT := $(BUILD)/$(ARCH)$(if $(VARIANT),-$(VARIANT))
 endif
 RESULTS := $(BUILD)/results
-HOST_TOOL := $(CARGO_TARGET_DIR)/release/leaklab
+# The host's triple, asked of rustc when a recipe needs it (after setup).
+HOST_TRIPLE = $(shell rustc -vV | sed -n 's/^host: //p')
+HOST_TOOL = $(CARGO_TARGET_DIR)/$(HOST_TRIPLE)/release/leaklab
 
 musl_x86_64 := x86_64-unknown-linux-musl
 musl_arm64 := aarch64-unknown-linux-musl
@@ -71,7 +74,7 @@ KBUILD_ARGS = ARCH=$(ARCH) $(if $(LLVM),LLVM=$(LLVM),$(if $(cross_$(ARCH)),CROSS
 # A user's own kernel tree (KDIR=...) wins over the cached one.
 KDIR_OF = $(or $(KDIR),$(shell cat $(OUT)/kdir 2>/dev/null))
 
-.PHONY: all setup kernel module example debian-examples failed-init-repeat watch-soak guest-tools tool run try test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer lava clean
+.PHONY: all setup kernel module example debian-examples failed-init-repeat watch-soak tools tool run try test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer lava clean
 all: module tool
 
 setup:
@@ -138,16 +141,16 @@ put = cmp -s $(1) $(2) || { cp $(1) $(2).tmp && mv -f $(2).tmp $(2); }
 $(EXAMPLE_SRC)/%: examples/leaky_driver/%
 	@mkdir -p $(@D) && cp $< $@
 
-# The guest's leaklab for both ARCHs in one cargo run: each is built with
-# link-time optimization in one codegen unit, on one core, so two at once
-# use both. `make tool` then finds them built.
-guest-tools: setup
-	cd userspace && cargo build --release --target $(musl_x86_64) --target $(musl_arm64) \
+# The host's leaklab and both guests' in one cargo run: each is built with
+# link-time optimization in one codegen unit, on one core, so several at
+# once use every core. `make tool` then finds them built.
+tools: setup
+	cd userspace && cargo build --release --target $(HOST_TRIPLE) --target $(musl_x86_64) --target $(musl_arm64) \
 		--config 'target.$(musl_x86_64).rustflags=["-C","target-feature=+crt-static"]' \
 		--config 'target.$(musl_arm64).rustflags=["-C","target-feature=+crt-static"]'
 
 tool: setup
-	cd userspace && cargo build --release
+	cd userspace && cargo build --release --target $(HOST_TRIPLE)
 	@mkdir -p $(BUILD) && $(call put,$(HOST_TOOL),$(BUILD)/leaklab)
 	cd userspace && cargo build --release --target $(musl_$(ARCH)) \
 		--config 'target.$(musl_$(ARCH)).rustflags=["-C","target-feature=+crt-static"]'
@@ -191,8 +194,7 @@ try:
 		$(foreach p,$(PARAMS),--param $(p)) $(if $(FORMAT),--format $(FORMAT))
 
 test: setup
-	cd userspace && cargo build --release
-	$(MAKE) --no-print-directory guest-tools
+	$(MAKE) --no-print-directory tools
 	$(MAKE) --no-print-directory module example tool sabotaged ARCH=x86_64
 	$(MAKE) --no-print-directory module example tool sabotaged bundle ARCH=arm64
 	$(MAKE) --no-print-directory module VARIANT=debug ARCH=x86_64
