@@ -207,7 +207,6 @@ impl PatternFiles {
         patterns_dir: &Dir,
         state: &Arc<PatternState>,
         budget: &Arc<LeakBudget>,
-        module: &'static ThisModule,
     ) -> Result<Self> {
         let pattern = state.pattern;
         let dir = patterns_dir.subdir(pattern.name)?;
@@ -224,20 +223,15 @@ impl PatternFiles {
                     disarm,
                     budget: budget.clone(),
                 },
-                module,
             )?),
             None => None,
         };
         Ok(Self {
-            _description: dir.read_only_file(
-                c_str!("description"),
-                Description(pattern),
-                module,
-            )?,
-            _expect: dir.read_only_file(c_str!("expect"), ExpectFile(state.clone()), module)?,
-            _leaky: dir.read_write_file(c_str!("leaky"), trigger(Variant::Leaky), module)?,
-            _fixed: dir.read_write_file(c_str!("fixed"), trigger(Variant::Fixed), module)?,
-            _leaked: dir.read_only_file(c_str!("leaked"), Leaked(state.clone()), module)?,
+            _description: dir.read_only_file(c_str!("description"), Description(pattern))?,
+            _expect: dir.read_only_file(c_str!("expect"), ExpectFile(state.clone()))?,
+            _leaky: dir.read_write_file(c_str!("leaky"), trigger(Variant::Leaky))?,
+            _fixed: dir.read_write_file(c_str!("fixed"), trigger(Variant::Fixed))?,
+            _leaked: dir.read_only_file(c_str!("leaked"), Leaked(state.clone()))?,
             _disarm: disarm,
             _dir: dir,
         })
@@ -258,7 +252,7 @@ pub(crate) struct Control {
 
 impl Control {
     /// Measures every pattern and creates the directory.
-    pub(crate) fn new(module: &'static ThisModule) -> Result<Self> {
+    pub(crate) fn new() -> Result<Self> {
         let budget = Arc::new(LeakBudget::new(), GFP_KERNEL)?;
         let root = Dir::new(c_str!("leaklab"))?;
         let patterns_dir = root.subdir(c_str!("patterns"))?;
@@ -267,16 +261,16 @@ impl Control {
         for pattern in PATTERNS {
             let state = Arc::new(PatternState::new(pattern)?, GFP_KERNEL)?;
             patterns.push(
-                PatternFiles::new(&patterns_dir, &state, &budget, module)?,
+                PatternFiles::new(&patterns_dir, &state, &budget)?,
                 GFP_KERNEL,
             )?;
             states.push(state, GFP_KERNEL)?;
         }
         Ok(Self {
             _patterns: patterns,
-            _version: root.read_only_file(c_str!("version"), Version, module)?,
-            _stats: root.read_only_file(c_str!("stats"), StatsFile(states), module)?,
-            _cap: root.read_write_file(c_str!("leak_cap"), LeakCap(budget), module)?,
+            _version: root.read_only_file(c_str!("version"), Version)?,
+            _stats: root.read_only_file(c_str!("stats"), StatsFile(states))?,
+            _cap: root.read_write_file(c_str!("leak_cap"), LeakCap(budget))?,
             _patterns_dir: patterns_dir,
             _root: root,
         })

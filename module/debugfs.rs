@@ -16,12 +16,7 @@
 //! tiny buffers and odd offsets safe and gives each open a consistent
 //! snapshot. Writes are taken whole: one call at offset zero per open file.
 
-use core::{
-    fmt,
-    marker::{PhantomData, PhantomPinned},
-    pin::Pin,
-    ptr,
-};
+use core::{fmt, marker::PhantomData, ptr};
 use kernel::{
     bindings,
     error::from_err_ptr,
@@ -30,7 +25,6 @@ use kernel::{
     str::CStr,
     sync::Arc,
     uaccess::UserSlice,
-    ThisModule,
 };
 
 extern "C" {
@@ -121,9 +115,8 @@ impl Dir {
         &self,
         name: &CStr,
         data: T,
-        module: &'static ThisModule,
     ) -> Result<File<T>> {
-        self.create_file(name, data, &<T as ReadFile<T>>::FILE_OPS, module)
+        self.create_file(name, data, &<T as ReadFile<T>>::FILE_OPS)
     }
 
     /// Creates the file `name` (mode 0600) in this directory, whose reads show
@@ -133,47 +126,34 @@ impl Dir {
         &self,
         name: &CStr,
         data: T,
-        module: &'static ThisModule,
     ) -> Result<File<T>> {
-        self.create_file(name, data, &<T as ReadWriteFile<T>>::FILE_OPS, module)
+        self.create_file(name, data, &<T as ReadWriteFile<T>>::FILE_OPS)
     }
 
     /// Creates the file `name` in this directory, served by `data` through
-    /// `file_ops`.
-    ///
-    /// `module` becomes the owner of the file operations, so the module cannot
-    /// be unloaded while the file is open.
+    /// `file_ops`, whose owner is this module: an open file keeps the module
+    /// (and so the operations, which live in its image) loaded.
     fn create_file<T: Send + Sync + 'static>(
         &self,
         name: &CStr,
         data: T,
         file_ops: &'static FileOps<T>,
-        module: &'static ThisModule,
     ) -> Result<File<T>> {
-        let mut fops = file_ops.operations;
-        fops.owner = module.as_ptr();
-        let inner = KBox::pin(
-            Inner {
-                fops,
-                data,
-                _pin: PhantomPinned,
-            },
-            GFP_KERNEL,
-        )?;
+        let data = KBox::new(data, GFP_KERNEL)?;
         let parent = self.0.clone();
         // SAFETY: `name` is NUL-terminated and the parent dentry is live. The
-        // data and fops pointers stay valid until the entry is removed: both
-        // live in `inner`, which is pinned and dropped after `entry` (field
-        // order of `File`). The fops are safe to use for a file whose private
-        // data is that `T` (invariant of `FileOps`); setting their owner keeps
-        // them so.
+        // data stays valid until the entry is removed: it is boxed, never
+        // moved out, and dropped after `entry` (field order of `File`), and
+        // removing the entry waits for running handlers. The fops are static
+        // and safe to use for a file whose private data is that `T`
+        // (invariant of `FileOps`).
         let dentry = from_err_ptr(unsafe {
             debugfs_create_file(
                 name.as_char_ptr(),
                 file_ops.mode,
                 parent.dentry,
-                ptr::from_ref(&inner.data).cast_mut().cast(),
-                ptr::from_ref(&inner.fops).cast(),
+                ptr::from_ref(&*data).cast_mut().cast(),
+                ptr::from_ref(&file_ops.operations).cast(),
             )
         })?;
         Ok(File {
@@ -182,7 +162,7 @@ impl Dir {
                 dentry,
                 _parent: Some(parent),
             },
-            _inner: inner,
+            _data: data,
         })
     }
 }
@@ -210,8 +190,8 @@ pub(crate) trait Reader {
 /// # Invariants
 ///
 /// `operations` is safe to use for a debugfs file whose inode's private data
-/// points to a `T` that outlives the file and that is only ever shared; its
-/// `owner` is null. `mode` grants read access for a `read` handler and write
+/// points to a `T` that outlives the file's entry and that is only ever
+/// shared; its `owner` is this module. `mode` grants read access for a `read` handler and write
 /// access for a `write` handler, to root only.
 pub(crate) struct FileOps<T> {
     operations: bindings::file_operations,
@@ -223,8 +203,8 @@ impl<T> FileOps<T> {
     /// # Safety
     ///
     /// `operations` is safe to use for a debugfs file whose inode's private
-    /// data points to a `T` that outlives the file and that is only ever
-    /// shared; its `owner` is null; `mode` matches its handlers.
+    /// data points to a `T` that outlives the file's entry and that is only
+    /// ever shared; its `owner` is this module; `mode` matches its handlers.
     const unsafe fn new(operations: bindings::file_operations, mode: u16) -> Self {
         // INVARIANT: By this function's safety requirements.
         Self {
@@ -248,6 +228,7 @@ impl<T: Writer + Sync> ReadFile<T> for T {
             read: Some(bindings::seq_read),
             llseek: Some(bindings::seq_lseek),
             release: Some(bindings::single_release),
+            owner: crate::THIS_MODULE.as_ptr(),
             // SAFETY: An all-zero `file_operations` is valid: every field is
             // an integer, a nullable pointer or an `Option` of a function
             // pointer.
@@ -273,6 +254,7 @@ impl<T: Writer + Reader + Sync> ReadWriteFile<T> for T {
             write: Some(write::<T>),
             llseek: Some(bindings::seq_lseek),
             release: Some(bindings::single_release),
+            owner: crate::THIS_MODULE.as_ptr(),
             // SAFETY: An all-zero `file_operations` is valid: every field is
             // an integer, a nullable pointer or an `Option` of a function
             // pointer.
@@ -284,25 +266,18 @@ impl<T: Writer + Reader + Sync> ReadWriteFile<T> for T {
     };
 }
 
-struct Inner<T> {
-    fops: bindings::file_operations,
-    data: T,
-    _pin: PhantomPinned,
-}
-
 /// A debugfs file that owns the data its handlers use.
+///
+/// Dropping it while a descriptor of the file is still open is sound: the
+/// entry is removed first, after which debugfs calls no handler that reaches
+/// the data, and the descriptor's release runs the static operations, which
+/// stay loaded because an open file holds a reference on their owner.
 pub(crate) struct File<T> {
     // Dropped first: the entry is removed (and running handlers have returned)
-    // before `_inner` frees the data and the file operations.
+    // before `_data` is freed.
     _entry: Entry,
-    _inner: Pin<KBox<Inner<T>>>,
+    _data: KBox<T>,
 }
-
-// SAFETY: The raw pointers in the file operations point to functions and to the
-// module, which are valid from any thread; `T` itself is `Send`.
-unsafe impl<T: Send> Send for File<T> {}
-// SAFETY: Shared access only reads the file operations; `T` itself is `Sync`.
-unsafe impl<T: Sync> Sync for File<T> {}
 
 /// The output of a read, backed by the kernel's `seq_file`.
 pub(crate) struct SeqFile(*mut bindings::seq_file);

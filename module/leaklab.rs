@@ -46,8 +46,8 @@ struct LeakLab {
 }
 
 impl kernel::Module for LeakLab {
-    fn init(module: &'static ThisModule) -> Result<Self> {
-        let control = control::Control::new(module)?;
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        let control = control::Control::new()?;
         pr_info!("leaklab {VERSION} loaded: /sys/kernel/debug/leaklab/\n");
         Ok(LeakLab { _control: control })
     }

@@ -123,13 +123,27 @@ pub fn parse_slabinfo(text: &str) -> SlabCounts {
         .collect()
 }
 
+/// What a cache's `shrink` file is written: `1`, padded to a page. The
+/// kernel copies a sysfs write into a buffer of its length plus one, so a
+/// one-byte write takes that buffer from kmalloc-8 and, once kmalloc-8 is
+/// shrunk, the writes to the caches after it re-arm its per-CPU slab, whose
+/// objects SLUB counts as in use: its count then moves by up to a slab (512
+/// objects) with nothing allocated. A page's write takes the buffer from
+/// the largest kmalloc cache, a few objects a slab. `shrink` reads only the
+/// first byte.
+const SHRINK: [u8; 4096] = {
+    let mut b = [b' '; 4096];
+    b[0] = b'1';
+    b
+};
+
 /// Reads the running kernel's slab caches (needs CONFIG_SLUB_DEBUG), after
 /// shrinking every cache: SLUB counts the objects of per-CPU slabs as active,
 /// so without a flush the counts move by whole slabs.
 pub fn read_slabinfo() -> Result<SlabCounts> {
     if let Ok(dir) = fs::read_dir("/sys/kernel/slab") {
         for e in dir.flatten() {
-            let _ = fs::write(e.path().join("shrink"), "1");
+            let _ = fs::write(e.path().join("shrink"), SHRINK);
         }
     }
     Ok(parse_slabinfo(
