@@ -1,9 +1,9 @@
-//! The run every command that loads a module stands on: the detectors
-//! chosen and opened ([`detectors`]), then a session ([`session`]) that
-//! loads the module inside their window, records where it sits, unloads it
-//! and harvests what each detector saw; and the lab's run of its own
-//! samples on them ([`lab`]), which `cycle`, `matrix` and doctor's canary
-//! share.
+//! The run a command that loads modules stands on: the detectors chosen
+//! and opened ([`detectors`]); a run ([`run`]) that loads modules inside
+//! their window, records where each sits, and harvests what each detector
+//! saw once they are gone ([`harvest`] for the trace); a session
+//! ([`session`]), a run of one module; and the lab's run of its own samples
+//! on them ([`lab`]), which `cycle`, `matrix` and doctor's canary share.
 
 pub mod detectors;
 pub mod harvest;
