@@ -11,7 +11,6 @@ use anyhow::{Context, Result};
 
 use crate::kernel::interrupt::{self, Interrupted};
 
-pub mod metrics;
 mod modules;
 mod options;
 mod round;

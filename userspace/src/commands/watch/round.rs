@@ -26,6 +26,7 @@ use crate::{
     report::watch::{
         event::{grown, human_line, Event, Logged, EVENT_SCHEMA},
         log::EventLog,
+        metrics,
         run::{Health, Trends, WatchRun},
         state::{Leak, State},
     },
@@ -33,7 +34,6 @@ use crate::{
 };
 
 use super::{
-    metrics,
     modules::Modules,
     options::{Options, LOG_LINES_A_ROUND, RECENT},
     running::{now, rss_kib, Watch},
@@ -296,7 +296,7 @@ impl Watch<'_> {
             // Rendered before it is written: it shows the failed writes of
             // earlier rounds, and this round's log flush; a failure of this
             // write shows in the next round's file.
-            let text = metrics::render(self);
+            let text = metrics::render(&self.figures());
             failed |= write_atomically(path, &text).is_err();
         }
         if failed {

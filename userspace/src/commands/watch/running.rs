@@ -1,6 +1,6 @@
 //! The state of a watch as it runs, and what it reads of itself (the
-//! time, its memory): its rounds ([`super::round`]) and its textfile
-//! ([`super::metrics`]) work on it.
+//! time, its memory): its rounds ([`super::round`]) work on it, and its
+//! textfile is drawn from its [`Figures`].
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,7 +15,7 @@ use crate::{
 };
 
 use super::{modules::Modules, options::Options};
-use crate::report::watch::{log::EventLog, run::WatchRun, state::State};
+use crate::report::watch::{log::EventLog, metrics::Figures, run::WatchRun, state::State};
 
 /// The watch as it runs.
 pub(super) struct Watch<'o> {
@@ -39,6 +39,23 @@ pub(super) struct Watch<'o> {
     /// The last sample: memory, objects reported, allocinfo's bytes, the
     /// round's seconds.
     pub(super) last: Option<(MemInfo, Option<u64>, Option<i64>, f64)>,
+}
+
+impl Watch<'_> {
+    /// What its textfile shows now.
+    pub(super) fn figures(&self) -> Figures<'_> {
+        Figures {
+            state: &self.state,
+            last: self.last.as_ref(),
+            slab: (self.fit_slab.line(), self.recent_slab.line()),
+            mem_available: (self.fit_avail.line(), self.recent_avail.line()),
+            kmemleak_up: self.kmemleak_up && self.kmemleak.is_some(),
+            errors: &self.run.errors,
+            log: &self.log,
+            now: now(),
+            rss_kib: rss_kib(),
+        }
+    }
 }
 
 /// Unix seconds now.

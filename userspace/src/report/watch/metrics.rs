@@ -1,17 +1,45 @@
-//! The watch's figures as a Prometheus textfile: leaks by culprit and
+//! A running watch's figures as a Prometheus textfile: leaks by culprit and
 //! module, the kernel's memory and its trend, and the watch's own health.
 //! Counters end in `_total`, units are bytes and seconds.
 
 use std::collections::BTreeMap;
 
-use super::running::{now, rss_kib, Watch};
+use super::{
+    log::EventLog,
+    run::Health,
+    state::{Leak, State},
+};
 use crate::{
+    analysis::trend::Line,
+    kernel::procfs::MemInfo,
     output::prometheus::{Exposition, Kind},
-    report::watch::state::Leak,
 };
 
+/// What the textfile shows of a running watch, read at the end of a round.
+pub struct Figures<'a> {
+    /// The state kept across restarts: leaks, findings, rounds.
+    pub state: &'a State,
+    /// The last sample: memory, objects reported, allocinfo's bytes, the
+    /// round's seconds.
+    pub last: Option<&'a (MemInfo, Option<u64>, Option<i64>, f64)>,
+    /// Slab's trend over the run and over the last hour.
+    pub slab: (Line, Line),
+    /// MemAvailable's trend over the run and over the last hour.
+    pub mem_available: (Line, Line),
+    /// Whether kmemleak is there and its last round worked.
+    pub kmemleak_up: bool,
+    /// The run's failures.
+    pub errors: &'a Health,
+    /// The event log.
+    pub log: &'a EventLog,
+    /// Unix seconds now.
+    pub now: f64,
+    /// The watch's own resident memory, KiB.
+    pub rss_kib: u64,
+}
+
 /// The textfile's text after the round just done.
-pub(super) fn render(w: &Watch) -> String {
+pub fn render(w: &Figures) -> String {
     let mut e = Exposition::default();
     leaks(&mut e, w);
     memory(&mut e, w);
@@ -21,7 +49,7 @@ pub(super) fn render(w: &Watch) -> String {
 
 /// The leaks reported, by culprit and module, and the kernel log's
 /// findings, by kind.
-fn leaks(e: &mut Exposition, w: &Watch) {
+fn leaks(e: &mut Exposition, w: &Figures) {
     // Several backtraces may share a culprit: one series each (culprit,
     // module), summed, as Prometheus takes a series once.
     let by_culprit = by_culprit(w.state.leaks.values());
@@ -63,8 +91,8 @@ fn leaks(e: &mut Exposition, w: &Watch) {
 }
 
 /// The kernel's memory at the last round, and its trend.
-fn memory(e: &mut Exposition, w: &Watch) {
-    if let Some((mem, reported, allocinfo, round)) = &w.last {
+fn memory(e: &mut Exposition, w: &Figures) {
+    if let Some((mem, reported, allocinfo, round)) = w.last {
         e.single(
             "leaklab_watch_mem_available_bytes",
             Kind::Gauge,
@@ -106,14 +134,9 @@ fn memory(e: &mut Exposition, w: &Watch) {
             );
         }
     }
-    for (name, what, run, hour) in [
-        ("slab", "Slab", w.fit_slab.line(), w.recent_slab.line()),
-        (
-            "mem_available",
-            "MemAvailable",
-            w.fit_avail.line(),
-            w.recent_avail.line(),
-        ),
+    for (name, what, (run, hour)) in [
+        ("slab", "Slab", w.slab),
+        ("mem_available", "MemAvailable", w.mem_available),
     ] {
         let slope = format!("leaklab_watch_{name}_slope_bytes_per_second");
         let help = format!("Least-squares change of {what}, over the run and over the last hour.");
@@ -125,12 +148,12 @@ fn memory(e: &mut Exposition, w: &Watch) {
 
 /// The watch's own health: kmemleak's, its rounds, its failures, its
 /// event log and its memory.
-fn health(e: &mut Exposition, w: &Watch) {
+fn health(e: &mut Exposition, w: &Figures) {
     e.single(
         "leaklab_watch_kmemleak_up",
         Kind::Gauge,
         "1 when the last kmemleak round worked, 0 when kmemleak is absent, disabled or failing.",
-        f64::from(u8::from(w.kmemleak_up && w.kmemleak.is_some())),
+        f64::from(u8::from(w.kmemleak_up)),
     )
     .single(
         "leaklab_watch_rounds_total",
@@ -142,10 +165,10 @@ fn health(e: &mut Exposition, w: &Watch) {
         "leaklab_watch_last_round_timestamp_seconds",
         Kind::Gauge,
         "When the last round ended (Unix time).",
-        now(),
+        w.now,
     );
     let errors = "leaklab_watch_errors_total";
-    let h = &w.run.errors;
+    let h = w.errors;
     e.family(errors, Kind::Counter, "The watch's failures this run: kmemleak rounds that failed, writes that failed (a full disk).")
         .sample(errors, &[("kind", "kmemleak")], h.kmemleak as f64)
         .sample(errors, &[("kind", "write")], (h.writes + u64::from(w.log.failing.is_some())) as f64);
@@ -171,7 +194,7 @@ fn health(e: &mut Exposition, w: &Watch) {
         "leaklab_watch_resident_memory_bytes",
         Kind::Gauge,
         "The watch's own resident memory.",
-        rss_kib() as f64 * 1024.0,
+        w.rss_kib as f64 * 1024.0,
     );
 }
 
