@@ -169,6 +169,9 @@ fn short_path(path: &str) -> &str {
 
 struct ModuleSyms {
     layout: ModuleLayout,
+    /// The threads that loaded it at this place: the layout's own, and
+    /// those of later loads that landed at the same addresses.
+    loaders: Vec<u32>,
     syms: Vec<Sym>,
     dwarf: LazyDwarf,
 }
@@ -222,8 +225,14 @@ pub struct Symbolizer {
 }
 
 impl Symbolizer {
-    /// Adds the module whose layout was recorded in `layout`, with object file `ko`.
+    /// Adds the module whose layout was recorded in `layout`, with object
+    /// file `ko`. A load that landed where an earlier load of the same
+    /// module was adds only its loading thread: a run of a thousand loads
+    /// keeps one copy of the module's symbols per place.
     pub fn add(&mut self, layout: &ModuleLayout, ko: &Ko) -> Result<()> {
+        if self.known_place(layout) {
+            return Ok(());
+        }
         let file = ko.object()?;
         let mut syms = Vec::new();
         for s in file.symbols() {
@@ -257,12 +266,29 @@ impl Symbolizer {
         Ok(())
     }
 
+    /// Whether an earlier load of `layout`'s module landed where it did;
+    /// if so, its loading thread is added to that load's.
+    fn known_place(&mut self, layout: &ModuleLayout) -> bool {
+        let same = self
+            .modules
+            .iter_mut()
+            .find(|m| m.layout.name == layout.name && m.layout.sections == layout.sections);
+        match same {
+            Some(m) => {
+                m.loaders.extend(layout.loader);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn add_symbols(&mut self, layout: ModuleLayout, mut syms: Vec<Sym>, dwarf: LazyDwarf) {
         // Of the names at one address, the one looked up (the last) is the
         // function's own: `module_init(foo_init)` also names it
         // `init_module`, which says nothing.
         syms.sort_by_key(|s| (s.start, !is_alias(&s.raw)));
         self.modules.push(ModuleSyms {
+            loaders: layout.loader.into_iter().collect(),
             layout,
             syms,
             dwarf,
@@ -287,7 +313,7 @@ impl Symbolizer {
         Some(
             std::iter::once(first)
                 .chain(all)
-                .find(|(m, _)| pid.is_some() && m.layout.loader == pid)
+                .find(|(m, _)| pid.is_some_and(|p| m.loaders.contains(&p)))
                 .unwrap_or(first),
         )
     }
@@ -396,6 +422,9 @@ pub(crate) mod testing {
     /// Adds a module to `sym` by its layout alone (no symbols and no DWARF:
     /// frames resolve to `section+offset`).
     pub(crate) fn add_layout(sym: &mut Symbolizer, layout: ModuleLayout) {
+        if sym.known_place(&layout) {
+            return;
+        }
         let none = LazyDwarf {
             reading: std::sync::Mutex::new(None),
             read: std::sync::OnceLock::from(None),
@@ -421,9 +450,14 @@ mod tests {
     #[test]
     fn reused_init_sections_are_told_apart_by_the_loading_thread() {
         // Two modules loaded one after the other, each from its own thread:
-        // the second one's init text lands where the first one's was freed.
+        // the second one's init text lands where the first one's was freed,
+        // and a third load of the first lands there again.
         let mut symbols = Symbolizer::default();
-        for (name, loader) in [("kmemleak_test", 18), ("rust_minimal", 40)] {
+        for (name, loader) in [
+            ("kmemleak_test", 18),
+            ("rust_minimal", 40),
+            ("kmemleak_test", 77),
+        ] {
             testing::add_layout(
                 &mut symbols,
                 ModuleLayout {
@@ -443,6 +477,9 @@ mod tests {
         };
         assert_eq!(symbols.owner_of(&report(18)), Some("kmemleak_test"));
         assert_eq!(symbols.owner_of(&report(40)), Some("rust_minimal"));
+        assert_eq!(symbols.owner_of(&report(77)), Some("kmemleak_test"));
+        // The third load shares the first one's symbols.
+        assert_eq!(symbols.modules.len(), 2);
     }
 
     #[test]

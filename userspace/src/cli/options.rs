@@ -64,9 +64,12 @@ pub struct SoakArgs {
     /// Load/run/unload cycles.
     #[arg(long, default_value_t = 1000)]
     cycles: u32,
-    /// Also run this pattern's leaky variant once a cycle.
+    /// Also run this pattern's leaky variant each cycle (--leaky-runs times).
     #[arg(long)]
     leaky: Option<String>,
+    /// Runs of the leaky variant a cycle.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    leaky_runs: u32,
     /// Sample memory every this many cycles.
     #[arg(long, default_value_t = 10)]
     every: u32,
@@ -79,6 +82,7 @@ impl SoakArgs {
             module: self.module.path(),
             cycles: self.cycles,
             leaky: self.leaky,
+            leaky_runs: self.leaky_runs,
             every: self.every,
         }
     }

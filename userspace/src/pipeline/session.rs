@@ -138,7 +138,6 @@ impl<'k> Session<'k> {
     /// Harvests and judges: reports and warnings are allowed only from the
     /// leaky variants of `leaky`.
     pub fn finish(self, leaky: &[String], progress: &mut dyn FnMut(&str)) -> Result<Judgement> {
-        progress("waiting for kmemleak");
         // The judgement counts the leaky samples' reports but judges only
         // the others: those must settle.
         let outside = |r: &Report, sym: &Symbolizer| {

@@ -8,6 +8,11 @@ use crate::output::{
     Outcome, Verdict,
 };
 
+/// A soak written before `leaky_runs` ran the leaky pattern once a cycle.
+fn one() -> u32 {
+    1
+}
+
 /// One memory sample.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sample {
@@ -31,9 +36,13 @@ pub struct SoakRun {
     pub schema: String,
     /// Cycles run.
     pub cycles: u32,
-    /// The leaky pattern run once a cycle, if any.
+    /// The leaky pattern run each cycle, if any.
     pub leaky: Option<String>,
-    /// Bytes one leaky run leaks, as the module states (0 without one).
+    /// Runs of the leaky pattern a cycle.
+    #[serde(default = "one")]
+    pub leaky_runs: u32,
+    /// Bytes a cycle's leaky runs leak, as the module states (0 without
+    /// one).
     pub leak_per_cycle: u64,
     /// The samples, first before any cycle.
     pub samples: Vec<Sample>,
@@ -125,7 +134,11 @@ impl Outcome for SoakRun {
             self.cycles,
             self.seconds,
             self.leaky.as_deref().map_or(String::new(), |p| format!(
-                ", {p} leaky once a cycle ({} bytes)",
+                ", {p} leaky {} a cycle ({} bytes)",
+                match self.leaky_runs {
+                    1 => "once".to_string(),
+                    n => format!("{n} times"),
+                },
                 self.leak_per_cycle
             )),
             self.reported,
@@ -207,6 +220,7 @@ mod tests {
             schema: "leaklab.soak/1".into(),
             cycles: 1000,
             leaky: leaky.map(str::to_string),
+            leaky_runs: 1,
             leak_per_cycle: if leaky.is_some() { 256 } else { 0 },
             samples: Vec::new(),
             reported: 0,

@@ -41,6 +41,7 @@ mod lava;
 mod matrix;
 mod parse;
 mod shell;
+mod soak;
 mod trace;
 mod views;
 mod watch;

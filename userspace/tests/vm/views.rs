@@ -173,6 +173,20 @@ pub struct Reference {
     pub trace_found: Option<Count>,
 }
 
+/// `leaklab soak` (`soak_run`).
+#[derive(Debug, Deserialize)]
+pub struct SoakRun {
+    pub leak_per_cycle: u64,
+    pub samples: Vec<IgnoredAny>,
+    pub reported: u64,
+    pub leaked: u64,
+    pub problems: Vec<String>,
+}
+
+impl Document for SoakRun {
+    const SCHEMA: &'static str = "leaklab.soak/1";
+}
+
 /// `leaklab census` (`census_run`).
 #[derive(Debug, Deserialize)]
 pub struct Census {

@@ -23,30 +23,24 @@ use crate::{
     analysis::{
         attribute::{attribute, Example},
         group::fingerprint,
+        symbolize::Symbolizer,
     },
-    kernel::{
-        initprobe::InitProbe, kmod, kmsg::KmsgWatch, module::Ko, procfs::kernel_release,
-        thread::in_fresh_thread,
-    },
-    kmemleak::{
-        report::Report,
-        window::{Settled, Window},
-        BLIND_SPOTS,
-    },
+    kernel::{kmod, kmsg::KmsgWatch, module::Ko, procfs::kernel_release, thread::in_fresh_thread},
+    kmemleak::{report::Report, BLIND_SPOTS},
     output::schema::Schema,
-    pipeline::detectors::{Detector, Detectors},
-    report::check::{Check, Leak, TraceCheck},
-    trace::{
-        allocinfo::{self, AllocInfo},
-        tracer::Tracer,
+    pipeline::{
+        detectors::{Detector, Detectors},
+        run::{Options, Run, RunHarvest},
     },
+    report::check::{Check, Leak, TraceCheck},
+    trace::allocinfo::{self, AllocInfo},
 };
 use anyhow::{bail, Result};
 
 mod cycles;
 mod plan;
 
-use cycles::{harvest_trace, run_cycles, Cycles, TraceFound};
+use cycles::{by_cycle, run_cycles, Cycles};
 use plan::UNLOAD_PATIENCE;
 pub use plan::{parse_param, Plan};
 
@@ -72,49 +66,25 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Check> {
     let detectors = Detectors::resolve(&plan.detectors)?;
     // Where the module's init was loaded, also when it fails: without the
     // probe, sysfs is read while the load runs, which a quick init beats.
-    // Armed before the trace starts and dropped after it ends: a kernel
-    // before eventfs (6.6) makes every event's files anew for the probe's
-    // instance, tens of thousands of allocations, and frees them by RCU.
-    let probe = InitProbe::arm(&ko);
-    let tracer = detectors.trace.map(Tracer::start).transpose()?;
-    if let Some(t) = &tracer {
-        t.read_names_ahead()?;
-    }
-    let window = detectors
-        .kmemleak
-        .as_ref()
-        .map(Window::open_scanning_stacks)
-        .transpose()?;
-    let profiled = Profiled::start()?;
-    // Traced vmalloc areas are in the ledger; otherwise vmallocinfo.
-    let vmallocinfo = tracer.as_ref().is_some_and(|t| !t.traces_vmalloc());
-    let mut cycles = run_cycles(plan, &ko, tracer.as_ref(), &probe, vmallocinfo, progress)?;
-    let settled = match window {
-        Some(w) => {
-            progress("waiting for kmemleak");
-            w.close_with(cycles.youngest, progress)?
-        }
-        None => Settled {
-            reports: Vec::new(),
-            scans: 0,
-            stable: true,
-        },
+    let options = Options {
+        probe: Some(&ko),
+        scan_stacks: true,
     };
+    let (mut run, profiled) = Run::open(&detectors, options, Profiled::start)?;
+    let mut cycles = run_cycles(plan, &ko, &mut run, progress)?;
+    run.settle_kmemleak(cycles.youngest, progress, &|_, _| true)?;
     if let Some(mut m) = cycles.still_loaded.take() {
         if plan.keep_loaded {
             let last = cycles.records.last_mut();
-            let unloaded = in_fresh_thread(|| m.unload_within(UNLOAD_PATIENCE));
+            let unloaded = in_fresh_thread(|| m.module.unload_within(UNLOAD_PATIENCE));
             if let (Some(c), Err(e)) = (last, &unloaded) {
                 c.unloaded = Some(false);
                 c.unload_error = Some(format!("{e:#}"));
             }
         }
     }
-    let traced = match tracer {
-        Some(t) => Some(harvest_trace(t, &cycles, progress)?),
-        None => None,
-    };
-    let mut check = judge(plan, &ko, cycles, &settled, traced, detectors.chosen());
+    let h = run.harvest(cycles.youngest, progress, &|_, _| true)?;
+    let mut check = judge(plan, &ko, cycles, &h, detectors.chosen());
     check.allocinfo = profiled.map(|p| p.view(&name)).transpose()?;
     Ok(check)
 }
@@ -153,27 +123,21 @@ impl Profiled {
 
 /// Ties each report of each detector to the module (or not) and to its
 /// cycle, and groups them by backtrace.
-fn judge(
-    plan: &Plan,
-    ko: &Ko,
-    mut c: Cycles,
-    settled: &Settled,
-    traced: Option<TraceFound>,
-    detectors: Vec<Detector>,
-) -> Check {
+fn judge(plan: &Plan, ko: &Ko, mut c: Cycles, h: &RunHarvest, detectors: Vec<Detector>) -> Check {
     // The per-cycle counts are kmemleak's, or the trace's without it.
     let by_kmemleak = detectors.contains(&Detector::Kmemleak);
+    let settled = &h.settled;
     let reports = settled.reports.iter().map(|r| (r, None));
-    let (leaks, outside) = group(reports, ko, &mut c, by_kmemleak);
-    let trace = traced.map(|(reports, events, lost)| {
+    let (leaks, outside) = group(reports, ko, &mut c, &h.sym, by_kmemleak);
+    let trace = h.traced.as_ref().map(|t| {
         // Every traced allocation passes through the module: none is outside.
-        let reports = reports.iter().map(|(r, cycle)| (r, *cycle));
-        let (mut leaks, outside) = group(reports, ko, &mut c, !by_kmemleak);
+        let reports = by_cycle(t).into_iter();
+        let (mut leaks, outside) = group(reports, ko, &mut c, &h.sym, !by_kmemleak);
         leaks.extend(outside);
         TraceCheck {
             leaks,
-            events,
-            lost,
+            events: t.events,
+            lost: t.lost,
             undecided: std::mem::take(&mut c.undecided),
             blind_spots: crate::trace::BLIND_SPOTS.into(),
         }
@@ -207,6 +171,7 @@ fn group<'r>(
     reports: impl Iterator<Item = (&'r Report, Option<u32>)>,
     ko: &Ko,
     c: &mut Cycles,
+    sym: &Symbolizer,
     count: bool,
 ) -> (Vec<Leak>, Vec<Leak>) {
     let mut leaks: Vec<Leak> = Vec::new();
@@ -223,9 +188,9 @@ fn group<'r>(
             && r.frames
                 .iter()
                 .any(|f| f.symbol.as_deref() == Some("do_one_initcall"));
-        let ours = failed_init || c.sym.owner_of(&seen) == Some(ko.name());
-        let example = Example::of(&seen, &c.sym);
-        let a = attribute(&seen, &c.sym);
+        let ours = failed_init || sym.owner_of(&seen) == Some(ko.name());
+        let example = Example::of(&seen, sym);
+        let a = attribute(&seen, sym);
         let fp = fingerprint(&example.symbolized);
         let list = if ours { &mut leaks } else { &mut outside };
         let i = match list.iter().position(|l| l.fingerprint == fp) {

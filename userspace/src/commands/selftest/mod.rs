@@ -14,9 +14,10 @@ use std::{
 };
 
 use crate::{
-    kernel::{kmod::LoadedModule, module::Ko},
+    kernel::module::Ko,
     ko::{Control, Variant, DIR},
     output::schema::Schema,
+    pipeline::run::Run,
     report::selftest::{Case, Selftest},
 };
 use anyhow::{Context, Result};
@@ -72,9 +73,11 @@ fn write_once(file: &Path, before: &[&[u8]], data: &[u8], at: At) -> String {
 /// Loads `module`, runs every case, unloads it.
 pub fn run(module: &Path) -> Result<Selftest> {
     let ko = Ko::open(module)?;
-    let mut loaded = LoadedModule::load(&ko)?;
+    // A run without detectors: the contract is checked, not leaks.
+    let mut run = Run::new(None, None)?;
+    let mut loaded = run.load(&ko)?;
     let result = cases(ko.name());
-    let unloaded = loaded.unload();
+    let unloaded = run.unload(&mut loaded);
     let mut cases = result?;
     unloaded?;
     cases.extend(unload_races(&ko)?);
