@@ -280,10 +280,10 @@ recall-unhelped: example tool
 
 # What an in-tree module build leaves beside the sources.
 IN_TREE_OUTPUTS = leaklab.ko leaklab.o leaklab.mod leaklab.mod.c leaklab.mod.o \
-	.module-common.o modules.order Module.symvers .*.cmd module/*.o module/.*.cmd
+	.module-common.o modules.order Module.symvers .*.cmd module/*.o module/.*.cmd module/ffi_generated.rs
 
 # The module's sources, copied to build elsewhere (a bundle, a test variant).
-MODULE_SOURCES := Kbuild $(wildcard module/*.rs samples/*.rs)
+MODULE_SOURCES := Kbuild $(wildcard module/*.rs module/*.c module/*.h samples/*.rs)
 copy_sources = rm -rf $(1) && mkdir -p $(1)/module $(1)/samples && \
 	for f in $(MODULE_SOURCES); do cp $$f $(1)/$$f; done
 # Fails unless every file is an ELF object for $(ARCH).

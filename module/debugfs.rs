@@ -3,8 +3,8 @@
 //! A small safe debugfs layer.
 //!
 //! Linux 6.12 has no Rust debugfs abstraction and its `bindings` lack
-//! `debugfs.h`, so the three exported functions are declared here by hand
-//! (dentries stay opaque pointers). The shape follows upstream
+//! `debugfs.h`: bindgen declares the three functions used here at build
+//! time ([`crate::ffi`]). The shape follows upstream
 //! `kernel::debugfs` (6.18): a [`Dir`] removes its entry when the last user
 //! drops it, and a [`File`] owns the data its handlers see, so the entry is
 //! always gone before the data is freed. A file's operations and mode follow
@@ -16,6 +16,7 @@
 //! tiny buffers and odd offsets safe and gives each open a consistent
 //! snapshot. Writes are taken whole: one call at offset zero per open file.
 
+use crate::ffi::{debugfs_create_dir, debugfs_create_file, debugfs_remove};
 use core::{fmt, marker::PhantomData, ptr};
 use kernel::{
     bindings,
@@ -26,20 +27,6 @@ use kernel::{
     sync::Arc,
     uaccess::UserSlice,
 };
-
-extern "C" {
-    fn debugfs_create_dir(name: *const c_char, parent: *mut c_void) -> *mut c_void;
-    fn debugfs_create_file(
-        name: *const c_char,
-        mode: u16,
-        parent: *mut c_void,
-        data: *mut c_void,
-        // Opaque here: `file_operations` holds a `lockdep_map`, an empty
-        // struct in this config, which is not FFI-safe by value.
-        fops: *const c_void,
-    ) -> *mut c_void;
-    fn debugfs_remove(dentry: *mut c_void);
-}
 
 /// The longest write a control file accepts, in bytes (a count, a word).
 pub(crate) const MAX_WRITE: usize = 64;
@@ -52,7 +39,7 @@ pub(crate) const MAX_WRITE: usize = 64;
 /// been removed. If `parent` is `Some`, it is the entry `dentry` lives in, kept
 /// alive so that a parent is never removed before its child.
 struct Entry {
-    dentry: *mut c_void,
+    dentry: *mut bindings::dentry,
     // Only held, never read: it keeps the parent alive.
     _parent: Option<Arc<Entry>>,
 }
@@ -64,7 +51,7 @@ unsafe impl Send for Entry {}
 unsafe impl Sync for Entry {}
 
 impl Entry {
-    fn parent_ptr(parent: Option<&Arc<Entry>>) -> *mut c_void {
+    fn parent_ptr(parent: Option<&Arc<Entry>>) -> *mut bindings::dentry {
         parent.map_or(ptr::null_mut(), |p| p.dentry)
     }
 }
@@ -153,7 +140,7 @@ impl Dir {
                 file_ops.mode,
                 parent.dentry,
                 ptr::from_ref(&*data).cast_mut().cast(),
-                ptr::from_ref(&file_ops.operations).cast(),
+                &file_ops.operations,
             )
         })?;
         Ok(File {

@@ -8,6 +8,7 @@ use kernel::prelude::*;
 mod accounting;
 mod control;
 mod debugfs;
+mod ffi;
 mod hygiene;
 mod pattern;
 mod runner;

@@ -17,6 +17,8 @@
 //! Leaks per leaky run: one order-1 block of pages, 8192 bytes (with 4 KiB
 //! pages), invisible to kmemleak.
 
+// `__get_free_pages()`, as C drivers call it (module/alloc.c).
+use crate::ffi::leaklab_get_free_pages;
 use crate::{
     accounting::Tally,
     pattern::{eio_expected, Pattern},
@@ -46,7 +48,7 @@ fn start_ring(_ring: *mut c_void) -> Result {
 fn setup_ring_leaky(t: &mut Tally) -> Result {
     // SAFETY: `GFP_KERNEL` may sleep; this runs in process context, from a
     // debugfs write or the module's init, with no lock held.
-    let ring = unsafe { bindings::get_free_pages_noprof(bindings::GFP_KERNEL, ORDER) };
+    let ring = unsafe { leaklab_get_free_pages(bindings::GFP_KERNEL, ORDER) };
     if ring == 0 {
         return Err(ENOMEM);
     }
@@ -77,7 +79,7 @@ struct Pages(NonNull<c_void>);
 impl Pages {
     fn alloc() -> Result<Self> {
         // SAFETY: As in `setup_ring_leaky`: process context, no lock held.
-        let addr = unsafe { bindings::get_free_pages_noprof(bindings::GFP_KERNEL, ORDER) };
+        let addr = unsafe { leaklab_get_free_pages(bindings::GFP_KERNEL, ORDER) };
         // INVARIANT: A non-zero address is a block of order `ORDER`, now ours.
         Ok(Self(NonNull::new(addr as *mut c_void).ok_or(ENOMEM)?))
     }

@@ -16,6 +16,8 @@
 //!
 //! Leaks per leaky run: one 96-byte descriptor (and one kernel warning).
 
+// `kmem_cache_alloc()`, as C drivers call it (module/alloc.c).
+use crate::ffi::leaklab_kmem_cache_alloc;
 use crate::{accounting::Tally, pattern::Pattern};
 use core::{
     mem::MaybeUninit,
@@ -55,7 +57,7 @@ fn create_cache() -> Result<NonNull<bindings::kmem_cache>> {
 fn probe_remove_leaky(t: &mut Tally) -> Result {
     let cache = create_cache()?;
     // SAFETY: `cache` is a live cache.
-    let desc = unsafe { bindings::kmem_cache_alloc_noprof(cache.as_ptr(), bindings::GFP_KERNEL) };
+    let desc = unsafe { leaklab_kmem_cache_alloc(cache.as_ptr(), bindings::GFP_KERNEL) };
     if desc.is_null() {
         // SAFETY: `cache` is live and empty.
         unsafe { bindings::kmem_cache_destroy(cache.as_ptr()) };
@@ -97,7 +99,7 @@ impl Cache {
 
     fn alloc(&self) -> Result<Object<'_>> {
         // SAFETY: The cache is live (type invariant).
-        let p = unsafe { bindings::kmem_cache_alloc_noprof(self.0.as_ptr(), bindings::GFP_KERNEL) };
+        let p = unsafe { leaklab_kmem_cache_alloc(self.0.as_ptr(), bindings::GFP_KERNEL) };
         // INVARIANT: `p` was just allocated from this cache.
         Ok(Object {
             cache: self,

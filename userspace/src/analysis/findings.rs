@@ -94,21 +94,31 @@ pub fn findings(lines: &[String]) -> Vec<Finding> {
         .collect()
 }
 
+/// With allocation profiling on, a module unloaded while memory allocated
+/// at one of its own call sites is live: the WARN of
+/// `alloc_tag_module_unload` (lib/alloc_tag.c). leaklab's own call sites
+/// are `module/alloc.c`'s, which only `slab_cache` and `page_leak` use.
+const TAGS_AT_UNLOAD: &str = "alloc_tag_module_unload";
+
 /// Kernel log lines a leak pattern's variant is known to cause, by pattern:
 /// a finding that contains one of the words is that pattern's doing.
-const EXPLAINED: &[(&str, Variant, &[&str])] = &[(
-    // Destroying a cache with live objects: SLUB's "BUG <cache>: Objects
-    // remaining" report and the "Slab cache still has objects" WARN, each
-    // with its WARNING line.
-    "slab_cache",
-    Variant::Leaky,
-    &[
-        "leaklab_slab_",
-        "kmem_cache_destroy",
-        "__slab_err",
-        "Slab cache still has objects",
-    ],
-)];
+const EXPLAINED: &[(&str, Variant, &[&str])] = &[
+    (
+        // Destroying a cache with live objects: SLUB's "BUG <cache>: Objects
+        // remaining" report and the "Slab cache still has objects" WARN,
+        // each with its WARNING line.
+        "slab_cache",
+        Variant::Leaky,
+        &[
+            "leaklab_slab_",
+            "kmem_cache_destroy",
+            "__slab_err",
+            "Slab cache still has objects",
+            TAGS_AT_UNLOAD,
+        ],
+    ),
+    ("page_leak", Variant::Leaky, &[TAGS_AT_UNLOAD]),
+];
 
 /// Whether a driven pattern and variant explains a kernel log finding.
 pub fn explains(pattern: &str, variant: Variant, f: &Finding) -> bool {
@@ -178,5 +188,19 @@ mod tests {
             line: "WARNING: CPU: 0 PID: 1 at kernel/foo.c:1 bar+0x1/0x2".into(),
         };
         assert!(!explains("slab_cache", Variant::Leaky, &other));
+    }
+
+    #[test]
+    fn only_the_samples_with_the_modules_own_call_sites_explain_tags_at_unload() {
+        let warn = Finding {
+            kind: FindingKind::Warning,
+            line:
+                "WARNING: CPU: 0 PID: 32 at lib/alloc_tag.c:171 alloc_tag_module_unload+0x5f/0x7d"
+                    .into(),
+        };
+        assert!(explains("slab_cache", Variant::Leaky, &warn));
+        assert!(explains("page_leak", Variant::Leaky, &warn));
+        assert!(!explains("page_leak", Variant::Fixed, &warn));
+        assert!(!explains("error_path", Variant::Leaky, &warn));
     }
 }

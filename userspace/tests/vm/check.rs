@@ -535,6 +535,8 @@ fn make_try_checks_a_module_built_outside_the_project() {
 /// driver's. leaklab's Rust allocations are counted at the `kernel`
 /// crate's helper: its leaky `error_path` adds the 256 bytes it states
 /// there, the fixed one nothing. The fixed twins hold nothing anywhere.
+/// Its slab-cache and page samples allocate through its own C entry points
+/// (`module/alloc.c`), so their leaks are the module's at unload.
 fn check_allocinfo(arch: &str) {
     let (guest, modules) = profiling_guest(arch);
     let mut runs: Vec<(String, String)> = PATTERNS
@@ -548,7 +550,7 @@ fn check_allocinfo(arch: &str) {
         "fixed".into(),
         "leaky_driver.ko --cycles 2 --param fixed=all".into(),
     ));
-    for v in ["leaky", "fixed"] {
+    for v in ["leaky", "fixed", "alloc"] {
         runs.push((
             format!("rust-{v}"),
             format!("leaklab.ko --cycles 1 --exercise /root/{v}.sh"),
@@ -557,7 +559,16 @@ fn check_allocinfo(arch: &str) {
     let runs: Vec<Run> = runs.iter().map(|(l, a)| (l.as_str(), a.as_str())).collect();
     let poke = |v: &str| format!("echo 1 > /sys/kernel/debug/leaklab/patterns/error_path/{v}\n");
     let (leaky, fixed) = (poke("leaky"), poke("fixed"));
-    let files = [("leaky.sh", leaky.as_str()), ("fixed.sh", fixed.as_str())];
+    // The samples that allocate through the module's own C entry points
+    // (module/alloc.c); page_leak's write fails with EIO by design.
+    let alloc = "cd /sys/kernel/debug/leaklab/patterns\n\
+                 echo 1 > slab_cache/leaky\n\
+                 echo 1 > page_leak/leaky || true\n";
+    let files = [
+        ("leaky.sh", leaky.as_str()),
+        ("fixed.sh", fixed.as_str()),
+        ("alloc.sh", alloc),
+    ];
     let b = batch_in(guest, modules, arch, "allocinfo", &files, &runs, "");
     for &(pattern, objects, bytes) in PATTERNS {
         let (status, doc) = b.get(pattern);
@@ -605,6 +616,28 @@ fn check_allocinfo(arch: &str) {
     assert_eq!(status, 0, "{doc:#}");
     let a = doc.allocinfo.as_ref().expect("allocinfo");
     assert!(a.rust_helpers.is_empty(), "{doc:#}");
+    // kmem_cache_alloc and __get_free_pages are C macros that hook the
+    // allocation for profiling: called through them, the samples' leaks
+    // are the module's own at unload (bindgen's *_noprof functions would
+    // leave them untagged, and unseen here).
+    let (status, doc) = b.get("rust-alloc");
+    assert_eq!(status, 1, "{doc:#}");
+    let a = doc.allocinfo.as_ref().expect("allocinfo");
+    let mut held: Vec<(&str, i64)> = a
+        .at_unload
+        .iter()
+        .filter(|s| s.site.contains("module/alloc.c:"))
+        .filter_map(|s| Some((s.site.rsplit_once(" func:")?.1, s.bytes)))
+        .collect();
+    held.sort();
+    assert_eq!(
+        held,
+        [
+            ("leaklab_get_free_pages", 8192),
+            ("leaklab_kmem_cache_alloc", 96)
+        ],
+        "{doc:#}"
+    );
 }
 
 on_both_arches!(check_allocinfo: check_shows_allocinfo_where_the_kernel_profiles_x86_64, check_shows_allocinfo_where_the_kernel_profiles_arm64);

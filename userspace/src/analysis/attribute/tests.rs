@@ -392,6 +392,25 @@ fn a_rust_frames_suffix_is_dropped_too() {
 }
 
 #[test]
+fn the_labs_own_allocation_entry_point_is_not_the_culprit() {
+    // With allocation profiling on, module/alloc.c's call of the hooked
+    // kmem_cache_alloc is not a tail call: its frame is the module's first.
+    let a = one("unreferenced object 0xffff888003a8e000 (size 96):
+  comm \"sh\", pid 77, jiffies 4294892487
+  backtrace (crc 1):
+    kmem_cache_alloc_noprof+0x1a2/0x2a0
+    leaklab_kmem_cache_alloc+0x3c/0x70 [leaklab]
+    _RNvNtNtCs1EKtwoKEMO2_7leaklab7samples10slab_cache18probe_remove_leaky+0x4e/0x160 [leaklab]
+");
+    assert_eq!(
+        a.culprit.as_deref(),
+        Some("leaklab::samples::slab_cache::probe_remove_leaky+0x4e")
+    );
+    assert_eq!(a.pattern.as_deref(), Some("slab_cache"));
+    assert_eq!(a.variant, Some(Variant::Leaky));
+}
+
+#[test]
 fn titles_drop_offsets_and_compiler_suffixes() {
     for (name, base) in [
         ("do_ipv6_setsockopt.isra.7", "do_ipv6_setsockopt"),
