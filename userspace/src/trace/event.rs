@@ -255,6 +255,11 @@ enum Kind {
         space: Space,
         key: Field,
     },
+    /// An object handed to `kfree_rcu()`: freed after a grace period.
+    DeferredFree {
+        head: Field,
+        arg: Field,
+    },
     Stack {
         size: Field,
         caller: Field,
@@ -323,6 +328,9 @@ pub const VMALLOC_CALL: &str = "vmalloc";
 pub const VMALLOC_RETURN: &str = "vmalloc_ret";
 /// The free probes.
 pub const VMALLOC_FREES: [&str; 2] = ["vfree", "vfree_atomic"];
+/// The probe of `kfree_rcu()`'s frees, in the same group where the kernel
+/// took it ([`super::vmalloc::Probes`]).
+pub const DEFERRED_FREE: &str = "kfree_rcu";
 
 /// The free events: (event, space, key field).
 const FREES: &[(&str, Space, &str)] = &[
@@ -332,6 +340,19 @@ const FREES: &[(&str, Space, &str)] = &[
     ("kmem/mm_page_free_batched", Space::Page, "pfn"),
     ("percpu/percpu_free_percpu", Space::Percpu, "ptr"),
 ];
+
+/// The object `kvfree_call_rcu(head, arg)` frees: `arg` itself since 6.2
+/// (`kvfree_call_rcu(struct rcu_head *, void *ptr)`); before, `arg` is
+/// the head's offset in the object (a number below a page), or the object
+/// itself when there is no head (`kvfree_call_rcu(NULL, ptr)`).
+fn deferred_object(head: u64, arg: u64) -> Option<u64> {
+    let key = match (head, arg) {
+        (0, ptr) => ptr,
+        (head, offset) if offset < PAGE_SIZE => head.checked_sub(offset)?,
+        (_, ptr) => ptr,
+    };
+    (key != 0 && key != u64::MAX).then_some(key)
+}
 
 /// Page size the page events are counted in.
 pub const PAGE_SIZE: u64 = 4096;
@@ -421,6 +442,15 @@ impl Decoder {
                 let kind = Kind::Free {
                     space: Space::Vmalloc,
                     key: f.field("addr", &event)?,
+                };
+                formats.push((f, kind));
+            }
+            // Only where the kernel took the probe.
+            let event = format!("{group}/{DEFERRED_FREE}");
+            if let Ok(f) = read(&event) {
+                let kind = Kind::DeferredFree {
+                    head: f.field("head", &event)?,
+                    arg: f.field("arg", &event)?,
                 };
                 formats.push((f, kind));
             }
@@ -516,6 +546,14 @@ impl Decoder {
                     return None;
                 }
                 Event::Free { origin, space, key }
+            }
+            Kind::DeferredFree { head, arg } => {
+                let key = deferred_object(head.read(record)?, arg.read(record)?)?;
+                Event::Free {
+                    origin,
+                    space: Space::Slab,
+                    key,
+                }
             }
             Kind::Stack { size, caller } => {
                 let n = usize::try_from(size.read(record)?).ok()?;

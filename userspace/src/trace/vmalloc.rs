@@ -4,7 +4,12 @@
 //! return probe the address and the stack (a stack taken at the entry
 //! probe ends in the optimized probe's trampoline on x86_64, which the
 //! unwinder cannot cross; at the return it unwinds through the return
-//! trampoline), probes on `vfree()` and `vfree_atomic()` the frees. Without them, `/proc/vmallocinfo` names the
+//! trampoline), probes on `vfree()` and `vfree_atomic()` the frees. The
+//! same group holds the probe of `kfree_rcu()`'s frees
+//! ([`DEFERRED_FREE`]): an object handed to it is freed after a grace
+//! period and a batching delay of up to seconds that no RCU barrier waits
+//! for, so it counts as freed when it is handed over. Without kprobe
+//! events, `/proc/vmallocinfo` names the
 //! caller of every live area: an area a module made while it was loaded,
 //! still there once it is gone, leaked (its init's areas, whose caller's
 //! text is freed after init, are missed then).
@@ -16,7 +21,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use super::event::{VMALLOC_CALL, VMALLOC_FREES, VMALLOC_RETURN};
+use super::event::{DEFERRED_FREE, VMALLOC_CALL, VMALLOC_FREES, VMALLOC_RETURN};
 use crate::{
     kernel::tracefs,
     kmemleak::report::{parse_frame, Frame, Report},
@@ -26,12 +31,20 @@ use crate::{
 /// for allocation profiling.
 const ALLOCATOR: [&str; 2] = ["__vmalloc_node_range_noprof", "__vmalloc_node_range"];
 
-/// The vmalloc probes of a run, in a kprobe group of its own.
+/// The function `kfree_rcu()` and `kvfree_rcu()` hand an object to: its
+/// second argument is the object (6.12), or, with a head, the head's
+/// offset in it (6.1: `ptr = head - offset`).
+const DEFERRED_FREER: &str = "kvfree_call_rcu";
+
+/// The vmalloc probes of a run, and the deferred frees', in a kprobe group
+/// of its own.
 #[derive(Debug, Clone)]
 pub struct Probes {
     root: PathBuf,
     /// The group: `events/GROUP/...` in every instance.
     pub group: String,
+    /// Whether the kernel took the probe of [`DEFERRED_FREER`].
+    deferred: bool,
 }
 
 impl Probes {
@@ -42,9 +55,10 @@ impl Probes {
         if !root.join("kprobe_events").exists() {
             return None;
         }
-        let probes = Self {
+        let mut probes = Self {
             root: root.to_path_buf(),
             group: format!("leaklab_vm_{}", std::process::id()),
+            deferred: false,
         };
         probes.remove();
         let g = &probes.group;
@@ -64,6 +78,9 @@ impl Probes {
             probes.remove();
             return None;
         }
+        let deferred =
+            format!("p:{g}/{DEFERRED_FREE} {DEFERRED_FREER} head=$arg1:x64 arg=$arg2:x64");
+        probes.deferred = tracefs::kprobe_events(root, &deferred).is_ok();
         Some(probes)
     }
 
@@ -73,6 +90,7 @@ impl Probes {
         [VMALLOC_CALL, VMALLOC_RETURN]
             .into_iter()
             .chain(VMALLOC_FREES)
+            .chain(self.deferred.then_some(DEFERRED_FREE))
             .map(|e| (format!("{}/{e}", self.group), e == VMALLOC_RETURN))
     }
 

@@ -310,3 +310,16 @@ fn a_missing_format_file_says_what_the_kernel_needs() {
     let e = Decoder::load(Path::new("/nonexistent/events"), None).unwrap_err();
     assert!(format!("{e:#}").contains("CONFIG_EVENT_TRACING"), "{e:#}");
 }
+
+#[test]
+fn kfree_rcu_frees_the_object_its_head_lies_in() {
+    let object = 0xffff_8880_03a8_e000;
+    // 6.12: kvfree_call_rcu(head, ptr).
+    assert_eq!(deferred_object(object + 0x10, object), Some(object));
+    // 6.1: kvfree_call_rcu(head, offset of the head in the object).
+    assert_eq!(deferred_object(object + 0x10, 0x10), Some(object));
+    // Without a head (kfree_rcu_mightsleep): the object itself, both.
+    assert_eq!(deferred_object(0, object), Some(object));
+    assert_eq!(deferred_object(0, 0), None);
+    assert_eq!(deferred_object(0x8, 0x10), None);
+}
