@@ -24,6 +24,8 @@
 #   make recall-unhelped [ARCH=...]  the same for modules without the lab's help, against LKFT and syzkaller
 #   make scan-time [ARCH=...]   one kmemleak scan's cost at 512 MiB, 2 GiB, 4 GiB
 #   make soak    [ARCH=...]     1000 load/run/unload cycles, fixed then leaky, with a plot
+#   make sweep   [SWEEP_DEBIAN=6.12] [ARCH=] [JOBS=2] [ONLY=...]  every module of Debian's kernel, in guests
+#   make debian-modules DEBIAN=6.1|6.12 [ARCH=]  Debian's module tree, for a sweep
 #   make bundle  [ARCH=arm64] [KDIR=...]  a tarball for a board (build/leaklab-bundle-ARCH.tar.gz)
 #   make rust-analyzer          rust-project.json for the module, checked
 #   make lava    [ARCH=...] [SABOTAGED=1]  the matrix as a LAVA job, run by LAVA's own dispatcher
@@ -74,7 +76,7 @@ KBUILD_ARGS = ARCH=$(ARCH) $(if $(LLVM),LLVM=$(LLVM),$(if $(cross_$(ARCH)),CROSS
 # A user's own kernel tree (KDIR=...) wins over the cached one.
 KDIR_OF = $(or $(KDIR),$(shell cat $(OUT)/kdir 2>/dev/null))
 
-.PHONY: all setup kernel module example debian-examples failed-init-repeat watch-soak tools tool run try test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer lava clean
+.PHONY: all setup kernel module example debian-examples debian-modules sweep failed-init-repeat watch-soak tools tool run try test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer lava clean
 all: module tool
 
 setup:
@@ -201,6 +203,7 @@ test: setup
 	$(MAKE) --no-print-directory module example VARIANT=nokmemleak ARCH=x86_64
 	$(MAKE) --no-print-directory module example VARIANT=nokmemleak ARCH=arm64
 	$(MAKE) --no-print-directory debian-examples
+	$(MAKE) --no-print-directory debian-modules DEBIAN=6.12 ARCH=x86_64
 	$(MAKE) --no-print-directory check rust-analyzer ARCH=x86_64
 	@# Every test in the debug build, where an overflowing addition panics
 	@# instead of wrapping; the guests run the release build of the guest's
@@ -216,6 +219,26 @@ debian-examples:
 	@for v in 6.1 6.12; do for a in x86_64 arm64; do \
 		$(MAKE) --no-print-directory example DEBIAN=$$v ARCH=$$a || exit 1; \
 	done; done
+
+# The module tree of Debian's own kernel (DEBIAN=6.1|6.12, ARCH=), unpacked
+# and decompressed in the cache, for a sweep: build/debian-V-ARCH/modules.
+debian-modules: kernel
+	@test -n "$(DEBIAN)" || { echo "debian-modules: name the kernel: DEBIAN=6.1 or DEBIAN=6.12" >&2; exit 2; }
+	@tree=$$(bash scripts/debian-modules.sh $(DEBIAN) $(ARCH)) && ln -sfn "$$tree" $(OUT)/modules && \
+		echo "debian-modules: $$(ls "$$tree"/kernel -R | grep -c '\.ko$$') modules in $$tree"
+
+# Every module of Debian's kernel swept in guests, JOBS at once (resumable:
+# run it again to go on): make sweep [SWEEP_DEBIAN=6.12] [ARCH=] [JOBS=2]
+# [SWEEP_CYCLES=2] [ONLY='snd_* kernel/crypto/*'] [SWEEP_OUT=build/results/sweep-V-ARCH]
+SWEEP_DEBIAN ?= 6.12
+sweep: setup
+	$(MAKE) --no-print-directory tool ARCH=$(ARCH)
+	$(MAKE) --no-print-directory debian-modules DEBIAN=$(SWEEP_DEBIAN) ARCH=$(ARCH)
+	$(HOST_TOOL) sweep --in-guests --arch $(ARCH) --build-dir $(BUILD) \
+		--kernel $(BUILD)/debian-$(SWEEP_DEBIAN)-$(ARCH)/kernel-image \
+		--modules-dir $(BUILD)/debian-$(SWEEP_DEBIAN)-$(ARCH)/modules \
+		--jobs $(or $(JOBS),2) --cycles $(or $(SWEEP_CYCLES),2) \
+		--out $(or $(SWEEP_OUT),$(BUILD)/results/sweep-$(SWEEP_DEBIAN)-$(ARCH)) $(ONLY)
 
 # The failed-init check 20 times in a row on the project's kernels and on
 # Debian's (make test runs it 3 times): make failed-init-repeat

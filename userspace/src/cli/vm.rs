@@ -7,18 +7,36 @@ use clap::Args;
 use super::values::{AccelName, ArchName};
 use crate::vm::args::VmArgs;
 
+/// The machine a guest is: its architecture, build outputs, kernel,
+/// memory and accelerator (`vm`'s, and `sweep`'s guests').
+#[derive(Debug, Clone, Args)]
+pub struct MachineArgs {
+    /// Guest architecture.
+    #[arg(long, value_enum, default_value = "x86_64")]
+    pub arch: ArchName,
+    /// Directory holding the per-ARCH build outputs (`<dir>/<arch>/...`).
+    #[arg(long, default_value = "build")]
+    pub build_dir: PathBuf,
+    /// Kernel image (default: <build-dir>/<arch>/kernel-image).
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Guest memory in MiB (at least 64: with less the kernel dies before
+    /// its console starts).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
+    pub memory: u32,
+    /// Accelerator.
+    #[arg(long, value_enum, default_value = "auto", env = "LEAKLAB_ACCEL")]
+    pub accel: AccelName,
+    /// QEMU binary (default: qemu-system-<arch> on PATH).
+    #[arg(long)]
+    pub qemu: Option<PathBuf>,
+}
+
 /// Arguments of `leaklab vm`.
 #[derive(Debug, Args)]
 pub struct VmCli {
-    /// Guest architecture.
-    #[arg(long, value_enum, default_value = "x86_64")]
-    arch: ArchName,
-    /// Directory holding the per-ARCH build outputs (`<dir>/<arch>/...`).
-    #[arg(long, default_value = "build")]
-    build_dir: PathBuf,
-    /// Kernel image (default: <build-dir>/<arch>/kernel-image).
-    #[arg(long)]
-    kernel: Option<PathBuf>,
+    #[command(flatten)]
+    machine: MachineArgs,
     /// Static leaklab binary for the guest (default: <build-dir>/<arch>/leaklab).
     #[arg(long)]
     init: Option<PathBuf>,
@@ -38,19 +56,9 @@ pub struct VmCli {
     /// Wall-clock limit in seconds.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
-    /// Guest memory in MiB (at least 64: with less the kernel dies before
-    /// its console starts).
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
-    memory: u32,
     /// Guest CPUs (1 to 64).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     cpus: u32,
-    /// Accelerator.
-    #[arg(long, value_enum, default_value = "auto", env = "LEAKLAB_ACCEL")]
-    accel: AccelName,
-    /// QEMU binary (default: qemu-system-<arch> on PATH).
-    #[arg(long)]
-    qemu: Option<PathBuf>,
     /// Console log file (default: <build-dir>/results/console-<arch>.log).
     #[arg(long)]
     log: Option<PathBuf>,
@@ -70,19 +78,20 @@ pub struct VmCli {
 impl VmCli {
     /// What the guest runner is asked to run.
     pub fn plan(self) -> VmArgs {
+        let m = self.machine;
         VmArgs {
-            arch: self.arch.into(),
-            build_dir: self.build_dir,
-            kernel: self.kernel,
+            arch: m.arch.into(),
+            build_dir: m.build_dir,
+            kernel: m.kernel,
             init: self.init,
             modules: self.modules,
             busybox: self.busybox,
             files: self.files,
             timeout: self.timeout,
-            memory: self.memory,
+            memory: m.memory,
             cpus: self.cpus,
-            accel: self.accel.into(),
-            qemu: self.qemu,
+            accel: m.accel.into(),
+            qemu: m.qemu,
             log: self.log,
             append: self.append,
             verbose: self.verbose,

@@ -19,6 +19,7 @@ pub mod scan;
 pub mod selftest;
 pub mod show;
 pub mod soak;
+pub mod sweep;
 pub mod watch;
 
 /// Refuses to go on without root: loading modules, debugfs and kmemleak all

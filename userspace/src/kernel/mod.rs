@@ -11,6 +11,7 @@ pub mod interrupt;
 pub mod kcore;
 pub mod kmod;
 pub mod kmsg;
+pub mod modtree;
 pub mod module;
 pub mod procfs;
 pub mod setting;

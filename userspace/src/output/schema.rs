@@ -15,6 +15,8 @@ pub enum Schema {
     Soak,
     /// `leaklab census`.
     Census,
+    /// `leaklab sweep`.
+    Sweep,
     /// `leaklab faults`.
     Faults,
     /// `leaklab fuzz`.
@@ -36,12 +38,13 @@ pub enum Schema {
 }
 
 /// Every kind, for lookups.
-const ALL: [Schema; 14] = [
+const ALL: [Schema; 15] = [
     Schema::Cycle,
     Schema::Check,
     Schema::Doctor,
     Schema::Soak,
     Schema::Census,
+    Schema::Sweep,
     Schema::Faults,
     Schema::Fuzz,
     Schema::Selftest,
@@ -62,6 +65,7 @@ impl Schema {
             Self::Doctor => "leaklab.doctor/1",
             Self::Soak => "leaklab.soak/1",
             Self::Census => "leaklab.census/1",
+            Self::Sweep => "leaklab.sweep/1",
             Self::Faults => "leaklab.faults/1",
             Self::Fuzz => "leaklab.fuzz/1",
             Self::Selftest => "leaklab.selftest/1",

@@ -21,6 +21,7 @@ pub mod lava;
 pub mod refs;
 pub mod selftest;
 pub mod soak;
+pub mod sweep;
 pub mod watch;
 
 /// A saved document, read as the kind its schema names.

@@ -93,6 +93,7 @@ pub fn run(a: VmArgs, is_leaklab_command: fn(&str) -> bool) -> Result<ExitCode> 
                 .join(format!("console-{}.log", a.arch.name()))
         }),
         qemu: a.qemu,
+        echo: true,
         show_kernel: a.verbose,
     };
     if let Some(first) = spec.command.first() {

@@ -122,6 +122,9 @@ pub struct VmSpec {
     pub qemu: Option<PathBuf>,
     /// Also print kernel console lines (to stderr).
     pub show_kernel: bool,
+    /// Print the guest command's output and PID 1's messages here (they
+    /// are in the console log either way).
+    pub echo: bool,
 }
 
 /// How a run ended.
@@ -431,12 +434,13 @@ fn follow(
             Some((tag, text)) => {
                 said.boot_to_init.get_or_insert_with(|| start.elapsed());
                 match tag {
+                    Tag::Exit => said.status = text.trim().parse::<i32>().ok(),
+                    _ if !spec.echo => {}
                     Tag::Stdout => {
                         let _ = writeln!(stdout.lock(), "{text}");
                     }
                     Tag::Stderr => eprintln!("{text}"),
                     Tag::Init => eprintln!("guest: {text}"),
-                    Tag::Exit => said.status = text.trim().parse::<i32>().ok(),
                 }
             }
             None if spec.show_kernel => eprintln!("{line}"),
@@ -458,12 +462,14 @@ fn boot(
     let mut log = File::create(&spec.log).map_err(log_err)?;
     let args = qemu_args(spec, initrd, kvm);
     writeln!(log, "# {} {}", qemu.display(), args.join(" ")).map_err(log_err)?;
-    eprintln!(
-        "vm: booting {} under {}; console log: {}",
-        spec.arch.name(),
-        accel.to_uppercase(),
-        spec.log.display()
-    );
+    if spec.echo {
+        eprintln!(
+            "vm: booting {} under {}; console log: {}",
+            spec.arch.name(),
+            accel.to_uppercase(),
+            spec.log.display()
+        );
+    }
 
     let start = Instant::now();
     let mut child = Command::new(qemu)

@@ -49,7 +49,7 @@ const NEW_PATTERNS: &[(&str, u64, u64)] = &[
 /// `_leaky` function: in a work handler, a timer callback, `leaky_init`),
 /// else the first statement of `function` with an assignment (the
 /// allocation, in every other `_leaky` function of the driver).
-fn first_statement(function: &str) -> String {
+pub fn first_statement(function: &str) -> String {
     if let Some(pattern) = function.strip_suffix("_leaky") {
         let marker = format!("/* leaks: {pattern} */");
         let marked: Vec<usize> = SOURCE

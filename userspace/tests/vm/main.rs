@@ -42,6 +42,7 @@ mod matrix;
 mod parse;
 mod shell;
 mod soak;
+mod sweep;
 mod trace;
 mod views;
 mod watch;

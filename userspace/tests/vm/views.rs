@@ -187,6 +187,34 @@ impl Document for SoakRun {
     const SCHEMA: &'static str = "leaklab.soak/1";
 }
 
+/// `leaklab sweep` (`sweep_run`).
+#[derive(Debug, Deserialize)]
+pub struct Sweep {
+    pub kernel: String,
+    pub detectors: Vec<String>,
+    pub rows: Vec<SweepRow>,
+    pub seconds: f64,
+}
+
+impl Document for Sweep {
+    const SCHEMA: &'static str = "leaklab.sweep/1";
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SweepRow {
+    pub module: String,
+    pub status: String,
+    pub detail: Option<String>,
+    pub objects: u64,
+    pub leaks: Vec<SweepLeak>,
+    pub confirmed: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SweepLeak {
+    pub line: Option<String>,
+}
+
 /// `leaklab census` (`census_run`).
 #[derive(Debug, Deserialize)]
 pub struct Census {

@@ -1,6 +1,7 @@
-//! `leaklab check`: a driver author's own module, C or Rust, loaded and
-//! unloaded in cycles with its parameters, exercised by their scripts, and
-//! judged by kmemleak with the scan protocol.
+//! The check of any module (`leaklab check`, and each module of `leaklab
+//! sweep`): a driver author's own module, C or Rust, loaded and unloaded in
+//! cycles with its parameters, exercised by their scripts, and judged by
+//! kmemleak with the scan protocol and by the allocation trace.
 //!
 //! The module gets none of the lab's help (no laundering, no scrubbing):
 //! task stacks are scanned, as kmemleak does by default, so an object a

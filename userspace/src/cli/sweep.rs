@@ -1,0 +1,120 @@
+//! `leaklab sweep`'s options, turned into its plan.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{args::DetectorArgs, vm::MachineArgs};
+use crate::commands::{
+    check::parse_param,
+    sweep::{Guests, Plan},
+};
+
+/// A `--param` word: `MODULE:KEY=VALUE`.
+fn parse_module_param(s: &str) -> Result<(String, String), String> {
+    let (module, param) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not MODULE:KEY=VALUE"))?;
+    if module.is_empty()
+        || !module
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(format!("{module:?} is not a module's name"));
+    }
+    Ok((module.replace('-', "_"), parse_param(param)?))
+}
+
+/// What `sweep` runs.
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    /// Module names, or shell patterns of names or paths in the tree
+    /// (`snd_*`, `kernel/crypto/*`); none: every module of the tree.
+    only: Vec<String>,
+    /// A file of more names or patterns, one a line (`modules.order` is
+    /// one).
+    #[arg(long, value_name = "FILE")]
+    list: Option<PathBuf>,
+    /// The module tree, `lib/modules/RELEASE` with its modules.dep
+    /// (default: the running kernel's; with --kernel, required:
+    /// scripts/debian-modules.sh fetches Debian's).
+    #[arg(long, value_name = "DIR")]
+    modules_dir: Option<PathBuf>,
+    /// A module's parameter, MODULE:KEY=VALUE, as modprobe.d's `options`
+    /// gives it (repeatable).
+    #[arg(long = "param", value_name = "MODULE:KEY=VALUE", value_parser = parse_module_param)]
+    params: Vec<(String, String)>,
+    /// Load/unload cycles per module.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
+    cycles: u32,
+    /// Print each module's row as one JSON line as soon as it is known
+    /// (for a supervisor that must keep what a machine that crashes said).
+    #[arg(long)]
+    stream: bool,
+    #[command(flatten)]
+    detectors: DetectorArgs,
+    /// Sweep in guests of this kernel image (QEMU) instead of the running
+    /// kernel; the machine options below apply.
+    #[arg(long = "in-guests")]
+    in_guests: bool,
+    #[command(flatten)]
+    machine: MachineArgs,
+    /// Guests at once (with --in-guests).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    jobs: u32,
+    /// Modules a guest (with --in-guests).
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    batch: u64,
+    /// Where the rows, the guests' logs and the merged sweep.json go (with
+    /// --in-guests); a sweep run again with the same directory goes on
+    /// where it stopped.
+    #[arg(long, value_name = "DIR", default_value = "build/results/sweep")]
+    out: PathBuf,
+    /// Seconds one module may take in a guest before it is called hung
+    /// (with --in-guests).
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(10..))]
+    module_timeout: u64,
+    /// Do not check each leak again with its module alone in a fresh guest
+    /// (with --in-guests).
+    #[arg(long)]
+    no_confirm: bool,
+}
+
+impl SweepArgs {
+    /// Whether it runs guests (and so needs no root here).
+    pub fn in_guests(&self) -> bool {
+        self.in_guests
+    }
+
+    /// The plan of these options.
+    pub fn plan(self) -> Plan {
+        let m = self.machine;
+        let arch: crate::vm::Arch = m.arch.into();
+        let guests = self.in_guests.then(|| Guests {
+            arch,
+            kernel: m
+                .kernel
+                .clone()
+                .unwrap_or_else(|| m.build_dir.join(arch.name()).join("kernel-image")),
+            build_dir: m.build_dir,
+            jobs: self.jobs,
+            batch: self.batch as usize,
+            out: self.out,
+            memory: m.memory,
+            accel: m.accel.into(),
+            qemu: m.qemu,
+            confirm: !self.no_confirm,
+            module_timeout: self.module_timeout,
+        });
+        Plan {
+            modules_dir: self.modules_dir,
+            only: self.only,
+            list: self.list,
+            params: self.params,
+            cycles: self.cycles,
+            detectors: self.detectors.choice(),
+            stream: self.stream,
+            guests,
+        }
+    }
+}

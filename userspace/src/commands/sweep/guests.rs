@@ -1,0 +1,388 @@
+//! A sweep over guests of a kernel image: the modules split in batches,
+//! each batch swept by `leaklab sweep --stream` in a guest of its own
+//! (its modules and what they need in the guest's `/root/modules`), up to
+//! `jobs` guests at once. Each row is kept in `OUT/rows/MODULE.json` as
+//! soon as its guest is done, so a sweep run again goes on where it
+//! stopped. A guest that crashes or hangs leaves its module a `crashed`
+//! row; the rest of its batch goes to a fresh guest. A leak is then
+//! checked again, the module alone in a fresh guest, before it is called
+//! confirmed.
+
+use std::{
+    collections::{BTreeSet, VecDeque},
+    fs,
+    path::{Path, PathBuf},
+    sync::{mpsc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+
+use super::plan::{Guests, Plan};
+use crate::{
+    analysis::detector::Detector,
+    kernel::{
+        interrupt,
+        modtree::{ModTree, TreeModule},
+    },
+    output::{schema::Schema, write_atomically},
+    report::sweep::{Line, Row, Status, Sweep},
+    vm::{
+        self,
+        init::Tag,
+        initramfs::{Contents, UserFile},
+        VmSpec,
+    },
+};
+
+/// Where the tree goes in a guest.
+const GUEST_TREE: &str = "/root/modules";
+/// The guest's list of its batch's modules.
+const GUEST_LIST: &str = "/root/sweep-list";
+
+/// What a batch is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// The sweep.
+    Sweep,
+    /// A leak found again, its module alone.
+    Confirm,
+}
+
+/// Sweeps the selected modules of the plan's tree in guests.
+pub fn run(plan: &Plan, g: &Guests, progress: &mut dyn FnMut(&str)) -> Result<Sweep> {
+    let dir = plan.modules_dir.clone().context(
+        "a sweep over guests needs the kernel's module tree: --modules-dir DIR (scripts/debian-modules.sh fetches Debian's)",
+    )?;
+    let (tree, selected) = plan.selected(&dir)?;
+    let init = g.build_dir.join(g.arch.name()).join("leaklab");
+    anyhow::ensure!(
+        init.is_file(),
+        "{} not found: build the guest's leaklab (make tool ARCH={})",
+        init.display(),
+        g.arch.name()
+    );
+    let rows_dir = g.out.join("rows");
+    fs::create_dir_all(&rows_dir).with_context(|| format!("creating {}", rows_dir.display()))?;
+    let start = Instant::now();
+    let mut todo = Vec::new();
+    for m in &selected {
+        if row_path(&rows_dir, &m.name).exists() {
+            continue;
+        }
+        if tree.is_builtin(&m.name) {
+            let row = Row::without_check(
+                &m.name,
+                &m.path,
+                Status::Skipped,
+                "built into the kernel".into(),
+            );
+            save(&rows_dir, &row)?;
+        } else {
+            todo.push(m.clone());
+        }
+    }
+    let runner = Runner {
+        plan,
+        g,
+        tree: &tree,
+        init,
+        rows_dir: rows_dir.clone(),
+        said: Mutex::new(None),
+    };
+    let batches = todo.chunks(g.batch.max(1)).map(<[_]>::to_vec).collect();
+    runner.run_all(batches, Purpose::Sweep, progress)?;
+    if g.confirm {
+        let leaked: Vec<Vec<TreeModule>> = selected
+            .iter()
+            .filter(|m| {
+                read_row(&rows_dir, &m.name)
+                    .is_some_and(|r| r.status == Status::Leaked && r.confirmed.is_none())
+            })
+            .map(|m| vec![m.clone()])
+            .collect();
+        runner.run_all(leaked, Purpose::Confirm, progress)?;
+    }
+    let rows: Vec<Row> = selected
+        .iter()
+        .filter_map(|m| read_row(&rows_dir, &m.name))
+        .collect();
+    // A resumed sweep that had nothing left to run: what the first guests
+    // said.
+    let said = g.out.join("start.json");
+    let (kernel, detectors) = match runner.said.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(s) => {
+            write_atomically(&said, &serde_json::to_string(&s)?)?;
+            s
+        }
+        None => fs::read_to_string(&said)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_else(|| (String::new(), Vec::new())),
+    };
+    let sweep = Sweep {
+        schema: Schema::Sweep.name().into(),
+        kernel,
+        cycles: plan.cycles,
+        detectors,
+        rows,
+        jobs: g.jobs,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    write_atomically(
+        &g.out.join("sweep.json"),
+        &serde_json::to_string_pretty(&sweep)?,
+    )?;
+    Ok(sweep)
+}
+
+/// Runs batches of a sweep in guests.
+struct Runner<'a> {
+    plan: &'a Plan,
+    g: &'a Guests,
+    tree: &'a ModTree,
+    init: PathBuf,
+    rows_dir: PathBuf,
+    /// The kernel release and the detectors the guests judged by, as
+    /// the last one to start said.
+    said: Mutex<Option<(String, Vec<Detector>)>>,
+}
+
+impl Runner<'_> {
+    /// Runs `batches` over up to `jobs` guests at once, telling `progress`
+    /// how far it got; a crashed guest's unswept modules go to a fresh one.
+    fn run_all(
+        &self,
+        batches: Vec<Vec<TreeModule>>,
+        purpose: Purpose,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<()> {
+        let total: usize = batches.iter().map(Vec::len).sum();
+        if total == 0 {
+            return Ok(());
+        }
+        let queue = Mutex::new(VecDeque::from(batches));
+        let next = Mutex::new(0usize);
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::scope(|s| -> Result<()> {
+            let mut workers = Vec::new();
+            for _ in 0..self.g.jobs.max(1) {
+                let tx = tx.clone();
+                let (queue, next) = (&queue, &next);
+                workers.push(s.spawn(move || -> Result<()> {
+                    loop {
+                        interrupt::check()?;
+                        let Some(batch) =
+                            queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+                        else {
+                            return Ok(());
+                        };
+                        let n = {
+                            let mut n = next.lock().unwrap_or_else(|p| p.into_inner());
+                            *n += 1;
+                            *n
+                        };
+                        let rest = self.run_batch(&batch, purpose, n)?;
+                        let done = batch.len() - rest.len();
+                        let _ = tx.send(format!("{done}"));
+                        if !rest.is_empty() {
+                            queue
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push_front(rest);
+                        }
+                    }
+                }));
+            }
+            drop(tx);
+            let mut done = 0usize;
+            let what = match purpose {
+                Purpose::Sweep => "swept",
+                Purpose::Confirm => "leaks checked again",
+            };
+            for n in rx {
+                done += n.parse::<usize>().unwrap_or(0);
+                progress(&format!("sweep: {done}/{total} modules {what}"));
+            }
+            for w in workers {
+                w.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a sweep worker panicked")))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Sweeps `batch` in a fresh guest (the `n`th of this run) and keeps
+    /// its rows; the modules the guest never got to, when it crashed or
+    /// hung (the first of them, the one it was at, gets a `crashed` row).
+    fn run_batch(
+        &self,
+        batch: &[TreeModule],
+        purpose: Purpose,
+        n: usize,
+    ) -> Result<Vec<TreeModule>> {
+        let logs = self.g.out.join("logs");
+        fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+        let tag = match purpose {
+            Purpose::Sweep => "sweep",
+            Purpose::Confirm => "confirm",
+        };
+        let log = logs.join(format!("{tag}-{n}.log"));
+        let list = logs.join(format!("{tag}-{n}.list"));
+        let names: Vec<&str> = batch.iter().map(|m| m.name.as_str()).collect();
+        fs::write(&list, names.join("\n") + "\n")
+            .with_context(|| format!("writing {}", list.display()))?;
+        let spec = VmSpec {
+            arch: self.g.arch,
+            kernel: self.g.kernel.clone(),
+            contents: self.contents(batch, &list)?,
+            command: self.command(),
+            append: Vec::new(),
+            memory_mib: self.g.memory,
+            cpus: 1,
+            timeout: Duration::from_secs(60 + self.g.module_timeout * batch.len() as u64),
+            accel: self.g.accel,
+            log: log.clone(),
+            qemu: self.g.qemu.clone(),
+            show_kernel: false,
+            echo: false,
+        };
+        let ended = vm::run(&spec);
+        let mut seen = BTreeSet::new();
+        for line in guest_lines(&log) {
+            match line {
+                Line::Start { kernel, detectors } => {
+                    *self.said.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some((kernel, detectors));
+                }
+                Line::Row(row) => {
+                    seen.insert(row.module.clone());
+                    self.keep(row, purpose)?;
+                }
+            }
+        }
+        let mut rest: Vec<TreeModule> = batch
+            .iter()
+            .filter(|m| !seen.contains(&m.name))
+            .cloned()
+            .collect();
+        if rest.is_empty() {
+            return Ok(rest);
+        }
+        interrupt::check()?;
+        let why = match ended {
+            Err(e) => format!("{e}"),
+            Ok(o) => format!("the guest ended (status {}) before it", o.status),
+        };
+        let at = rest.remove(0);
+        let row = Row::without_check(&at.name, &at.path, Status::Crashed, why);
+        self.keep(row, purpose)?;
+        Ok(rest)
+    }
+
+    /// Keeps `row`: the sweep's as it is; a confirmation's as whether the
+    /// leak was found again.
+    fn keep(&self, row: Row, purpose: Purpose) -> Result<()> {
+        match purpose {
+            Purpose::Sweep => save(&self.rows_dir, &row),
+            Purpose::Confirm => {
+                let Some(mut first) = read_row(&self.rows_dir, &row.module) else {
+                    return Ok(());
+                };
+                first.confirmed = Some(row.status == Status::Leaked);
+                save(&self.rows_dir, &first)
+            }
+        }
+    }
+
+    /// The guest's files: its leaklab, the batch's modules and what they
+    /// need under [`GUEST_TREE`] with the tree's lists, and the batch's
+    /// list at [`GUEST_LIST`].
+    fn contents(&self, batch: &[TreeModule], list: &Path) -> Result<Contents> {
+        let mut paths = BTreeSet::new();
+        for m in batch {
+            paths.insert(m.path.as_str());
+            paths.extend(m.deps.iter().map(String::as_str));
+        }
+        let mut files: Vec<UserFile> = paths
+            .into_iter()
+            .map(|p| UserFile {
+                src: self.tree.dir.join(p),
+                dest: format!("{GUEST_TREE}/{p}"),
+            })
+            .collect();
+        for f in ["modules.dep", "modules.order", "modules.builtin"] {
+            let src = self.tree.dir.join(f);
+            if src.is_file() {
+                files.push(UserFile {
+                    src,
+                    dest: format!("{GUEST_TREE}/{f}"),
+                });
+            }
+        }
+        files.push(UserFile {
+            src: list.to_path_buf(),
+            dest: GUEST_LIST.into(),
+        });
+        Ok(Contents {
+            init: self.init.clone(),
+            modules: Vec::new(),
+            busybox: None,
+            files,
+        })
+    }
+
+    /// The guest's command: `leaklab sweep --stream` of its list.
+    fn command(&self) -> Vec<String> {
+        let mut c: Vec<String> = [
+            "sweep",
+            "--modules-dir",
+            GUEST_TREE,
+            "--list",
+            GUEST_LIST,
+            "--stream",
+            "--format",
+            "json",
+        ]
+        .map(String::from)
+        .to_vec();
+        c.extend(["--cycles".into(), self.plan.cycles.to_string()]);
+        for (module, param) in &self.plan.params {
+            c.extend(["--param".into(), format!("{module}:{param}")]);
+        }
+        for d in &self.plan.detectors.detectors {
+            c.extend(["--detector".into(), d.name().into()]);
+        }
+        if let Some(kb) = self.plan.detectors.trace_buffer_kb {
+            c.extend(["--trace-buffer-kb".into(), kb.to_string()]);
+        }
+        c
+    }
+}
+
+/// The lines of a sweep's stream a guest printed, from its console `log`.
+fn guest_lines(log: &Path) -> Vec<Line> {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| match Tag::split(l) {
+            Some((Tag::Stdout, json)) => serde_json::from_str(json).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+fn row_path(dir: &Path, module: &str) -> PathBuf {
+    dir.join(format!("{module}.json"))
+}
+
+fn save(dir: &Path, row: &Row) -> Result<()> {
+    write_atomically(
+        &row_path(dir, &row.module),
+        &serde_json::to_string_pretty(row)?,
+    )
+}
+
+fn read_row(dir: &Path, module: &str) -> Option<Row> {
+    let text = fs::read_to_string(row_path(dir, module)).ok()?;
+    serde_json::from_str(&text).ok()
+}
