@@ -95,7 +95,7 @@ fn bad_input_is_one_line_and_no_plot() {
                 "--svg",
                 svg.to_str().unwrap(),
             ],
-            "is not a saved leaklab cycle, matrix, check or soak result",
+            "is not a saved leaklab cycle, matrix, check, sweep or soak result",
         ),
         (
             vec!["show", &fixed, "--format", "json"],
@@ -181,7 +181,53 @@ fn a_saved_check_is_shown_again() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("give one cycle, matrix or check result alone"),
+        err.contains("give one cycle, matrix, check or sweep result alone"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_saved_sweep_is_shown_again_as_a_table_ktap_and_lava_cases() {
+    // A real sweep (tests/vm/sweep.rs's subset, December 2026).
+    let sweep = format!(
+        "{}/tests/data/sweep/debian-6.12-x86_64.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = leaklab(&["show", &sweep]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let plant = "leaky_driver                 LEAKED              2       512     2.5  error_path_leaky+0x21 at examples/leaky_driver/leaky_driver.c:126 (confirmed alone)";
+    for line in [
+        plant,
+        "xen_blkfront                 did not load        0         0     1.7  -ENODEV (No such device)",
+        "leaks by culprit:",
+        "  memory leak in error_path_leaky: leaky_driver",
+        "result: FAIL: leaky_driver (68 module(s): 61 clean, 1 leaked, 6 did not load, 0 skipped, 0 inconclusive, 0 stuck, 0 crashed)",
+    ] {
+        assert!(stdout.lines().any(|l| l == line), "no {line:?} in {stdout}");
+    }
+    let out = leaklab(&["show", &sweep, "--format", "ktap"]);
+    let ktap = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{ktap}");
+    assert!(ktap.contains("\n1..68\n"), "{ktap}");
+    assert!(ktap.contains("ok 1 leak_binfmt_misc\n"), "{ktap}");
+    assert!(ktap.contains("# SKIP -ENODEV (No such device)"), "{ktap}");
+    assert!(
+        ktap.contains("not ok 68 leak_leaky_driver # LEAKED"),
+        "{ktap}"
+    );
+    let out = leaklab(&["lava", "cases", &sweep]);
+    let cases = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        cases
+            .lines()
+            .any(|l| l == "leak_leaky_driver fail 2 objects"),
+        "{cases}"
+    );
+    assert!(
+        cases
+            .lines()
+            .any(|l| l.starts_with("leak_xen_blkfront skip")),
+        "{cases}"
     );
 }

@@ -1,4 +1,4 @@
-//! `leaklab show`: a saved cycle, matrix or check result printed again
+//! `leaklab show`: a saved cycle, matrix, check or sweep result printed again
 //! (table, KTAP or JSON), soak results plotted
 //! (memory over cycles, one pair of curves per run), and a watch directory
 //! rendered (memory over time, leaks marked).
@@ -16,20 +16,20 @@ use crate::{
     report::{soak, Document},
 };
 
-/// Reads a saved cycle, matrix, check or soak result (a document of any
+/// Reads a saved cycle, matrix, check, sweep or soak result (a document of any
 /// other kind, or none, is read as a cycle's and refused as one).
 fn load(file: &Path) -> Result<Document> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let not = || {
         format!(
-            "{} is not a saved leaklab cycle, matrix, check or soak result (--format json)",
+            "{} is not a saved leaklab cycle, matrix, check, sweep or soak result (--format json)",
             file.display()
         )
     };
     let value: serde_json::Value = serde_json::from_str(&text).with_context(not)?;
     let kind = Schema::of_document(&value)
-        .filter(|k| matches!(k, Schema::Soak | Schema::Check))
+        .filter(|k| matches!(k, Schema::Soak | Schema::Check | Schema::Sweep))
         .unwrap_or(Schema::Cycle);
     Document::read(kind, value)
         .transpose()
@@ -78,8 +78,11 @@ pub fn run(files: &[PathBuf], svg: Option<&Path>, format: Format) -> Result<Exit
             Document::Check(check) if files.len() == 1 && svg.is_none() => {
                 return emit(&*check, format)
             }
-            Document::Cycle(_) | Document::Check(_) | Document::Doctor(_) => bail!(
-                "give one cycle, matrix or check result alone, without --svg (only soak results are plotted or shown together)"
+            Document::Sweep(sweep) if files.len() == 1 && svg.is_none() => {
+                return emit(&*sweep, format)
+            }
+            Document::Cycle(_) | Document::Check(_) | Document::Doctor(_) | Document::Sweep(_) => bail!(
+                "give one cycle, matrix, check or sweep result alone, without --svg (only soak results are plotted or shown together)"
             ),
             Document::Soak(run) => soaks.push(*run),
         }

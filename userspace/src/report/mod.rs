@@ -35,6 +35,8 @@ pub enum Document {
     Soak(Box<soak::SoakRun>),
     /// `doctor`.
     Doctor(Box<doctor::Diagnosis>),
+    /// `sweep`.
+    Sweep(Box<sweep::Sweep>),
 }
 
 impl Document {
@@ -47,6 +49,7 @@ impl Document {
             Schema::Check => from_value(value).map(|d| Self::Check(Box::new(d))),
             Schema::Soak => from_value(value).map(|d| Self::Soak(Box::new(d))),
             Schema::Doctor => from_value(value).map(|d| Self::Doctor(Box::new(d))),
+            Schema::Sweep => from_value(value).map(|d| Self::Sweep(Box::new(d))),
             _ => return None,
         })
     }
@@ -58,6 +61,7 @@ impl Document {
             Self::Cycle(d) => Some(d.tests()),
             Self::Check(d) => Some(d.tests()),
             Self::Doctor(d) => Some(d.tests()),
+            Self::Sweep(d) => Some(d.tests()),
             Self::Soak(_) => None,
         }
     }

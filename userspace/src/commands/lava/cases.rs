@@ -77,10 +77,18 @@ fn of_text(text: &str) -> Result<Vec<LavaCase>> {
     let Some(s) = schema else {
         bail!("JSON without a leaklab schema")
     };
-    let no_cases =
-        || format!("a {s} result has no cases: give doctor, matrix, cycle or check JSON, or KTAP");
+    let no_cases = || {
+        format!(
+            "a {s} result has no cases: give doctor, matrix, cycle, check or sweep JSON, or KTAP"
+        )
+    };
     let kind = Schema::of(&s)
-        .filter(|k| matches!(k, Schema::Doctor | Schema::Cycle | Schema::Check))
+        .filter(|k| {
+            matches!(
+                k,
+                Schema::Doctor | Schema::Cycle | Schema::Check | Schema::Sweep
+            )
+        })
         .with_context(no_cases)?;
     let tests = Document::read(kind, value)
         .with_context(no_cases)?
