@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{args::DetectorArgs, vm::MachineArgs};
+use super::{args::DetectorArgs, values::ProtocolName, vm::MachineArgs};
 use crate::commands::{
     check::parse_param,
     sweep::{Guests, Plan},
@@ -47,6 +47,9 @@ pub struct SweepArgs {
     /// Load/unload cycles per module.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
     cycles: u32,
+    /// How each module is judged.
+    #[arg(long, value_enum, default_value = "leaklab")]
+    protocol: ProtocolName,
     /// Print each module's row as one JSON line as soon as it is known
     /// (for a supervisor that must keep what a machine that crashes said).
     #[arg(long)]
@@ -103,7 +106,8 @@ impl SweepArgs {
             memory: m.memory,
             accel: m.accel.into(),
             qemu: m.qemu,
-            confirm: !self.no_confirm,
+            // LKFT's protocol confirms nothing.
+            confirm: !self.no_confirm && self.protocol == ProtocolName::Leaklab,
             module_timeout: self.module_timeout,
         });
         Plan {
@@ -113,6 +117,7 @@ impl SweepArgs {
             params: self.params,
             cycles: self.cycles,
             detectors: self.detectors.choice(),
+            protocol: self.protocol.into(),
             stream: self.stream,
             guests,
         }

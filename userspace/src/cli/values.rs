@@ -3,7 +3,7 @@
 
 use clap::ValueEnum;
 
-use crate::{ko::Variant, output::Format, vm};
+use crate::{commands::sweep::Protocol, ko::Variant, output::Format, vm};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -81,6 +81,26 @@ impl From<AccelName> for vm::Accel {
             AccelName::Auto => vm::Accel::Auto,
             AccelName::Kvm => vm::Accel::Kvm,
             AccelName::Tcg => vm::Accel::Tcg,
+        }
+    }
+}
+
+/// How a sweep judges each module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolName {
+    /// leaklab's: each module checked in cycles by every detector the
+    /// kernel has, its leaks tied to it and confirmed alone.
+    Leaklab,
+    /// Linaro LKFT's modules test, to compare with: the cycles, then
+    /// kmemleak's reports, or MemAvailable's fall beyond 512 KiB.
+    Lkft,
+}
+
+impl From<ProtocolName> for Protocol {
+    fn from(p: ProtocolName) -> Self {
+        match p {
+            ProtocolName::Leaklab => Protocol::Leaklab,
+            ProtocolName::Lkft => Protocol::Lkft,
         }
     }
 }

@@ -189,6 +189,11 @@ pub enum Line {
     Row(Row),
 }
 
+/// A sweep saved before `protocol` was leaklab's.
+fn leaklab() -> String {
+    "leaklab".into()
+}
+
 /// Why `check` could not decide.
 fn undecided(check: &Check) -> Option<String> {
     let t = check.trace.as_ref()?;
@@ -210,6 +215,10 @@ pub struct Sweep {
     pub kernel: String,
     /// Load/unload cycles per module.
     pub cycles: u32,
+    /// How each module was judged: `leaklab`, or `lkft` (Linaro LKFT's
+    /// protocol, to compare with).
+    #[serde(default = "leaklab")]
+    pub protocol: String,
     /// The detectors that judged.
     pub detectors: Vec<Detector>,
     /// One row per module, in the tree's order.
@@ -321,7 +330,7 @@ impl Outcome for Sweep {
 
     fn human(&self) -> String {
         let mut s = format!(
-            "leaklab sweep of {} ({} cycle(s) a module, by {}; {} machine(s), {:.0} s)\n{:<28} {:<13} {:>7} {:>9} {:>7}  where / why\n",
+            "leaklab sweep of {} ({} cycle(s) a module, by {}{}; {} machine(s), {:.0} s)\n{:<28} {:<13} {:>7} {:>9} {:>7}  where / why\n",
             self.kernel,
             self.cycles,
             self.detectors
@@ -329,6 +338,11 @@ impl Outcome for Sweep {
                 .map(|d| d.name())
                 .collect::<Vec<_>>()
                 .join(" and "),
+            if self.protocol == "lkft" {
+                ", the LKFT way"
+            } else {
+                ""
+            },
             self.jobs,
             self.seconds,
             "module",
@@ -411,6 +425,7 @@ mod tests {
             schema: "leaklab.sweep/1".into(),
             kernel: "6.12.118+deb12-amd64".into(),
             cycles: 2,
+            protocol: "leaklab".into(),
             detectors: vec![Detector::Trace],
             rows,
             jobs: 2,

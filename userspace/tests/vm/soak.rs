@@ -9,22 +9,22 @@ use crate::{
 };
 
 /// Cycles of each soak.
-const CYCLES: &str = "200";
+const CYCLES: &str = "100";
 
 /// The pattern leaked each cycle: one 256-byte object kmemleak sees a run.
 const LEAKY: &str = "error_path";
 
-/// Its runs a cycle: in 200 cycles, Slab's noise of some 10 KiB between
+/// Its runs a cycle: in 100 cycles, Slab's noise of some 10 KiB between
 /// samples (and of about 100 objects in kmemleak's records) would hide a
 /// leak of 256 bytes a cycle to within the soak's 25%.
-const LEAKY_RUNS: &str = "10";
+const LEAKY_RUNS: &str = "20";
 
 /// Boots one `arch` guest with the sabotaged module as /root/leaklab.ko
 /// beside the real one, runs the three soaks, and returns each one's exit
 /// status and document, by label.
 fn soaks(arch: &str) -> Vec<(String, i32, Doc<SoakRun>)> {
     let sabotaged = build_dir().join(arch).join("sabotaged").join("leaklab.ko");
-    let soak = format!("leaklab soak --cycles {CYCLES} --every 10 --format json");
+    let soak = format!("leaklab soak --cycles {CYCLES} --every 5 --format json");
     let runs = [
         ("fixed", soak.clone()),
         (
@@ -86,7 +86,7 @@ fn check_soak(arch: &str) {
     assert_eq!(status, 0, "{leaky:#}");
     assert_eq!(leaky.leaked, 2000, "{leaky:#}");
     assert_eq!(leaky.reported, 2000, "{leaky:#}");
-    assert_eq!(leaky.leak_per_cycle, 2560, "{leaky:#}");
+    assert_eq!(leaky.leak_per_cycle, 5120, "{leaky:#}");
     assert!(leaky.problems.is_empty(), "{leaky:#}");
 
     // The sabotaged module says it leaked; kmemleak finds nothing and the

@@ -191,6 +191,7 @@ impl Document for SoakRun {
 #[derive(Debug, Deserialize)]
 pub struct Sweep {
     pub kernel: String,
+    pub protocol: String,
     pub detectors: Vec<String>,
     pub rows: Vec<SweepRow>,
     pub seconds: f64,

@@ -124,6 +124,7 @@ pub fn run(plan: &Plan, g: &Guests, progress: &mut dyn FnMut(&str)) -> Result<Sw
         schema: Schema::Sweep.name().into(),
         kernel,
         cycles: plan.cycles,
+        protocol: plan.protocol.name().into(),
         detectors,
         rows,
         jobs: g.jobs,
@@ -272,7 +273,10 @@ impl Runner<'_> {
         interrupt::check()?;
         let why = match ended {
             Err(e) => format!("{e}"),
-            Ok(o) => format!("the guest ended (status {}) before it", o.status),
+            Ok(o) => match last_error(&log) {
+                Some(e) => format!("the guest ended (status {}) at it: {e}", o.status),
+                None => format!("the guest ended (status {}) before it", o.status),
+            },
         };
         let at = rest.remove(0);
         let row = Row::without_check(&at.name, &at.path, Status::Crashed, why);
@@ -347,6 +351,7 @@ impl Runner<'_> {
         .map(String::from)
         .to_vec();
         c.extend(["--cycles".into(), self.plan.cycles.to_string()]);
+        c.extend(["--protocol".into(), self.plan.protocol.name().into()]);
         for (module, param) in &self.plan.params {
             c.extend(["--param".into(), format!("{module}:{param}")]);
         }
@@ -369,6 +374,15 @@ fn guest_lines(log: &Path) -> Vec<Line> {
             _ => None,
         })
         .collect()
+}
+
+/// The last line the guest's command wrote on its stderr.
+fn last_error(log: &Path) -> Option<String> {
+    let text = fs::read_to_string(log).ok()?;
+    text.lines().rev().find_map(|l| match Tag::split(l) {
+        Some((Tag::Stderr, e)) => Some(e.to_string()),
+        _ => None,
+    })
 }
 
 fn row_path(dir: &Path, module: &str) -> PathBuf {

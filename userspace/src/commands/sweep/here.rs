@@ -3,17 +3,19 @@
 //! checked in cycles, a row for it; the sweep stops at a module that
 //! oopsed the kernel (a machine in that state proves nothing more).
 
-use std::{io::Write, path::Path, time::Instant};
+use std::{io::Write, time::Instant};
 
 use anyhow::Result;
 
-use super::plan::Plan;
+use super::{
+    lkft,
+    needs::{ready, release, Ready},
+    plan::{Plan, Protocol},
+};
 use crate::{
     kernel::{
         interrupt,
-        kmod::LoadedModule,
-        modtree::{module_name, ModTree, TreeModule},
-        module::Ko,
+        modtree::{ModTree, TreeModule},
         procfs::kernel_release,
     },
     output::schema::Schema,
@@ -55,7 +57,10 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Sweep> {
         interrupt::check()?;
         progress(&format!("sweep: {}/{}: {}", i + 1, modules.len(), m.name));
         let before = tainted();
-        let mut row = one(&tree, m, plan)?;
+        let mut row = match plan.protocol {
+            Protocol::Leaklab => one(&tree, m, plan)?,
+            Protocol::Lkft => lkft::one(&tree, m, plan)?,
+        };
         let after = tainted();
         let oopsed = after & OOPS != 0 && before & OOPS == 0;
         if oopsed {
@@ -80,6 +85,7 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Sweep> {
         schema: Schema::Sweep.name().into(),
         kernel: kernel_release(),
         cycles: plan.cycles,
+        protocol: plan.protocol.name().into(),
         detectors,
         rows,
         jobs: 1,
@@ -91,35 +97,10 @@ pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Sweep> {
 /// its check's.
 fn one(tree: &ModTree, m: &TreeModule, plan: &Plan) -> Result<Row> {
     let start = Instant::now();
-    let skip = |why: &str| Row::without_check(&m.name, &m.path, Status::Skipped, why.into());
-    if tree.is_builtin(&m.name) {
-        return Ok(skip("built into the kernel"));
-    }
-    if is_loaded(&m.name) {
-        return Ok(skip(
-            "loaded already (in use, or loaded by the system): unload it to sweep it",
-        ));
-    }
-    // What it needs, loaded first; unloaded after, the last first (drop).
-    let mut needed: Vec<LoadedModule> = Vec::new();
-    for dep in &m.deps {
-        if is_loaded(&module_name(dep)) || tree.is_builtin(&module_name(dep)) {
-            continue;
-        }
-        let loaded = Ko::open(&tree.dir.join(dep)).and_then(|ko| LoadedModule::load(&ko));
-        match loaded {
-            Ok(l) => needed.push(l),
-            Err(e) => {
-                let why = format!("needs {}, which did not load: {e:#}", module_name(dep));
-                return Ok(Row::without_check(
-                    &m.name,
-                    &m.path,
-                    Status::DidNotLoad,
-                    why,
-                ));
-            }
-        }
-    }
+    let needed = match ready(tree, m) {
+        Ready::Done(row) => return Ok(row),
+        Ready::Needs(n) => n,
+    };
     let checked = check::run(
         &check::Plan {
             module: tree.dir.join(&m.path),
@@ -131,12 +112,6 @@ fn one(tree: &ModTree, m: &TreeModule, plan: &Plan) -> Result<Row> {
         },
         &mut |_| {},
     );
-    let mut unload_errors = Vec::new();
-    while let Some(mut l) = needed.pop() {
-        if let Err(e) = l.unload() {
-            unload_errors.push(format!("{e:#}"));
-        }
-    }
     let seconds = start.elapsed().as_secs_f64();
     let mut row = match checked {
         Ok(c) => Row::of_check(&m.path, &c, seconds),
@@ -147,18 +122,6 @@ fn one(tree: &ModTree, m: &TreeModule, plan: &Plan) -> Result<Row> {
             r
         }
     };
-    if !unload_errors.is_empty() {
-        let note = format!("what it needs did not unload: {}", unload_errors.join("; "));
-        row.detail = Some(row.detail.map_or(note.clone(), |d| format!("{d}; {note}")));
-    }
+    release(needed, &mut row);
     Ok(row)
-}
-
-/// Whether module `name` is loaded (a module being loaded or unloaded
-/// counts).
-fn is_loaded(name: &str) -> bool {
-    Path::new("/sys/module")
-        .join(name)
-        .join("initstate")
-        .exists()
 }

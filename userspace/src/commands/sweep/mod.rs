@@ -15,9 +15,11 @@ use crate::report::sweep::Sweep;
 
 pub mod guests;
 pub mod here;
+mod lkft;
+mod needs;
 mod plan;
 
-pub use plan::{Guests, Plan};
+pub use plan::{Guests, Plan, Protocol};
 
 /// Runs the sweep the plan asks for.
 pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Sweep> {

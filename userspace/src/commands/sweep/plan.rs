@@ -14,6 +14,25 @@ use crate::{
     vm::{Accel, Arch},
 };
 
+/// How each module is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// leaklab's: the module checked in cycles by every detector.
+    Leaklab,
+    /// LKFT's, to compare with ([`super::lkft`]).
+    Lkft,
+}
+
+impl Protocol {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Leaklab => "leaklab",
+            Self::Lkft => "lkft",
+        }
+    }
+}
+
 /// What `sweep` runs.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -30,6 +49,8 @@ pub struct Plan {
     pub cycles: u32,
     /// The detectors.
     pub detectors: DetectorChoice,
+    /// How each module is judged.
+    pub protocol: Protocol,
     /// Print each row as one JSON line as soon as it is known.
     pub stream: bool,
     /// Over guests of a kernel image, instead of the running kernel.

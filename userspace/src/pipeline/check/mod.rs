@@ -42,8 +42,7 @@ mod cycles;
 mod plan;
 
 use cycles::{by_cycle, run_cycles, Cycles};
-use plan::UNLOAD_PATIENCE;
-pub use plan::{parse_param, Plan};
+pub use plan::{parse_param, Plan, UNLOAD_PATIENCE};
 
 /// Runs the plan: the cycles in one kmemleak window, then the harvest.
 pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Check> {

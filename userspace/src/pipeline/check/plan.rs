@@ -7,7 +7,7 @@ use crate::pipeline::detectors::DetectorChoice;
 
 /// How long an unload may wait for the module's users to go (a file of its
 /// own closing, a work item finishing) before it is reported as stuck.
-pub(super) const UNLOAD_PATIENCE: Duration = Duration::from_secs(2);
+pub const UNLOAD_PATIENCE: Duration = Duration::from_secs(2);
 
 /// What `check` runs.
 #[derive(Debug, Clone)]
