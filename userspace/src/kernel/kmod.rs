@@ -158,7 +158,8 @@ fn refusal(name: &str, errno: Errno, lines: &[String]) -> anyhow::Error {
                 .filter_map(|l| l.split_once("Unknown symbol ")?.1.split_whitespace().next())
                 .collect();
             if missing.is_empty() {
-                anyhow!("loading {name}: unknown symbol: the kernel lacks a symbol it needs (see the kernel log)")
+                // No symbol was missing: the init itself returned -ENOENT.
+                anyhow!("loading {name}: its init failed: -ENOENT (something it asks for by name is not there: a crypto algorithm, a firmware file, another module)")
             } else {
                 anyhow!(
                     "loading {name}: the kernel lacks {}: build the module against this kernel's tree, with the options that export them",

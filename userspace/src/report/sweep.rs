@@ -65,6 +65,10 @@ pub struct SweepLeak {
     pub objects: u64,
     /// Bytes over the module's cycles.
     pub bytes: u64,
+    /// Its backtrace, symbolized (the module's frames with `file:line`
+    /// where it has line information).
+    #[serde(default)]
+    pub frames: Vec<String>,
 }
 
 /// One module's row.
@@ -99,6 +103,7 @@ impl SweepLeak {
             line: l.culprit_line.clone(),
             objects: l.objects as u64,
             bytes: l.bytes,
+            frames: l.frames.clone(),
         }
     }
 }
@@ -333,11 +338,15 @@ impl Outcome for Sweep {
             "leaklab sweep of {} ({} cycle(s) a module, by {}{}; {} machine(s), {:.0} s)\n{:<28} {:<13} {:>7} {:>9} {:>7}  where / why\n",
             self.kernel,
             self.cycles,
-            self.detectors
-                .iter()
-                .map(|d| d.name())
-                .collect::<Vec<_>>()
-                .join(" and "),
+            match self.detectors.is_empty() {
+                true => "MemAvailable".to_string(),
+                false => self
+                    .detectors
+                    .iter()
+                    .map(|d| d.name())
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+            },
             if self.protocol == "lkft" {
                 ", the LKFT way"
             } else {
@@ -415,6 +424,7 @@ mod tests {
                 line: None,
                 objects: 2,
                 bytes: 64,
+                frames: Vec::new(),
             });
         }
         r

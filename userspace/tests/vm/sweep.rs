@@ -140,12 +140,15 @@ fn sweep_of_debian_modules_finds_the_planted_leak_at_its_line() {
     );
 }
 
-/// The LKFT way on the same machines: the plant's 512 bytes over its two
-/// cycles are far inside the 512 KiB that MemAvailable may fall without
-/// kmemleak, so it passes where leaklab's sweep finds the leak.
+/// The LKFT way on the same machines, without kmemleak: MemAvailable
+/// before and after each module's cycles. It names no allocation, and the
+/// plant's 512 bytes over its two cycles are far inside the noise of its
+/// 512 KiB tolerance: its verdict on the plant is the noise's (clean in one
+/// run, "leaked" by 528 KiB in the next), where leaklab's sweep finds the
+/// leak at its line every time.
 #[test]
 #[ignore = "boots QEMU: run through 'make test'"]
-fn the_lkft_way_misses_the_planted_leak_without_kmemleak() {
+fn the_lkft_way_names_no_allocation_without_kmemleak() {
     let debian = build_dir().join("debian-6.12-x86_64");
     let tree = planted_tree(&debian, "sweep-tree-lkft-x86_64");
     let out = build_dir().join("results").join("sweep-lkft-x86_64");
@@ -153,14 +156,27 @@ fn the_lkft_way_misses_the_planted_leak_without_kmemleak() {
     let modules = ["leaky_driver", "md4", "dummy", "xen_blkfront"];
     let (status, doc) = sweep(&debian, &tree, &out, &modules, &["--protocol", "lkft"]);
     assert_eq!(doc.protocol, "lkft", "{doc:#}");
+    // Debian's kernel has no kmemleak: MemAvailable alone.
+    assert!(doc.detectors.is_empty(), "{doc:#}");
     assert_eq!(doc.rows.len(), 4, "{doc:#}");
-    for (module, expected) in [
-        ("leaky_driver", "clean"),
-        ("md4", "clean"),
-        ("dummy", "clean"),
-        ("xen_blkfront", "did_not_load"),
-    ] {
-        assert_eq!(row(&doc, module).status, expected, "{module}: {doc:#}");
+    assert_eq!(row(&doc, "xen_blkfront").status, "did_not_load", "{doc:#}");
+    for r in &doc.rows {
+        assert_eq!(r.objects, 0, "nothing is counted by object: {doc:#}");
+        assert!(
+            r.leaks.iter().all(|l| l.line.is_none()),
+            "nothing is placed: {doc:#}"
+        );
+        match r.status.as_str() {
+            "clean" | "did_not_load" => {}
+            "leaked" => assert!(
+                r.detail
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with("MemAvailable fell")),
+                "{doc:#}"
+            ),
+            _ => panic!("{}: {doc:#}", r.module),
+        }
     }
-    assert_eq!(status, Some(0), "{doc:#}");
+    let noise = doc.rows.iter().any(|r| r.status == "leaked");
+    assert_eq!(status, Some(if noise { 1 } else { 0 }), "{doc:#}");
 }

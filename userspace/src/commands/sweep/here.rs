@@ -18,8 +18,12 @@ use crate::{
         modtree::{ModTree, TreeModule},
         procfs::kernel_release,
     },
+    kmemleak::Kmemleak,
     output::schema::Schema,
-    pipeline::{check, detectors::Detectors},
+    pipeline::{
+        check,
+        detectors::{Detector, Detectors},
+    },
     report::sweep::{Line, Row, Status, Sweep},
 };
 
@@ -38,7 +42,15 @@ fn tainted() -> u64 {
 /// Sweeps the modules of the plan's tree on the running kernel.
 pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Sweep> {
     let (tree, modules) = plan.selected(&plan.tree_dir())?;
-    let detectors = Detectors::resolve(&plan.detectors)?.chosen();
+    let detectors = match plan.protocol {
+        Protocol::Leaklab => Detectors::resolve(&plan.detectors)?.chosen(),
+        // LKFT's test reads kmemleak where the kernel has it, else
+        // MemAvailable.
+        Protocol::Lkft => match Kmemleak::open() {
+            Ok(_) => vec![Detector::Kmemleak],
+            Err(_) => Vec::new(),
+        },
+    };
     let start = Instant::now();
     let stream = |line: &Line| -> Result<()> {
         if plan.stream {

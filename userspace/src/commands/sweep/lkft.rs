@@ -97,6 +97,7 @@ pub fn one(tree: &ModTree, m: &TreeModule, plan: &Plan) -> Result<Row> {
                 line: None,
                 objects: 0,
                 bytes: row.bytes,
+                frames: Vec::new(),
             });
             row.detail = Some(format!(
                 "MemAvailable fell {fell} KiB over its cycles (LKFT's tolerance: {TOLERANCE_KIB} KiB)"
