@@ -65,7 +65,8 @@ endif
 RESULTS := $(BUILD)/results
 # The host's triple, asked of rustc when a recipe needs it (after setup).
 HOST_TRIPLE = $(shell rustc -vV | sed -n 's/^host: //p')
-HOST_TOOL = $(CARGO_TARGET_DIR)/$(HOST_TRIPLE)/release/leaklab
+# The host's leaklab, put there by `make tool`.
+HOST_TOOL = $(BUILD)/leaklab
 
 musl_x86_64 := x86_64-unknown-linux-musl
 musl_arm64 := aarch64-unknown-linux-musl
@@ -145,18 +146,16 @@ $(EXAMPLE_SRC)/%: examples/leaky_driver/%
 
 # The host's leaklab and both guests' in one cargo run: each is built with
 # link-time optimization in one codegen unit, on one core, so several at
-# once use every core. `make tool` then finds them built.
+# once use every core. `make tool` then finds them built. Release builds
+# are kept in the cache by their inputs (scripts/release-build.sh): a
+# fresh clone of sources built before builds nothing.
 tools: setup
-	cd userspace && cargo build --release --target $(HOST_TRIPLE) --target $(musl_x86_64) --target $(musl_arm64) \
-		--config 'target.$(musl_x86_64).rustflags=["-C","target-feature=+crt-static"]' \
-		--config 'target.$(musl_arm64).rustflags=["-C","target-feature=+crt-static"]'
+	@bash scripts/release-build.sh $(HOST_TRIPLE) $(musl_x86_64) $(musl_arm64) > /dev/null
 
 tool: setup
-	cd userspace && cargo build --release --target $(HOST_TRIPLE)
-	@mkdir -p $(BUILD) && $(call put,$(HOST_TOOL),$(BUILD)/leaklab)
-	cd userspace && cargo build --release --target $(musl_$(ARCH)) \
-		--config 'target.$(musl_$(ARCH)).rustflags=["-C","target-feature=+crt-static"]'
-	@mkdir -p $(OUT) && $(call put,$(CARGO_TARGET_DIR)/$(musl_$(ARCH))/release/leaklab,$(OUT)/leaklab)
+	@mkdir -p $(BUILD) $(OUT)
+	@built=$$(bash scripts/release-build.sh $(HOST_TRIPLE) $(musl_$(ARCH))) && bins=($$built) && \
+		$(call put,$${bins[0]},$(BUILD)/leaklab) && $(call put,$${bins[1]},$(OUT)/leaklab)
 	@# The guest's shell and tools (sh, insmod, cat, ...): `leaklab vm` puts
 	@# the busybox beside the guest leaklab into the initramfs.
 	@bb=$$(bash scripts/busybox.sh $(ARCH)) && $(call put,"$$bb",$(OUT)/busybox)
