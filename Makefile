@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0
 # leaklab: top-level build. `make run` and `make test` are the two commands a
 # newcomer needs; everything else is a step they depend on.
 #
