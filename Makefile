@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0
 # leaklab: top-level build. `make run` and `make test` are the two commands a
 # newcomer needs; everything else is a step they depend on.
 #
@@ -29,6 +30,7 @@
 #   make bundle  [ARCH=arm64] [KDIR=...]  a tarball for a board (build/leaklab-bundle-ARCH.tar.gz)
 #   make rust-analyzer          rust-project.json for the module, checked
 #   make lava    [ARCH=...] [SABOTAGED=1]  the matrix as a LAVA job, run by LAVA's own dispatcher
+#   make docs-commands          Documentation/commands.md from the tool's --help
 #
 # ARCH is x86_64 (default) or arm64; LLVM=1 builds with clang/lld instead of gcc.
 
@@ -77,7 +79,7 @@ KBUILD_ARGS = ARCH=$(ARCH) $(if $(LLVM),LLVM=$(LLVM),$(if $(cross_$(ARCH)),CROSS
 # A user's own kernel tree (KDIR=...) wins over the cached one.
 KDIR_OF = $(or $(KDIR),$(shell cat $(OUT)/kdir 2>/dev/null))
 
-.PHONY: all setup kernel module example debian-examples debian-modules sweep failed-init-repeat watch-soak tools tool run try test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer lava clean
+.PHONY: all setup kernel module example debian-examples debian-modules sweep failed-init-repeat watch-soak tools tool run try test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer lava docs-commands clean
 all: module tool
 
 setup:
@@ -390,6 +392,13 @@ rust-analyzer: kernel
 	$(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) \
 		$(if $(wildcard $(KDIR_OF)/source),VPATH=$(realpath $(KDIR_OF)/source)) rust-analyzer
 	python3 scripts/rust-analyzer.py rust-project.json leaklab module/leaklab.rs
+
+# The command reference, from the host tool's own --help (make test fails
+# when the checked-in page differs: userspace/tests/commands_doc.rs).
+docs-commands:
+	cd userspace && cargo build --release --target $(HOST_TRIPLE)
+	bash scripts/docs-commands.sh $(HOST_TOOL) > Documentation/commands.md.tmp
+	mv Documentation/commands.md.tmp Documentation/commands.md
 
 clean:
 	-$(if $(KDIR_OF),$(MAKE) -C $(KDIR_OF) M=$(CURDIR) $(KBUILD_ARGS) clean)

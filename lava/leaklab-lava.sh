@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
 # lava/leaklab-lava.sh: the run step of lava/leaklab.yaml, on the device.
 # Runs `leaklab doctor`, `leaklab matrix` and, when MODULE is set, `leaklab
 # check MODULE`; `leaklab lava cases` turns each result into lines of

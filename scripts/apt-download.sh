@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0
 # scripts/apt-download.sh: sourced by the scripts that fetch Debian packages
 # into the cache without installing them (busybox.sh, promtool.sh, lava.sh).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0
 # Sourced by scripts/setup.sh and scripts/busybox.sh: `as_root CMD...` runs
 # CMD as root (directly, or through sudo), else stops with one line and exit 2.
 as_root() {

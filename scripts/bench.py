@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
 """make bench: leaklab's speed and memory figures, as ratios against
 baselines measured in the same run, written to BENCHMARKS.md.
 

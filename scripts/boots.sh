@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # The main job (`leaklab matrix`, as `make run` runs it) over fresh boots of
 # ARCH: how many boots exit 0, and the calibration's count in each (a
 # measurement, not a test).

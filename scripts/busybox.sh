@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # scripts/busybox.sh ARCH...: prints the path of a static busybox for the
 # guest of each ARCH (x86_64, arm64), one a line: Debian's busybox-static of
 # that architecture, fetched once with `apt-get download` and unpacked with

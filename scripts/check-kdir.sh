@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Checks that a kernel tree of the user's (make try/run KDIR=...) can boot as
 # leaklab's guest and show leaks: its .config has what the guest and kmemleak
 # need (qemu/common.config has the whole list leaklab's own kernel uses), and

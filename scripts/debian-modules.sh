@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # scripts/debian-modules.sh VERSION ARCH: prints the path of the module tree
 # of one of Debian 12's own kernels (the one scripts/debian-kernel.sh VERSION
 # ARCH fetches), for `leaklab sweep --modules-dir`:

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # scripts/lava-job.sh TOOL BUILD ARCH [sabotaged]: `make lava`'s run. Writes
 # the QEMU job for ARCH with `leaklab lava job` into BUILD/results/lava-ARCH
 # (lava-ARCH-sabotaged with the sabotaged leaklab.ko, whose leaky rows must

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-2.0
 """LAVA's own dispatcher and validator, from the tree scripts/lava.sh unpacks.
 
     lava-run.py ROOT run JOB OUTDIR    render the device dictionary for JOB

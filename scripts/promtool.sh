@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # scripts/promtool.sh: prints the path of a promtool, the checker of
 # Prometheus files, one line: the one in Debian's prometheus package of the
 # host's architecture, fetched once with `apt-get download` and unpacked with

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Recall and time-to-verdict of kmemleak for a module without the lab's help,
 # over fresh boots of ARCH: the example C driver (examples/leaky_driver,
 # the five load-time patterns of its first version: 7 objects) and the kernel's kmemleak-test.ko (24 objects and one

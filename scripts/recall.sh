@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Recall of kmemleak through leaklab, measured over fresh boots of ARCH:
 #  1. leaklab's samples: every pattern leaky then fixed, N runs each
 #     (leaklab cycle); per pattern, the objects kmemleak reported of those

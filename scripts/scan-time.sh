@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # What one kmemleak scan costs as guest memory grows (a measurement, not a
 # test): boots ARCH under QEMU with each memory size, runs `leaklab doctor`
 # there (which times one full scan before its canary), and prints a

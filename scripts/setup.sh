@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Installs what leaklab needs on a Debian 12 machine. Idempotent: when
 # everything is present it only checks and returns within a second or two.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
 """make soak: 1000 load/run/unload cycles of leaklab.ko in QEMU, twice.
 
 1. the fixed variant of every pattern each cycle: kmemleak must stay empty,

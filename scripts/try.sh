@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
 # Checks a driver author's module on the kernel they run, in QEMU, and exits
 # with `leaklab check`'s own status (0 clean, 1 leaks, 3 inconclusive; 2 and
 # others: the check could not be done), which CI can tell apart:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! leaklab: drive the leaklab kernel module, harvest kmemleak, and say what
 //! leaked, where, and whether it was expected.
 //!

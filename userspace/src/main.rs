@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 use std::process::ExitCode;
 
 use clap::{error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand, Parser};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab cycle --format ktap` and `leaklab check --format ktap` are read
 //! by the kernel's own KTAP parser, `tools/testing/kunit/kunit.py parse`,
 //! from the kernel source `make test` builds against (LEAKLAB_KSRC).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab lava` on bad input: each refused in one line with what to do,
 //! exit status 2, nothing written. (The real jobs run through LAVA's own
 //! dispatcher in the VM tests, `tests/vm/lava.rs`.)

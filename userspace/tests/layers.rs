@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The tool's layers, checked on its sources: each top-level module uses
 //! only the layers below it, `vm` uses none, and no two modules of the
 //! tool import each other, directly or round a circle: no two layers, no

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab show` on soak results: each printed, and their memory plotted
 //! to SVG by the tool's plotting (the `plotters` crate). The two files are
 //! real `leaklab soak --cycles 30 --every 10 --format json` outputs of the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Source lines of the real leaklab.ko (built by `make test`, found through
 //! LEAKLAB_BUILD_DIR): every function of every sample resolves, through the
 //! module's relocated DWARF, to a line of its own `samples/<pattern>.rs`,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Usage errors: exit status 2 and one line on stderr that says what is
 //! wrong and which `--help` shows the options; asked-for help and version
 //! on stdout with status 0.

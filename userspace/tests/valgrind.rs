@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The tool under valgrind on the host: parsing a large file of reports
 //! (human and JSON output) leaks nothing of its own and makes no invalid
 //! access.

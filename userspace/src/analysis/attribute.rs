@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Which module, sample pattern and variant a report belongs to, and its
 //! culprit frame: read from its symbolized backtrace.
 

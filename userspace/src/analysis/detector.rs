@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The leak detectors a run can be judged by.
 
 use serde::{Deserialize, Serialize};

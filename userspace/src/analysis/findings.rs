@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! What the kernel log and kmemleak say that a run must answer for: the
 //! notable kernel log lines, which of them a leak pattern explains, and the
 //! kernel's own known leaks that a module's call can set off.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Grouping reports by where they were allocated: a fingerprint of the
 //! symbolized backtrace (functions and offsets, not addresses, which move
 //! with every load, nor kmemleak's crc, which is of the object's contents).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! What the reports mean: symbolized frames, which module, pattern and
 //! variant a report belongs to and its culprit, groups by backtrace, and
 //! what the kernel log says, and whether memory is trending.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Turning module frames back into function names and source lines, also
 //! after the module is gone: a bare address is looked up in the recorded
 //! section addresses of the module ([`ModuleLayout`]), the symbol table of its

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Whether memory is trending: least-squares lines through samples, over a
 //! whole run in constant memory ([`Fit`]) and over a recent stretch of it
 //! ([`Recent`]).

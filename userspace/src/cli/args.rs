@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Options more than one command takes, each defined once and flattened
 //! into the commands that take it.
 

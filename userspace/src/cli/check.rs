@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab check`'s options, turned into its plan.
 
 use std::path::PathBuf;

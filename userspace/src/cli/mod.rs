@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The command line: what each subcommand takes, and which command it runs.
 //! Options several commands share are defined once ([`args`]) and
 //! flattened; each command's work is in `commands`, its printing in

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The options of the commands that take more than a module and a format,
 //! each turned into the plain plan its command runs.
 

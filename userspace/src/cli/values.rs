@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The values of the options that take one of a few words, as clap reads
 //! them, each turned into the domain's own type.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab vm`'s options, turned into what the guest runner takes.
 
 use std::path::PathBuf;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab patterns` and `leaklab trigger`: the loaded module's catalogue,
 //! and running a sample by hand.
 

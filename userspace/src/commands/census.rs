@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The first main job: load and unload modules, let kmemleak look, and count
 //! the unreferenced objects each module left behind.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab faults`: the samples under memory pressure and failing
 //! allocations, in one kmemleak window.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab fuzz`: random and adversarial input to every control file of
 //! leaklab.ko, for a bounded count and time, in one kmemleak window.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! One module per command: each runs its steps on the layers below
 //! (`analysis`, `kmemleak`, `ko`, `kernel`) and returns an
 //! [`Outcome`](crate::output::Outcome) that `output` prints.

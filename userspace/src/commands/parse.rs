@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab parse`: reads reports as they stream in (in parallel chunks
 //! where the input allows), then prints them grouped by backtrace
 //! ([`Grouped`], as `leaklab scan` does).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab refs`: where kernel memory still holds the given addresses.
 
 use anyhow::{Context, Result};

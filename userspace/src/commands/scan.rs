@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab scan`: the scan protocol around a command (or around nothing),
 //! its reports printed grouped.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab show`: a saved cycle, matrix, check or sweep result printed again
 //! (table, KTAP or JSON), soak results plotted
 //! (memory over cycles, one pair of curves per run), and a watch directory

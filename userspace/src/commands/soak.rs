@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab soak`: many load/run/unload cycles of leaklab.ko in one
 //! kmemleak window (a [`Run`]: the loads at one place share one copy of
 //! the module's symbols), with the kernel's memory sampled as they go.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Kernel time as wall time: kmemleak of 6.12 stamps each object with the
 //! jiffies of its allocation (no age, no date). The kernel does not show
 //! its jiffies to userspace, but they count from `INITIAL_JIFFIES` at HZ

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Where a module's code was loaded, told by the kernel as its init
 //! starts: a kprobe event on `do_init_module()`, whose argument is the
 //! module's `struct module`, records the init function's address and the

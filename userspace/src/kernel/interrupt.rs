@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Stopping cleanly on SIGINT and SIGTERM. The handler only notes the
 //! signal; the long steps of a run ask [`check`] (or sleep with [`sleep`])
 //! and return [`Interrupted`] as an error, so that every guard on the way

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab refs`: where kernel memory still points to an object.
 //!
 //! kmemleak reports an object only when no scanned memory holds its address.

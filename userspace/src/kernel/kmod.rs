@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Loading and unloading kernel modules (finit_module, delete_module), with
 //! errors that say what went wrong and what to do.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The kernel log, `/dev/kmsg`, read from a point on.
 
 use std::{

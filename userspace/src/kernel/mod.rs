@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The running kernel as leaklab uses it: modules (object files, loading,
 //! their layout in memory), the kernel log, procfs figures, memory through
 //! /proc/kcore, signals, threads whose kernel stacks do not outlive a step,

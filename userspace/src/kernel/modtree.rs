@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! A kernel's module tree (`lib/modules/RELEASE`): its modules in
 //! `modules.order`'s order, each with the modules it needs
 //! (`modules.dep`), and the ones built into the kernel

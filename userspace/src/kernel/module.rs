@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! A module's object file, and where the loaded module sits in kernel
 //! memory.
 //!

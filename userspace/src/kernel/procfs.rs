@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! How the kernel's memory moves while a run goes on, and what the running
 //! kernel is: `/proc/meminfo`, `/proc/slabinfo`, the release, the CPUs.
 

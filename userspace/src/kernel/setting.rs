@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! A kernel setting changed for a while: written when the change is made,
 //! and put back as it was found when the guard goes (and by the undo steps
 //! after a panic).

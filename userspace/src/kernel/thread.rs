@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Work done from a thread whose kernel stack is gone before a scan, and
 //! helper threads that run only while the rest waits.
 

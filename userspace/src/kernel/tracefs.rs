@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! tracefs, mounted where the kernel's tools expect it, for the tracers and
 //! probes leaklab sets up in instances of their own.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! What must be put back if the program dies of a panic.
 //!
 //! The release build aborts on a panic (`panic = "abort"`): no destructor

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! kmemleak: its control file, the grammar of its reports (in the file and
 //! in kernel logs), the parallel reader, and the scan protocol that gets a
 //! trustworthy set of reports out of it.

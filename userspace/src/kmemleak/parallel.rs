@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Reading reports on every core: the input cut into chunks at report
 //! headers, each parsed on its own, joined in input order.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Kernel log prefixes: where a kmemleak message starts in a line of
 //! `dmesg`, `/dev/kmsg`, syslog, the journal or a serial console.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The scan protocol: how leaklab gets a trustworthy set of reports out of
 //! kmemleak (Documentation/scan-protocol.md).
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Parsing kmemleak reports.
 //!
 //! Takes the text of `/sys/kernel/debug/kmemleak` (or a saved copy), or a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The report grammar, the log prefixes and the parallel reader, tested
 //! together on real captures and on generated input.
 

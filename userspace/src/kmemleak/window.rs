@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The scan protocol run against the kernel ([`super::protocol`] is the
 //! state machine alone): open a window, do the work, close it to get the
 //! reports.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Client of leaklab.ko's control directory, `/sys/kernel/debug/leaklab/`.
 //! The layout and the write contract (1 to 20 decimal digits and an
 //! optional newline, written once at offset 0; anything else is refused) are

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! KTAP version 1, as kselftest prints it.
 
 /// One test result.

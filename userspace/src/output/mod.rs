@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! What leaklab prints: one [`Outcome`] per command, printed by one
 //! [`emit`] as text for people (ending with one closing line), JSON for
 //! machines, or KTAP for kernel CI; and the exit status that goes with it.

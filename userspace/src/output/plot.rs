@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Line charts as SVG, drawn with the `plotters` crate: the one way the
 //! tool plots (the soak's memory curves, `leaklab show --svg`).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Progress on a terminal, nothing in logs and pipes.
 
 use std::{io::IsTerminal, time::Duration};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The Prometheus text format, as node_exporter's textfile collector reads
 //! it: metric families with their HELP and TYPE, label values escaped. The
 //! file is replaced with [`super::write_atomically`], whose temporary name

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The documents leaklab writes with `--format json`, each named by its
 //! `schema` field (`leaklab.KIND/VERSION`), as
 //! Documentation/schema/leaklab-1.schema.json describes them.

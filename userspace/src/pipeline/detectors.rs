@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Which leak detectors judge a run: kmemleak, the allocation trace over
 //! tracefs, or both (the default: every one this kernel has).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! What the allocation trace holds of a run's modules once they are gone
 //! ([`harvest_trace`]): the allocations whose stack passes through one,
 //! named as reports.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The run a command that loads modules stands on: the detectors chosen
 //! and opened ([`detectors`]); a run ([`run`]) that loads modules inside
 //! their window, records where each sits, and harvests what each detector

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The detectors' watch over a run ([`Run`]): opened before the run's first
 //! module is loaded, each load recorded (where the module sits, its frames,
 //! with the trace its vmalloc areas), and harvested once the last is gone.

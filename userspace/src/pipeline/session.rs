@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The steps every run that loads a module takes: open a kmemleak window,
 //! watch the kernel log, load the module and record where it sits
 //! ([`Session::open`]); unload it, let kmemleak settle and read what it

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The documents of `patterns` ([`Patterns`]: the loaded module's
 //! catalogue) and `trigger` ([`Triggered`]).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The document of `census` ([`Census`]): what each module loaded and
 //! unloaded left behind, by kmemleak's count, and its rendering.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The document of `doctor` ([`Diagnosis`]): its checks, each detector's
 //! canary, and its renderings.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The document of `fuzz` ([`FuzzRun`]) and its rendering.
 
 use serde::{Deserialize, Serialize};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The document of `parse` and `scan` ([`Grouped`]): kmemleak's reports
 //! grouped by backtrace, for people and machines.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! What kmemleak and the kernel log said about a run of the lab's samples
 //! ([`Judgement`]), the part `fuzz` and `faults` documents share.
 

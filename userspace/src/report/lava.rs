@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The document of `lava results` ([`LavaResults`]): a LAVA job's test
 //! cases set against leaklab's own console, and its rendering.
 

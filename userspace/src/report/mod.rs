@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The documents the commands give, one type each with its schema: what a
 //! run found and how it was judged, the rules that judge it, and every
 //! rendering of it (human text, KTAP, JSON, LAVA cases).

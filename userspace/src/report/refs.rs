@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The document of `refs` ([`Refs`]): where kernel memory holds the given
 //! addresses.
 

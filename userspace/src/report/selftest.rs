@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The document of `selftest` ([`Selftest`]): each case of the control
 //! interface's contract, what the contract says and what happened.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The document of `soak` ([`SoakRun`]): memory sampled over many cycles,
 //! the bounds it is judged by, its text and its plot.
 

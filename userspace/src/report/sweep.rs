@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The document of `sweep` ([`Sweep`]): one row per module of a kernel's
 //! tree, each loaded and unloaded in cycles and judged by `check`'s
 //! detectors; the leaks grouped by culprit across modules; its table, KTAP

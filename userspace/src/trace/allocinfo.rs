@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The kernel's allocation profiling (`CONFIG_MEM_ALLOC_PROFILING`, 6.10+),
 //! a further view beside the trace: `/proc/allocinfo` lists the live bytes
 //! of every allocation call site, and unloading a module whose own call

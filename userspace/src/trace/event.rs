@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The records of a tracefs instance's ring buffer, decoded by the layout
 //! each event's `format` file gives: the allocation and free events of the
 //! `kmem` and `percpu` systems, the `kernel_stack` record the `stacktrace`

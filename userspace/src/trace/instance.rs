@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The tracefs instance's own files: the events it enables with their
 //! filters and triggers, what its buffers lost, and its removal.
 

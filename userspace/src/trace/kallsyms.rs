@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The kernel's text symbols from `/proc/kallsyms`: names for the return
 //! addresses a raw stack trace holds.
 

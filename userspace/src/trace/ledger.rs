@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The allocations traced and not freed yet: each allocation event opens an
 //! entry (its stack arrives in a later record of the same CPU), each free
 //! closes it. What is left when the tracing stops is outstanding; which of

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The allocation-trace detector: a second leak detector beside kmemleak
 //! that needs only tracefs (on distribution and board kernels alike).
 //!

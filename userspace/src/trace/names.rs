@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Names for what the trace holds: kernel functions by return address,
 //! tasks by pid, and the tracing machinery's own frames left out.
 

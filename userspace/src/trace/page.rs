@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! One page (sub-buffer) of a CPU's ring buffer as `trace_pipe_raw` hands
 //! it out: a header (`events/header_page`: timestamp, commit) and the
 //! events, each behind a 4-byte header (`events/header_event`: `type_len`

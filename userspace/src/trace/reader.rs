@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The reader thread's side of the trace: every CPU's `trace_pipe_raw`
 //! read page by page, decoded, and taken into the [`Ledger`] in timestamp
 //! order across the CPUs.

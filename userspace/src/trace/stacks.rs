@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! One copy of each distinct stack. A loop allocates from one place
 //! thousands of times, and its stack records repeat: a copy per record
 //! made the reader allocate and free memory for every allocation traced,

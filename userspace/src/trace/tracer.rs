@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! A tracefs instance of leaklab's own (`instances/leaklab-PID`): its own
 //! ring buffer, options, events and triggers, so that nothing of the
 //! system's tracing setup is touched; removing it puts tracefs back as it

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! vmalloc areas. Where the kernel has kprobe events, each area is traced
 //! with its stack like any other allocation ([`Probes`]): a probe on the
 //! function every vmalloc goes through gives the size asked for, its

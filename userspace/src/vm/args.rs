@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! What `leaklab vm` is asked to run, and the command that runs a guest
 //! with it.
 

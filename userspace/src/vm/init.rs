@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The guest side of `leaklab vm`: `leaklab` as PID 1 of the initramfs.
 //!
 //! It mounts proc, sysfs, devtmpfs, debugfs and a tmpfs, installs busybox's

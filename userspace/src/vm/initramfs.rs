@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Writing the guest's initramfs: a newc cpio archive with `leaklab` as
 //! `/init`, the modules under `/lib/modules`, busybox as `/bin/busybox` when
 //! there is one, the user's own files (`leaklab vm --file`), the guest

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Booting the project's kernel in QEMU with `leaklab` as `/init`.
 //!
 //! [`run`] writes the initramfs, starts `qemu-system-x86_64` or

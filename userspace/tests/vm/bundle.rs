@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `make bundle ARCH=arm64`'s tarball, as a board would run it.
 
 use std::process::Command;

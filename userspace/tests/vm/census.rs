@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab census`: the three modules loaded and unloaded once, their
 //! debugfs files, and kmemleak's reports counted per module.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab check` on a driver author's module: the C example driver
 //! (examples/leaky_driver), which gets none of the lab's help, and the
 //! kernel's kmemleak-test. Several checks run in one boot, from a script

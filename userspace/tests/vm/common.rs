@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! What every check uses: the build directory, the one way to boot a guest
 //! ([`Guest`]), the schema check every JSON document passes before a test
 //! reads it ([`Doc`]), the one-line error check, and the catalogue.

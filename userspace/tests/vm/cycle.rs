@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab cycle`: every pattern leaky and fixed, caught exactly; the fixed
 //! variants a hundred times, leaving nothing behind.
 

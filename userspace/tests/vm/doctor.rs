@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab doctor`: can this machine show leaks? Passing in the VM, and
 //! failing for the reasons it names.
 

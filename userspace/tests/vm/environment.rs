@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The tool's own failures: a module the kernel cannot take, kmemleak off,
 //! commands run without root, a missing kernel or QEMU, a guest that hangs,
 //! and the guest command's status.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The module under hostile use: the control interface's contract
 //! (`selftest`, also on the lockdep kernel), hostile writes (`fuzz`), and
 //! failing allocations and the leak cap (`faults`).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The kernel's own KTAP parser, `tools/testing/kunit/kunit.py parse`,
 //! from the kernel source `make test` builds against (`LEAKLAB_KSRC`).
 //! Shared by the VM tests and the host's `tests/ktap.rs`.

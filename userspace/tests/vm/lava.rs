@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! leaklab as a LAVA test, proven with LAVA's own dispatcher and validator
 //! (Debian 12's lava-dispatcher 2023.01, unpacked by `scripts/lava.sh`):
 //! `make lava`'s run (`scripts/lava-job.sh`) on both arches, clean and with

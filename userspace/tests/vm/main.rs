@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! End-to-end tests: boot the project's kernel in QEMU, load the real
 //! modules, and check what kmemleak saw. They need the outputs of
 //! `make module tool` for both ARCHs; `make test` builds them and runs these

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab matrix`: every pattern leaky and fixed beside the calibration
 //! (kmemleak-test.ko) and the negative control (rust_minimal.ko), and a
 //! matrix that must fail.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Reading kmemleak's reports: `leaklab parse` of a console log on the host,
 //! and `leaklab scan` around a command in the guest.
 

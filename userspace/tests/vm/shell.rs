@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The guest's shell (busybox): any command line runs in the guest with its
 //! exit status as `leaklab vm`'s, and the user's own files (`--file`) get
 //! there, such as an exercise script that writes to debugfs.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab soak`, short form (`make soak` runs 1000 cycles): the fixed
 //! variants leave kmemleak empty and memory within its bound, one leaky
 //! sample a cycle grows at the rate the module states, and a module whose

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab sweep` over a fixed subset of Debian 12's own 6.12 x86_64
 //! modules (tests/data/sweep-debian-6.12.list, 51 modules), in two guests at
 //! once, with the C example driver dropped into the tree as a planted leak:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The allocation-trace detector: every pattern exact by the trace alone on
 //! the kernel without kmemleak; pages that only the trace sees; a cache
 //! that grows by what the module states per run; a ring buffer too small

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Typed views of the documents the tests read
 //! (Documentation/schema/leaklab-1.schema.json), defined here and not taken
 //! from the library, so that a test reads what was printed and not what the

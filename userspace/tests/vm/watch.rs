@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab watch`: the leak monitor against the C driver's drip (a work
 //! item that leaks one 64-byte record every 700 ms, six times, then stops),
 //! with the module loaded as a user would load it: every leak reported

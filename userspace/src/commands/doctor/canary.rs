@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The live canary: one leaky sample a detector must report, its fixed
 //! twin it must not.
 

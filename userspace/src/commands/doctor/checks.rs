@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The machine's checks: kernel options, the command line, debugfs,
 //! kmemleak, the module's vermagic, memory.
 

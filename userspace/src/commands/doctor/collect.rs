@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The doctor's checks, collected as they are made.
 
 use crate::report::doctor::{Check, Status};

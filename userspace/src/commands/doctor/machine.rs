@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! What machine this is: the board's model and the CPU.
 
 /// The board's name: the device tree's model, else DMI's.

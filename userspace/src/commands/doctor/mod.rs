@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab doctor`: can this machine show a kernel memory leak?
 //!
 //! It checks what leaklab needs (root, the kernel's options, debugfs,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! What the doctor is asked to do.
 
 use std::path::PathBuf;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab lava cases`: a leaklab result as LAVA test cases, one line each,
 //! `NAME RESULT [MEASUREMENT UNITS]`, which the project's test definition
 //! (`lava/leaklab-lava.sh`) hands to LAVA's `lava-test-case`.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab lava job`: a ready LAVA job from the current build.
 //!
 //! The job boots the project's kernel (or a board's) with an initramfs whose

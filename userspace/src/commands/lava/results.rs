@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab lava results`: the gate on a LAVA job's log.
 //!
 //! LAVA says a job passed whenever its infrastructure worked, whatever its

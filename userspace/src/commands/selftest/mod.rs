@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab selftest`: checks leaklab.ko's control interface against its
 //! documented contract (see `module/control.rs`): every malformed write is
 //! refused with the documented error and changes nothing, reads of any size

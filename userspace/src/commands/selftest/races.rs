@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The contract under concurrency and interruption: writers racing on
 //! one file, unloads racing open files and runs, runs stopped midway.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! A sweep over guests of a kernel image: the modules split in batches,
 //! each batch swept by `leaklab sweep --stream` in a guest of its own
 //! (its modules and what they need in the guest's `/root/modules`), up to

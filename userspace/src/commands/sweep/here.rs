@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! A sweep of the running kernel's modules, one after the other: each
 //! module's needs loaded first (and unloaded after, last first), the module
 //! checked in cycles, a row for it; the sweep stops at a module that

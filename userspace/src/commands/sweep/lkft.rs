@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The LKFT way, run by leaklab on the same machines to set a sweep
 //! against (`--protocol lkft`): Linaro's test-definitions
 //! `automated/linux/modules/modules.sh`. For each module: kmemleak's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab sweep`: every module of a kernel's tree (or those a pattern or
 //! a list names), each loaded with what it needs (`modules.dep`, as
 //! `modprobe` does), checked in cycles by every detector the kernel has

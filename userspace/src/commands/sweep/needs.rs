@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! What a module needs before it is swept: skipped when built in or
 //! loaded already, else the modules it needs (`modules.dep`) loaded in
 //! `modprobe`'s order, and unloaded after it, the last first.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! What `sweep` is asked to do: the tree, the modules, their parameters
 //! and cycles, the detectors; and, over guests, how they run.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! `leaklab watch`: the long-running leak monitor. Each round scans with
 //! kmemleak until two scans agree (its settings left as found), reports the
 //! objects not reported before, samples the kernel's memory and reads the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The frames of the modules given with `--ko`, named while each is
 //! loaded and after it is gone.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! What `leaklab watch` is asked to do, and the settings of its rounds.
 
 use std::{path::PathBuf, time::Duration};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The watch as it runs: a round's scan, the leaks it reports once, the
 //! kernel log, the memory samples and their trends, the state kept.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The state of a watch as it runs, and what it reads of itself (the
 //! time, its memory): its rounds ([`super::round`]) work on it, and its
 //! textfile is drawn from its [`Figures`].

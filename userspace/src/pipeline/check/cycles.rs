@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The cycles of a check in a [`Run`]: each load (placed by the init
 //! probe, or by sysfs while it runs), the exercise scripts, the unload;
 //! and the trace's harvest tied to the cycle that made each allocation.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The check of any module (`leaklab check`, and each module of `leaklab
 //! sweep`): a driver author's own module, C or Rust, loaded and unloaded in
 //! cycles with its parameters, exercised by their scripts, and judged by

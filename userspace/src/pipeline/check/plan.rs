@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! What `check` is asked to do: the module, its cycles, parameters and
 //! exercise scripts, and the detectors.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The lab's run, behind `leaklab cycle`, `leaklab matrix` and doctor's
 //! canary: load leaklab.ko, drive its samples, unload it, harvest what the
 //! detectors saw, and judge every pattern and variant against what the

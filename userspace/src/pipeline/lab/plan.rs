@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! What a cycle or matrix run is asked to do: the module, its patterns
 //! and variants, the runs and cycles, the reference modules beside it and
 //! the detectors.

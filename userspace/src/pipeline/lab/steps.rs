@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! One cycle as named steps: [`load`] leaklab.ko in a fresh kmemleak
 //! window, [`drive`] its samples, load and unload the reference modules,
 //! [`harvest`] what kmemleak reports once the module is gone, and [`judge`]

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The document of `check` ([`Check`]): the module's leaks by backtrace,
 //! each detector's apart, the cycles run, and its renderings.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! How a [`Check`] reads: a table of cycles and each leak with its
 //! backtrace for people, KTAP for kernel CI.
 

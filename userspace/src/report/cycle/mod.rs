@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The document of `cycle` and `matrix` ([`CycleRun`]): each pattern's and
 //! variant's verdict per cycle, the rules that judge them ([`rules`],
 //! [`verdict`]), and its renderings.

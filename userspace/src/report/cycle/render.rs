@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! A cycle's result for people (the table, then what went wrong) and for
 //! kernel CI (KTAP).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The rules of the verdict, as pure functions: what the module states
 //! against what kmemleak reported. Each rule has a test that passes it and
 //! one that fails it (below, fed from real captures where one fits).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The verdict model of a cycle: what was expected, what kmemleak found,
 //! and the rules that compare them.
 

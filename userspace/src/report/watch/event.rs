@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The event log's records (`DIR/events.jsonl`, schema
 //! `leaklab.watch-event/1`), and each as a line for people.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The watch's event log: JSON lines in `DIR/events.jsonl`, rotated by size
 //! (`events.1.jsonl` the newest old one, up to a number kept), so the log
 //! on disk never exceeds `max_bytes * (keep + 1)`.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! A running watch's figures as a Prometheus textfile: leaks by culprit and
 //! module, the kernel's memory and its trend, and the watch's own health.
 //! Counters end in `_total`, units are bytes and seconds.

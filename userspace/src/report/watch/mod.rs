@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The documents of `watch`: its run ([`run::WatchRun`], `leaklab.watch/1`),
 //! its state and event log in the directory it writes ([`state`],
 //! [`event`], [`log`]), its figures as a Prometheus textfile

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! What a watch found: the run's document (`leaklab.watch/1`), its leaks
 //! and trends, and how they read for people.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! What the watch remembers across rounds and restarts, in `DIR/state.json`
 //! (replaced atomically each round): the objects already reported, the
 //! leaks by backtrace, the findings by kind. A reboot (another `boot_id`)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! A watch directory read back, for `leaklab show DIR`: the leaks found,
 //! the trends of the samples in the event log (rotated files included), and
 //! the plot of memory over time with the leaks marked.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Unit tests of [`super`], and what other modules' tests build on.
 
 use super::*;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! The verdict rules, each shown failing.
 
 use super::*;
