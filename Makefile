@@ -157,7 +157,7 @@ tools: setup
 tool: setup
 	@mkdir -p $(BUILD) $(OUT)
 	@built=$$(bash scripts/release-build.sh $(HOST_TRIPLE) $(musl_$(ARCH))) && bins=($$built) && \
-		$(call put,$${bins[0]},$(BUILD)/leaklab) && $(call put,$${bins[1]},$(OUT)/leaklab)
+		{ $(call put,$${bins[0]},$(BUILD)/leaklab); } && { $(call put,$${bins[1]},$(OUT)/leaklab); }
 	@# The guest's shell and tools (sh, insmod, cat, ...): `leaklab vm` puts
 	@# the busybox beside the guest leaklab into the initramfs.
 	@bb=$$(bash scripts/busybox.sh $(ARCH)) && $(call put,"$$bb",$(OUT)/busybox)

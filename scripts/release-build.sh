@@ -44,7 +44,7 @@ inputs() {
 }
 common=$(inputs | sha256sum | cut -c1-16)
 
-declare -a paths missing build_args
+paths=() missing=() build_args=()
 for t in "$@"; do
 	dir=$cache/$common-$t
 	paths+=("$dir/leaklab")
