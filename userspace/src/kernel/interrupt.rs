@@ -22,7 +22,9 @@ extern "C" fn note(sig: nix::libc::c_int) {
 
 /// The run was stopped by a signal.
 #[derive(Debug, thiserror::Error)]
-#[error("interrupted by {0}: stopped after unloading the module and restoring kmemleak")]
+#[error(
+    "interrupted by {0}: stopped cleanly (what it loaded is unloaded, kmemleak and tracefs are as they were, its guests are stopped)"
+)]
 pub struct Interrupted(pub Signal);
 
 impl Interrupted {

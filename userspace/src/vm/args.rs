@@ -96,6 +96,8 @@ pub fn run(a: VmArgs, is_leaklab_command: fn(&str) -> bool) -> Result<ExitCode> 
         qemu: a.qemu,
         echo: true,
         show_kernel: a.verbose,
+        // Ctrl-C reaches QEMU itself, on the same terminal.
+        stop: None,
     };
     if let Some(first) = spec.command.first() {
         if !is_leaklab_command(first)

@@ -126,6 +126,10 @@ pub struct VmSpec {
     /// Print the guest command's output and PID 1's messages here (they
     /// are in the console log either way).
     pub echo: bool,
+    /// Asked about ten times a second: when it says yes, QEMU is killed
+    /// and the run ends with [`VmError::Stopped`] (a caller's SIGINT or
+    /// SIGTERM, which QEMU does not get unless it shares a terminal).
+    pub stop: Option<fn() -> bool>,
 }
 
 /// How a run ended.
@@ -172,6 +176,12 @@ pub enum VmError {
     /// The guest stopped without reporting an exit status.
     #[error("guest stopped without an exit status (kernel panic or crash?); console log: {log}")]
     NoStatus {
+        /// The console log.
+        log: PathBuf,
+    },
+    /// The caller asked it to stop ([`VmSpec::stop`]); QEMU was killed.
+    #[error("guest stopped when asked to; console log: {log}")]
+    Stopped {
         /// The console log.
         log: PathBuf,
     },
@@ -386,9 +396,12 @@ struct Console {
     status: Option<i32>,
 }
 
+/// How often a run asks [`VmSpec::stop`].
+const STOP_POLL: Duration = Duration::from_millis(100);
+
 /// Follows the console's `lines` into `log` and onto this process's
-/// stdout and stderr until QEMU closes it; kills QEMU at the deadline, or
-/// at `probe` if it has said nothing by then.
+/// stdout and stderr until QEMU closes it; kills QEMU at the deadline, at
+/// `probe` if it has said nothing by then, or when asked to stop.
 fn follow(
     spec: &VmSpec,
     lines: &mpsc::Receiver<Option<String>>,
@@ -424,7 +437,15 @@ fn follow(
             }
             .into());
         }
-        let line = match lines.recv_timeout(limit - now) {
+        if spec.stop.is_some_and(|stop| stop()) {
+            kill(child);
+            let _ = writeln!(log, "# leaklab: stopped when asked to");
+            return Err(VmError::Stopped {
+                log: spec.log.clone(),
+            }
+            .into());
+        }
+        let line = match lines.recv_timeout((limit - now).min(STOP_POLL)) {
             Ok(Some(line)) => line,
             Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(said),
             Err(mpsc::RecvTimeoutError::Timeout) => continue,

@@ -248,6 +248,7 @@ impl Runner<'_> {
             qemu: self.g.qemu.clone(),
             show_kernel: false,
             echo: false,
+            stop: Some(|| interrupt::requested().is_some()),
         };
         let ended = vm::run(&spec);
         let mut seen = BTreeSet::new();
