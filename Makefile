@@ -175,7 +175,8 @@ run: module tool
 	if [ -s $(RESULTS)/matrix-$(ARCH).json ]; then \
 		$(HOST_TOOL) show $(RESULTS)/matrix-$(ARCH).json; \
 		$(HOST_TOOL) show --format ktap $(RESULTS)/matrix-$(ARCH).json > $(RESULTS)/matrix-$(ARCH).ktap; \
-		echo "results: $(RESULTS)/matrix-$(ARCH).{log,json,ktap}"; \
+		$(HOST_TOOL) show --format html $(RESULTS)/matrix-$(ARCH).json > $(RESULTS)/matrix-$(ARCH).html; \
+		echo "results: $(RESULTS)/matrix-$(ARCH).{log,json,ktap,html}"; \
 	fi; exit $$status
 
 # Check a module of yours in a fresh VM (none of the lab's help), on the
@@ -395,8 +396,7 @@ rust-analyzer: kernel
 
 # The command reference, from the host tool's own --help (make test fails
 # when the checked-in page differs: userspace/tests/commands_doc.rs).
-docs-commands:
-	cd userspace && cargo build --release --target $(HOST_TRIPLE)
+docs-commands: tool
 	bash scripts/docs-commands.sh $(HOST_TOOL) > Documentation/commands.md.tmp
 	mv Documentation/commands.md.tmp Documentation/commands.md
 

@@ -6,11 +6,12 @@ set -euo pipefail
 
 BINDGEN_VERSION=0.70.1
 RUST_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
+# chromium: make test opens the HTML reports in it, headless (tests/html.rs).
 DEB_PACKAGES=(
 	linux-source-6.12 gcc clang libclang-dev lld llvm flex bison bc
 	libelf-dev libssl-dev cpio kmod xz-utils python3 libmagic1
 	qemu-system-x86 qemu-system-arm gcc-aarch64-linux-gnu binutils valgrind
-	dwarves
+	dwarves chromium
 )
 
 say() { printf 'setup: %s\n' "$*" >&2; }

@@ -101,9 +101,27 @@ for x in "${exercise[@]}"; do
 	vm+=(--file "$x:/root/exercise/")
 	check+=(--exercise "/root/exercise/$(basename "$x")")
 done
+# The check's document is kept (build/results/try-...json) and shown in
+# the format asked for (human by default), with an HTML report beside it.
+format=human options=()
+while [ $# -gt 0 ]; do
+	case $1 in
+	--format) format=${2:?--format needs a value}; shift 2 ;;
+	--format=*) format=${1#--format=}; shift ;;
+	*) options+=("$1"); shift ;;
+	esac
+done
+case $format in human | json | ktap) ;; *) die "unknown --format '$format': human, json or ktap" ;; esac
+results=build/results/try-${debian:+debian-$debian-}$arch
 mkdir -p build/results
+rm -f "$results.json" "$results.html"
 status=0
-"${vm[@]}" -- "${check[@]}" "$@" || status=$?
+"${vm[@]}" -- "${check[@]}" "${options[@]}" --format json > "$results.json" || status=$?
+if [ -s "$results.json" ]; then
+	build/leaklab show --format "$format" "$results.json" || true
+	build/leaklab show --format html "$results.json" > "$results.html" || true
+	say "results: $results.{log,json,html}"
+fi
 case $status in
 0) ;;
 1) say "leaklab check exited 1: $(basename "$ko") leaks (or would not unload)" ;;

@@ -38,6 +38,33 @@ fn plain_format(s: &str) -> Result<FormatName, String> {
     }
 }
 
+/// `--format human|json|ktap|html`, for `show`: a saved result again, or
+/// as one HTML page.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ShowFormatArg {
+    /// Output format: human, json, ktap, or html (one self-contained page
+    /// for a browser; a backtrace's source lines are read from the current
+    /// directory).
+    #[arg(long, default_value = "human", value_parser = show_format, value_name = "FORMAT")]
+    format: Format,
+}
+
+impl ShowFormatArg {
+    /// The format asked for.
+    pub fn get(self) -> Format {
+        self.format
+    }
+}
+
+fn show_format(s: &str) -> Result<Format, String> {
+    match s {
+        "html" => Ok(Format::Html),
+        s => Ok(FormatName::from_str(s, false)
+            .map_err(|_| format!("{s:?} is not a format: human, json, ktap or html"))?
+            .into()),
+    }
+}
+
 /// `--format human|json|ktap`, for the commands that give test results.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct ResultFormatArg {

@@ -25,7 +25,7 @@ mod values;
 mod vm;
 
 use args::ModuleArg;
-use args::{FormatArg, ResultFormatArg, RunsArg, SelectArgs};
+use args::{FormatArg, ResultFormatArg, RunsArg, SelectArgs, ShowFormatArg};
 use values::VariantName;
 
 /// leaklab: see kernel memory leaks happen, catch them, and prove the fix.
@@ -122,22 +122,25 @@ pub enum Cmd {
         #[command(flatten)]
         format: ResultFormatArg,
     },
-    /// Print a saved `cycle`/`matrix`/`check --format json` result as the
-    /// table or as KTAP; exits as the run did (0 as expected, 1 not). Given `soak
-    /// --format json` results, print each and, with --svg, plot their
+    /// Print a saved `cycle`/`matrix`/`check`/`sweep --format json` result
+    /// as the table, as KTAP, or as one HTML page (--format html: the
+    /// verdict, the tables, each leak's backtrace with its source lines,
+    /// read from the current directory); exits as the run did (0 as
+    /// expected, 1 not). Given `soak --format json` results, print each
+    /// (or one HTML page with their plot) and, with --svg, plot their
     /// memory over cycles. Given a `watch` directory, print its leaks and
     /// trends and, with --svg, plot its memory over time with the leaks
     /// marked (exits 1 when it holds leaks).
     Show {
-        /// The JSON files (one cycle, matrix or check result, or soak
-        /// results), or one watch directory.
+        /// The JSON files (one cycle, matrix, check or sweep result, or
+        /// soak results), or one watch directory.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Write the plot (SVG) here.
         #[arg(long, value_name = "PATH")]
         svg: Option<PathBuf>,
         #[command(flatten)]
-        format: ResultFormatArg,
+        format: ShowFormatArg,
     },
     /// Check that this machine can show leaks: root, kernel options,
     /// debugfs, kmemleak, the module's vermagic, memory; then a live canary

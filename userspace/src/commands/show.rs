@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::report::watch::view::WatchDir;
 use crate::{
-    output::{emit, schema::Schema, Format, Outcome, Verdict},
+    output::{emit, html::Page, schema::Schema, Format, Outcome, Verdict},
     report::{soak, Document},
 };
 
@@ -60,6 +60,38 @@ fn watch_dir(dir: &Path, svg: Option<&Path>, format: Format) -> Result<ExitCode>
     ))
 }
 
+/// Soak results as one HTML page: each run's report and their memory
+/// plotted; exits 1 when a run did not pass.
+fn soak_page(soaks: &[soak::SoakRun]) -> Result<ExitCode> {
+    let failed: Vec<&soak::SoakRun> = soaks
+        .iter()
+        .filter(|r| r.verdict() != Verdict::Passed)
+        .collect();
+    let (verdict, summary) = match failed.first() {
+        None => (
+            Verdict::Passed,
+            format!("ok: {} run(s) passed", soaks.len()),
+        ),
+        Some(first) => (
+            first.verdict(),
+            format!(
+                "FAIL: {} of {} run(s) did not pass",
+                failed.len(),
+                soaks.len()
+            ),
+        ),
+    };
+    let mut page = Page::new("leaklab soak");
+    page.verdict(verdict, &summary);
+    page.svg(&soak::chart(soaks).svg()?);
+    for run in soaks {
+        page.heading(2, &soak::name(run));
+        page.pre(&run.human());
+    }
+    print!("{}", page.finish());
+    Ok(ExitCode::from(verdict.exit_status()))
+}
+
 /// Shows `files`: one cycle, matrix or check result as its table, KTAP or JSON
 /// (exits as the run did); or soak results as text, plotted to `svg` when
 /// given (exits 1 when a run did not pass).
@@ -88,8 +120,11 @@ pub fn run(files: &[PathBuf], svg: Option<&Path>, format: Format) -> Result<Exit
             Document::Soak(run) => soaks.push(*run),
         }
     }
+    if format == Format::Html {
+        return soak_page(&soaks);
+    }
     if format != Format::Human {
-        bail!("soak results are shown as text (and --svg): their files are the JSON already");
+        bail!("soak results are shown as text, HTML (and --svg): their files are the JSON already");
     }
     let mut verdict = Verdict::Passed;
     for run in &soaks {

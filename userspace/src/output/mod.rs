@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //! What leaklab prints: one [`Outcome`] per command, printed by one
 //! [`emit`] as text for people (ending with one closing line), JSON for
-//! machines, or KTAP for kernel CI; and the exit status that goes with it.
+//! machines, KTAP for kernel CI, or one HTML page for a browser; and the
+//! exit status that goes with it.
 
 use std::{
     fs,
@@ -12,6 +13,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
+pub mod html;
 pub mod ktap;
 pub mod plot;
 pub mod progress;
@@ -29,6 +31,8 @@ pub enum Format {
     Json,
     /// KTAP version 1 test results, as kernel CI expects them.
     Ktap,
+    /// One self-contained HTML page ([`html`]), for a browser.
+    Html,
 }
 
 /// The exit statuses, as documented in the README.
@@ -99,6 +103,11 @@ pub trait Outcome: serde::Serialize {
     fn ktap(&self) -> Option<String> {
         None
     }
+    /// The report as one HTML page ([`html::Page`]), for the documents
+    /// that have one.
+    fn html(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The human report of `o` with its closing line.
@@ -114,6 +123,12 @@ pub fn emit(o: &impl Outcome, format: Format) -> Result<ExitCode> {
         Format::Ktap => match o.ktap() {
             Some(k) => print!("{k}"),
             None => anyhow::bail!("this command has no KTAP output: use --format human or json"),
+        },
+        Format::Html => match o.html() {
+            Some(h) => print!("{h}"),
+            None => anyhow::bail!(
+                "this result has no HTML report (a cycle, matrix, check or sweep has): use --format human or json"
+            ),
         },
     }
     Ok(ExitCode::from(o.verdict().exit_status()))

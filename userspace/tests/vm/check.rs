@@ -514,6 +514,14 @@ fn make_try_checks_a_module_built_outside_the_project() {
         stderr.contains("try: leaklab check exited 1: "),
         "stderr: {stderr}"
     );
+    // The document kept, and its HTML report beside it.
+    let results = build_dir().join("results");
+    let html = std::fs::read_to_string(results.join("try-x86_64.html")).unwrap();
+    assert!(
+        html.contains("<div class=\"verdict failed\" id=\"verdict\">result: FAIL: leaky_driver leaked 4 object(s)"),
+        "{html}"
+    );
+    assert!(results.join("try-x86_64.json").is_file());
 
     let (status, stdout, stderr) = try_it(&["FORMAT=json", &format!("KDIR={kdir}")]);
     assert_eq!(status, Some(0), "stdout: {stdout}\nstderr: {stderr}");

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{analysis::detector::Detector, trace::allocinfo::AllocInfo};
 
+mod html;
 mod render;
 
 /// A place the module leaks from: reports with the same backtrace.

@@ -2,7 +2,7 @@
 //! How a [`Check`] reads: a table of cycles and each leak with its
 //! backtrace for people, KTAP for kernel CI.
 
-use super::{total, Check, Leak, TraceCheck};
+use super::{total, Check, CycleRecord, Leak, TraceCheck};
 use crate::analysis::detector::Detector;
 use crate::output::{
     ktap::{self, Case},
@@ -37,12 +37,12 @@ fn ranges(cycles: impl IntoIterator<Item = u32>) -> String {
 
 impl Leak {
     /// `N object(s), B bytes`.
-    fn size(&self) -> String {
+    pub(super) fn size(&self) -> String {
         format!("{} object(s), {} bytes", self.objects, self.bytes)
     }
 
     /// Which cycles allocated it: `in every cycle (1-10)`, `in cycle 1`.
-    fn when(&self, cycles: usize) -> String {
+    pub(super) fn when(&self, cycles: usize) -> String {
         let known = ranges(self.per_cycle.keys().copied());
         let mut s = match self.per_cycle.len() {
             0 => "cycle unknown".to_string(),
@@ -66,7 +66,7 @@ impl Leak {
     }
 
     /// The leak's name: its title, else its culprit frame.
-    fn name(&self) -> &str {
+    pub(super) fn name(&self) -> &str {
         self.title
             .as_deref()
             .or(self.culprit.as_deref())
@@ -126,6 +126,10 @@ impl Outcome for Check {
         Verdict::of(
             self.leaks.is_empty() && self.traced_leaks().is_empty() && self.stuck().is_none(),
         )
+    }
+
+    fn html(&self) -> Option<String> {
+        Some(self.page())
     }
 
     fn human(&self) -> String {
@@ -314,7 +318,7 @@ impl Check {
 impl Check {
     /// The run's first lines: the module, its kernel, cycles, parameters,
     /// exercise, and each detector's own line.
-    fn heading(&self) -> String {
+    pub(super) fn heading(&self) -> String {
         let n = self.cycles.len();
         let mut s = format!(
             "leaklab check: {} ({}) on {}, {n} cycle(s)",
@@ -362,26 +366,17 @@ impl Check {
 
     /// The table of cycles, with each failed init and unload under its row.
     fn cycle_table(&self) -> String {
+        let line = |r: &[String; 5]| {
+            format!(
+                "{:>5}  {:<8} {:<9} {:<8} {:>6}\n",
+                r[0], r[1], r[2], r[3], r[4]
+            )
+        };
         let mut s = String::new();
         s += "\n";
-        s += &format!(
-            "{:>5}  {:<8} {:<9} {:<8} {:>6}\n",
-            "cycle", "loaded", "exercise", "unloaded", "leaked"
-        );
+        s += &line(&CYCLE_COLUMNS.map(String::from));
         for c in &self.cycles {
-            let exercise = match c.exercise.iter().find(|&&st| st != 0) {
-                Some(st) => format!("exit {st}"),
-                None if c.exercise.is_empty() => "-".into(),
-                None => "ok".into(),
-            };
-            s += &format!(
-                "{:>5}  {:<8} {:<9} {:<8} {:>6}\n",
-                c.cycle,
-                yes(c.loaded),
-                exercise,
-                c.unloaded.map_or("-", yes),
-                c.leaked
-            );
+            s += &line(&cycle_row(c));
             if let Some(e) = &c.init_error {
                 s += &format!("       init failed: {e}\n");
             }
@@ -391,6 +386,25 @@ impl Check {
         }
         s
     }
+}
+
+/// The columns of the table of cycles.
+pub(super) const CYCLE_COLUMNS: [&str; 5] = ["cycle", "loaded", "exercise", "unloaded", "leaked"];
+
+/// Cycle `c`'s row in the table of cycles.
+pub(super) fn cycle_row(c: &CycleRecord) -> [String; 5] {
+    let exercise = match c.exercise.iter().find(|&&st| st != 0) {
+        Some(st) => format!("exit {st}"),
+        None if c.exercise.is_empty() => "-".into(),
+        None => "ok".into(),
+    };
+    [
+        c.cycle.to_string(),
+        yes(c.loaded).into(),
+        exercise,
+        c.unloaded.map_or("-", yes).into(),
+        c.leaked.to_string(),
+    ]
 }
 
 #[cfg(test)]

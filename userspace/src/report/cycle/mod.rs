@@ -3,6 +3,7 @@
 //! variant's verdict per cycle, the rules that judge them ([`rules`],
 //! [`verdict`]), and its renderings.
 
+mod html;
 mod render;
 pub mod rules;
 pub mod verdict;

@@ -50,6 +50,10 @@ impl Outcome for CycleRun {
         ))
     }
 
+    fn html(&self) -> Option<String> {
+        Some(self.page())
+    }
+
     /// A compact table (a column per detector), then what went wrong.
     fn human(&self) -> String {
         let mut s = String::new();
@@ -65,10 +69,8 @@ impl Outcome for CycleRun {
 }
 
 impl CycleRun {
-    /// Cycle `c`'s heading and its table: a row per pattern and variant
-    /// and per reference module, a column per detector.
-    fn table(&self, c: &CycleRecord) -> String {
-        let mut s = String::new();
+    /// Cycle `c`'s heading: its number and what each detector did.
+    pub(super) fn heading(&self, c: &CycleRecord) -> String {
         let mut head = format!("cycle {}", c.cycle);
         if self.detectors.contains(&Detector::Kmemleak) {
             head += &format!(" (kmemleak: {} scans)", c.scans);
@@ -79,10 +81,14 @@ impl CycleRun {
                 t.events, t.lost, t.internal
             );
         }
-        s += &format!(
-            "{head}\n{:<18} {:<6} {:>5} {:>9} {:>10} {:>10}  {}\n",
-            "pattern", "variant", "runs", "expected", "kmemleak", "trace", "verdict"
-        );
+        head
+    }
+
+    /// Cycle `c`'s rows, as its table shows them ([`COLUMNS`]): a row per
+    /// pattern and variant and per reference module, a column per
+    /// detector; with whether each went wrong.
+    pub(super) fn rows(&self, c: &CycleRecord) -> Vec<([String; 7], bool)> {
+        let mut rows = Vec::new();
         for v in &c.verdicts {
             let expected = v.trace.as_ref().map_or(v.expected, |t| t.expected);
             let kmemleak = match (v.kmemleak, v.blind.is_some()) {
@@ -99,24 +105,23 @@ impl CycleRun {
                 let (objects, bytes) = g.per_run();
                 verdict += &format!("; grows {objects} objects / {bytes} B a run while loaded");
             }
-            s += &format!(
-                "{:<18} {:<6} {:>5} {:>9} {:>10} {:>10}  {}\n",
-                v.pattern,
-                v.variant.name(),
-                v.runs,
+            let row = [
+                v.pattern.clone(),
+                v.variant.name().to_string(),
+                v.runs.to_string(),
                 count(&expected),
                 kmemleak,
                 trace,
-                verdict
-            );
+                verdict,
+            ];
+            rows.push((row, v.reason.is_some()));
         }
         for x in &c.references {
-            s += &format!(
-                "{:<18} {:<6} {:>5} {:>9} {:>10} {:>10}  {}\n",
-                x.module,
-                if x.expected > 0 { "calib" } else { "none" },
-                1,
-                x.expected,
+            let row = [
+                x.module.clone(),
+                if x.expected > 0 { "calib" } else { "none" }.to_string(),
+                1.to_string(),
+                x.expected.to_string(),
                 if self.detectors.contains(&Detector::Kmemleak) {
                     count(&x.found)
                 } else {
@@ -127,8 +132,25 @@ impl CycleRun {
                     (None, None) => "ok".to_string(),
                     (None, Some(n)) => format!("ok ({n})"),
                     (Some(r), _) => format!("FAIL: {r}"),
-                }
-            );
+                },
+            ];
+            rows.push((row, x.reason.is_some()));
+        }
+        rows
+    }
+
+    /// Cycle `c`'s heading and its table.
+    fn table(&self, c: &CycleRecord) -> String {
+        let line = |r: &[String; 7]| {
+            format!(
+                "{:<18} {:<6} {:>5} {:>9} {:>10} {:>10}  {}\n",
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6]
+            )
+        };
+        let mut s = format!("{}\n", self.heading(c));
+        s += &line(&COLUMNS.map(String::from));
+        for (row, _) in self.rows(c) {
+            s += &line(&row);
         }
         s
     }
@@ -196,6 +218,11 @@ impl CycleRun {
         s
     }
 }
+
+/// The columns of a cycle's table.
+pub(super) const COLUMNS: [&str; 7] = [
+    "pattern", "variant", "runs", "expected", "kmemleak", "trace", "verdict",
+];
 
 /// Objects and bytes as `objects/bytesB`.
 fn count(c: &Count) -> String {
