@@ -207,7 +207,7 @@ fn minutes(g: &Guests, modules: usize) -> Minutes {
         .max(10);
     Minutes {
         job: test + 15,
-        action: test.max(30),
+        action: test,
         test,
     }
 }
