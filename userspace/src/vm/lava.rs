@@ -252,8 +252,7 @@ fn qemu_job(j: &Job, f: &Files) -> String {
         ),
     };
     format!(
-        "# leaklab {what}{label} on {arch} under QEMU, written by `{writer}`.
-{usage}{head}context:
+        "{top}context:
 {context}  memory: {memory}
 actions:
 - deploy:
@@ -272,13 +271,13 @@ actions:
     media: tmpfs
     timeout: {{minutes: 2}}
 {test}",
-        what = j.what,
-        label = j.label,
-        writer = j.writer,
-        usage = j.usage,
+        top = top(
+            j,
+            &format!("{} under QEMU", arch.name()),
+            "qemu",
+            arch.name()
+        ),
         memory = j.memory_mib,
-        arch = arch.name(),
-        head = head(j, "qemu", arch.name()),
         kernel = f.kernel,
         ramdisk = f.ramdisk,
         test = monitors(j.what, j.minutes.test),
@@ -292,8 +291,7 @@ actions:
 fn board_job(j: &Job, f: &Files) -> String {
     let device = j.device.device_type.name();
     format!(
-        "# leaklab {what}{label} on a {device} board, written by `{writer}`.
-{usage}{head}context:
+        "{top}context:
   console_device: ttyS2
   extra_kernel_args: {KERNEL_ARGS}
 actions:
@@ -314,11 +312,7 @@ actions:
     commands: ramdisk
     timeout: {{minutes: 5}}
 {test}",
-        what = j.what,
-        label = j.label,
-        writer = j.writer,
-        usage = j.usage,
-        head = head(j, device, "arm64"),
+        top = top(j, &format!("a {device} board"), device, "arm64"),
         kernel = f.kernel,
         ramdisk = f.ramdisk,
         dtb = f.dtb.as_deref().unwrap_or_default(),
@@ -326,9 +320,12 @@ actions:
     )
 }
 
-fn head(j: &Job, device: &str, arch: &str) -> String {
+/// The job's top: its comment (what it runs on `on`, who wrote it, what
+/// to do with it), then its device type, name and timeouts.
+fn top(j: &Job, on: &str, device: &str, arch: &str) -> String {
     format!(
-        "device_type: {device}
+        "# leaklab {what}{label} on {on}, written by `{writer}`.
+{usage}device_type: {device}
 job_name: leaklab {what}{label} {arch}
 priority: medium
 visibility: public
@@ -339,6 +336,8 @@ timeouts:
 ",
         what = j.what,
         label = j.label,
+        writer = j.writer,
+        usage = j.usage,
         job = j.minutes.job,
         action = j.minutes.action,
     )
