@@ -14,6 +14,7 @@ use crate::{
         detectors::{Detector, DetectorChoice},
         lab::Plan,
     },
+    vm::lava::{Device, DeviceType},
 };
 
 /// `--format human|json`.
@@ -190,6 +191,58 @@ impl SelectArgs {
                 self.runs.n,
                 self.cycles,
             )
+        }
+    }
+}
+
+/// The LAVA device types a job can be written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceTypeArg {
+    /// LAVA's `qemu` device type: the machine and CPU of `leaklab vm`.
+    #[value(name = "qemu")]
+    Qemu,
+    /// The Radxa ROCK 5B/5B+ (RK3588) as LAVA labs name it: U-Boot, TFTP,
+    /// console on ttyS2 at 1500000 baud (the device type's own setting).
+    #[value(name = "rk3588-rock-5b")]
+    Rock5b,
+}
+
+/// The LAVA device a job is written for (`--device-type`, `--dtb`) and
+/// where the lab fetches its files (`--url`): `lava job`'s and `sweep
+/// --lava-jobs`'.
+#[derive(Debug, Clone, Args)]
+pub struct LavaDeviceArgs {
+    /// LAVA device type.
+    #[arg(long, value_enum, default_value = "qemu")]
+    device_type: DeviceTypeArg,
+    /// The board's device tree blob, e.g.
+    /// KDIR/arch/arm64/boot/dts/rockchip/rk3588-rock-5b.dtb (boards only).
+    #[arg(long)]
+    dtb: Option<PathBuf>,
+    /// The URL the lab's dispatcher fetches DIR's files from
+    /// (http://host/path/); default: file:// URLs of DIR, for a dispatcher
+    /// on this machine.
+    #[arg(long)]
+    url: Option<String>,
+}
+
+impl LavaDeviceArgs {
+    /// Whether none of its options was given.
+    pub fn is_default(&self) -> bool {
+        self.device_type == DeviceTypeArg::Qemu && self.dtb.is_none() && self.url.is_none()
+    }
+
+    /// The device, of architecture `arch`, booting `kernel` if given.
+    pub fn device(self, arch: crate::vm::Arch, kernel: Option<PathBuf>) -> Device {
+        Device {
+            arch,
+            device_type: match self.device_type {
+                DeviceTypeArg::Qemu => DeviceType::Qemu,
+                DeviceTypeArg::Rock5b => DeviceType::Rock5b,
+            },
+            kernel,
+            dtb: self.dtb,
+            url: self.url,
         }
     }
 }

@@ -357,8 +357,8 @@ fn prepare(command: &Cmd) -> Result<()> {
     ) {
         return Ok(());
     }
-    let in_guests = matches!(command, Cmd::Sweep { args, .. } if args.in_guests());
-    if !matches!(command, Cmd::Doctor { .. }) && !in_guests {
+    let elsewhere = matches!(command, Cmd::Sweep { args, .. } if !args.runs_here());
+    if !matches!(command, Cmd::Doctor { .. }) && !elsewhere {
         commands::require_root(&subcommand())?;
     }
     // These load modules and change kmemleak's settings: on Ctrl-C or
@@ -456,9 +456,45 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let plan = plan.plan();
             report(format.get(), |p| commands::check::run(&plan, p))
         }
-        Cmd::Sweep { args, format } => {
-            let plan = args.plan();
-            report(format.get(), |p| commands::sweep::run(&plan, p))
+        Cmd::Sweep { args, format } => sweep(args, format.get()),
+    }
+}
+
+/// Runs `sweep`: a sweep, its LAVA jobs written, or their logs merged.
+fn sweep(args: sweep::SweepArgs, format: Format) -> Result<ExitCode> {
+    match args.task()? {
+        sweep::SweepTask::Sweep(plan) => report(format, |p| commands::sweep::run(&plan, p)),
+        sweep::SweepTask::LavaJobs(plan, shards) => {
+            let jobs = commands::sweep::lava::write_jobs(&plan, &shards)?;
+            let out = plan.guests.map(|g| g.out).unwrap_or_default();
+            if jobs.is_empty() {
+                eprintln!(
+                    "sweep: no job written: every module has its row in {} already; 'leaklab sweep --lava-results {0}' merges them",
+                    out.join("rows").display()
+                );
+            } else {
+                eprintln!(
+                    "sweep: wrote {} LAVA job(s); run or submit each ('lavacli jobs submit JOB'), save its log beside it as {} ('lavacli jobs logs --raw ID'), then merge them: leaklab sweep --lava-results {}",
+                    jobs.len(),
+                    commands::sweep::lava::LOG,
+                    out.display()
+                );
+            }
+            for j in jobs {
+                println!("{}", j.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        sweep::SweepTask::LavaResults(dir) => {
+            let merged = with_progress(|p| commands::sweep::lava::merge(&dir, p))?;
+            let unconfirmed = merged.unconfirmed_leaks();
+            if !unconfirmed.is_empty() {
+                eprintln!(
+                    "sweep: the leaks of {} come from LAVA's machines and are not confirmed alone (confirmed: null): check one again with 'leaklab sweep --in-guests --kernel K --modules-dir D --out O MODULE'",
+                    unconfirmed.join(", ")
+                );
+            }
+            emit(&merged, format)
         }
     }
 }

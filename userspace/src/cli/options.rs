@@ -4,9 +4,12 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
-use super::{args::ModuleArg, values::ArchName};
+use super::{
+    args::{LavaDeviceArgs, ModuleArg},
+    values::ArchName,
+};
 use crate::commands::{doctor, fuzz, lava::job, soak, watch};
 
 /// What the doctor is asked to do (`leaklab doctor`'s options).
@@ -138,27 +141,14 @@ impl WatchArgs {
     }
 }
 
-/// The LAVA device types a job can be written for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DeviceTypeArg {
-    /// LAVA's `qemu` device type: the machine and CPU of `leaklab vm`.
-    #[value(name = "qemu")]
-    Qemu,
-    /// The Radxa ROCK 5B/5B+ (RK3588) as LAVA labs name it: U-Boot, TFTP,
-    /// console on ttyS2 at 1500000 baud (the device type's own setting).
-    #[value(name = "rk3588-rock-5b")]
-    Rock5b,
-}
-
 /// Options of `leaklab lava job`.
 #[derive(Debug, Args)]
 pub struct LavaJobArgs {
     /// Architecture of the device.
     #[arg(long, value_enum, default_value = "x86_64")]
     arch: ArchName,
-    /// LAVA device type.
-    #[arg(long, value_enum, default_value = "qemu")]
-    device_type: DeviceTypeArg,
+    #[command(flatten)]
+    device: LavaDeviceArgs,
     /// Directory holding the per-ARCH build outputs (`<dir>/<arch>/...`).
     #[arg(long, default_value = "build")]
     build_dir: PathBuf,
@@ -166,10 +156,6 @@ pub struct LavaJobArgs {
     /// needs its own: KDIR/arch/arm64/boot/Image).
     #[arg(long)]
     kernel: Option<PathBuf>,
-    /// The board's device tree blob, e.g.
-    /// KDIR/arch/arm64/boot/dts/rockchip/rk3588-rock-5b.dtb (boards only).
-    #[arg(long)]
-    dtb: Option<PathBuf>,
     /// Static leaklab binary that becomes /init (default:
     /// <build-dir>/<arch>/leaklab).
     #[arg(long)]
@@ -187,30 +173,18 @@ pub struct LavaJobArgs {
     /// Where the job and its files go (made if missing).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// The URL the lab's dispatcher fetches DIR's files from
-    /// (http://host/path/); default: file:// URLs of DIR, for a dispatcher
-    /// on this machine.
-    #[arg(long)]
-    url: Option<String>,
 }
 
 impl LavaJobArgs {
     /// What the job writer is asked to write.
     pub fn plan(self) -> job::Options {
         job::Options {
-            arch: self.arch.into(),
-            device_type: match self.device_type {
-                DeviceTypeArg::Qemu => job::DeviceType::Qemu,
-                DeviceTypeArg::Rock5b => job::DeviceType::Rock5b,
-            },
+            device: self.device.device(self.arch.into(), self.kernel),
             build_dir: self.build_dir,
-            kernel: self.kernel,
-            dtb: self.dtb,
             init: self.init,
             modules: self.modules,
             check: self.check,
             out: self.out,
-            url: self.url,
         }
     }
 }

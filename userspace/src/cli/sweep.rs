@@ -5,10 +5,14 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{args::DetectorArgs, values::ProtocolName, vm::MachineArgs};
+use super::{
+    args::{DetectorArgs, LavaDeviceArgs},
+    values::ProtocolName,
+    vm::MachineArgs,
+};
 use crate::commands::{
     check::parse_param,
-    sweep::{Guests, Plan},
+    sweep::{Guests, Plan, Shards},
 };
 
 /// A `--param` word: `MODULE:KEY=VALUE`.
@@ -82,16 +86,74 @@ pub struct SweepArgs {
     /// (with --in-guests).
     #[arg(long)]
     no_confirm: bool,
+    #[command(flatten)]
+    lava: LavaSweepArgs,
+}
+
+/// A sweep over a LAVA lab: its jobs written, or their logs merged.
+#[derive(Debug, Clone, Args)]
+pub struct LavaSweepArgs {
+    /// Instead of booting guests, split the modules into N shards of about
+    /// equal size (in the tree's order) and write one LAVA job per shard
+    /// into --out DIR's lava/shard-K/ (job.yaml, the kernel, the initramfs
+    /// with the shard's modules, modules.list); print the jobs' paths.
+    /// Each job runs this sweep's guest command with KTAP: LAVA's monitor
+    /// makes one case per module, leak_MODULE (with --in-guests).
+    #[arg(long, value_name = "N", requires = "in_guests",
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    lava_jobs: Option<u32>,
+    #[command(flatten)]
+    device: LavaDeviceArgs,
+    /// Merge the LAVA jobs --lava-jobs wrote into DIR (its --out): each
+    /// shard's log, saved as DIR/lava/shard-K/lava.log (what lava-run
+    /// writes, or 'lavacli jobs logs --raw ID' prints), its rows kept in
+    /// DIR/rows, a module a log never reported called crashed; print the
+    /// sweep of them all, also written to DIR/sweep.json. Its leaks are not
+    /// confirmed alone: `sweep --in-guests MODULE` does that.
+    #[arg(long, value_name = "DIR",
+          conflicts_with_all = ["in_guests", "lava_jobs", "only", "list"])]
+    lava_results: Option<PathBuf>,
+}
+
+/// What `sweep` is asked to do.
+#[derive(Debug)]
+pub enum SweepTask {
+    /// Sweep, here or in guests.
+    Sweep(Plan),
+    /// Write the LAVA jobs of the sweep's shards.
+    LavaJobs(Plan, Shards),
+    /// Merge the logs of the LAVA jobs written into this directory.
+    LavaResults(PathBuf),
 }
 
 impl SweepArgs {
-    /// Whether it runs guests (and so needs no root here).
-    pub fn in_guests(&self) -> bool {
-        self.in_guests
+    /// Whether it runs on this machine's kernel, and so needs root (not
+    /// when it runs guests, writes LAVA jobs or merges their logs).
+    pub fn runs_here(&self) -> bool {
+        !self.in_guests && self.lava.lava_results.is_none()
+    }
+
+    /// What these options ask for.
+    pub fn task(self) -> anyhow::Result<SweepTask> {
+        if let Some(dir) = self.lava.lava_results {
+            return Ok(SweepTask::LavaResults(dir));
+        }
+        let lava = self.lava.clone();
+        let Some(count) = lava.lava_jobs else {
+            anyhow::ensure!(
+                lava.device.is_default(),
+                "--device-type, --dtb and --url are for the LAVA jobs of --lava-jobs N"
+            );
+            return Ok(SweepTask::Sweep(self.plan()));
+        };
+        let device = lava
+            .device
+            .device(self.machine.arch.into(), self.machine.kernel.clone());
+        Ok(SweepTask::LavaJobs(self.plan(), Shards { count, device }))
     }
 
     /// The plan of these options.
-    pub fn plan(self) -> Plan {
+    fn plan(self) -> Plan {
         let m = self.machine;
         let arch: crate::vm::Arch = m.arch.into();
         let guests = self.in_guests.then(|| Guests {

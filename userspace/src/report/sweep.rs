@@ -241,6 +241,15 @@ impl Sweep {
         self.rows.iter().filter(|r| r.status == status).count()
     }
 
+    /// The modules that leaked and were not checked again alone.
+    pub fn unconfirmed_leaks(&self) -> Vec<&str> {
+        self.rows
+            .iter()
+            .filter(|r| r.status == Status::Leaked && r.confirmed.is_none())
+            .map(|r| r.module.as_str())
+            .collect()
+    }
+
     /// The leaks grouped by culprit across modules: each culprit (its
     /// title, or frame) with the modules that leaked there, most modules
     /// first. One bug in a shared helper shows once.

@@ -26,6 +26,7 @@ use std::{
 pub mod args;
 pub mod init;
 pub mod initramfs;
+pub mod lava;
 
 use init::Tag;
 use initramfs::Contents;

@@ -41,7 +41,7 @@ fn lava_root() -> String {
 }
 
 /// `scripts/lava-run.py ROOT args...` under Debian's python.
-fn lava_py(args: &[&str]) -> Output {
+pub fn lava_py(args: &[&str]) -> Output {
     Command::new("/usr/bin/python3")
         .arg(repo().join("scripts/lava-run.py"))
         .arg(lava_root())
@@ -50,7 +50,7 @@ fn lava_py(args: &[&str]) -> Output {
         .expect("running scripts/lava-run.py")
 }
 
-fn text(out: &Output) -> String {
+pub fn text(out: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
         out.status.code(),
@@ -60,16 +60,16 @@ fn text(out: &Output) -> String {
 }
 
 /// What a LAVA log holds, as LAVA's YAML loader reads it.
-struct LavaLog {
+pub struct LavaLog {
     /// lava/job's result.
-    job: String,
+    pub job: String,
     /// (definition, test_case_id) -> result, in a test's cases.
-    cases: BTreeMap<(String, String), String>,
+    pub cases: BTreeMap<(String, String), String>,
     /// The console's lines.
-    console: Vec<String>,
+    pub console: Vec<String>,
 }
 
-fn read_log(log: &Path) -> LavaLog {
+pub fn read_log(log: &Path) -> LavaLog {
     let out = lava_py(&["log", log.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     let mut l = LavaLog {

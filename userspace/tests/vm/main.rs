@@ -39,6 +39,7 @@ mod environment;
 mod hardening;
 mod kunit;
 mod lava;
+mod lava_sweep;
 mod matrix;
 mod parse;
 mod shell;

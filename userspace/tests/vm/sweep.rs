@@ -23,7 +23,7 @@ const LIST: &str = concat!(
 /// A tree of Debian's modules (`make debian-modules`) with the example
 /// driver built against Debian's headers dropped in as `extra/`, as a
 /// vendor's out-of-tree driver is.
-fn planted_tree(debian: &Path, name: &str) -> PathBuf {
+pub fn planted_tree(debian: &Path, name: &str) -> PathBuf {
     let tree =
         std::fs::canonicalize(debian.join("modules")).expect("make debian-modules DEBIAN=6.12");
     let dir = build_dir().join("results").join(name);

@@ -13,11 +13,10 @@
 use std::{collections::BTreeMap, path::Path};
 
 use anyhow::{bail, Context, Result};
-use serde_json::Value;
 
 use crate::{
     output::{ktap, schema::Schema},
-    report::lava::{Case, LavaResults, Mismatch},
+    report::lava::{entries, text, Case, LavaResults, Mismatch},
     vm::init::Tag,
 };
 
@@ -35,28 +34,6 @@ pub fn read(path: &Path) -> Result<LavaResults> {
     Ok(r)
 }
 
-/// One log line as a JSON value: a YAML flow mapping (`{"dt": ..., "lvl":
-/// ..., "msg": ...}`) is JSON but for the non-specific tag `!` PyYAML puts
-/// before some quoted scalars; `lavacli --raw` makes each line a list item.
-fn line_value(line: &str) -> Option<Value> {
-    let line = line.trim_end();
-    let line = line.strip_prefix("- ").unwrap_or(line);
-    if !line.starts_with('{') {
-        return None;
-    }
-    // Inside a JSON string a quote is escaped, so `": ! "` only occurs
-    // between a key and its tagged value.
-    serde_json::from_str(&line.replace("\": ! \"", "\": \"")).ok()
-}
-
-fn text(v: &Value, key: &str) -> Option<String> {
-    match v.get(key)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Null => None,
-        other => Some(other.to_string()),
-    }
-}
-
 /// The results of a log's text.
 pub fn parse(log: &str) -> LavaResults {
     let mut cases = Vec::new();
@@ -65,17 +42,16 @@ pub fn parse(log: &str) -> LavaResults {
     let mut ktap: BTreeMap<String, String> = BTreeMap::new();
     let mut ktap_lines = 0;
     let mut exit_status = None;
-    for v in log.lines().filter_map(line_value) {
-        let Some(msg) = v.get("msg") else { continue };
-        match v.get("lvl").and_then(Value::as_str) {
-            Some("results") => {
-                let definition = text(msg, "definition").unwrap_or_default();
-                let case = text(msg, "case").unwrap_or_default();
-                let result = text(msg, "result").unwrap_or_default();
+    for (lvl, msg) in entries(log) {
+        match lvl.as_str() {
+            "results" => {
+                let definition = text(&msg, "definition").unwrap_or_default();
+                let case = text(&msg, "case").unwrap_or_default();
+                let result = text(&msg, "result").unwrap_or_default();
                 if definition == "lava" {
                     if case == "job" {
                         job = result;
-                        job_error = text(msg, "error_msg");
+                        job_error = text(&msg, "error_msg");
                     }
                     continue;
                 }
@@ -88,11 +64,11 @@ pub fn parse(log: &str) -> LavaResults {
                     case,
                     id,
                     result,
-                    measurement: text(msg, "measurement"),
-                    units: text(msg, "units"),
+                    measurement: text(&msg, "measurement"),
+                    units: text(&msg, "units"),
                 });
             }
-            Some("target") => {
+            "target" => {
                 let Some(line) = msg.as_str() else { continue };
                 match Tag::split(line.trim_end()) {
                     Some((Tag::Stdout, t)) => {

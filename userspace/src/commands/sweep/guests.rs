@@ -19,7 +19,10 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use super::plan::{Guests, Plan};
+use super::{
+    image::{self, read_row, row_path, save},
+    plan::{Guests, Plan},
+};
 use crate::{
     analysis::detector::Detector,
     kernel::{
@@ -28,18 +31,8 @@ use crate::{
     },
     output::{schema::Schema, write_atomically},
     report::sweep::{Line, Row, Status, Sweep},
-    vm::{
-        self,
-        init::Tag,
-        initramfs::{Contents, UserFile},
-        VmSpec,
-    },
+    vm::{self, init::Tag, VmSpec},
 };
-
-/// Where the tree goes in a guest.
-const GUEST_TREE: &str = "/root/modules";
-/// The guest's list of its batch's modules.
-const GUEST_LIST: &str = "/root/sweep-list";
 
 /// What a batch is for.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -237,8 +230,8 @@ impl Runner<'_> {
         let spec = VmSpec {
             arch: self.g.arch,
             kernel: self.g.kernel.clone(),
-            contents: self.contents(batch, &list)?,
-            command: self.command(),
+            contents: image::contents(self.tree, &self.init, batch, &list),
+            command: image::command(self.plan, "json"),
             append: Vec::new(),
             memory_mib: self.g.memory,
             cpus: 1,
@@ -300,71 +293,6 @@ impl Runner<'_> {
             }
         }
     }
-
-    /// The guest's files: its leaklab, the batch's modules and what they
-    /// need under [`GUEST_TREE`] with the tree's lists, and the batch's
-    /// list at [`GUEST_LIST`].
-    fn contents(&self, batch: &[TreeModule], list: &Path) -> Result<Contents> {
-        let mut paths = BTreeSet::new();
-        for m in batch {
-            paths.insert(m.path.as_str());
-            paths.extend(m.deps.iter().map(String::as_str));
-        }
-        let mut files: Vec<UserFile> = paths
-            .into_iter()
-            .map(|p| UserFile {
-                src: self.tree.dir.join(p),
-                dest: format!("{GUEST_TREE}/{p}"),
-            })
-            .collect();
-        for f in ["modules.dep", "modules.order", "modules.builtin"] {
-            let src = self.tree.dir.join(f);
-            if src.is_file() {
-                files.push(UserFile {
-                    src,
-                    dest: format!("{GUEST_TREE}/{f}"),
-                });
-            }
-        }
-        files.push(UserFile {
-            src: list.to_path_buf(),
-            dest: GUEST_LIST.into(),
-        });
-        Ok(Contents {
-            init: self.init.clone(),
-            modules: Vec::new(),
-            busybox: None,
-            files,
-        })
-    }
-
-    /// The guest's command: `leaklab sweep --stream` of its list.
-    fn command(&self) -> Vec<String> {
-        let mut c: Vec<String> = [
-            "sweep",
-            "--modules-dir",
-            GUEST_TREE,
-            "--list",
-            GUEST_LIST,
-            "--stream",
-            "--format",
-            "json",
-        ]
-        .map(String::from)
-        .to_vec();
-        c.extend(["--cycles".into(), self.plan.cycles.to_string()]);
-        c.extend(["--protocol".into(), self.plan.protocol.name().into()]);
-        for (module, param) in &self.plan.params {
-            c.extend(["--param".into(), format!("{module}:{param}")]);
-        }
-        for d in &self.plan.detectors.detectors {
-            c.extend(["--detector".into(), d.name().into()]);
-        }
-        if let Some(kb) = self.plan.detectors.trace_buffer_kb {
-            c.extend(["--trace-buffer-kb".into(), kb.to_string()]);
-        }
-        c
-    }
 }
 
 /// The lines of a sweep's stream a guest printed, from its console `log`.
@@ -372,7 +300,7 @@ fn guest_lines(log: &Path) -> Vec<Line> {
     let text = fs::read_to_string(log).unwrap_or_default();
     text.lines()
         .filter_map(|l| match Tag::split(l) {
-            Some((Tag::Stdout, json)) => serde_json::from_str(json).ok(),
+            Some((Tag::Stdout, json)) => image::stream_line(json),
             _ => None,
         })
         .collect()
@@ -385,20 +313,4 @@ fn last_error(log: &Path) -> Option<String> {
         Some((Tag::Stderr, e)) => Some(e.to_string()),
         _ => None,
     })
-}
-
-fn row_path(dir: &Path, module: &str) -> PathBuf {
-    dir.join(format!("{module}.json"))
-}
-
-fn save(dir: &Path, row: &Row) -> Result<()> {
-    write_atomically(
-        &row_path(dir, &row.module),
-        &serde_json::to_string_pretty(row)?,
-    )
-}
-
-fn read_row(dir: &Path, module: &str) -> Option<Row> {
-    let text = fs::read_to_string(row_path(dir, module)).ok()?;
-    serde_json::from_str(&text).ok()
 }

@@ -8,7 +8,8 @@
 //! guests of a kernel image booted in QEMU ([`guests`]), several at once,
 //! each given a batch of modules; a guest that crashes or hangs is
 //! replaced and the sweep goes on; rows are kept as they come, so a sweep
-//! stopped halfway goes on where it stopped.
+//! stopped halfway goes on where it stopped. Or over a LAVA lab ([`lava`]):
+//! one job per shard of the modules, their logs merged into one sweep.
 
 use anyhow::Result;
 
@@ -16,11 +17,13 @@ use crate::report::sweep::Sweep;
 
 pub mod guests;
 pub mod here;
+mod image;
+pub mod lava;
 mod lkft;
 mod needs;
 mod plan;
 
-pub use plan::{Guests, Plan, Protocol};
+pub use plan::{Guests, Plan, Protocol, Shards};
 
 /// Runs the sweep the plan asks for.
 pub fn run(plan: &Plan, progress: &mut dyn FnMut(&str)) -> Result<Sweep> {

@@ -12,7 +12,7 @@ use crate::{
         procfs::kernel_release,
     },
     pipeline::detectors::DetectorChoice,
-    vm::{Accel, Arch},
+    vm::{lava::Device, Accel, Arch},
 };
 
 /// How each module is judged.
@@ -137,4 +137,13 @@ pub struct Guests {
     pub confirm: bool,
     /// Seconds one module may take in a guest before it is called hung.
     pub module_timeout: u64,
+}
+
+/// A sweep over a LAVA lab: one job per shard of the modules.
+#[derive(Debug, Clone)]
+pub struct Shards {
+    /// How many shards (fewer when there are fewer modules).
+    pub count: u32,
+    /// The device each job is for, and where the lab fetches its files.
+    pub device: Device,
 }
