@@ -35,6 +35,7 @@ mod check;
 mod common;
 mod cycle;
 mod doctor;
+mod endurance;
 mod environment;
 mod hardening;
 mod kunit;

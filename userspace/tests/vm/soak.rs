@@ -69,7 +69,7 @@ fn soaks(arch: &str) -> Vec<(String, i32, Doc<SoakRun>)> {
         .collect()
 }
 
-fn check_soak(arch: &str) {
+pub fn check_soak(arch: &str) {
     let runs = soaks(arch);
     let get = |label: &str| {
         runs.iter()
@@ -120,5 +120,3 @@ fn check_soak(arch: &str) {
         "{sabotaged:#}"
     );
 }
-
-on_both_arches!(check_soak: soak_short_form_x86_64, soak_short_form_arm64);

@@ -286,7 +286,7 @@ fn watch_rounds() -> usize {
 /// Rounds at a short interval ([`watch_rounds`]), the drip's leaks
 /// reported in the first: the watch's own resident memory of its last 100
 /// rounds stays within 1 MiB of its first 100's.
-fn check_watch_memory(arch: &str) {
+pub fn check_watch_memory(arch: &str) {
     let ko = build_dir().join(arch).join("examples/leaky_driver.ko");
     let rounds = watch_rounds();
     let out = Guest::new(arch, "watch-rss")
@@ -319,12 +319,10 @@ fn check_watch_memory(arch: &str) {
     );
 }
 
-on_both_arches!(check_watch_memory: watch_memory_stays_flat_over_its_rounds_x86_64, watch_memory_stays_flat_over_its_rounds_arm64);
-
 /// The trend warning: leaklab.ko's `unbounded_cache` run in a loop keeps
 /// every entry referenced (kmemleak reports none) while Slab grows; the
 /// fixed twin, a bounded cache, runs the same loop and Slab stays flat.
-fn check_watch_trend(arch: &str) {
+pub fn check_watch_trend(arch: &str) {
     let script = "insmod /lib/modules/leaklab.ko || exit 9
         for v in fixed leaky; do
             (while echo 32 > /sys/kernel/debug/leaklab/patterns/unbounded_cache/$v; do sleep 1; done) & loop=$!
@@ -341,5 +339,3 @@ fn check_watch_trend(arch: &str) {
         assert_eq!(trend, warned, "{variant}: {run:#}");
     }
 }
-
-on_both_arches!(check_watch_trend: watch_warns_of_growth_kmemleak_cannot_see_x86_64, watch_warns_of_growth_kmemleak_cannot_see_arm64);
