@@ -27,6 +27,7 @@
 #   make soak    [ARCH=...]     1000 load/run/unload cycles, fixed then leaky, with a plot
 #   make sweep   [SWEEP_DEBIAN=6.12] [ARCH=] [JOBS=2] [ONLY=...]  every module of Debian's kernel, in guests
 #   make debian-modules DEBIAN=6.1|6.12 [ARCH=]  Debian's module tree, for a sweep
+#   make debian-dbg DEBIAN=6.1|6.12 [ARCH=]  its modules' debug files (1 GB), for a sweep's lines
 #   make bundle  [ARCH=arm64] [KDIR=...]  a tarball for a board (build/leaklab-bundle-ARCH.tar.gz)
 #   make rust-analyzer          rust-project.json for the module, checked
 #   make lava    [ARCH=...] [SABOTAGED=1]  the matrix as a LAVA job, run by LAVA's own dispatcher
@@ -79,7 +80,7 @@ KBUILD_ARGS = ARCH=$(ARCH) $(if $(LLVM),LLVM=$(LLVM),$(if $(cross_$(ARCH)),CROSS
 # A user's own kernel tree (KDIR=...) wins over the cached one.
 KDIR_OF = $(or $(KDIR),$(shell cat $(OUT)/kdir 2>/dev/null))
 
-.PHONY: all setup kernel module example debian-examples debian-modules sweep failed-init-repeat watch-soak tools tool run try test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer lava docs-commands clean
+.PHONY: all setup kernel module example debian-examples debian-modules debian-dbg sweep failed-init-repeat watch-soak tools tool run try test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer lava docs-commands clean
 all: module tool
 
 setup:
@@ -206,6 +207,7 @@ test: setup
 	$(MAKE) --no-print-directory module example VARIANT=nokmemleak ARCH=arm64
 	$(MAKE) --no-print-directory debian-examples
 	$(MAKE) --no-print-directory debian-modules DEBIAN=6.12 ARCH=x86_64
+	$(MAKE) --no-print-directory debian-dbg DEBIAN=6.12 ARCH=x86_64
 	$(MAKE) --no-print-directory check rust-analyzer ARCH=x86_64
 	@# Every test in the debug build, where an overflowing addition panics
 	@# instead of wrapping; the guests run the release build of the guest's
@@ -229,6 +231,14 @@ debian-modules: kernel
 	@tree=$$(bash scripts/debian-modules.sh $(DEBIAN) $(ARCH)) && ln -sfn "$$tree" $(OUT)/modules && \
 		echo "debian-modules: $$(ls "$$tree"/kernel -R | grep -c '\.ko$$') modules in $$tree"
 
+# The modules' debug files of Debian's own kernel (DEBIAN=6.1|6.12, ARCH=),
+# from its -dbg package (1 GB, once, into the cache): build/debian-V-ARCH/debug,
+# for a sweep's source lines (make sweep uses it when there).
+debian-dbg: kernel
+	@test -n "$(DEBIAN)" || { echo "debian-dbg: name the kernel: DEBIAN=6.1 or DEBIAN=6.12" >&2; exit 2; }
+	@tree=$$(bash scripts/debian-dbg.sh $(DEBIAN) $(ARCH)) && ln -sfn "$$tree" $(OUT)/debug && \
+		echo "debian-dbg: $$(find "$$tree"/kernel -name '*.ko' | wc -l) modules' debug files in $$tree"
+
 # Every module of Debian's kernel swept in guests, JOBS at once (resumable:
 # run it again to go on): make sweep [SWEEP_DEBIAN=6.12] [ARCH=] [JOBS=2]
 # [SWEEP_CYCLES=2] [ONLY='snd_* kernel/crypto/*'] [SWEEP_OUT=build/results/sweep-V-ARCH]
@@ -240,6 +250,7 @@ sweep: setup
 		--kernel $(BUILD)/debian-$(SWEEP_DEBIAN)-$(ARCH)/kernel-image \
 		--modules-dir $(BUILD)/debian-$(SWEEP_DEBIAN)-$(ARCH)/modules \
 		--jobs $(or $(JOBS),2) --cycles $(or $(SWEEP_CYCLES),2) \
+		$(if $(wildcard $(BUILD)/debian-$(SWEEP_DEBIAN)-$(ARCH)/debug/kernel),--debug-dir $(BUILD)/debian-$(SWEEP_DEBIAN)-$(ARCH)/debug) \
 		--out $(or $(SWEEP_OUT),$(BUILD)/results/sweep-$(SWEEP_DEBIAN)-$(ARCH)) $(ONLY)
 
 # The failed-init check 20 times in a row on the project's kernels and on

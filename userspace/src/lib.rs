@@ -37,6 +37,9 @@ pub use vm::init;
 
 /// What the integration tests use of the library's insides.
 pub mod testing {
-    pub use crate::analysis::symbolize::{demangle, Symbolizer};
+    pub use crate::analysis::{
+        debuginfo::with_lines,
+        symbolize::{demangle, Symbolizer},
+    };
     pub use crate::kernel::module::{Ko, ModuleLayout, Section};
 }

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use leaklab::testing::{demangle, Ko, ModuleLayout, Section, Symbolizer};
+use leaklab::testing::{demangle, with_lines, Ko, ModuleLayout, Section, Symbolizer};
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 
 fn check(arch: &str, base: u64) {
@@ -181,4 +181,71 @@ fn crafted_sections_and_reports_never_panic_x86_64() {
 #[ignore = "needs the built module: run through 'make test'"]
 fn crafted_sections_and_reports_never_panic_arm64() {
     crafted("arm64");
+}
+
+/// Binutils' own reading of `symbol+offset` in the relocatable debug file
+/// `ko`: the symbol's section and value from `objdump -t`, the call's line
+/// (one byte before the return address) from `addr2line -j SECTION`.
+fn addr2line(ko: &std::path::Path, symbol: &str, offset: u64) -> String {
+    let run = |cmd: &mut std::process::Command| {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let table = run(std::process::Command::new("objdump").arg("-t").arg(ko));
+    // `0000000000000000 l     F .init.text\t00000000000000f3 init_nfs_fs`
+    let line = table
+        .lines()
+        .find(|l| l.ends_with(&format!(" {symbol}")) && l.contains(" F "))
+        .unwrap_or_else(|| panic!("no {symbol} in {}", ko.display()));
+    let value = u64::from_str_radix(line.split_whitespace().next().unwrap(), 16).unwrap();
+    let section = line.split_whitespace().nth(3).unwrap();
+    let at = format!("{:#x}", value + offset - 1);
+    let out = run(std::process::Command::new("addr2line")
+        .arg("-e")
+        .arg(ko)
+        .args(["-j", section, &at]));
+    out.trim().to_string()
+}
+
+/// Debian's modules are stripped; their lines ship in the -dbg package
+/// (`make debian-dbg DEBIAN=6.12`). A leak a sweep of Debian's 6.12 found
+/// in `nfs` (its frames as the guest named them) gets its source lines from
+/// there: the module's frames, at the lines binutils' addr2line gives;
+/// the kernel's frames as they were.
+#[test]
+#[ignore = "needs Debian's -dbg tree: run through 'make test'"]
+fn debian_module_frames_get_their_lines_from_the_dbg_package() {
+    let dir =
+        std::env::var("LEAKLAB_BUILD_DIR").expect("LEAKLAB_BUILD_DIR: run through 'make test'");
+    let ko = PathBuf::from(dir).join("debian-6.12-x86_64/debug/kernel/fs/nfs/nfs.ko");
+    let debug = Ko::open_debug(&ko, "nfs").expect("make debian-dbg DEBIAN=6.12");
+    let frames: Vec<String> = [
+        "__kmalloc_noprof+0x22c",
+        "register_pernet_subsys+0x28",
+        "init_nfs_fs+0x35 [nfs]",
+        "do_one_initcall+0x5b",
+    ]
+    .map(String::from)
+    .to_vec();
+    let lines = with_lines(&frames, &debug).unwrap();
+    let expected = addr2line(&ko, "init_nfs_fs", 0x35);
+    let (file, _) = expected.rsplit_once(':').unwrap();
+    assert!(file.ends_with("fs/nfs/inode.c"), "{expected}");
+    // Debian's DWARF names its build tree's paths
+    // (`debian/build/build_amd64_none_amd64/fs/nfs/inode.c`).
+    let at = lines[2].rsplit_once(" at ").map(|(_, at)| at);
+    assert_eq!(at, Some(expected.as_str()), "{lines:?}");
+    assert_eq!(
+        lines[2].split(" at ").next(),
+        Some("init_nfs_fs+0x35 [nfs]")
+    );
+    assert_eq!(
+        [&lines[..2], &lines[3..]].concat(),
+        [&frames[..2], &frames[3..]].concat()
+    );
 }

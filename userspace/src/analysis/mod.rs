@@ -4,6 +4,7 @@
 //! what the kernel log says, and whether memory is trending.
 
 pub mod attribute;
+pub mod debuginfo;
 pub mod detector;
 pub mod findings;
 pub mod group;

@@ -82,6 +82,12 @@ pub struct SweepArgs {
     /// (with --in-guests).
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u64).range(10..))]
     module_timeout: u64,
+    /// The modules' separate debug files, laid out as the tree (Debian's
+    /// `-dbg` package: usr/lib/debug/lib/modules/RELEASE; `make
+    /// debian-dbg` fetches it): each leak's frames in its module get their
+    /// source lines (with --in-guests).
+    #[arg(long, value_name = "DIR")]
+    debug_dir: Option<PathBuf>,
     /// Do not check each leak again with its module alone in a fresh guest
     /// (with --in-guests).
     #[arg(long)]
@@ -172,6 +178,7 @@ impl SweepArgs {
             // LKFT's protocol confirms nothing.
             confirm: !self.no_confirm && self.protocol == ProtocolName::Leaklab,
             module_timeout: self.module_timeout,
+            debug_dir: self.debug_dir,
         });
         Plan {
             modules_dir: self.modules_dir,

@@ -40,15 +40,30 @@ impl std::fmt::Debug for Ko {
 impl Ko {
     /// Reads and parses the module file at `path`.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::read(path, None)
+    }
+
+    /// Reads a module's separate debug file (`objcopy --only-keep-debug`,
+    /// as Debian's `-dbg` packages ship them): its sections keep their
+    /// sizes but no bytes, so its `.modinfo` names nothing; `name` is the
+    /// module's.
+    pub fn open_debug(path: &Path, name: &str) -> Result<Self> {
+        Self::read(path, Some(name))
+    }
+
+    fn read(path: &Path, name: Option<&str>) -> Result<Self> {
         let data = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let file = object::File::parse(&*data)
             .with_context(|| format!("{} is not an ELF object", path.display()))?;
-        let name = modinfo_of(&file, "name")?.with_context(|| {
-            format!(
-                "{} has no module name in .modinfo: not a kernel module",
-                path.display()
-            )
-        })?;
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => modinfo_of(&file, "name")?.with_context(|| {
+                format!(
+                    "{} has no module name in .modinfo: not a kernel module",
+                    path.display()
+                )
+            })?,
+        };
         let vermagic = modinfo_of(&file, "vermagic")?;
         let architecture = file.architecture();
         let sections = file
@@ -164,6 +179,29 @@ impl ModuleLayout {
             sections,
             loader: None,
         })
+    }
+
+    /// `ko` as if loaded, for reading its own file: each allocated section
+    /// at a base of its own, 4 GiB apart, so that its symbols and DWARF
+    /// resolve by section and offset with no kernel involved.
+    pub fn placed(ko: &Ko) -> Self {
+        const BASE: u64 = 0xffff_8000_0000_0000;
+        let sections = ko
+            .section_sizes()
+            .iter()
+            .zip(0u64..)
+            .filter(|((_, size), _)| *size != 0)
+            .map(|((name, size), i)| Section {
+                name: name.clone(),
+                address: BASE + (i << 32),
+                size: *size,
+            })
+            .collect();
+        Self {
+            name: ko.name().to_string(),
+            sections,
+            loader: None,
+        }
     }
 
     /// Returns the section that holds `address`, if any.

@@ -24,10 +24,11 @@ use super::{
     plan::{Guests, Plan},
 };
 use crate::{
-    analysis::detector::Detector,
+    analysis::{debuginfo, detector::Detector},
     kernel::{
         interrupt,
         modtree::{ModTree, TreeModule},
+        module::Ko,
     },
     output::{schema::Schema, write_atomically},
     report::sweep::{Line, Row, Status, Sweep},
@@ -96,6 +97,15 @@ pub fn run(plan: &Plan, g: &Guests, progress: &mut dyn FnMut(&str)) -> Result<Sw
             .map(|m| vec![m.clone()])
             .collect();
         runner.run_all(leaked, Purpose::Confirm, progress)?;
+    }
+    // Rows kept before the debug files were given (a sweep run again with
+    // --debug-dir) get their lines now.
+    if g.debug_dir.is_some() {
+        for row in selected.iter().filter_map(|m| read_row(&rows_dir, &m.name)) {
+            if row.leaks.iter().any(|l| l.line.is_none()) {
+                save(&rows_dir, &runner.with_lines(row))?;
+            }
+        }
     }
     let rows: Vec<Row> = selected
         .iter()
@@ -283,7 +293,7 @@ impl Runner<'_> {
     /// leak was found again.
     fn keep(&self, row: Row, purpose: Purpose) -> Result<()> {
         match purpose {
-            Purpose::Sweep => save(&self.rows_dir, &row),
+            Purpose::Sweep => save(&self.rows_dir, &self.with_lines(row)),
             Purpose::Confirm => {
                 let Some(mut first) = read_row(&self.rows_dir, &row.module) else {
                     return Ok(());
@@ -292,6 +302,40 @@ impl Runner<'_> {
                 save(&self.rows_dir, &first)
             }
         }
+    }
+}
+
+impl Runner<'_> {
+    /// `row` with its leaks' frames in the module placed at their source
+    /// lines, from the module's debug file in the plan's debug directory
+    /// (as it was when there is none, or it cannot be read: said once).
+    fn with_lines(&self, mut row: Row) -> Row {
+        let Some(dir) = &self.g.debug_dir else {
+            return row;
+        };
+        let path = dir.join(&row.path);
+        if row.leaks.is_empty() || !path.is_file() {
+            return row;
+        }
+        let debug = match Ko::open_debug(&path, &row.module) {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!("sweep: no source lines for {}: {e:#}", row.module);
+                return row;
+            }
+        };
+        for leak in &mut row.leaks {
+            let Ok(frames) = debuginfo::with_lines(&leak.frames, &debug) else {
+                continue;
+            };
+            // The culprit is the module's first frame: its line is the leak's.
+            leak.line = frames
+                .iter()
+                .filter(|f| f.contains(&format!(" [{}]", row.module)))
+                .find_map(|f| f.split_once(" at ").map(|(_, at)| at.to_string()));
+            leak.frames = frames;
+        }
+        row
     }
 }
 

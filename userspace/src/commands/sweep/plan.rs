@@ -137,6 +137,10 @@ pub struct Guests {
     pub confirm: bool,
     /// Seconds one module may take in a guest before it is called hung.
     pub module_timeout: u64,
+    /// The modules' separate debug files, laid out as the tree
+    /// (`usr/lib/debug/lib/modules/RELEASE` of Debian's `-dbg` package):
+    /// a leak's frames in a module get their source lines from there.
+    pub debug_dir: Option<PathBuf>,
 }
 
 /// A sweep over a LAVA lab: one job per shard of the modules.
