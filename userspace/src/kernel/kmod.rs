@@ -119,27 +119,46 @@ pub fn load_with(ko: &Ko, params: &str) -> std::result::Result<(), LoadError> {
     }
     match result {
         Ok(()) => Ok(()),
-        Err(
-            e @ (Errno::EPERM
-            | Errno::EEXIST
-            | Errno::ENOEXEC
-            | Errno::ENOENT
-            | Errno::EKEYREJECTED
-            | Errno::ENOKEY
-            | Errno::EBADMSG),
-        ) => Err(refused(refusal(name, e, &lines))),
+        Err(e) => Err(failed_load(
+            name,
+            e,
+            &lines,
+            nix::unistd::geteuid().is_root(),
+        )),
+    }
+}
+
+/// What a load that failed with `errno` was, from the kernel log `lines`
+/// it printed and whether we are `root`: the kernel's refusal (what to do),
+/// or the module's init failing (a result).
+fn failed_load(name: &str, errno: Errno, lines: &[String], root: bool) -> LoadError {
+    let refused = |e: anyhow::Error| LoadError::Refused(e);
+    match errno {
+        // Root may load modules: unless the kernel's lockdown refused it
+        // (it says so in its log), its -EPERM is the init's own (ptp_vmw's
+        // off VMware, a driver refusing this machine), a result.
+        Errno::EPERM if root && !lines.iter().any(|l| l.contains("Lockdown")) => {
+            LoadError::Init(Errno::EPERM)
+        }
+        e @ (Errno::EPERM
+        | Errno::EEXIST
+        | Errno::ENOEXEC
+        | Errno::ENOENT
+        | Errno::EKEYREJECTED
+        | Errno::ENOKEY
+        | Errno::EBADMSG) => refused(refusal(name, e, lines)),
         // EINVAL is the kernel's for a module it cannot take, and many an
         // init's: the kernel says so in its log when it is its own.
-        Err(Errno::EINVAL)
+        Errno::EINVAL
             if lines.iter().any(|l| {
                 ["disagrees about version", "version magic", "ELF"]
                     .iter()
                     .any(|w| l.contains(w))
             }) =>
         {
-            Err(refused(refusal(name, Errno::EINVAL, &lines)))
+            refused(refusal(name, Errno::EINVAL, lines))
         }
-        Err(e) => Err(LoadError::Init(e)),
+        e => LoadError::Init(e),
     }
 }
 
@@ -148,6 +167,9 @@ pub fn load_with(ko: &Ko, params: &str) -> std::result::Result<(), LoadError> {
 fn refusal(name: &str, errno: Errno, lines: &[String]) -> anyhow::Error {
     use anyhow::anyhow;
     match errno {
+        Errno::EPERM if lines.iter().any(|l| l.contains("Lockdown")) => anyhow!(
+            "loading {name}: the kernel is locked down and loads signed modules only: sign it with the kernel's key, or boot without lockdown"
+        ),
         Errno::EPERM => anyhow!("loading {name}: not permitted: run as root (CAP_SYS_MODULE)"),
         Errno::EEXIST => anyhow!("loading {name}: already loaded: unload it first (rmmod {name})"),
         Errno::ENOEXEC => anyhow!(
@@ -352,5 +374,40 @@ pub fn unload(name: &str) -> Result<()> {
             bail!("unloading {name}: {IN_USE}")
         }
         Err(e) => bail!("unloading {name}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn said(e: LoadError) -> String {
+        match e {
+            LoadError::Init(errno) => format!("init {errno:?}"),
+            LoadError::Refused(e) => format!("refused: {e}"),
+        }
+    }
+
+    /// -EPERM is the kernel's refusal for a user without CAP_SYS_MODULE
+    /// and under lockdown; for root, the module's own init said it.
+    #[test]
+    fn eperm_is_the_inits_own_only_for_root_without_lockdown() {
+        assert_eq!(
+            said(failed_load("ptp_vmw", Errno::EPERM, &[], true)),
+            "init EPERM"
+        );
+        assert!(said(failed_load("m", Errno::EPERM, &[], false)).contains("run as root"));
+        let lockdown = ["Lockdown: insmod: unsigned module loading is restricted".to_string()];
+        assert!(said(failed_load("m", Errno::EPERM, &lockdown, true)).contains("locked down"));
+        assert_eq!(
+            said(failed_load("m", Errno::ENODEV, &[], true)),
+            "init ENODEV"
+        );
+        let magic = ["m: version magic '6.1' should be '6.12'".to_string()];
+        assert!(said(failed_load("m", Errno::EINVAL, &magic, true)).starts_with("refused"));
+        assert_eq!(
+            said(failed_load("m", Errno::EINVAL, &[], true)),
+            "init EINVAL"
+        );
     }
 }
