@@ -8,5 +8,6 @@ pub mod debuginfo;
 pub mod detector;
 pub mod findings;
 pub mod group;
+pub mod known;
 pub mod symbolize;
 pub mod trend;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::check::{Check, Leak};
 use crate::{
-    analysis::detector::Detector,
+    analysis::{detector::Detector, known},
     output::{
         ktap::{self, Case},
         Outcome, Verdict,
@@ -70,6 +70,10 @@ pub struct SweepLeak {
     /// where it has line information).
     #[serde(default)]
     pub frames: Vec<String>,
+    /// Why it is the kernel's own state, not the module's: for one listed
+    /// apart ([`Row::kernel_wide`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One module's row.
@@ -94,6 +98,11 @@ pub struct Row {
     /// For a leak: whether a check of this module alone, in a fresh
     /// machine, found it again (`None`: not tried).
     pub confirmed: Option<bool>,
+    /// Allocations that outlived it but are the kernel's own state
+    /// ([`crate::analysis::known`]), listed apart with their reasons and
+    /// not counted above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_wide: Vec<SweepLeak>,
 }
 
 impl SweepLeak {
@@ -105,6 +114,7 @@ impl SweepLeak {
             objects: l.objects as u64,
             bytes: l.bytes,
             frames: l.frames.clone(),
+            reason: None,
         }
     }
 }
@@ -122,6 +132,7 @@ impl Row {
             leaks: Vec::new(),
             seconds: 0.0,
             confirmed: None,
+            kernel_wide: Vec::new(),
         }
     }
 
@@ -138,6 +149,14 @@ impl Row {
                 leaks.push(l);
             }
         }
+        // The kernel's own state, apart.
+        let (kernel_wide, leaks): (Vec<SweepLeak>, Vec<SweepLeak>) = leaks
+            .into_iter()
+            .map(|mut l| {
+                l.reason = known::kernel_wide(&l.frames).map(String::from);
+                l
+            })
+            .partition(|l| l.reason.is_some());
         let (objects, bytes) = leaks.iter().fold((0u64, 0u64), |(o, b), l| {
             (o.saturating_add(l.objects), b.saturating_add(l.bytes))
         });
@@ -149,6 +168,7 @@ impl Row {
             .flatten();
         let (status, detail) = match (check.verdict(), check.stuck(), init_error) {
             (_, Some(c), _) => (Status::Stuck, c.unload_error.clone()),
+            (Verdict::Failed, None, _) if leaks.is_empty() => (Status::Clean, None),
             (Verdict::Failed, None, _) => (Status::Leaked, None),
             (Verdict::Inconclusive, None, _) => (Status::Inconclusive, undecided(check)),
             (Verdict::Passed, None, Some(e)) => (Status::DidNotLoad, Some(e)),
@@ -164,6 +184,7 @@ impl Row {
             leaks,
             seconds,
             confirmed: None,
+            kernel_wide,
         }
     }
 
@@ -248,6 +269,23 @@ impl Sweep {
             .filter(|r| r.status == Status::Leaked && r.confirmed.is_none())
             .map(|r| r.module.as_str())
             .collect()
+    }
+
+    /// The allocations listed apart as the kernel's own state, grouped by
+    /// reason: each reason with the modules that showed it.
+    pub fn kernel_wide(&self) -> Vec<(String, Vec<String>)> {
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for r in &self.rows {
+            for l in &r.kernel_wide {
+                let modules = groups
+                    .entry(l.reason.clone().unwrap_or_default())
+                    .or_default();
+                if !modules.contains(&r.module) {
+                    modules.push(r.module.clone());
+                }
+            }
+        }
+        groups.into_iter().collect()
     }
 
     /// The leaks grouped by culprit across modules: each culprit (its
@@ -407,6 +445,13 @@ impl Outcome for Sweep {
                 s += &format!("  {culprit}: {}\n", modules.join(", "));
             }
         }
+        let apart = self.kernel_wide();
+        if !apart.is_empty() {
+            s += "the kernel's own state, not held against the modules:\n";
+            for (reason, modules) in apart {
+                s += &format!("  {}: {reason}\n", modules.join(", "));
+            }
+        }
         s
     }
 
@@ -435,6 +480,7 @@ mod tests {
                 objects: 2,
                 bytes: 64,
                 frames: Vec::new(),
+                reason: None,
             });
         }
         r
@@ -513,5 +559,49 @@ mod tests {
         assert!(k.contains("ok 1 leak_md4\n"), "{k}");
         assert!(k.contains("ok 2 leak_e1000e # SKIP x\n"), "{k}");
         assert!(k.contains("not ok 3 leak_leaky-driver # LEAKED"), "{k}");
+    }
+
+    /// A real check of the C example driver (x86_64), its leaks given
+    /// `frames`.
+    fn check_with(frames: &[&str]) -> Check {
+        let mut c: Check = serde_json::from_str(include_str!(
+            "../../tests/data/check/leaky_driver-error_path-x86_64.json"
+        ))
+        .unwrap();
+        let frames: Vec<String> = frames.iter().map(|f| f.to_string()).collect();
+        for l in c
+            .leaks
+            .iter_mut()
+            .chain(c.trace.iter_mut().flat_map(|t| t.leaks.iter_mut()))
+        {
+            l.frames = frames.clone();
+        }
+        c
+    }
+
+    #[test]
+    fn the_kernels_own_state_is_listed_apart_and_the_module_is_clean() {
+        let own = Row::of_check("extra/leaky_driver.ko", &check_with(&[]), 1.0);
+        assert_eq!((own.status, own.objects), (Status::Leaked, 1));
+        assert!(own.kernel_wide.is_empty());
+
+        let pernet = check_with(&[
+            "__kmalloc_noprof+0x22c",
+            "net_alloc_generic+0x1d",
+            "ops_init+0xc1",
+            "register_pernet_operations+0x128",
+            "init_nfs_fs+0x35 [nfs]",
+        ]);
+        let r = Row::of_check("kernel/fs/nfs/nfs.ko", &pernet, 1.0);
+        assert_eq!((r.status, r.objects, r.bytes), (Status::Clean, 0, 0));
+        assert!(r.leaks.is_empty());
+        assert_eq!(r.kernel_wide.len(), 1);
+        let s = sweep(vec![r]);
+        assert_eq!(s.verdict(), Verdict::Passed);
+        let human = s.human();
+        assert!(
+            human.contains("the kernel's own state, not held against the modules:\n  leaky_driver: the network namespace's generic-pointer array"),
+            "{human}"
+        );
     }
 }

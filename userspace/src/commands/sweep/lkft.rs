@@ -99,6 +99,7 @@ pub fn one(tree: &ModTree, m: &TreeModule, plan: &Plan) -> Result<Row> {
                 objects: 0,
                 bytes: row.bytes,
                 frames: Vec::new(),
+                reason: None,
             });
             row.detail = Some(format!(
                 "MemAvailable fell {fell} KiB over its cycles (LKFT's tolerance: {TOLERANCE_KIB} KiB)"
