@@ -543,8 +543,8 @@ static void run_patterns(unsigned long mask, bool leaky)
 	mutex_lock(&lock);
 	for_each_set_bit(i, &mask, FAILED_PROBE) {
 		ret = leaky ? patterns[i].leaky() : patterns[i].fixed();
-		pr_info("%s %s: %d\n", patterns[i].name,
-			leaky ? "leaky" : "fixed", ret);
+		pr_info_ratelimited("%s %s: %d\n", patterns[i].name,
+				    leaky ? "leaky" : "fixed", ret);
 	}
 	mutex_unlock(&lock);
 }
