@@ -43,7 +43,13 @@ pub fn contents(tree: &ModTree, init: &Path, batch: &[TreeModule], list: &Path) 
             dest: format!("{GUEST_TREE}/{p}"),
         })
         .collect();
-    for f in ["modules.dep", "modules.order", "modules.builtin"] {
+    for f in [
+        "modules.dep",
+        "modules.order",
+        "modules.builtin",
+        "modules.softdep",
+        "modules.alias",
+    ] {
         let src = tree.dir.join(f);
         if src.is_file() {
             files.push(UserFile {

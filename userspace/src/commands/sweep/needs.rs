@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! What a module needs before it is swept: skipped when built in or
-//! loaded already, else the modules it needs (`modules.dep`) loaded in
+//! loaded already, else the modules it needs (`modules.dep`, and the soft
+//! dependencies of `modules.softdep`, which may fail to load) loaded in
 //! `modprobe`'s order, and unloaded after it, the last first.
 
 use std::path::Path;
@@ -16,8 +17,8 @@ use crate::{
 
 /// A module ready to be swept, its needs loaded; or its row already.
 pub(super) enum Ready {
-    /// What it needs, loaded (unloaded on drop, the last first).
-    Needs(Vec<LoadedModule>),
+    /// What it needs, loaded.
+    Needs(Needs),
     /// Skipped, or a need did not load.
     Done(Row),
 }
@@ -39,38 +40,55 @@ pub(super) fn ready(tree: &ModTree, m: &TreeModule) -> Ready {
     if is_loaded(&m.name) {
         return skip("loaded already (in use, or loaded by the system): unload it to sweep it");
     }
-    let mut needed: Vec<LoadedModule> = Vec::new();
+    let mut needed = Needs::default();
     for dep in &m.deps {
         if is_loaded(&module_name(dep)) || tree.is_builtin(&module_name(dep)) {
             continue;
         }
         match Ko::open(&tree.dir.join(dep)).and_then(|ko| LoadedModule::load(&ko)) {
-            Ok(l) => needed.push(l),
+            Ok(l) => needed.loaded.push(l),
+            // As modprobe goes on without a soft dependency.
+            Err(e) if m.soft.contains(dep) => needed.notes.push(format!(
+                "its soft dependency {} did not load: {e:#}",
+                module_name(dep)
+            )),
             Err(e) => {
                 let why = format!("needs {}, which did not load: {e:#}", module_name(dep));
-                return Ready::Done(Row::without_check(
-                    &m.name,
-                    &m.path,
-                    Status::DidNotLoad,
-                    why,
-                ));
+                let mut row = Row::without_check(&m.name, &m.path, Status::DidNotLoad, why);
+                release(needed, &mut row);
+                return Ready::Done(row);
             }
         }
     }
     Ready::Needs(needed)
 }
 
-/// Unloads what a module needed, the last first; a note of what would not
-/// go, added to `row`.
-pub(super) fn release(mut needed: Vec<LoadedModule>, row: &mut Row) {
+/// What a module needed, loaded, and what was said on the way.
+#[derive(Default)]
+pub(super) struct Needs {
+    loaded: Vec<LoadedModule>,
+    /// The soft dependencies that did not load.
+    notes: Vec<String>,
+}
+
+/// Unloads what a module needed, the last first; the notes of the soft
+/// dependencies that did not load, and of what would not go, added to
+/// `row`.
+pub(super) fn release(needed: Needs, row: &mut Row) {
+    let Needs {
+        mut loaded,
+        mut notes,
+    } = needed;
     let mut errors = Vec::new();
-    while let Some(mut l) = needed.pop() {
+    while let Some(mut l) = loaded.pop() {
         if let Err(e) = l.unload() {
             errors.push(format!("{e:#}"));
         }
     }
     if !errors.is_empty() {
-        let note = format!("what it needs did not unload: {}", errors.join("; "));
+        notes.push(format!("what it needs did not unload: {}", errors.join("; ")));
+    }
+    for note in notes {
         row.detail = Some(
             row.detail
                 .take()
