@@ -200,7 +200,9 @@ impl<'a> Softdeps<'a> {
             for w in words {
                 match w {
                     "pre:" | "post:" => section = w,
-                    _ if section == "pre:" => pre.entry(module.replace('-', "_")).or_default().push(w),
+                    _ if section == "pre:" => {
+                        pre.entry(module.replace('-', "_")).or_default().push(w)
+                    }
                     _ => {}
                 }
             }
@@ -399,7 +401,10 @@ alias crypto-gcm gcm
             "kernel/crypto/crc32c_generic.ko.xz",
         ];
         let (deps, soft) = deps_of(&t, "libcrc32c");
-        assert_eq!(deps, crc, "every module with the alias, as modprobe loads them");
+        assert_eq!(
+            deps, crc,
+            "every module with the alias, as modprobe loads them"
+        );
         assert_eq!(soft, crc);
         let (deps, soft) = deps_of(&t, "nf_conntrack");
         assert_eq!(

@@ -113,6 +113,15 @@ pub enum Event {
         /// The address.
         key: u64,
     },
+    /// Frees of each of `keys` in `space` at once.
+    Frees {
+        /// Event origin.
+        origin: Origin,
+        /// The allocator.
+        space: Space,
+        /// Addresses.
+        keys: Vec<u64>,
+    },
     /// A free of `key` in `space`.
     Free {
         /// Event origin.
@@ -146,6 +155,7 @@ impl Event {
             | Self::Call { origin, .. }
             | Self::Return { origin, .. }
             | Self::Free { origin, .. }
+            | Self::Frees { origin, .. }
             | Self::Stack { origin, .. } => Some(origin),
             Self::Marker(_) | Self::Lost(_) | Self::Other => None,
         }
@@ -261,6 +271,11 @@ enum Kind {
         head: Field,
         arg: Field,
     },
+    /// The first `count` of the array `objs`, freed at once.
+    BulkFree {
+        count: Field,
+        objs: Field,
+    },
     Stack {
         size: Field,
         caller: Field,
@@ -332,6 +347,15 @@ pub const VMALLOC_FREES: [&str; 2] = ["vfree", "vfree_atomic"];
 /// The probe of `kfree_rcu()`'s frees, in the same group where the kernel
 /// took it ([`super::vmalloc::Probes`]).
 pub const DEFERRED_FREE: &str = "kfree_rcu";
+/// The probe of `kmem_cache_free_bulk()` (and `kfree_bulk()`), which frees
+/// an array of objects without a `kmem_cache_free` event: a socket buffer
+/// freed by `kfree_skb_list()` goes this way.
+pub const BULK_FREE: &str = "kfree_bulk";
+/// The objects a [`BULK_FREE`] record holds at most (the kernel's
+/// `MAX_ARRAY_LEN` for a probe's array): `kfree_skb_list()` frees 16 at a
+/// time, the NAPI cache 32; `kvfree_rcu()`'s larger batches were counted
+/// when handed over ([`DEFERRED_FREE`]).
+pub const BULK_MAX: usize = 64;
 
 /// The free events: (event, space, key field).
 const FREES: &[(&str, Space, &str)] = &[
@@ -455,6 +479,14 @@ impl Decoder {
                 };
                 formats.push((f, kind));
             }
+            let event = format!("{group}/{BULK_FREE}");
+            if let Ok(f) = read(&event) {
+                let kind = Kind::BulkFree {
+                    count: f.field("count", &event)?,
+                    objs: f.field("objs", &event)?,
+                };
+                formats.push((f, kind));
+            }
         }
         for &(event, space, key) in FREES {
             let f = read(event)?;
@@ -554,6 +586,21 @@ impl Decoder {
                     origin,
                     space: Space::Slab,
                     key,
+                }
+            }
+            Kind::BulkFree { count, objs } => {
+                let count = usize::try_from(count.read(record)?).ok()?;
+                let array = record.get(objs.offset..objs.offset + objs.size)?;
+                let keys = array
+                    .chunks_exact(8)
+                    .take(count)
+                    .filter_map(|w| Some(u64::from_ne_bytes(w.try_into().ok()?)))
+                    .filter(|&k| k != 0 && k != u64::MAX)
+                    .collect();
+                Event::Frees {
+                    origin,
+                    space: Space::Slab,
+                    keys,
                 }
             }
             Kind::Stack { size, caller } => {

@@ -127,9 +127,16 @@ impl Ledger {
             },
             Event::Free { origin, space, key } => {
                 self.events += 1;
-                self.live.remove(&(space, key));
-                if let Some(waiting) = self.awaiting_stack.get_mut(&origin.cpu) {
-                    waiting.retain(|w| (w.0, w.1) != (space, key));
+                self.free(&origin, space, key);
+            }
+            Event::Frees {
+                origin,
+                space,
+                keys,
+            } => {
+                self.events += 1;
+                for key in keys {
+                    self.free(&origin, space, key);
                 }
             }
             Event::Stack { origin, frames } => {
@@ -143,6 +150,13 @@ impl Ledger {
             Event::Marker(m) => self.markers.push((m, self.events)),
             Event::Lost(n) => self.lost = self.lost.saturating_add(n),
             Event::Other => {}
+        }
+    }
+
+    fn free(&mut self, origin: &Origin, space: Space, key: u64) {
+        self.live.remove(&(space, key));
+        if let Some(waiting) = self.awaiting_stack.get_mut(&origin.cpu) {
+            waiting.retain(|w| (w.0, w.1) != (space, key));
         }
     }
 
@@ -206,6 +220,23 @@ mod tests {
             offset: None,
             module: None,
         }
+    }
+
+    #[test]
+    fn a_bulk_free_frees_each_of_its_objects() {
+        let l = feed(vec![
+            alloc(7, 0, Space::Slab, 0x1000, 256),
+            alloc(7, 0, Space::Slab, 0x2000, 256),
+            alloc(7, 0, Space::Slab, 0x3000, 256),
+            Event::Frees {
+                origin: origin(1, 1),
+                space: Space::Slab,
+                keys: vec![0x1000, 0x3000, 0x9000],
+            },
+        ]);
+        let out = l.outstanding(|_| true);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].key, 0x2000);
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! same group holds the probe of `kfree_rcu()`'s frees
 //! ([`DEFERRED_FREE`]): an object handed to it is freed after a grace
 //! period and a batching delay of up to seconds that no RCU barrier waits
-//! for, so it counts as freed when it is handed over. Without kprobe
+//! for, so it counts as freed when it is handed over; and the probe of
+//! `kmem_cache_free_bulk()` ([`BULK_FREE`]), whose frees have no event of
+//! their own (a socket buffer freed in a list). Without kprobe
 //! events, `/proc/vmallocinfo` names the
 //! caller of every live area: an area a module made while it was loaded,
 //! still there once it is gone, leaked (its init's areas, whose caller's
@@ -22,7 +24,9 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use super::event::{DEFERRED_FREE, VMALLOC_CALL, VMALLOC_FREES, VMALLOC_RETURN};
+use super::event::{
+    BULK_FREE, BULK_MAX, DEFERRED_FREE, VMALLOC_CALL, VMALLOC_FREES, VMALLOC_RETURN,
+};
 use crate::{
     kernel::tracefs,
     kmemleak::report::{parse_frame, Frame, Report},
@@ -37,6 +41,10 @@ const ALLOCATOR: [&str; 2] = ["__vmalloc_node_range_noprof", "__vmalloc_node_ran
 /// offset in it (6.1: `ptr = head - offset`).
 const DEFERRED_FREER: &str = "kvfree_call_rcu";
 
+/// The function every bulk free of slab objects goes through:
+/// `kmem_cache_free_bulk(cache, count, objects)`.
+const BULK_FREER: &str = "kmem_cache_free_bulk";
+
 /// The vmalloc probes of a run, and the deferred frees', in a kprobe group
 /// of its own.
 #[derive(Debug, Clone)]
@@ -46,6 +54,8 @@ pub struct Probes {
     pub group: String,
     /// Whether the kernel took the probe of [`DEFERRED_FREER`].
     deferred: bool,
+    /// Whether the kernel took the probe of [`BULK_FREER`].
+    bulk: bool,
 }
 
 impl Probes {
@@ -60,6 +70,7 @@ impl Probes {
             root: root.to_path_buf(),
             group: format!("leaklab_vm_{}", std::process::id()),
             deferred: false,
+            bulk: false,
         };
         probes.remove();
         let g = &probes.group;
@@ -82,6 +93,12 @@ impl Probes {
         let deferred =
             format!("p:{g}/{DEFERRED_FREE} {DEFERRED_FREER} head=$arg1:x64 arg=$arg2:x64");
         probes.deferred = tracefs::kprobe_events(root, &deferred).is_ok();
+        // The array's first BULK_MAX entries: the record says how many
+        // of them are objects.
+        let bulk = format!(
+            "p:{g}/{BULK_FREE} {BULK_FREER} count=$arg2:u64 objs=+0($arg3):x64[{BULK_MAX}]"
+        );
+        probes.bulk = tracefs::kprobe_events(root, &bulk).is_ok();
         Some(probes)
     }
 
@@ -92,6 +109,7 @@ impl Probes {
             .into_iter()
             .chain(VMALLOC_FREES)
             .chain(self.deferred.then_some(DEFERRED_FREE))
+            .chain(self.bulk.then_some(BULK_FREE))
             .map(|e| (format!("{}/{e}", self.group), e == VMALLOC_RETURN))
     }
 

@@ -86,7 +86,10 @@ pub(super) fn release(needed: Needs, row: &mut Row) {
         }
     }
     if !errors.is_empty() {
-        notes.push(format!("what it needs did not unload: {}", errors.join("; ")));
+        notes.push(format!(
+            "what it needs did not unload: {}",
+            errors.join("; ")
+        ));
     }
     for note in notes {
         row.detail = Some(
