@@ -6,7 +6,7 @@
 #
 #   scripts/try.sh [--arch x86_64|arm64] [--debian 6.1|6.12 | --kdir TREE]
 #                  [--exercise SCRIPT]... [--cpus N] [--memory MIB]
-#                  SRC_DIR|MODULE.ko [-- CHECK_OPTIONS...]
+#                  [--results PREFIX] SRC_DIR|MODULE.ko [-- CHECK_OPTIONS...]
 #
 #   --debian V   Debian 12's own kernel V (6.1: what most Debian 12 machines
 #                run; 6.12: the newer series), image and headers fetched as
@@ -20,6 +20,9 @@
 #   MODULE.ko    a module built for that kernel already
 #   --exercise   a shell script run each cycle while the module is loaded
 #   --cpus N, --memory MIB  the guest's shape (leaklab vm's defaults)
+#   --results PREFIX  where the console log, the check's JSON and its HTML
+#                report go (PREFIX.log, .json, .html; default
+#                build/results/try-ARCH, try-debian-VERSION-ARCH)
 #   CHECK_OPTIONS  passed to `leaklab check` (--cycles 3, --param key=value,
 #                --format json, ...)
 #
@@ -31,10 +34,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf 'try: %s\n' "$*" >&2; }
-usage="usage: scripts/try.sh [--arch x86_64|arm64] [--debian 6.1|6.12 | --kdir TREE] [--exercise SCRIPT]... SRC_DIR|MODULE.ko [-- CHECK_OPTIONS...]"
+usage="usage: scripts/try.sh [--arch x86_64|arm64] [--debian 6.1|6.12 | --kdir TREE] [--exercise SCRIPT]... [--results PREFIX] SRC_DIR|MODULE.ko [-- CHECK_OPTIONS...]"
 die() { say "$*"; exit 2; }
 
-arch=x86_64 debian= kdir= target= exercise=() shape=()
+arch=x86_64 debian= kdir= target= exercise=() shape=() results=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--arch) arch=${2:?$usage}; shift 2 ;;
@@ -42,6 +45,7 @@ while [ $# -gt 0 ]; do
 	--kdir) kdir=${2:?$usage}; shift 2 ;;
 	--exercise) exercise+=("${2:?$usage}"); shift 2 ;;
 	--cpus | --memory) shape+=("$1" "${2:?$usage}"); shift 2 ;;
+	--results) results=${2:?$usage}; shift 2 ;;
 	--) shift; break ;;
 	-h | --help) echo "$usage"; exit 0 ;;
 	-*) die "unknown option '$1': $usage" ;;
@@ -94,8 +98,10 @@ else
 	ko=$target
 fi
 
+results=${results:-build/results/try-${debian:+debian-$debian-}$arch}
+mkdir -p "$(dirname "$results")"
 vm=(build/leaklab vm --arch "$arch" --build-dir build --kernel "$image"
-	--log "build/results/try-${debian:+debian-$debian-}$arch.log" "${shape[@]}" --module "$ko")
+	--log "$results.log" "${shape[@]}" --module "$ko")
 check=(check "/lib/modules/$(basename "$ko")")
 for x in "${exercise[@]}"; do
 	vm+=(--file "$x:/root/exercise/")
@@ -112,8 +118,10 @@ while [ $# -gt 0 ]; do
 	esac
 done
 case $format in human | json | ktap) ;; *) die "unknown --format '$format': human, json or ktap" ;; esac
-results=build/results/try-${debian:+debian-$debian-}$arch
-mkdir -p build/results
+# check's own help goes to the terminal, not into the JSON file.
+for o in "${options[@]}"; do
+	case $o in -h | --help) exec "${vm[@]}" -- "${check[@]}" "$o" ;; esac
+done
 rm -f "$results.json" "$results.html"
 status=0
 "${vm[@]}" -- "${check[@]}" "${options[@]}" --format json > "$results.json" || status=$?

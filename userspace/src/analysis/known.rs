@@ -13,6 +13,9 @@ pub struct KernelWide {
     pub reason: &'static str,
 }
 
+/// Why a sound card's /proc entries outlive the card.
+const SOUND_CARD_PROC: &str = "a sound card's /proc/asound entries: snd_info_card_disconnect() clears card->proc_root before snd_info_card_free() would free it with the entries under it (sound/core/info.c, 6.12), so they stay under the sound core's root until the snd module goes (snd_info_done): the sound core's leak, held by a module this one needs";
+
 /// The kinds known (Debian 12's 6.12 and 6.1 kernels), each read in the
 /// source of the kernel the sweep ran (Debian's 6.12.118); the sweep of all
 /// of Debian 6.12's x86_64 modules met every one.
@@ -31,7 +34,15 @@ pub const KERNEL_WIDE: &[KernelWide] = &[
     },
     KernelWide {
         calls: &["snd_info_create_entry", "snd_info_card_create"],
-        reason: "a sound card's /proc/asound entries: snd_info_card_disconnect() clears card->proc_root before snd_info_card_free() would free it (sound/core/info.c, 6.12), so the entries stay under the sound core's root until the snd module goes (snd_info_done): the sound core's leak, held by a module this one needs",
+        reason: SOUND_CARD_PROC,
+    },
+    KernelWide {
+        calls: &["snd_info_create_entry", "snd_card_rw_proc_new"],
+        reason: SOUND_CARD_PROC,
+    },
+    KernelWide {
+        calls: &["snd_info_create_entry", "snd_info_create_card_entry"],
+        reason: SOUND_CARD_PROC,
     },
     KernelWide {
         calls: &["acpi_ut_create_internal_object_dbg", "acpi_ds_begin_method_execution"],
@@ -148,6 +159,15 @@ mod tests {
                     "snd_info_card_create+0x5a [snd]",
                     "snd_card_init+0x33b [snd]",
                     "snd_dummy_probe+0x73 [snd_dummy]",
+                ],
+                "/proc/asound",
+            ),
+            (
+                &[
+                    "__kmalloc_cache_noprof+0x244",
+                    "snd_info_create_entry+0x2e [snd]",
+                    "snd_card_rw_proc_new+0x2f [snd]",
+                    "loopback_probe+0x5a6 [snd_aloop]",
                 ],
                 "/proc/asound",
             ),

@@ -41,6 +41,7 @@ mod hardening;
 mod kunit;
 mod lava;
 mod lava_sweep;
+mod lessons;
 mod matrix;
 mod parse;
 mod shell;

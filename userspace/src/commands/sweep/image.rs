@@ -119,8 +119,9 @@ pub fn save(dir: &Path, row: &Row) -> Result<()> {
     )
 }
 
-/// Module `module`'s row kept in `dir`, if there is one.
+/// Module `module`'s row kept in `dir`, if there is one, its leaks sorted
+/// by the kernel's own state known now ([`Row::with_known`]).
 pub fn read_row(dir: &Path, module: &str) -> Option<Row> {
     let text = fs::read_to_string(row_path(dir, module)).ok()?;
-    serde_json::from_str(&text).ok()
+    serde_json::from_str::<Row>(&text).ok().map(Row::with_known)
 }

@@ -272,7 +272,7 @@ fn read_log(log: &str) -> ShardLog {
                         Some(Line::Start { kernel, detectors }) => {
                             s.start.get_or_insert((kernel, detectors));
                         }
-                        Some(Line::Row(row)) => s.rows.push(row),
+                        Some(Line::Row(row)) => s.rows.push(row.with_known()),
                         None => {}
                     },
                     Some((Tag::Stderr, e)) => s.last_error = Some(e.to_string()),

@@ -188,6 +188,37 @@ impl Row {
         }
     }
 
+    /// The row with its leaks sorted again by the kernel's own state known
+    /// now ([`known::kernel_wide`]): a row kept before a kind was known
+    /// (a resumed sweep, a LAVA log) reads as one swept today. A leaked
+    /// row left with nothing of its own is clean; a clean one whose
+    /// apart leaks are no longer known is leaked, unconfirmed.
+    pub fn with_known(mut self) -> Self {
+        let all = std::mem::take(&mut self.leaks)
+            .into_iter()
+            .chain(std::mem::take(&mut self.kernel_wide));
+        let (kernel_wide, leaks): (Vec<SweepLeak>, Vec<SweepLeak>) = all
+            .map(|mut l| {
+                l.reason = known::kernel_wide(&l.frames).map(String::from);
+                l
+            })
+            .partition(|l| l.reason.is_some());
+        (self.objects, self.bytes) = leaks.iter().fold((0u64, 0u64), |(o, b), l| {
+            (o.saturating_add(l.objects), b.saturating_add(l.bytes))
+        });
+        match self.status {
+            Status::Leaked if leaks.is_empty() => {
+                self.status = Status::Clean;
+                self.confirmed = None;
+            }
+            Status::Clean if !leaks.is_empty() => self.status = Status::Leaked,
+            _ => {}
+        }
+        self.leaks = leaks;
+        self.kernel_wide = kernel_wide;
+        self
+    }
+
     /// Whether it counts against the sweep: a leak not refuted by a check
     /// of the module alone, a module that would not unload or crashed.
     pub fn fails(&self) -> bool {

@@ -141,3 +141,43 @@ fn the_kernels_own_state_is_listed_apart_and_the_module_is_clean() {
         "{human}"
     );
 }
+
+/// A row kept before a kind was known (a resumed sweep, a LAVA log) reads
+/// as one swept today: the known leak goes apart and the row is clean; a
+/// row with a leak of its own beside it stays leaked, by that leak alone.
+#[test]
+fn rows_kept_before_a_kind_was_known_are_sorted_again() {
+    let mut kept = row("aoe", Status::Leaked, Some("tx"));
+    kept.confirmed = Some(true);
+    kept.leaks[0].frames = [
+        "pcpu_alloc_noprof+0x58d",
+        "netdev_core_stats_inc+0x45",
+        "tx+0x56 [aoe]",
+    ]
+    .map(String::from)
+    .to_vec();
+    let today = kept.clone().with_known();
+    assert_eq!(
+        (today.status, today.objects, today.bytes),
+        (Status::Clean, 0, 0)
+    );
+    assert_eq!(today.confirmed, None);
+    assert_eq!(today.kernel_wide.len(), 1);
+    assert!(today.kernel_wide[0]
+        .reason
+        .as_deref()
+        .is_some_and(|r| r.contains("drop counters")));
+    assert!(!today.fails());
+
+    let mut both = kept.clone();
+    both.leaks
+        .push(row("aoe", Status::Leaked, Some("new_skb")).leaks.remove(0));
+    let today = both.with_known();
+    assert_eq!(
+        (today.status, today.objects, today.bytes),
+        (Status::Leaked, 2, 64)
+    );
+    assert_eq!(today.leaks.len(), 1);
+    assert_eq!(today.confirmed, Some(true));
+    assert!(today.fails());
+}
