@@ -80,7 +80,7 @@ KBUILD_ARGS = ARCH=$(ARCH) $(if $(LLVM),LLVM=$(LLVM),$(if $(cross_$(ARCH)),CROSS
 # A user's own kernel tree (KDIR=...) wins over the cached one.
 KDIR_OF = $(or $(KDIR),$(shell cat $(OUT)/kdir 2>/dev/null))
 
-.PHONY: all setup kernel module example debian-examples debian-modules debian-dbg sweep failed-init-repeat watch-soak tools tool run try test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer lava docs-commands clean
+.PHONY: all setup kernel module example debian-examples debian-modules debian-dbg sweep failed-init-repeat watch-soak tools tool run try lesson prove test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer lava docs-commands clean
 all: module tool
 
 setup:
@@ -295,6 +295,16 @@ bench: module tool example
 	@# The C driver's loop runs on Debian's 6.12 too (fetched into the cache).
 	$(MAKE) --no-print-directory example DEBIAN=6.12 ARCH=$(ARCH)
 	python3 scripts/bench.py $(HOST_TOOL) $(BUILD) $(ARCH) $(if $(NO_COLD),--no-cold)
+
+# The course (Documentation/patterns/README.md): `make lesson
+# LESSON=error_path-c` copies the lesson's code to build/lessons/, `make
+# prove LESSON=error_path-c` builds the copy and checks it in QEMU (make
+# turns its failure into 2: scripts/lesson.sh prove passes check's own
+# status through).
+lesson:
+	@bash scripts/lesson.sh start $(LESSON)
+prove:
+	@bash scripts/lesson.sh prove $(LESSON)
 
 # The main job over fresh boots: how many exit 0 (a measurement, not a
 # test): make boots [ARCH=] [BOOTS=40]
