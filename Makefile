@@ -80,7 +80,7 @@ KBUILD_ARGS = ARCH=$(ARCH) $(if $(LLVM),LLVM=$(LLVM),$(if $(cross_$(ARCH)),CROSS
 # A user's own kernel tree (KDIR=...) wins over the cached one.
 KDIR_OF = $(or $(KDIR),$(shell cat $(OUT)/kdir 2>/dev/null))
 
-.PHONY: all setup kernel module example debian-examples debian-modules debian-dbg sweep failed-init-repeat watch-soak tools tool run try lesson prove test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer lava docs-commands clean
+.PHONY: all setup kernel module example debian-examples debian-modules debian-dbg sweep failed-init-repeat watch-soak tools tool run try lesson prove docs test check bench boots recall recall-unhelped soak scan-time sabotaged bundle rust-analyzer lava docs-commands clean
 all: module tool
 
 setup:
@@ -305,6 +305,12 @@ lesson:
 	@bash scripts/lesson.sh start $(LESSON)
 prove:
 	@bash scripts/lesson.sh prove $(LESSON)
+
+# The docs' sample outputs, from real runs: each `<!-- sample: ... -->`
+# block in README.md and Documentation/ rewritten with what its command
+# prints now, masked (scripts/docs.py; `make test` compares them).
+docs:
+	python3 scripts/docs.py update
 
 # The main job over fresh boots: how many exit 0 (a measurement, not a
 # test): make boots [ARCH=] [BOOTS=40]

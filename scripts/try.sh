@@ -89,7 +89,8 @@ if [ -d "$target" ]; then
 	[ "$arch" != arm64 ] || [ -n "$debian" ] || kb+=(CROSS_COMPILE=aarch64-linux-gnu-)
 	say "building $src against $kdir"
 	# Its DWARF names the sources where they are, not the copy.
-	make -C "$kdir" M="$copy" "${kb[@]}" KCFLAGS="-fdebug-prefix-map=$copy=$src" modules >&2 ||
+	make -C "$kdir" M="$copy" "${kb[@]}" KCFLAGS="-fdebug-prefix-map=$copy=$src" \
+		KRUSTFLAGS="--remap-path-prefix=$copy=$src" modules >&2 ||
 		die "building $src against $kdir failed (see above): fix the build, then try again"
 	mapfile -t kos < <(find "$copy" -name '*.ko' | sort)
 	[ ${#kos[@]} = 1 ] || die "$src built ${#kos[@]} modules (${kos[*]##*/}): give the .ko to check"

@@ -156,16 +156,39 @@ fn location(dwarf: &Dwarf, addr: u64) -> Option<String> {
         }
     }
     let loc = outermost.or_else(|| dwarf.find_location(addr).ok()?)?;
-    Some(format!("{}:{}", short_path(loc.file?), loc.line?))
+    Some(format!("{}:{}", short_path(&lexically_normal(loc.file?)), loc.line?))
 }
 
-/// A source path as the project names it: from `samples/`, `module/`,
-/// `rust/` or `examples/` on, else as DWARF gives it.
+/// `path` with each `dir/..` taken out (`module/../samples/x.rs` is
+/// `samples/x.rs`: the crate reaches its samples that way).
+fn lexically_normal(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            ".." if parts.last().is_some_and(|p| !p.is_empty() && *p != "..") => {
+                parts.pop();
+            }
+            "." => {}
+            _ => parts.push(part),
+        }
+    }
+    parts.join("/")
+}
+
+/// A source path as the project names it: from `build/lessons/` (a
+/// lesson's copy), `samples/`, `module/`, `rust/` or `examples/` on, else
+/// as DWARF gives it.
 fn short_path(path: &str) -> &str {
-    ["/samples/", "/module/", "/rust/", "/examples/"]
-        .iter()
-        .find_map(|d| path.rfind(d).map(|i| &path[i + 1..]))
-        .unwrap_or(path)
+    [
+        "/build/lessons/",
+        "/samples/",
+        "/module/",
+        "/rust/",
+        "/examples/",
+    ]
+    .iter()
+    .find_map(|d| path.rfind(d).map(|i| &path[i + 1..]))
+    .unwrap_or(path)
 }
 
 struct ModuleSyms {
@@ -436,6 +459,34 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn source_paths_are_named_from_the_project_s_directories() {
+        assert_eq!(
+            short_path("/work/main/build/lessons/error_path-c/leaky_driver.c"),
+            "build/lessons/error_path-c/leaky_driver.c",
+            "a lesson's copy, not the example it came from"
+        );
+        assert_eq!(
+            short_path("/work/main/build/lessons/error_path-rust/samples/error_path.rs"),
+            "build/lessons/error_path-rust/samples/error_path.rs"
+        );
+        assert_eq!(
+            short_path("/src/leaklab/samples/error_path.rs"),
+            "samples/error_path.rs"
+        );
+        assert_eq!(
+            short_path("/home/me/examples/leaky_driver/leaky_driver.c"),
+            "examples/leaky_driver/leaky_driver.c"
+        );
+        assert_eq!(short_path("/home/me/mydrv/main.c"), "/home/me/mydrv/main.c");
+        assert_eq!(
+            lexically_normal("/w/build/lessons/e-rust/module/../samples/e.rs"),
+            "/w/build/lessons/e-rust/samples/e.rs"
+        );
+        assert_eq!(lexically_normal("../x/./y.c"), "../x/y.c");
+    }
+
     use super::*;
     use crate::kmemleak::report;
 

@@ -2,7 +2,8 @@
 //! The course through the patterns (Documentation/patterns/README.md): each
 //! lesson's copy, proven by its one command (`scripts/lesson.sh prove`,
 //! the real module built from the copy and checked in QEMU), fails while it
-//! is as the lesson gives it and passes once the lesson's reference fix
+//! is as the lesson gives it, printing the report its page shows (the
+//! page's sample, `make docs`), and passes once the lesson's reference fix
 //! (Documentation/patterns/lessons/LESSON.patch) is applied.
 
 use std::{path::PathBuf, process::Command};
@@ -40,6 +41,21 @@ fn unfixed_fails_and_the_reference_fix_passes(name: &str) {
     let (status, out, err) = lesson(&["prove", name]);
     assert_eq!(status, Some(1), "{name} as given must leak:\n{out}\n{err}");
     assert!(out.contains("LEAK"), "{out}");
+    // The report the lesson's page shows is what the tree prints now.
+    let printed = repo().join(format!("build/results/lesson-{name}.txt"));
+    std::fs::write(&printed, &out).unwrap();
+    let compared = Command::new("python3")
+        .current_dir(repo())
+        .args(["scripts/docs.py", "compare", &format!("lesson {name}")])
+        .arg(&printed)
+        .output()
+        .expect("running python3");
+    assert!(
+        compared.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&compared.stdout),
+        String::from_utf8_lossy(&compared.stderr)
+    );
     let (status, _, err) = lesson(&["solve", name]);
     assert_eq!(status, Some(0), "{err}");
     let (status, out, err) = lesson(&["prove", name]);
