@@ -128,128 +128,129 @@ mod tests {
     /// Backtraces of Debian 6.12's sweep (x86_64), each the kernel's own
     /// state or a module's it needs, by the reasons above; the swept
     /// module's own frames below them.
+    const MET: &[(&[&str], &str)] = &[
+        (
+            &[
+                "__kmalloc_cache_noprof+0x244",
+                "alloc_workqueue_attrs+0x20",
+                "alloc_workqueue+0x43a",
+                "ipmi_init_msghandler+0x9c [ipmi_msghandler]",
+                "ipmi_smi_watcher_register+0x17 [ipmi_msghandler]",
+                "init_ipmi_devintf+0x80 [ipmi_devintf]",
+            ],
+            "cleanup_ipmi",
+        ),
+        (
+            &[
+                "pcpu_alloc_noprof+0x58d",
+                "init_srcu_struct_fields+0x2e1",
+                "ipmi_init_msghandler+0x46 [ipmi_msghandler]",
+                "init_ipmi_devintf+0x80 [ipmi_devintf]",
+            ],
+            "SRCU",
+        ),
+        (
+            &[
+                "__kmalloc_node_track_caller_noprof+0x289",
+                "kstrdup+0x38",
+                "snd_info_create_entry+0x47 [snd]",
+                "snd_info_card_create+0x5a [snd]",
+                "snd_card_init+0x33b [snd]",
+                "snd_dummy_probe+0x73 [snd_dummy]",
+            ],
+            "/proc/asound",
+        ),
+        (
+            &[
+                "__kmalloc_cache_noprof+0x244",
+                "snd_info_create_entry+0x2e [snd]",
+                "snd_card_rw_proc_new+0x2f [snd]",
+                "loopback_probe+0x5a6 [snd_aloop]",
+            ],
+            "/proc/asound",
+        ),
+        (
+            &[
+                "kmem_cache_alloc_noprof+0x22f",
+                "acpi_ut_allocate_object_desc_dbg+0x3d",
+                "acpi_ut_create_internal_object_dbg+0x21",
+                "acpi_ds_begin_method_execution+0x1a2",
+                "acpi_ps_execute_method+0x3a",
+                "acpi_pci_link_set+0xeb",
+                "e1000_probe+0xc3 [e1000]",
+            ],
+            "Serialized",
+        ),
+        (
+            &[
+                "kmem_cache_alloc_noprof+0x22f",
+                "acpi_ut_create_internal_object_dbg+0x21",
+                "acpi_install_notify_handler+0x1eb",
+                "acpi_add_pm_notifier+0x6f",
+                "acpi_dev_pm_attach+0x72",
+                "fw_cfg_sysfs_init+0x40 [qemu_fw_cfg]",
+            ],
+            "notify handler",
+        ),
+        (
+            &[
+                "__kmalloc_cache_noprof+0x244",
+                "ima_queue_key+0x2e",
+                "ima_post_key_create_or_update+0x49",
+                "x509_load_certificate_list+0xa8",
+                "regulatory_init+0xfa [cfg80211]",
+            ],
+            "IMA",
+        ),
+        (
+            &[
+                "kmem_cache_alloc_noprof+0x22f",
+                "radix_tree_node_alloc.constprop.0+0x87",
+                "idr_get_free+0x230",
+                "idr_alloc_u32+0x96",
+                "idr_alloc_cyclic+0x56",
+                "__kernfs_new_node+0xa0",
+                "kernfs_create_link+0x35",
+                "ata_tlink_add+0xfb [libata]",
+            ],
+            "inode numbers",
+        ),
+        (
+            &[
+                "pcpu_alloc_noprof+0x58d",
+                "netdev_core_stats_inc+0x45",
+                "noop_enqueue+0x1f",
+                "__dev_queue_xmit+0x49e",
+                "tx+0x56 [aoe]",
+            ],
+            "drop counters",
+        ),
+        (
+            &[
+                "kstrdup+0x38",
+                "kobject_set_name_vargs+0x20",
+                "driver_register+0x59",
+                "__parport_register_driver+0x2d [parport]",
+                "parport_daisy_init+0x41b [parport]",
+                "parport_announce_port+0x17 [parport]",
+            ],
+            "daisy-chain",
+        ),
+        (
+            &[
+                "__alloc_pages_noprof+0x228",
+                "__pte_alloc_kernel+0x1e",
+                "vmap_range_noflush+0x711",
+                "__ioremap_caller+0x28d",
+                "ttm_kmap_iter_linear_io_init+0xfa [ttm]",
+            ],
+            "page-table",
+        ),
+    ];
+
     #[test]
     fn the_kinds_met_by_the_full_sweep_are_known_with_their_reasons() {
-        let met: &[(&[&str], &str)] = &[
-            (
-                &[
-                    "__kmalloc_cache_noprof+0x244",
-                    "alloc_workqueue_attrs+0x20",
-                    "alloc_workqueue+0x43a",
-                    "ipmi_init_msghandler+0x9c [ipmi_msghandler]",
-                    "ipmi_smi_watcher_register+0x17 [ipmi_msghandler]",
-                    "init_ipmi_devintf+0x80 [ipmi_devintf]",
-                ],
-                "cleanup_ipmi",
-            ),
-            (
-                &[
-                    "pcpu_alloc_noprof+0x58d",
-                    "init_srcu_struct_fields+0x2e1",
-                    "ipmi_init_msghandler+0x46 [ipmi_msghandler]",
-                    "init_ipmi_devintf+0x80 [ipmi_devintf]",
-                ],
-                "SRCU",
-            ),
-            (
-                &[
-                    "__kmalloc_node_track_caller_noprof+0x289",
-                    "kstrdup+0x38",
-                    "snd_info_create_entry+0x47 [snd]",
-                    "snd_info_card_create+0x5a [snd]",
-                    "snd_card_init+0x33b [snd]",
-                    "snd_dummy_probe+0x73 [snd_dummy]",
-                ],
-                "/proc/asound",
-            ),
-            (
-                &[
-                    "__kmalloc_cache_noprof+0x244",
-                    "snd_info_create_entry+0x2e [snd]",
-                    "snd_card_rw_proc_new+0x2f [snd]",
-                    "loopback_probe+0x5a6 [snd_aloop]",
-                ],
-                "/proc/asound",
-            ),
-            (
-                &[
-                    "kmem_cache_alloc_noprof+0x22f",
-                    "acpi_ut_allocate_object_desc_dbg+0x3d",
-                    "acpi_ut_create_internal_object_dbg+0x21",
-                    "acpi_ds_begin_method_execution+0x1a2",
-                    "acpi_ps_execute_method+0x3a",
-                    "acpi_pci_link_set+0xeb",
-                    "e1000_probe+0xc3 [e1000]",
-                ],
-                "Serialized",
-            ),
-            (
-                &[
-                    "kmem_cache_alloc_noprof+0x22f",
-                    "acpi_ut_create_internal_object_dbg+0x21",
-                    "acpi_install_notify_handler+0x1eb",
-                    "acpi_add_pm_notifier+0x6f",
-                    "acpi_dev_pm_attach+0x72",
-                    "fw_cfg_sysfs_init+0x40 [qemu_fw_cfg]",
-                ],
-                "notify handler",
-            ),
-            (
-                &[
-                    "__kmalloc_cache_noprof+0x244",
-                    "ima_queue_key+0x2e",
-                    "ima_post_key_create_or_update+0x49",
-                    "x509_load_certificate_list+0xa8",
-                    "regulatory_init+0xfa [cfg80211]",
-                ],
-                "IMA",
-            ),
-            (
-                &[
-                    "kmem_cache_alloc_noprof+0x22f",
-                    "radix_tree_node_alloc.constprop.0+0x87",
-                    "idr_get_free+0x230",
-                    "idr_alloc_u32+0x96",
-                    "idr_alloc_cyclic+0x56",
-                    "__kernfs_new_node+0xa0",
-                    "kernfs_create_link+0x35",
-                    "ata_tlink_add+0xfb [libata]",
-                ],
-                "inode numbers",
-            ),
-            (
-                &[
-                    "pcpu_alloc_noprof+0x58d",
-                    "netdev_core_stats_inc+0x45",
-                    "noop_enqueue+0x1f",
-                    "__dev_queue_xmit+0x49e",
-                    "tx+0x56 [aoe]",
-                ],
-                "drop counters",
-            ),
-            (
-                &[
-                    "kstrdup+0x38",
-                    "kobject_set_name_vargs+0x20",
-                    "driver_register+0x59",
-                    "__parport_register_driver+0x2d [parport]",
-                    "parport_daisy_init+0x41b [parport]",
-                    "parport_announce_port+0x17 [parport]",
-                ],
-                "daisy-chain",
-            ),
-            (
-                &[
-                    "__alloc_pages_noprof+0x228",
-                    "__pte_alloc_kernel+0x1e",
-                    "vmap_range_noflush+0x711",
-                    "__ioremap_caller+0x28d",
-                    "ttm_kmap_iter_linear_io_init+0xfa [ttm]",
-                ],
-                "page-table",
-            ),
-        ];
-        for (backtrace, says) in met {
+        for (backtrace, says) in MET {
             let reason = kernel_wide(&frames(backtrace));
             assert!(
                 reason.is_some_and(|r| r.contains(says)),

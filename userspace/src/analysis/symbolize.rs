@@ -156,7 +156,11 @@ fn location(dwarf: &Dwarf, addr: u64) -> Option<String> {
         }
     }
     let loc = outermost.or_else(|| dwarf.find_location(addr).ok()?)?;
-    Some(format!("{}:{}", short_path(&lexically_normal(loc.file?)), loc.line?))
+    Some(format!(
+        "{}:{}",
+        short_path(&lexically_normal(loc.file?)),
+        loc.line?
+    ))
 }
 
 /// `path` with each `dir/..` taken out (`module/../samples/x.rs` is

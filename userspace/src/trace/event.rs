@@ -8,12 +8,15 @@
 //! frame) and no text parsing here. Nothing here panics: a record it does
 //! not know, or one too short for its fields, is [`Event::Other`].
 
-use std::{cell::RefCell, collections::HashMap, fs, path::Path};
+use std::{cell::RefCell, fs, path::Path};
 
 use anyhow::{bail, Context, Result};
 use rustc_hash::FxHashMap;
 
 use super::stacks::{Stack, Stacks};
+
+mod format;
+pub use format::{Field, Format};
 
 /// Which allocator an event is about; frees are matched within one space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -162,86 +165,6 @@ impl Event {
     }
 }
 
-/// Where a field lies in a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Field {
-    /// Bytes from the record's start.
-    pub offset: usize,
-    /// Its size in bytes (0 for a flexible array).
-    pub size: usize,
-}
-
-impl Field {
-    /// The field as an unsigned number (native byte order), if the record
-    /// holds it.
-    pub fn read(self, record: &[u8]) -> Option<u64> {
-        let b = record.get(self.offset..self.offset.checked_add(self.size)?)?;
-        Some(match self.size {
-            1 => u64::from(b[0]),
-            2 => u64::from(u16::from_ne_bytes(b.try_into().ok()?)),
-            4 => u64::from(u32::from_ne_bytes(b.try_into().ok()?)),
-            8 => u64::from_ne_bytes(b.try_into().ok()?),
-            _ => return None,
-        })
-    }
-}
-
-/// An event's `format` file: its id and its fields by name.
-#[derive(Debug, Clone, Default)]
-pub struct Format {
-    /// The `common_type` of its records.
-    pub id: u16,
-    /// Fields by name (an array's name without its brackets).
-    pub fields: HashMap<String, Field>,
-}
-
-impl Format {
-    /// Parses a `format` file (`ID: n` and `field:decl name; offset:o;
-    /// size:s; signed:x;` lines).
-    pub fn parse(text: &str) -> Result<Self> {
-        let mut f = Self::default();
-        let mut id = None;
-        for line in text.lines() {
-            let line = line.trim();
-            if let Some(v) = line.strip_prefix("ID:") {
-                id = v.trim().parse().ok();
-                continue;
-            }
-            let Some(decl) = line.strip_prefix("field:") else {
-                continue;
-            };
-            let mut parts = decl.split(';').map(str::trim);
-            let Some(name) = parts
-                .next()
-                .and_then(|d| d.split_whitespace().last())
-                .map(|n| n.split('[').next().unwrap_or(n))
-            else {
-                continue;
-            };
-            let (mut offset, mut size) = (None, None);
-            for p in parts {
-                if let Some(v) = p.strip_prefix("offset:") {
-                    offset = v.parse().ok();
-                } else if let Some(v) = p.strip_prefix("size:") {
-                    size = v.parse().ok();
-                }
-            }
-            if let (Some(offset), Some(size)) = (offset, size) {
-                f.fields.insert(name.to_string(), Field { offset, size });
-            }
-        }
-        f.id = id.context("the format has no ID line")?;
-        Ok(f)
-    }
-
-    fn field(&self, name: &str, event: &str) -> Result<Field> {
-        self.fields
-            .get(name)
-            .copied()
-            .with_context(|| format!("the trace event {event} has no field {name}"))
-    }
-}
-
 /// What a known event means.
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -382,6 +305,54 @@ fn deferred_object(head: u64, arg: u64) -> Option<u64> {
 /// Page size the page events are counted in.
 pub const PAGE_SIZE: u64 = 4096;
 
+/// The kinds of the kprobe events of group `group`
+/// ([`super::vmalloc::Probes`]): the vmalloc call, its return and frees,
+/// and the deferred and bulk frees where the kernel took their probes.
+fn probe_kinds(group: &str, read: &impl Fn(&str) -> Result<Format>) -> Result<Vec<(Format, Kind)>> {
+    let mut formats = Vec::new();
+    let event = format!("{group}/{VMALLOC_CALL}");
+    let f = read(&event)?;
+    let kind = Kind::Call {
+        space: Space::Vmalloc,
+        size: f.field("size", &event)?,
+    };
+    formats.push((f, kind));
+    let event = format!("{group}/{VMALLOC_RETURN}");
+    let f = read(&event)?;
+    let kind = Kind::Return {
+        space: Space::Vmalloc,
+        key: f.field("addr", &event)?,
+    };
+    formats.push((f, kind));
+    for free in VMALLOC_FREES {
+        let event = format!("{group}/{free}");
+        let f = read(&event)?;
+        let kind = Kind::Free {
+            space: Space::Vmalloc,
+            key: f.field("addr", &event)?,
+        };
+        formats.push((f, kind));
+    }
+    // Only where the kernel took the probe.
+    let event = format!("{group}/{DEFERRED_FREE}");
+    if let Ok(f) = read(&event) {
+        let kind = Kind::DeferredFree {
+            head: f.field("head", &event)?,
+            arg: f.field("arg", &event)?,
+        };
+        formats.push((f, kind));
+    }
+    let event = format!("{group}/{BULK_FREE}");
+    if let Ok(f) = read(&event) {
+        let kind = Kind::BulkFree {
+            count: f.field("count", &event)?,
+            objs: f.field("objs", &event)?,
+        };
+        formats.push((f, kind));
+    }
+    Ok(formats)
+}
+
 /// Decodes records by the format files of one tracefs `events` directory.
 #[derive(Debug, Clone)]
 pub struct Decoder {
@@ -447,46 +418,7 @@ impl Decoder {
             formats.push((f, kind));
         }
         if let Some(group) = vmalloc {
-            let event = format!("{group}/{VMALLOC_CALL}");
-            let f = read(&event)?;
-            let kind = Kind::Call {
-                space: Space::Vmalloc,
-                size: f.field("size", &event)?,
-            };
-            formats.push((f, kind));
-            let event = format!("{group}/{VMALLOC_RETURN}");
-            let f = read(&event)?;
-            let kind = Kind::Return {
-                space: Space::Vmalloc,
-                key: f.field("addr", &event)?,
-            };
-            formats.push((f, kind));
-            for free in VMALLOC_FREES {
-                let event = format!("{group}/{free}");
-                let f = read(&event)?;
-                let kind = Kind::Free {
-                    space: Space::Vmalloc,
-                    key: f.field("addr", &event)?,
-                };
-                formats.push((f, kind));
-            }
-            // Only where the kernel took the probe.
-            let event = format!("{group}/{DEFERRED_FREE}");
-            if let Ok(f) = read(&event) {
-                let kind = Kind::DeferredFree {
-                    head: f.field("head", &event)?,
-                    arg: f.field("arg", &event)?,
-                };
-                formats.push((f, kind));
-            }
-            let event = format!("{group}/{BULK_FREE}");
-            if let Ok(f) = read(&event) {
-                let kind = Kind::BulkFree {
-                    count: f.field("count", &event)?,
-                    objs: f.field("objs", &event)?,
-                };
-                formats.push((f, kind));
-            }
+            formats.extend(probe_kinds(group, &read)?);
         }
         for &(event, space, key) in FREES {
             let f = read(event)?;
