@@ -78,7 +78,7 @@ impl Format {
     }
 
     /// Field `name` of event `event`, or an error that names both.
-    pub(in crate::trace) fn field(&self, name: &str, event: &str) -> Result<Field> {
+    pub(crate) fn field(&self, name: &str, event: &str) -> Result<Field> {
         self.fields
             .get(name)
             .copied()
