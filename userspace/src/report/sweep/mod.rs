@@ -150,16 +150,12 @@ impl Row {
             }
         }
         // The kernel's own state, apart.
-        let (kernel_wide, leaks): (Vec<SweepLeak>, Vec<SweepLeak>) = leaks
-            .into_iter()
-            .map(|mut l| {
-                l.reason = known::kernel_wide(&l.frames).map(String::from);
-                l
-            })
-            .partition(|l| l.reason.is_some());
-        let (objects, bytes) = leaks.iter().fold((0u64, 0u64), |(o, b), l| {
-            (o.saturating_add(l.objects), b.saturating_add(l.bytes))
-        });
+        let Sorted {
+            leaks,
+            kernel_wide,
+            objects,
+            bytes,
+        } = Sorted::by_known(leaks);
         let init_error = check
             .cycles
             .iter()
@@ -197,15 +193,13 @@ impl Row {
         let all = std::mem::take(&mut self.leaks)
             .into_iter()
             .chain(std::mem::take(&mut self.kernel_wide));
-        let (kernel_wide, leaks): (Vec<SweepLeak>, Vec<SweepLeak>) = all
-            .map(|mut l| {
-                l.reason = known::kernel_wide(&l.frames).map(String::from);
-                l
-            })
-            .partition(|l| l.reason.is_some());
-        (self.objects, self.bytes) = leaks.iter().fold((0u64, 0u64), |(o, b), l| {
-            (o.saturating_add(l.objects), b.saturating_add(l.bytes))
-        });
+        let Sorted {
+            leaks,
+            kernel_wide,
+            objects,
+            bytes,
+        } = Sorted::by_known(all);
+        (self.objects, self.bytes) = (objects, bytes);
         match self.status {
             Status::Leaked if leaks.is_empty() => {
                 self.status = Status::Clean;
@@ -226,6 +220,36 @@ impl Row {
             Status::Leaked => self.confirmed != Some(false),
             Status::Stuck | Status::Crashed => true,
             _ => false,
+        }
+    }
+}
+
+/// A row's leaks sorted by the kernel's own state known
+/// ([`known::kernel_wide`]), and what the module's own come to.
+struct Sorted {
+    leaks: Vec<SweepLeak>,
+    kernel_wide: Vec<SweepLeak>,
+    objects: u64,
+    bytes: u64,
+}
+
+impl Sorted {
+    fn by_known(all: impl IntoIterator<Item = SweepLeak>) -> Self {
+        let (kernel_wide, leaks): (Vec<SweepLeak>, Vec<SweepLeak>) = all
+            .into_iter()
+            .map(|mut l| {
+                l.reason = known::kernel_wide(&l.frames).map(String::from);
+                l
+            })
+            .partition(|l| l.reason.is_some());
+        let (objects, bytes) = leaks.iter().fold((0u64, 0u64), |(o, b), l| {
+            (o.saturating_add(l.objects), b.saturating_add(l.bytes))
+        });
+        Self {
+            leaks,
+            kernel_wide,
+            objects,
+            bytes,
         }
     }
 }
