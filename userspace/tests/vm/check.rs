@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use crate::{
-    common::{build_dir, Doc, Guest},
+    common::{assert_doc_samples, build_dir, leaklab, log_path, repo, Doc, Guest},
     views::CheckRun,
 };
 
@@ -162,10 +162,13 @@ fn batch_in(
     for ko in modules {
         vm.extend(["--module".into(), ko]);
     }
+    // A file's name may have a directory in it: the guest's is the same
+    // under /root.
     for (file, content) in files.iter().chain([&("batch.sh", script.as_str())]) {
         let path: PathBuf = dir.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, content).unwrap();
-        vm.extend(["--file".into(), path.display().to_string()]);
+        vm.extend(["--file".into(), format!("{}:/root/{file}", path.display())]);
     }
     let vm: Vec<&str> = vm.iter().map(String::as_str).collect();
     let (stdout, stderr) = guest.vm_args(&vm).run_ok(&["sh", "/root/batch.sh"]);
@@ -268,17 +271,20 @@ on_both_arches!(check_each_pattern: check_finds_each_c_pattern_at_its_line_x86_6
 /// to the driver's debugfs: each leak shows 10 objects, one per cycle, from
 /// cycle 1; the script ran in every cycle. A module that will not unload
 /// ends its run in the first cycle, reported.
+///
+/// The exercise is the driver's own `examples/leaky_driver/poke.sh`, where
+/// `make try` puts it in the guest: on x86_64 the check is the one
+/// driver-authors.md shows, and its sample there is what it printed.
 fn check_cycles_and_exercise(arch: &str) {
-    let poke = "echo conditional_free > /sys/kernel/debug/leaky_driver/trigger\n\
-                echo error_path > /sys/kernel/debug/leaky_driver/fixed\n";
+    let poke = std::fs::read_to_string(repo().join("examples/leaky_driver/poke.sh")).unwrap();
     let b = batch(
         arch,
         "cycles",
-        &[("poke.sh", poke)],
+        &[("exercise/poke.sh", &poke)],
         &[
             (
                 "cycles",
-                "leaky_driver.ko --cycles 10 --param bug=error_path --exercise /root/poke.sh",
+                "leaky_driver.ko --cycles 10 --param bug=error_path --exercise /root/exercise/poke.sh",
             ),
             // Last: the module stays loaded for good.
             ("pinned", "leaky_driver.ko --cycles 3 --param pin=1"),
@@ -304,6 +310,16 @@ fn check_cycles_and_exercise(arch: &str) {
         assert_eq!(l.objects, 10, "{doc:#}");
         assert_eq!(l.first_cycle, Some(1), "{doc:#}");
         assert_eq!(l.per_cycle, (1..=10).map(|n| (n, 1)).collect(), "{doc:#}");
+    }
+    if arch == "x86_64" {
+        let json = log_path("check-cycles-x86_64/cycles.json");
+        std::fs::write(&json, doc.to_string()).unwrap();
+        let shown = leaklab(&["show", &json]);
+        assert_doc_samples(
+            "try --exercise examples/leaky_driver/poke.sh build/x86_64/examples/leaky_driver.ko -- --cycles 10 --param bug=error_path",
+            "check-cycles-x86_64",
+            &String::from_utf8_lossy(&shown.stdout),
+        );
     }
     // The script's leak came through its write to debugfs.
     let written = doc
@@ -866,27 +882,29 @@ on_debian!(
 /// 6.12` builds the example driver from its source against Debian's
 /// headers, checks it on Debian's kernel, and exits with check's own
 /// status (1 for the failed init's leak, 0 clean), which `make try` cannot
-/// pass on (make exits 2 for any failing step).
+/// pass on (make exits 2 for any failing step). The leak's run is the one
+/// driver-authors.md shows, and its sample there is what it printed.
 #[test]
 #[ignore = "boots QEMU: run through 'make test'"]
 fn try_script_exits_with_checks_own_status_on_debian() {
-    let repo = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let args = |params: &str| {
+        format!("--debian 6.12 examples/leaky_driver -- --param {params} --cycles 2")
+    };
     let try_it = |params: &str| {
         host(
             std::process::Command::new("bash")
-                .current_dir(&repo)
-                .args([
-                    "scripts/try.sh",
-                    "--debian",
-                    "6.12",
-                    "examples/leaky_driver",
-                    "--",
-                ])
-                .args(["--param", params]),
+                .current_dir(repo())
+                .arg("scripts/try.sh")
+                .args(args(params).split(' ')),
         )
     };
     let (status, stdout, stderr) = try_it("bug=failed_probe");
     assert_eq!(status, Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    assert_doc_samples(
+        &format!("try {}", args("bug=failed_probe")),
+        "try-debian-6.12",
+        &stdout,
+    );
     let line = first_statement("failed_probe_leaky");
     assert!(
         stdout.contains("leaky_init+") && stdout.contains(&line),

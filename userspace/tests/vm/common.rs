@@ -34,6 +34,32 @@ pub fn log_path(name: &str) -> String {
     build_dir().join("results").join(name).display().to_string()
 }
 
+/// The repository.
+pub fn repo() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// The docs' samples of `source` (a command `scripts/docs.py` knows, such
+/// as `matrix x86_64`) are what the tree prints now: `output` is that
+/// command's output, kept in `results/doc-NAME.txt`; every page's sample
+/// made from it must match (`make docs` updates them).
+pub fn assert_doc_samples(source: &str, name: &str, output: &str) {
+    let file = log_path(&format!("doc-{name}.txt"));
+    std::fs::write(&file, output).unwrap();
+    let out = Command::new("python3")
+        .current_dir(repo())
+        .args(["scripts/docs.py", "compare", source, &file])
+        .env("LEAKLAB", env!("CARGO_BIN_EXE_leaklab"))
+        .output()
+        .expect("running python3");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A guest to boot with `leaklab vm`: its architecture, its console log and
 /// more `vm` options, then one command to run in it.
 ///

@@ -6,12 +6,9 @@
 //! page's sample, `make docs`), and passes once the lesson's reference fix
 //! (Documentation/patterns/lessons/LESSON.patch) is applied.
 
-use std::{path::PathBuf, process::Command};
+use std::process::Command;
 
-/// The repository.
-fn repo() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
+use crate::common::{assert_doc_samples, repo};
 
 /// `scripts/lesson.sh ARGS`: its status, stdout and stderr.
 fn lesson(args: &[&str]) -> (Option<i32>, String, String) {
@@ -42,20 +39,7 @@ fn unfixed_fails_and_the_reference_fix_passes(name: &str) {
     assert_eq!(status, Some(1), "{name} as given must leak:\n{out}\n{err}");
     assert!(out.contains("LEAK"), "{out}");
     // The report the lesson's page shows is what the tree prints now.
-    let printed = repo().join(format!("build/results/lesson-{name}.txt"));
-    std::fs::write(&printed, &out).unwrap();
-    let compared = Command::new("python3")
-        .current_dir(repo())
-        .args(["scripts/docs.py", "compare", &format!("lesson {name}")])
-        .arg(&printed)
-        .output()
-        .expect("running python3");
-    assert!(
-        compared.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&compared.stdout),
-        String::from_utf8_lossy(&compared.stderr)
-    );
+    assert_doc_samples(&format!("lesson {name}"), &format!("lesson-{name}"), &out);
     let (status, _, err) = lesson(&["solve", name]);
     assert_eq!(status, Some(0), "{err}");
     let (status, out, err) = lesson(&["prove", name]);

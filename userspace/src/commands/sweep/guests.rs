@@ -99,18 +99,19 @@ pub fn run(plan: &Plan, g: &Guests, progress: &mut dyn FnMut(&str)) -> Result<Sw
         runner.run_all(leaked, Purpose::Confirm, progress)?;
     }
     // Rows kept before the debug files were given (a sweep run again with
-    // --debug-dir) get their lines now.
-    if g.debug_dir.is_some() {
-        for row in selected.iter().filter_map(|m| read_row(&rows_dir, &m.name)) {
-            if row.leaks.iter().any(|l| l.line.is_none()) {
-                save(&rows_dir, &runner.with_lines(row))?;
-            }
-        }
-    }
-    let rows: Vec<Row> = selected
+    // --debug-dir) get their lines now, as they are read for the result.
+    let rows = selected
         .iter()
         .filter_map(|m| read_row(&rows_dir, &m.name))
-        .collect();
+        .map(|row| {
+            if g.debug_dir.is_none() || row.leaks.iter().all(|l| l.line.is_some()) {
+                return Ok(row);
+            }
+            let row = runner.with_lines(row);
+            save(&rows_dir, &row)?;
+            Ok(row)
+        })
+        .collect::<Result<Vec<Row>>>()?;
     // A resumed sweep that had nothing left to run: what the first guests
     // said.
     let said = g.out.join("start.json");

@@ -426,7 +426,9 @@ fn explain_row_missed(
 }
 
 /// Counts the culprit frame of report `r` (attributed as `a`) in row `v`,
-/// and keeps the first report as the row's example.
+/// and keeps as the row's example the report that comes first by its
+/// symbolized frames, then its size: the same one from run to run, whatever
+/// order kmemleak listed them in.
 fn name_culprit(v: &mut Verdict, a: &Attribution, r: &Report, sym: &Symbolizer) {
     if let Some(c) = &a.culprit {
         let key = Culprit {
@@ -435,8 +437,13 @@ fn name_culprit(v: &mut Verdict, a: &Attribution, r: &Report, sym: &Symbolizer) 
         };
         *v.culprits.entry(key).or_default() += 1;
     }
-    if v.example.is_none() {
-        v.example = Some(Example::of(r, sym));
+    let example = Example::of(r, sym);
+    let first = |e: &Example| (e.symbolized.clone(), e.size);
+    if v.example
+        .as_ref()
+        .is_none_or(|kept| first(&example) < first(kept))
+    {
+        v.example = Some(example);
     }
 }
 
