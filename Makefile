@@ -290,11 +290,12 @@ check: kernel
 	done
 
 # Speed and memory figures as ratios within one run, into BENCHMARKS.md:
-# make bench [ARCH=] [NO_COLD=1] (NO_COLD skips the cold kernel build).
+# make bench [ARCH=] [NO_COLD=1] [LOOPS=1] (NO_COLD skips the cold kernel build;
+# LOOPS=1 runs only the trace's loop figures and prints them, writing nothing).
 bench: module tool example
 	@# The C driver's loop runs on Debian's 6.12 too (fetched into the cache).
 	$(MAKE) --no-print-directory example DEBIAN=6.12 ARCH=$(ARCH)
-	python3 scripts/bench.py $(HOST_TOOL) $(BUILD) $(ARCH) $(if $(NO_COLD),--no-cold)
+	python3 scripts/bench.py $(HOST_TOOL) $(BUILD) $(ARCH) $(if $(NO_COLD),--no-cold) $(if $(LOOPS),--loops)
 
 # The course (Documentation/patterns/README.md): `make lesson
 # LESSON=error_path-c` copies the lesson's code to build/lessons/, `make

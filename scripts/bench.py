@@ -3,7 +3,11 @@
 """make bench: leaklab's speed and memory figures, as ratios against
 baselines measured in the same run, written to BENCHMARKS.md.
 
-    scripts/bench.py TOOL BUILD_DIR ARCH [--no-cold]
+    scripts/bench.py TOOL BUILD_DIR ARCH [--no-cold | --loops]
+
+`--loops` (`make bench LOOPS=1`) runs only the trace's loop figures (the
+lab's loop, the C driver's on the project's kernel and on Debian's 6.12)
+and prints them, writing nothing: for trying a change to the trace.
 
 - matrix: one boot, every pattern and the references in one kmemleak window;
 - sequential: the same work with a window per pattern (public tests' way);
@@ -238,6 +242,17 @@ def loop_overhead(tool, build, arch, row, label, loop, what, kernel=None):
     row(f"{label}: that check, whole (load, loop, unload, verdict)", f"{check:.2f} s")
 
 
+def trace_loops(tool, build, arch, row):
+    """The trace's overhead on the loops: the lab's, and the C driver's on
+    the project's kernel and on Debian's 6.12."""
+    loop_overhead(tool, build, arch, row, "project's kernel", LAB_LOOP,
+                  "the lab's loop (32000 fixed runs by debugfs writes)")
+    for label, kernel in (("project's kernel", os.path.join(build, arch)),
+                          ("Debian 6.12", os.path.join(build, f"debian-6.12-{arch}"))):
+        loop_overhead(tool, build, arch, row, label, DRIVER_LOOP,
+                      "the C driver's loop (500 writes)", kernel)
+
+
 def main():
     tool, build, arch = sys.argv[1:4]
     cold = "--no-cold" not in sys.argv
@@ -246,6 +261,10 @@ def main():
     def row(what, value, ratio="", target=""):
         rows.append((what, value, ratio, target))
         print(f"{what:<48} {value:>14} {ratio:>20} {target}", flush=True)
+
+    if "--loops" in sys.argv:
+        trace_loops(tool, build, arch, row)
+        return
 
     # The matrix and its baselines, on the same kernel, one after the other.
     # The one-window protocol against a window per pattern: kmemleak's
@@ -301,12 +320,7 @@ def main():
         row(f"no-kmemleak kernel: matrix, trace only (exit {nt_status})", f"{nt_wall:.1f} s",
             f"{nt_wall / nr_wall:.2f}x boot + runs (medians of {TRIES})", "within 1.5x")
     trace_overhead(tool, build, arch, row)
-    loop_overhead(tool, build, arch, row, "project's kernel", LAB_LOOP,
-                  "the lab's loop (32000 fixed runs by debugfs writes)")
-    for label, kernel in (("project's kernel", os.path.join(build, arch)),
-                          ("Debian 6.12", os.path.join(build, f"debian-6.12-{arch}"))):
-        loop_overhead(tool, build, arch, row, label, DRIVER_LOOP,
-                      "the C driver's loop (500 writes)", kernel)
+    trace_loops(tool, build, arch, row)
     row("tool's peak RSS in the guest (matrix)", f"{m_rss} KiB" if m_rss else "?",
         f"{(m_rss or 0) / 1024 / 16:.2f} of 16 MiB", "under 16 MiB")
     size = os.path.getsize(os.path.join(build, arch, "leaklab"))
