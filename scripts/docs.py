@@ -280,6 +280,7 @@ def compare(source, path):
 def main(args):
     if args[:1] == ["list"]:
         for page, sample_id, start, _, _ in samples():
+            check(sample_id)
             _, kind, arg, _ = parse(sample_id)
             said = SOURCES[kind][1].format(arg) if kind in SOURCES else "?"
             print(f"{os.path.relpath(page, ROOT)}:{start}  {sample_id}  ({said})")
