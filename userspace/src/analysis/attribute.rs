@@ -434,6 +434,13 @@ pub struct Example {
 }
 
 impl Example {
+    /// Whether this example comes before `other` when a row keeps one of
+    /// several: by its symbolized frames, then its size (the same choice
+    /// whatever order kmemleak listed the reports in).
+    pub fn comes_before(&self, other: &Self) -> bool {
+        (&self.symbolized, self.size) < (&other.symbolized, other.size)
+    }
+
     /// `r` with its frames symbolized.
     pub fn of(r: &Report, sym: &Symbolizer) -> Self {
         Self {

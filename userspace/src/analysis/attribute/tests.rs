@@ -451,3 +451,19 @@ fn titles_drop_offsets_and_compiler_suffixes() {
     );
     assert_eq!(title(".init.text"), None);
 }
+
+#[test]
+fn a_row_keeps_the_example_first_by_its_frames_then_its_size() {
+    let example = |size, frames: &[&str]| Example {
+        size,
+        raw: Vec::new(),
+        symbolized: frames.iter().map(|f| f.to_string()).collect(),
+    };
+    let connect = example(64, &["krealloc_noprof+0x6f", "connect+0x22 [leaklab]"]);
+    let later_line = example(64, &["krealloc_noprof+0x6f", "connect+0x56 [leaklab]"]);
+    assert!(connect.comes_before(&later_line));
+    assert!(!later_line.comes_before(&connect));
+    let bigger = example(128, &["krealloc_noprof+0x6f", "connect+0x22 [leaklab]"]);
+    assert!(connect.comes_before(&bigger));
+    assert!(!connect.comes_before(&connect), "a tie keeps the one kept");
+}

@@ -233,14 +233,7 @@ fn group<'r>(
         }
     }
     for list in [&mut leaks, &mut outside] {
-        // Most objects first, then most bytes; the fingerprint only breaks
-        // ties, so that a rebuild that moves code keeps the order.
-        list.sort_by(|a, b| {
-            b.objects
-                .cmp(&a.objects)
-                .then(b.bytes.cmp(&a.bytes))
-                .then(a.fingerprint.cmp(&b.fingerprint))
-        });
+        list.sort_by(Leak::listed_order);
     }
     (leaks, outside)
 }

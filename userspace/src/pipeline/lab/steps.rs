@@ -438,10 +438,9 @@ fn name_culprit(v: &mut Verdict, a: &Attribution, r: &Report, sym: &Symbolizer) 
         *v.culprits.entry(key).or_default() += 1;
     }
     let example = Example::of(r, sym);
-    let first = |e: &Example| (e.symbolized.clone(), e.size);
     if v.example
         .as_ref()
-        .is_none_or(|kept| first(&example) < first(kept))
+        .is_none_or(|kept| example.comes_before(kept))
     {
         v.example = Some(example);
     }

@@ -39,6 +39,19 @@ pub struct Leak {
     pub fingerprint: String,
 }
 
+impl Leak {
+    /// The order a check lists its leaks in: most objects first, then most
+    /// bytes; the fingerprint only breaks ties, so that a rebuild that
+    /// moves code (and so the frames' offsets) keeps the order.
+    pub fn listed_order(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .objects
+            .cmp(&self.objects)
+            .then(other.bytes.cmp(&self.bytes))
+            .then(self.fingerprint.cmp(&other.fingerprint))
+    }
+}
+
 /// What `check` found.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Check {

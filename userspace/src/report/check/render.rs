@@ -421,6 +421,36 @@ mod tests {
     }
 
     #[test]
+    fn leaks_are_listed_by_objects_then_bytes_then_fingerprint() {
+        let c = saved();
+        let leak = |objects, bytes, fingerprint: &str| {
+            let mut l = c.leaks[0].clone();
+            (l.objects, l.bytes, l.fingerprint) = (objects, bytes, fingerprint.into());
+            l
+        };
+        let mut leaks = [
+            leak(10, 1280, "0a"),
+            leak(2, 9000, "00"),
+            leak(10, 2560, "ff"),
+            leak(10, 1280, "01"),
+        ];
+        leaks.sort_by(crate::report::check::Leak::listed_order);
+        let order: Vec<_> = leaks
+            .iter()
+            .map(|l| (l.objects, l.bytes, l.fingerprint.as_str()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (10, 2560, "ff"),
+                (10, 1280, "01"),
+                (10, 1280, "0a"),
+                (2, 9000, "00")
+            ]
+        );
+    }
+
+    #[test]
     fn a_failed_init_the_trace_could_not_place_is_inconclusive_not_ok() {
         use crate::output::Outcome;
         let mut c = saved();
