@@ -4,15 +4,16 @@
 
     scripts/sweep-compare.py LEAKLAB_SWEEP LKFT_SWEEP
 
-Each argument is a sweep's --out directory (its rows/, one JSON row per
-module, written by `leaklab sweep`): typically the same kernel's modules
+Each argument is a sweep's --out directory (its sweep.json and rows/,
+written by `leaklab sweep`): typically the same kernel's modules
 swept the leaklab way (`--protocol leaklab`, the default) and the LKFT way
 (`--protocol lkft`: Linaro's modules.sh, its cycles, one kmemleak scan and
 a 3 s sleep, or MemAvailable with a 512 KiB tolerance). It prints, for the
 modules both swept: each status's count under each protocol, the module
 time (the rows' own seconds, summed), the modules whose verdicts differ
 grouped by the pair, and every module either called leaked with what the
-other said. Exits 2 when a directory has no rows.
+other said (and each module whose row lists the kernel's own state apart).
+Exits 2 when a directory has no rows.
 """
 
 import collections
@@ -23,12 +24,19 @@ import sys
 
 
 def rows(directory):
-    """The sweep's rows by module name."""
+    """The sweep's rows by module name: each module's as the tool last
+    merged it (sweep.json, where the kernel's own state found in a row is
+    set apart from the module's leaks), else as its guest wrote it (rows/,
+    for a sweep still under way)."""
     found = {}
     for path in sorted(glob.glob(os.path.join(directory, "rows", "*.json"))):
         with open(path) as f:
             row = json.load(f)
         found[row["module"]] = row
+    merged = os.path.join(directory, "sweep.json")
+    if os.path.exists(merged):
+        with open(merged) as f:
+            found.update((r["module"], r) for r in json.load(f)["rows"])
     if not found:
         sys.exit(f"sweep-compare: no rows in {directory}/rows: give a sweep's --out directory")
     return found
@@ -39,6 +47,8 @@ def said(row):
     whether `check` confirmed it."""
     status = row["status"]
     if status != "leaked":
+        if row.get("kernel_wide"):
+            return f"{status} (the kernel's own state listed apart)"
         return status
     if not row.get("leaks") or not row["leaks"][0].get("culprit"):
         return f"leaked ({row['bytes'] // 1024} KiB, unnamed)"
@@ -74,7 +84,7 @@ def main(args):
     print("\n| module | leaklab | LKFT way |")
     print("| --- | --- | --- |")
     for m in both:
-        if "leaked" in (ours[m]["status"], lkft[m]["status"]):
+        if "leaked" in (ours[m]["status"], lkft[m]["status"]) or ours[m].get("kernel_wide"):
             print(f"| {m} | {said(ours[m])} | {said(lkft[m])} |")
     return 0
 
