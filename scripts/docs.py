@@ -246,11 +246,12 @@ def update(sources):
             continue
         print(f"docs: running {source}", file=sys.stderr, flush=True)
         outputs[source] = SOURCES[kind][0](arg)
-    for page in sorted(set(s[0] for s in samples())):
+    found = list(samples())
+    for page in sorted(set(s[0] for s in found)):
         with open(page) as f:
             lines = f.read().split("\n")
         # From the last sample up, so that earlier line numbers hold.
-        for p, sample_id, start, end, _ in reversed(list(samples())):
+        for p, sample_id, start, end, _ in reversed(found):
             source = parse(sample_id)[0]
             if p == page and source in outputs:
                 lines[start:end] = render(sample_id, outputs[source]).rstrip("\n").split("\n")
