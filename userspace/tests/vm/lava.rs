@@ -20,11 +20,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::common::{assert_schema, build_dir, catalogue, leaklab, Guest};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use crate::common::{assert_schema, build_dir, catalogue, leaklab, repo, Guest};
 
 /// The LAVA tree `scripts/lava.sh` unpacks (`make setup` fetched it).
 fn lava_root() -> String {
